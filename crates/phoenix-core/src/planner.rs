@@ -1,0 +1,423 @@
+//! From definition and state to a [`Plan`]: refresh (read reality through the
+//! providers, batched per provider), then a pure diff.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::addr::{Reference, ResourceAddr};
+use crate::definition::{Definition, provider_of};
+use crate::plan::{Action, AttrChange, Plan, PlannedChange, PlannedOutput, seal_sensitive};
+use crate::provider::{AdoptRequest, Observed, ProviderError, RefreshItem, Registry};
+use crate::state::{IntentOp, Ownership, ResourceState, StateDoc};
+use crate::validate::dependency_graph;
+use crate::value::{Attrs, Value, is_known, is_sealed, resolve_known, seal};
+
+/// State as it is in reality, plus what refresh learned.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    pub state: StateDoc,
+    /// Objects recorded in state that no longer exist.
+    pub gone: BTreeSet<ResourceAddr>,
+    /// Objects that differ from what was applied, with the attribute names.
+    pub drifted: BTreeMap<ResourceAddr, Vec<String>>,
+    /// Objects found by their ownership marks after an interrupted create.
+    pub adopted: BTreeSet<ResourceAddr>,
+    /// Provider calls made, by provider.
+    pub calls: BTreeMap<String, usize>,
+}
+
+/// A refresh failure for one resource.
+#[derive(Debug, Clone)]
+pub struct RefreshError {
+    pub addr: ResourceAddr,
+    pub error: ProviderError,
+}
+
+/// Reads every object in `state` through its provider (one batch per provider,
+/// providers in parallel) and adopts objects that interrupted creates left behind.
+pub async fn refresh(state: &StateDoc, registry: &Registry) -> Result<Refreshed, Vec<RefreshError>> {
+    let mut out = Refreshed {
+        state: state.clone(),
+        gone: BTreeSet::new(),
+        drifted: BTreeMap::new(),
+        adopted: BTreeSet::new(),
+        calls: BTreeMap::new(),
+    };
+    let mut batches: BTreeMap<&str, Vec<RefreshItem>> = BTreeMap::new();
+    for (addr, r) in &state.resources {
+        batches.entry(provider_of(&r.type_name)).or_default().push(RefreshItem {
+            addr: addr.clone(),
+            type_name: r.type_name.clone(),
+            inputs: r.inputs.clone(),
+            outputs: r.outputs.clone(),
+        });
+    }
+    let mut errors = Vec::new();
+    let mut futures = Vec::new();
+    for (name, items) in batches {
+        let Some(provider) = registry.provider(name) else {
+            errors.extend(items.into_iter().map(|i| RefreshError {
+                addr: i.addr,
+                error: ProviderError::permanent(format!("state holds a `{}` but provider `{name}` is not configured", i.type_name)),
+            }));
+            continue;
+        };
+        let provider = provider.clone();
+        futures.push(async move {
+            let addrs: Vec<ResourceAddr> = items.iter().map(|i| i.addr.clone()).collect();
+            let results = provider.refresh(items).await;
+            (name, addrs, results)
+        });
+    }
+    for (name, addrs, results) in join_all(futures).await {
+        *out.calls.entry(name.to_string()).or_default() += 1;
+        for (addr, result) in addrs.into_iter().zip(results) {
+            match result {
+                Ok(None) => {
+                    out.state.resources.remove(&addr);
+                    out.gone.insert(addr);
+                }
+                Ok(Some(observed)) => apply_observed(&mut out, &addr, observed),
+                Err(error) => errors.push(RefreshError { addr, error }),
+            }
+        }
+    }
+    // Creates that were announced but never recorded: find what they made.
+    for (addr, intent) in &state.pending {
+        if intent.op != IntentOp::Create || state.resources.contains_key(addr) {
+            continue;
+        }
+        let Some(provider) = registry.provider_for(&intent.type_name) else { continue };
+        let ownership = Ownership { environment: state.environment.clone(), instance: state.instance.clone(), resource: addr.clone() };
+        let req = AdoptRequest { addr: addr.clone(), type_name: intent.type_name.clone(), inputs: intent.inputs.clone(), ownership };
+        *out.calls.entry(provider.name().to_string()).or_default() += 1;
+        match provider.adopt(req).await {
+            Ok(Some(observed)) => {
+                out.state.resources.insert(
+                    addr.clone(),
+                    ResourceState {
+                        type_name: intent.type_name.clone(),
+                        inputs: intent.inputs.clone(),
+                        outputs: observed.outputs,
+                        depends_on: Vec::new(),
+                        tainted: false,
+                        create_before_destroy: false,
+                    },
+                );
+                out.adopted.insert(addr.clone());
+            }
+            Ok(None) => {}
+            Err(error) => errors.push(RefreshError { addr: addr.clone(), error }),
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+fn apply_observed(out: &mut Refreshed, addr: &ResourceAddr, observed: Observed) {
+    let Some(r) = out.state.resources.get_mut(addr) else { return };
+    let mut drift = Vec::new();
+    for (k, v) in observed.inputs {
+        let stored = r.inputs.get(&k);
+        if stored.is_some_and(is_sealed) {
+            continue;
+        }
+        if stored != Some(&v) {
+            drift.push(k.clone());
+            r.inputs.insert(k, v);
+        }
+    }
+    r.outputs = observed.outputs;
+    if !drift.is_empty() {
+        out.drifted.insert(addr.clone(), drift);
+    }
+}
+
+async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut set = Vec::with_capacity(futures.len());
+    // Poll all batches concurrently without spawning (providers are not 'static here).
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if done[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => done[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    set.extend(done.into_iter().flatten());
+    set
+}
+
+/// What to plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Plan the destruction of everything in state.
+    pub destroy: bool,
+    /// Limit the plan to these resources and what they need (or, when
+    /// destroying, what needs them).
+    pub targets: Vec<ResourceAddr>,
+}
+
+/// The diff of a validated definition against refreshed state. Pure: no IO.
+pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: &PlanOptions) -> Plan {
+    let state = &refreshed.state;
+    let salt = state.lineage.as_str();
+    let mut changes: Vec<PlannedChange> = Vec::new();
+    let mut planned: HashMap<ResourceAddr, Action> = HashMap::new();
+    // What is known of each resource after apply: attribute -> value.
+    let mut known: HashMap<ResourceAddr, Attrs> = HashMap::new();
+
+    if !opts.destroy {
+        let graph = dependency_graph(def);
+        let order = graph.topo_order().unwrap_or_else(|| (0..graph.len()).collect());
+        for i in order {
+            let addr = graph.node(i).clone();
+            let Some(config) = def.resources.get(&addr) else { continue };
+            let schema = registry.schema(&config.type_name);
+            let lookup = |r: &Reference| -> Option<Value> {
+                known.get(&r.resource).and_then(|a| a.get(&r.attribute)).filter(|v| is_known(v) && !is_sealed(v)).cloned()
+            };
+            let mut desired: Attrs = config.attrs.iter().map(|(k, v)| (k.clone(), resolve_known(v, &lookup))).collect();
+            if let Some(schema) = schema {
+                for a in &schema.attrs {
+                    if let Some(d) = &a.default
+                        && !desired.contains_key(a.name)
+                    {
+                        desired.insert(a.name.to_string(), d.clone());
+                    }
+                }
+            }
+            let prior = state.resources.get(&addr);
+            let mut reasons = Vec::new();
+            let mut attr_changes = Vec::new();
+            let action = match prior {
+                None => {
+                    if refreshed.gone.contains(&addr) {
+                        reasons.push("the object no longer exists (deleted outside Phoenix)".to_string());
+                    }
+                    Action::Create
+                }
+                Some(p) if p.type_name != config.type_name => {
+                    reasons.push(format!("type changes from `{}` to `{}`", p.type_name, config.type_name));
+                    Action::Replace
+                }
+                Some(p) => {
+                    attr_changes = attribute_changes(schema, &p.inputs, &desired, salt);
+                    if p.tainted {
+                        reasons.push("tainted: its create failed part-way".to_string());
+                        Action::Replace
+                    } else if attr_changes.is_empty() {
+                        Action::NoOp
+                    } else if attr_changes.iter().any(|c| c.forces_replacement) || schema.is_some_and(|s| !s.update_in_place) {
+                        Action::Replace
+                    } else {
+                        Action::Update
+                    }
+                }
+            };
+            if let Some(d) = refreshed.drifted.get(&addr) {
+                reasons.push(format!("drift: {} changed outside Phoenix", d.join(", ")));
+            }
+            let adopt = refreshed.adopted.contains(&addr);
+            if adopt {
+                reasons.push("adopted: found by its ownership tags after an interrupted run".to_string());
+            }
+            // Record what dependents can know.
+            let mut k: Attrs = desired.iter().filter(|(_, v)| is_known(v)).map(|(a, v)| (a.clone(), v.clone())).collect();
+            if matches!(action, Action::NoOp | Action::Update)
+                && let Some(p) = prior
+            {
+                for (a, v) in &p.outputs {
+                    k.entry(a.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            known.insert(addr.clone(), k);
+            planned.insert(addr.clone(), action);
+            let cbd = config.create_before_destroy.unwrap_or_else(|| schema.is_some_and(|s| s.create_before_destroy));
+            changes.push(PlannedChange {
+                addr: addr.clone(),
+                type_name: config.type_name.clone(),
+                action,
+                reasons,
+                changes: if action == Action::Create { creation_changes(schema, &desired) } else { attr_changes },
+                desired: Some(desired),
+                prior: prior.cloned(),
+                depends_on: config.dependencies(),
+                create_before_destroy: cbd,
+                deposed: false,
+                adopt,
+                sensitive: sensitive_names(schema),
+            });
+        }
+    }
+    // Deletions: everything in state that is no longer declared (or all of it when destroying).
+    let mut deletes: Vec<PlannedChange> = Vec::new();
+    for (addr, prior) in &state.resources {
+        if !opts.destroy && def.resources.contains_key(addr) {
+            continue;
+        }
+        let mut reasons = Vec::new();
+        if !opts.destroy {
+            reasons.push("no longer declared".to_string());
+        }
+        if refreshed.adopted.contains(addr) {
+            reasons.push("adopted: found by its ownership tags after an interrupted run".to_string());
+        }
+        deletes.push(delete_change(addr, prior, registry, false, reasons));
+    }
+    for (addr, prior) in &state.deposed {
+        deletes.push(delete_change(addr, prior, registry, true, vec!["old object of an interrupted replacement".into()]));
+    }
+    changes.extend(deletes);
+
+    let stale_intents = state
+        .pending
+        .iter()
+        .filter(|(a, i)| i.op == IntentOp::Create && !state.resources.contains_key(*a) && !planned.contains_key(*a))
+        .map(|(a, _)| a.clone())
+        .collect();
+
+    let mut plan = Plan {
+        environment: state.environment.clone(),
+        instance: state.instance.clone(),
+        lineage: state.lineage.clone(),
+        state_serial: state.serial,
+        destroy: opts.destroy,
+        changes,
+        outputs: BTreeMap::new(),
+        stale_intents,
+    };
+    if !opts.targets.is_empty() {
+        restrict_to_targets(&mut plan, &opts.targets);
+    }
+    if !opts.destroy {
+        let lookup = |r: &Reference| -> Option<Value> {
+            known.get(&r.resource).and_then(|a| a.get(&r.attribute)).filter(|v| is_known(v)).cloned()
+        };
+        plan.outputs = def
+            .outputs
+            .iter()
+            .map(|(name, o)| (name.clone(), PlannedOutput { value: resolve_known(&o.value, &lookup), sensitive: o.sensitive }))
+            .collect();
+    }
+    plan
+}
+
+fn delete_change(
+    addr: &ResourceAddr,
+    prior: &ResourceState,
+    registry: &Registry,
+    deposed: bool,
+    reasons: Vec<String>,
+) -> PlannedChange {
+    let schema = registry.schema(&prior.type_name);
+    PlannedChange {
+        addr: addr.clone(),
+        type_name: prior.type_name.clone(),
+        action: Action::Delete,
+        reasons,
+        changes: Vec::new(),
+        desired: None,
+        prior: Some(prior.clone()),
+        depends_on: prior.depends_on.clone(),
+        create_before_destroy: false,
+        deposed,
+        adopt: false,
+        sensitive: sensitive_names(schema),
+    }
+}
+
+fn sensitive_names(schema: Option<&crate::schema::ResourceSchema>) -> Vec<String> {
+    schema.map(|s| s.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.to_string()).collect()).unwrap_or_default()
+}
+
+fn creation_changes(schema: Option<&crate::schema::ResourceSchema>, desired: &Attrs) -> Vec<AttrChange> {
+    desired
+        .iter()
+        .map(|(k, v)| AttrChange {
+            name: k.clone(),
+            before: None,
+            after: Some(v.clone()),
+            forces_replacement: false,
+            sensitive: schema.and_then(|s| s.attr(k)).is_some_and(|a| a.sensitive),
+        })
+        .collect()
+}
+
+/// Attribute-level differences between what was applied and what is desired.
+fn attribute_changes(schema: Option<&crate::schema::ResourceSchema>, prior: &Attrs, desired: &Attrs, salt: &str) -> Vec<AttrChange> {
+    let names: BTreeSet<&String> = prior.keys().chain(desired.keys()).collect();
+    let mut out = Vec::new();
+    for name in names {
+        let attr = schema.and_then(|s| s.attr(name));
+        if attr.is_some_and(|a| !a.configurable()) {
+            continue;
+        }
+        let sensitive = attr.is_some_and(|a| a.sensitive);
+        let before = prior.get(name);
+        let after = desired.get(name);
+        let same = match (before, after) {
+            (Some(b), Some(a)) if sensitive && is_known(a) => *b == seal(a, salt),
+            (Some(b), Some(a)) => is_known(a) && b == a,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            continue;
+        }
+        out.push(AttrChange {
+            name: name.clone(),
+            before: before.cloned(),
+            after: after.cloned(),
+            forces_replacement: attr.is_some_and(|a| a.force_new),
+            sensitive,
+        });
+    }
+    out
+}
+
+/// Keeps the changes of the targets and what they need (when destroying: what needs them).
+fn restrict_to_targets(plan: &mut Plan, targets: &[ResourceAddr]) {
+    let by_addr: HashMap<&ResourceAddr, &PlannedChange> = plan.changes.iter().map(|c| (&c.addr, c)).collect();
+    let mut keep: BTreeSet<ResourceAddr> = BTreeSet::new();
+    let mut stack: Vec<ResourceAddr> = targets.to_vec();
+    if plan.destroy {
+        // Reverse edges: whoever depends on a kept resource must go first, so it is kept too.
+        let mut dependents: HashMap<&ResourceAddr, Vec<&ResourceAddr>> = HashMap::new();
+        for c in &plan.changes {
+            for d in &c.depends_on {
+                dependents.entry(d).or_default().push(&c.addr);
+            }
+        }
+        while let Some(a) = stack.pop() {
+            if keep.insert(a.clone()) {
+                stack.extend(dependents.get(&a).into_iter().flatten().map(|x| (*x).clone()));
+            }
+        }
+    } else {
+        while let Some(a) = stack.pop() {
+            if keep.insert(a.clone())
+                && let Some(c) = by_addr.get(&a)
+            {
+                stack.extend(c.depends_on.iter().cloned());
+            }
+        }
+    }
+    for c in &mut plan.changes {
+        if !keep.contains(&c.addr) && c.action != Action::NoOp {
+            c.action = Action::NoOp;
+            c.changes.clear();
+            c.reasons = vec!["not targeted".into()];
+            c.adopt = false;
+        }
+    }
+    plan.changes.retain(|c| !(c.action == Action::NoOp && c.desired.is_none()));
+}
+
+#[cfg(test)]
+mod tests;

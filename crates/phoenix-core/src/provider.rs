@@ -1,0 +1,194 @@
+//! The contract between the engine and a provider (AWS, GCP, metal, builtin).
+//!
+//! Providers receive fully resolved values (references substituted, sensitive
+//! values in clear) and return computed attributes. They never see state files
+//! or the graph; the engine never sees SDKs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::addr::ResourceAddr;
+use crate::definition::provider_of;
+use crate::schema::ResourceSchema;
+use crate::state::Ownership;
+use crate::validate::Schemas;
+use crate::value::Attrs;
+
+/// Everything a provider learns about where it runs, given once before any call.
+#[derive(Debug, Clone)]
+pub struct ProviderContext {
+    pub environment: String,
+    pub instance: Option<String>,
+    /// The project directory (where `environments/` and `templates/` live).
+    pub project_dir: PathBuf,
+    /// Phoenix's own directory for this environment (`.phoenix/...`): scratch files, pid files.
+    pub data_dir: PathBuf,
+    /// The `[providers.NAME]` table of the environment file.
+    pub config: Attrs,
+}
+
+/// A line of output from a long operation (a command's stdout), for progress and `--json`.
+pub type LogSink = Arc<dyn Fn(&ResourceAddr, &str) + Send + Sync>;
+
+/// Arguments of [`Provider::create`].
+pub struct CreateRequest {
+    pub addr: ResourceAddr,
+    pub type_name: String,
+    pub inputs: Attrs,
+    pub ownership: Ownership,
+    pub log: LogSink,
+}
+
+/// Arguments of [`Provider::update`].
+pub struct UpdateRequest {
+    pub addr: ResourceAddr,
+    pub type_name: String,
+    /// Inputs as last applied (sensitive ones sealed).
+    pub prior_inputs: Attrs,
+    pub prior_outputs: Attrs,
+    pub inputs: Attrs,
+    /// Names of the inputs that changed.
+    pub changed: Vec<String>,
+    pub ownership: Ownership,
+    pub log: LogSink,
+}
+
+/// Arguments of [`Provider::delete`].
+pub struct DeleteRequest {
+    pub addr: ResourceAddr,
+    pub type_name: String,
+    pub inputs: Attrs,
+    pub outputs: Attrs,
+    pub ownership: Ownership,
+    pub log: LogSink,
+}
+
+/// One resource to refresh.
+#[derive(Debug, Clone)]
+pub struct RefreshItem {
+    pub addr: ResourceAddr,
+    pub type_name: String,
+    pub inputs: Attrs,
+    pub outputs: Attrs,
+}
+
+/// Arguments of [`Provider::adopt`].
+#[derive(Debug, Clone)]
+pub struct AdoptRequest {
+    pub addr: ResourceAddr,
+    pub type_name: String,
+    pub inputs: Attrs,
+    pub ownership: Ownership,
+}
+
+/// What a read found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// Current values of configured attributes the provider can read back;
+    /// a difference from the last applied value is drift.
+    pub inputs: Attrs,
+    pub outputs: Attrs,
+}
+
+/// Whether retrying can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Throttling, timeouts, 5xx: worth retrying.
+    Transient,
+    /// Bad input, permissions, a command that failed: retrying does not help.
+    Permanent,
+}
+
+/// A provider call that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub message: String,
+    pub class: ErrorClass,
+    /// A create that failed after the object came into being: the engine records
+    /// it (tainted) so it is replaced next time rather than leaked.
+    pub created: Option<Attrs>,
+}
+
+impl ProviderError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { message: message.into(), class: ErrorClass::Permanent, created: None }
+    }
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self { message: message.into(), class: ErrorClass::Transient, created: None }
+    }
+    pub fn with_created(mut self, outputs: Attrs) -> Self {
+        self.created = Some(outputs);
+        self
+    }
+}
+
+/// A provider. See the module docs for the division of labour.
+///
+/// # Behavior
+/// - `create` makes one object, marks it with `ownership` and returns its computed attributes.
+/// - `refresh` reads many objects at once (providers should batch: one list call per type,
+///   not one call per object); `Ok(None)` for an object that no longer exists.
+/// - `adopt` finds an object a previous, interrupted create may have made, by its ownership marks.
+/// - `update` changes an object in place; called only for types with `update_in_place`.
+/// - `delete` of an object that is already gone succeeds (it must be idempotent).
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The prefix of its types: `metal` for `metal.file`.
+    fn name(&self) -> &'static str;
+    fn schemas(&self) -> Vec<ResourceSchema>;
+    /// Reads and checks the provider block. No network calls.
+    fn configure(&self, cx: &ProviderContext) -> Result<(), ProviderError>;
+    async fn refresh(&self, items: Vec<RefreshItem>) -> Vec<Result<Option<Observed>, ProviderError>>;
+    async fn adopt(&self, req: AdoptRequest) -> Result<Option<Observed>, ProviderError>;
+    async fn create(&self, req: CreateRequest) -> Result<Attrs, ProviderError>;
+    async fn update(&self, req: UpdateRequest) -> Result<Attrs, ProviderError>;
+    async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError>;
+}
+
+/// The providers of one run, with every resource type they declare.
+#[derive(Clone, Default)]
+pub struct Registry {
+    providers: BTreeMap<&'static str, Arc<dyn Provider>>,
+    schemas: Schemas,
+}
+
+impl Registry {
+    /// A registry holding the builtin provider (`data`).
+    pub fn new() -> Self {
+        let mut r = Self::default();
+        r.register(Arc::new(crate::builtin::BuiltinProvider));
+        r
+    }
+
+    pub fn register(&mut self, provider: Arc<dyn Provider>) {
+        for schema in provider.schemas() {
+            self.schemas.insert(schema.type_name.to_string(), schema);
+        }
+        self.providers.insert(provider.name(), provider);
+    }
+
+    pub fn schemas(&self) -> &Schemas {
+        &self.schemas
+    }
+
+    pub fn schema(&self, type_name: &str) -> Option<&ResourceSchema> {
+        self.schemas.get(type_name)
+    }
+
+    /// The provider that owns `type_name`.
+    pub fn provider_for(&self, type_name: &str) -> Option<&Arc<dyn Provider>> {
+        self.providers.get(provider_of(type_name))
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.providers.get(name)
+    }
+
+    pub fn provider_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.providers.keys().copied()
+    }
+}

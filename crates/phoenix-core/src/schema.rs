@@ -1,0 +1,284 @@
+//! Typed resource schemas that providers declare and validation enforces.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::value::{Value, is_known};
+
+/// The type of one attribute.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttrType {
+    String,
+    Int,
+    Float,
+    Bool,
+    List(Box<AttrType>),
+    Map(Box<AttrType>),
+    /// Any JSON-shaped value (used by `data.input`).
+    Any,
+}
+
+impl fmt::Display for AttrType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttrType::String => f.write_str("string"),
+            AttrType::Int => f.write_str("integer"),
+            AttrType::Float => f.write_str("number"),
+            AttrType::Bool => f.write_str("boolean"),
+            AttrType::List(t) => write!(f, "list of {t}"),
+            AttrType::Map(t) => write!(f, "table of {t}"),
+            AttrType::Any => f.write_str("any value"),
+        }
+    }
+}
+
+impl AttrType {
+    /// Checks a configured value. A string that still holds references is
+    /// accepted for any type: its value is checked once it is known.
+    pub fn check(&self, value: &Value) -> Result<(), String> {
+        if let Value::String(_) = value
+            && !is_known(value)
+            && *self != AttrType::String
+        {
+            return Ok(());
+        }
+        let ok = match (self, value) {
+            (AttrType::Any, _) => true,
+            (AttrType::String, Value::String(_)) => true,
+            (AttrType::Int, Value::Number(n)) => n.is_i64() || n.is_u64(),
+            (AttrType::Float, Value::Number(_)) => true,
+            (AttrType::Bool, Value::Bool(_)) => true,
+            (AttrType::List(inner), Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    inner.check(item).map_err(|e| format!("item {i}: {e}"))?;
+                }
+                true
+            }
+            (AttrType::Map(inner), Value::Object(map)) => {
+                for (k, item) in map {
+                    inner.check(item).map_err(|e| format!("key `{k}`: {e}"))?;
+                }
+                true
+            }
+            _ => false,
+        };
+        if ok { Ok(()) } else { Err(format!("expected {self}, found {}", describe(value))) }
+    }
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a number with a fraction",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a table",
+    }
+}
+
+/// A check of a value beyond its type (CIDR blocks, ports, paths...).
+pub type Validator = fn(&Value) -> Result<(), String>;
+
+/// One attribute of a resource type.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttrSchema {
+    pub name: &'static str,
+    #[serde(rename = "type")]
+    pub ty: AttrType,
+    pub description: &'static str,
+    /// Must be set in the definition.
+    pub required: bool,
+    /// Set by the provider (ids, addresses). Computed-only attributes cannot be configured.
+    pub computed: bool,
+    /// May be configured; otherwise the provider computes it.
+    pub optional: bool,
+    /// A change replaces the resource instead of updating it in place.
+    pub force_new: bool,
+    /// Never written in clear text to state, plans or logs.
+    pub sensitive: bool,
+    pub default: Option<Value>,
+    #[serde(skip)]
+    pub validator: Option<Validator>,
+}
+
+impl AttrSchema {
+    fn new(name: &'static str, ty: AttrType, description: &'static str) -> Self {
+        Self {
+            name,
+            ty,
+            description,
+            required: false,
+            computed: false,
+            optional: false,
+            force_new: false,
+            sensitive: false,
+            default: None,
+            validator: None,
+        }
+    }
+    pub fn required(name: &'static str, ty: AttrType, description: &'static str) -> Self {
+        Self { required: true, ..Self::new(name, ty, description) }
+    }
+    pub fn optional(name: &'static str, ty: AttrType, description: &'static str) -> Self {
+        Self { optional: true, ..Self::new(name, ty, description) }
+    }
+    pub fn computed(name: &'static str, ty: AttrType, description: &'static str) -> Self {
+        Self { computed: true, ..Self::new(name, ty, description) }
+    }
+    pub fn force_new(mut self) -> Self {
+        self.force_new = true;
+        self
+    }
+    pub fn sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
+    }
+    pub fn default(mut self, value: Value) -> Self {
+        self.default = Some(value);
+        self
+    }
+    pub fn validate_with(mut self, validator: Validator) -> Self {
+        self.validator = Some(validator);
+        self
+    }
+    /// Whether a user may set it.
+    pub fn configurable(&self) -> bool {
+        self.required || self.optional
+    }
+}
+
+/// A resource type, e.g. `metal.service`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceSchema {
+    pub type_name: &'static str,
+    pub description: &'static str,
+    pub attrs: Vec<AttrSchema>,
+    /// Whether a change to a non-force-new attribute can be applied in place.
+    pub update_in_place: bool,
+    /// Replacement creates the new object before destroying the old one, unless the definition says otherwise.
+    pub create_before_destroy: bool,
+}
+
+impl ResourceSchema {
+    pub fn attr(&self, name: &str) -> Option<&AttrSchema> {
+        self.attrs.iter().find(|a| a.name == name)
+    }
+    /// Whether `${resource.name}` may be referenced: every attribute is readable.
+    pub fn has_attr(&self, name: &str) -> bool {
+        self.attr(name).is_some()
+    }
+    pub fn attr_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.attrs.iter().map(|a| a.name)
+    }
+}
+
+/// Suggests the closest name for "did you mean" hints.
+pub fn closest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(wanted, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Common validators.
+pub mod validators {
+    use super::Value;
+
+    /// An IPv4 CIDR block such as `10.0.0.0/16`.
+    pub fn ipv4_cidr(value: &Value) -> Result<(), String> {
+        let Some(s) = value.as_str() else { return Ok(()) };
+        if s.contains("${") {
+            return Ok(());
+        }
+        let err = || format!("`{s}` is not an IPv4 CIDR block like `10.0.0.0/16`");
+        let (ip, len) = s.split_once('/').ok_or_else(err)?;
+        let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| err())?;
+        let len: u32 = len.parse().map_err(|_| err())?;
+        if len > 32 {
+            return Err(format!("`{s}`: prefix length {len} is larger than 32"));
+        }
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        if u32::from(ip) & !mask != 0 {
+            return Err(format!("`{s}` has host bits set; the network address is `{}/{len}`", std::net::Ipv4Addr::from(u32::from(ip) & mask)));
+        }
+        Ok(())
+    }
+
+    /// A TCP/UDP port.
+    pub fn port(value: &Value) -> Result<(), String> {
+        match value.as_i64() {
+            Some(p) if (1..=65535).contains(&p) => Ok(()),
+            Some(p) => Err(format!("port {p} is outside 1-65535")),
+            None => Ok(()),
+        }
+    }
+
+    /// An HTTP status code.
+    pub fn http_status(value: &Value) -> Result<(), String> {
+        match value.as_i64() {
+            Some(p) if (100..=599).contains(&p) => Ok(()),
+            Some(p) => Err(format!("{p} is not an HTTP status code (100-599)")),
+            None => Ok(()),
+        }
+    }
+
+    /// A non-negative number.
+    pub fn non_negative(value: &Value) -> Result<(), String> {
+        match value.as_f64() {
+            Some(n) if n < 0.0 => Err(format!("{n} must not be negative")),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn types_check_values() {
+        assert!(AttrType::Int.check(&json!(3)).is_ok());
+        assert!(AttrType::Int.check(&json!("3")).is_err());
+        assert!(AttrType::Int.check(&json!("${x.port}")).is_ok());
+        assert!(AttrType::List(Box::new(AttrType::String)).check(&json!(["a", 1])).is_err());
+        assert!(AttrType::Map(Box::new(AttrType::String)).check(&json!({"a": "b"})).is_ok());
+    }
+
+    #[test]
+    fn cidr_validation() {
+        use validators::ipv4_cidr;
+        assert!(ipv4_cidr(&json!("10.0.0.0/16")).is_ok());
+        assert!(ipv4_cidr(&json!("10.0.0.0/33")).is_err());
+        assert!(ipv4_cidr(&json!("10.0.0.1/16")).is_err());
+        assert!(ipv4_cidr(&json!("300.0.0.0/8")).is_err());
+        assert!(ipv4_cidr(&json!("10.0.0.0")).is_err());
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(closest("comand", ["command", "destroy"]), Some("command"));
+        assert_eq!(closest("zzz", ["command", "destroy"]), None);
+    }
+}
