@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::addr::{Reference, ResourceAddr};
 use crate::definition::{Definition, provider_of};
-use crate::plan::{Action, AttrChange, Plan, PlannedChange, PlannedOutput, seal_sensitive};
+use crate::plan::{Action, AttrChange, Plan, PlannedChange, PlannedOutput};
 use crate::provider::{AdoptRequest, Observed, ProviderError, RefreshItem, Registry};
 use crate::state::{IntentOp, Ownership, ResourceState, StateDoc};
 use crate::validate::dependency_graph;
