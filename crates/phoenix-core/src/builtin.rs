@@ -37,7 +37,7 @@ impl Provider for BuiltinProvider {
                 AttrSchema::optional("input", AttrType::Any, "any value; copied to `output`"),
                 AttrSchema::optional("triggers", AttrType::Map(Box::new(AttrType::Any)), "a change replaces the resource").force_new(),
                 AttrSchema::optional("secret", AttrType::String, "a value kept out of state and output").sensitive(),
-                AttrSchema::computed("id", AttrType::String, "a unique id, new on every replacement"),
+                AttrSchema::computed("id", AttrType::String, "a unique id, new on every replacement").stable(),
                 AttrSchema::computed("output", AttrType::Any, "the value of `input`"),
             ],
             update_in_place: true,

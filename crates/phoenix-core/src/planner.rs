@@ -229,11 +229,17 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
             }
             // Record what dependents can know.
             let mut k: Attrs = desired.iter().filter(|(_, v)| is_known(v)).map(|(a, v)| (a.clone(), v.clone())).collect();
-            if matches!(action, Action::NoOp | Action::Update)
-                && let Some(p) = prior
-            {
+            if let Some(p) = prior {
                 for (a, v) in &p.outputs {
-                    k.entry(a.clone()).or_insert_with(|| v.clone());
+                    // An update may change computed attributes, except those the schema calls stable.
+                    let keep = match action {
+                        Action::NoOp => true,
+                        Action::Update => schema.and_then(|s| s.attr(a)).is_some_and(|s| s.stable),
+                        _ => false,
+                    };
+                    if keep {
+                        k.entry(a.clone()).or_insert_with(|| v.clone());
+                    }
                 }
             }
             known.insert(addr.clone(), k);

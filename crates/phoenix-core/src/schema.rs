@@ -100,6 +100,9 @@ pub struct AttrSchema {
     pub force_new: bool,
     /// Never written in clear text to state, plans or logs.
     pub sensitive: bool,
+    /// A computed attribute that an in-place update never changes (an id, an ARN).
+    /// Others are "known after apply" whenever their resource is updated.
+    pub stable: bool,
     pub default: Option<Value>,
     #[serde(skip)]
     pub validator: Option<Validator>,
@@ -116,6 +119,7 @@ impl AttrSchema {
             optional: false,
             force_new: false,
             sensitive: false,
+            stable: false,
             default: None,
             validator: None,
         }
@@ -135,6 +139,10 @@ impl AttrSchema {
     }
     pub fn sensitive(mut self) -> Self {
         self.sensitive = true;
+        self
+    }
+    pub fn stable(mut self) -> Self {
+        self.stable = true;
         self
     }
     pub fn default(mut self, value: Value) -> Self {

@@ -63,7 +63,8 @@ pub fn thing_schema() -> ResourceSchema {
             AttrSchema::optional("size", AttrType::Int, "forces replacement").force_new(),
             AttrSchema::optional("password", AttrType::String, "sensitive").sensitive(),
             AttrSchema::optional("port", AttrType::Int, "has a default").default(json!(80)),
-            AttrSchema::computed("id", AttrType::String, "id"),
+            AttrSchema::computed("id", AttrType::String, "id").stable(),
+            AttrSchema::computed("echo", AttrType::String, "the name, as last applied"),
         ],
         update_in_place: true,
         create_before_destroy: false,
@@ -89,11 +90,14 @@ impl Provider for FakeProvider {
     }
     async fn create(&self, req: CreateRequest) -> Result<Attrs, ProviderError> {
         self.call("create", &req.addr).await?;
-        Ok([("id".to_string(), json!(format!("id-{}", req.addr)))].into_iter().collect())
+        let echo = req.inputs.get("name").cloned().unwrap_or(Value::Null);
+        Ok([("id".to_string(), json!(format!("id-{}", req.addr))), ("echo".to_string(), echo)].into_iter().collect())
     }
     async fn update(&self, req: UpdateRequest) -> Result<Attrs, ProviderError> {
         self.call("update", &req.addr).await?;
-        Ok(req.prior_outputs)
+        let mut out = req.prior_outputs;
+        out.insert("echo".into(), req.inputs.get("name").cloned().unwrap_or(Value::Null));
+        Ok(out)
     }
     async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError> {
         self.call("delete", &req.addr).await

@@ -150,3 +150,17 @@ async fn a_saved_plan_fingerprint_changes_with_the_plan() {
     let p3 = plan_of(&def(&[("a", json!({"name": "y"}))]), &empty_state(), PlanOptions::default()).await;
     assert_ne!(p1.fingerprint(), p3.fingerprint());
 }
+
+#[tokio::test]
+async fn computed_attributes_of_an_updated_resource_are_known_after_apply_unless_stable() {
+    let before = def(&[("a", json!({"name": "x"})), ("b", json!({"name": "${a.echo}"})), ("c", json!({"name": "${a.id}"}))]);
+    let state = applied(&before, &empty_state()).await;
+    let after = def(&[("a", json!({"name": "y"})), ("b", json!({"name": "${a.echo}"})), ("c", json!({"name": "${a.id}"}))]);
+    let plan = plan_of(&after, &state, PlanOptions::default()).await;
+    assert_eq!(action(&plan, "a"), Action::Update);
+    // `echo` changes with the update, so b must follow; `id` is stable, so c stays.
+    assert_eq!(action(&plan, "b"), Action::Update);
+    assert_eq!(action(&plan, "c"), Action::NoOp);
+    let state = applied(&after, &state).await;
+    assert_eq!(state.resources[&addr("b")].inputs["name"], json!("y"));
+}

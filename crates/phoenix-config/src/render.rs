@@ -1,0 +1,168 @@
+//! Rendering templates with minijinja, confined to the project's `templates/`.
+//!
+//! Templates may read variables and, through `env("NAME")`, environment
+//! variables; nothing else of the machine. Includes cannot leave `templates/`
+//! (no `..`, no absolute paths, no symlinks pointing out). Fuel bounds loops so
+//! a hostile template cannot hang Phoenix.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use minijinja::{Environment, UndefinedBehavior};
+use phoenix_core::validate::ErrorKind;
+
+use crate::diagnostics::{Diagnostic, Source};
+
+/// Instructions a template may execute: generous for 100,000-resource graphs, finite for runaway loops.
+const FUEL: u64 = 2_000_000_000;
+
+/// One rendered template.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The template as the environment named it (`web-stack`).
+    pub name: String,
+    /// The template source, named by its path relative to the project.
+    pub template: Source,
+    /// What rendering produced.
+    pub output: String,
+}
+
+/// Finds the file of a template name: `web` -> `web.toml.j2`, `web.j2`, `web.toml` or `web`.
+pub fn template_file(templates_dir: &Path, name: &str) -> Option<String> {
+    [format!("{name}.toml.j2"), format!("{name}.j2"), format!("{name}.toml"), name.to_string()]
+        .into_iter()
+        .find(|f| safe_relative(f).is_some() && templates_dir.join(f).is_file())
+}
+
+/// `name` as a path inside the templates directory, or `None` if it would escape it.
+fn safe_relative(name: &str) -> Option<PathBuf> {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        return None;
+    }
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(x) => out.push(x),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+/// Reads a template file, refusing anything outside `templates_dir` (including through symlinks).
+fn load_confined(templates_dir: &Path, name: &str) -> Result<Option<String>, String> {
+    let Some(rel) = safe_relative(name) else {
+        return Err(format!("template `{name}` is outside templates/: only paths inside templates/ can be loaded"));
+    };
+    let path = templates_dir.join(rel);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let root = templates_dir.canonicalize().map_err(|e| format!("templates/: {e}"))?;
+    let real = path.canonicalize().map_err(|e| format!("{name}: {e}"))?;
+    if !real.starts_with(&root) {
+        return Err(format!("template `{name}` resolves outside templates/ (a symlink?): refused"));
+    }
+    std::fs::read_to_string(&real).map(Some).map_err(|e| format!("cannot read template `{name}`: {e}"))
+}
+
+/// Renders template file `file` (relative to `templates_dir`) with `context`.
+pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json::Value) -> Result<Rendered, Diagnostic> {
+    let display = |f: &str| format!("templates/{f}");
+    let text = match load_confined(templates_dir, file) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err(Diagnostic::new(ErrorKind::UnknownTemplate, format!("template `{file}` not found in templates/"))),
+        Err(e) => return Err(Diagnostic::new(ErrorKind::UnknownTemplate, e)),
+    };
+    let source = Source::new(display(file), text);
+
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
+    env.set_keep_trailing_newline(true);
+    let dir = templates_dir.to_path_buf();
+    env.set_loader(move |name| {
+        load_confined(&dir, name).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
+    });
+    let missing_env: Arc<Mutex<Vec<String>>> = Arc::default();
+    let missing = missing_env.clone();
+    env.add_function("env", move |name: String, default: Option<String>| -> Result<String, minijinja::Error> {
+        match (std::env::var(&name), default) {
+            (Ok(v), _) => Ok(v),
+            (Err(_), Some(d)) => Ok(d),
+            (Err(_), None) => {
+                missing.lock().expect("not poisoned").push(name.clone());
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("environment variable `{name}` is not set"),
+                ))
+            }
+        }
+    });
+
+    let result = env.get_template(file).and_then(|t| t.render(minijinja::Value::from_serialize(context)));
+    match result {
+        Ok(output) => Ok(Rendered { name: name.to_string(), template: source, output }),
+        Err(err) => {
+            let kind = if !missing_env.lock().expect("not poisoned").is_empty() {
+                ErrorKind::MissingEnvironmentVariable
+            } else if err.kind() == minijinja::ErrorKind::UndefinedError {
+                ErrorKind::UnknownVariable
+            } else {
+                ErrorKind::Template
+            };
+            Err(template_diagnostic(kind, &err, templates_dir, &source, file))
+        }
+    }
+}
+
+/// Locates a minijinja error in the template that raised it (which may be an include).
+fn template_diagnostic(kind: ErrorKind, err: &minijinja::Error, templates_dir: &Path, main: &Source, main_file: &str) -> Diagnostic {
+    // The innermost error carries the location of the failing include.
+    let mut inner = err;
+    while let Some(next) = std::error::Error::source(inner).and_then(|s| s.downcast_ref::<minijinja::Error>()) {
+        inner = next;
+    }
+    let detail = inner.detail().or(err.detail()).map(str::to_string).unwrap_or_else(|| inner.kind().to_string());
+    let message = match kind {
+        ErrorKind::UnknownVariable => format!("template error: {detail} (is it declared under [vars]?)"),
+        _ => format!("template error: {detail}"),
+    };
+    let help = match kind {
+        ErrorKind::MissingEnvironmentVariable => Some("export the variable, or give a default: env(\"NAME\", \"default\")".to_string()),
+        ErrorKind::UnknownVariable => Some("declare it under [vars] in the environment file, or pass --var name=value".to_string()),
+        _ => None,
+    };
+    let d = Diagnostic::new(kind, message).with_help(help);
+    let name = inner.name().or(err.name()).unwrap_or(main_file);
+    let source = if name == main_file {
+        Some(main.clone())
+    } else {
+        load_confined(templates_dir, name).ok().flatten().map(|t| Source::new(format!("templates/{name}"), t))
+    };
+    match (source, inner.range().or(err.range()), inner.line().or(err.line())) {
+        (Some(s), Some(range), _) => d.at(&s, range),
+        (Some(s), None, Some(line)) => {
+            let start: usize = s.text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+            let len = s.text[start..].find('\n').unwrap_or(s.text.len() - start);
+            d.at(&s, start..start + len)
+        }
+        (Some(s), None, None) => d.in_file(s.name.clone()),
+        (None, _, _) => d.in_file(format!("templates/{name}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_escape() {
+        assert!(safe_relative("../etc/passwd").is_none());
+        assert!(safe_relative("/etc/passwd").is_none());
+        assert!(safe_relative("a/../../b").is_none());
+        assert_eq!(safe_relative("./net/vpc.j2").unwrap(), PathBuf::from("net/vpc.j2"));
+    }
+}
