@@ -146,7 +146,9 @@ impl Project {
         };
         let source = Source::new(display.clone(), text);
         let raw: RawEnv = toml::from_str(&source.text).map_err(|e| {
-            let d = Diagnostic::new(ErrorKind::TomlSyntax, format!("invalid environment file: {}", e.message().trim()));
+            // serde's "unknown field" is a mistake in the file's keys, not its syntax.
+            let kind = if e.message().contains("unknown field") { ErrorKind::EnvironmentFile } else { ErrorKind::TomlSyntax };
+            let d = Diagnostic::new(kind, format!("invalid environment file: {}", e.message().trim()));
             Diagnostics(vec![match e.span() {
                 Some(span) => d.at(&source, span),
                 None => d.in_file(display.clone()),

@@ -483,7 +483,12 @@ async fn run_op(shared: &Shared, task: Task) -> Result<Produced, OpFailure> {
     let Some(provider) = shared.registry.provider_for(&task.type_name).cloned() else {
         return Err(OpFailure::Provider(format!("no provider for `{}`", task.type_name)));
     };
-    let ownership = Ownership { environment: shared.environment.clone(), instance: shared.instance.clone(), resource: task.addr.clone() };
+    let ownership = Ownership {
+        environment: shared.environment.clone(),
+        instance: shared.instance.clone(),
+        resource: task.addr.clone(),
+        lineage: shared.salt.clone(),
+    };
     let reporter = shared.reporter.clone();
     let log: LogSink = Arc::new(move |addr: &ResourceAddr, line: &str| {
         reporter.event(&ApplyEvent::Log { addr: addr.clone(), line: line.to_string() });

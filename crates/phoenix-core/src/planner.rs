@@ -87,7 +87,12 @@ pub async fn refresh(state: &StateDoc, registry: &Registry) -> Result<Refreshed,
             continue;
         }
         let Some(provider) = registry.provider_for(&intent.type_name) else { continue };
-        let ownership = Ownership { environment: state.environment.clone(), instance: state.instance.clone(), resource: addr.clone() };
+        let ownership = Ownership {
+            environment: state.environment.clone(),
+            instance: state.instance.clone(),
+            resource: addr.clone(),
+            lineage: state.lineage.clone(),
+        };
         let req = AdoptRequest { addr: addr.clone(), type_name: intent.type_name.clone(), inputs: intent.inputs.clone(), ownership };
         *out.calls.entry(provider.name().to_string()).or_default() += 1;
         match provider.adopt(req).await {

@@ -177,23 +177,30 @@ pub struct Ownership {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
     pub resource: ResourceAddr,
+    /// The state's lineage: two checkouts of one environment (or a restored
+    /// copy) never mistake each other's objects for their own.
+    pub lineage: String,
 }
 
 impl Ownership {
     /// Tag keys and values as providers write them.
     pub fn tags(&self) -> Vec<(&'static str, String)> {
-        let mut tags = vec![("phoenix:environment", self.environment.clone()), ("phoenix:resource", self.resource.to_string())];
+        let mut tags = vec![
+            ("phoenix:environment", self.environment.clone()),
+            ("phoenix:resource", self.resource.to_string()),
+            ("phoenix:lineage", self.lineage.clone()),
+        ];
         if let Some(i) = &self.instance {
             tags.push(("phoenix:instance", i.clone()));
         }
         tags
     }
 
-    /// One string naming the owner uniquely: `env[/instance]/resource`.
+    /// One string naming the owner uniquely: `env[/instance]/resource@lineage`.
     pub fn key(&self) -> String {
         match &self.instance {
-            Some(i) => format!("{}/{}/{}", self.environment, i, self.resource),
-            None => format!("{}/{}", self.environment, self.resource),
+            Some(i) => format!("{}/{}/{}@{}", self.environment, i, self.resource, self.lineage),
+            None => format!("{}/{}@{}", self.environment, self.resource, self.lineage),
         }
     }
 }
