@@ -1,0 +1,215 @@
+//! The typed schemas of the metal resource types.
+
+use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
+use phoenix_core::value::Value;
+use serde_json::json;
+
+use crate::config::{BOOKKEEPING_DIR, DEFAULT_HOST, relative_parts};
+
+pub const FILE: &str = "metal.file";
+pub const SERVICE: &str = "metal.service";
+pub const EXEC: &str = "metal.exec";
+pub const HTTP_CHECK: &str = "metal.http_check";
+
+fn host() -> AttrSchema {
+    AttrSchema::optional("host", AttrType::String, "the host it lives on: a name under [providers.metal.hosts]")
+        .default(json!(DEFAULT_HOST))
+        .force_new()
+}
+
+fn string_map() -> AttrType {
+    AttrType::Map(Box::new(AttrType::String))
+}
+
+fn any_map() -> AttrType {
+    AttrType::Map(Box::new(AttrType::Any))
+}
+
+fn has_reference(s: &str) -> bool {
+    s.contains("${")
+}
+
+/// A relative path may not climb out of the root nor into Phoenix's bookkeeping directory.
+pub fn resource_path(value: &Value) -> Result<(), String> {
+    let Some(s) = value.as_str() else { return Ok(()) };
+    if has_reference(s) {
+        return Ok(());
+    }
+    if s.is_empty() {
+        return Err("the path is empty".into());
+    }
+    if s.starts_with('/') {
+        return Ok(());
+    }
+    let rel = relative_parts(s)?;
+    if rel.as_os_str().is_empty() {
+        return Err(format!("`{s}` names the root directory itself, not a file"));
+    }
+    if rel.components().next().is_some_and(|c| c.as_os_str() == BOOKKEEPING_DIR) {
+        return Err(format!("`{s}` is inside `{BOOKKEEPING_DIR}`, which Phoenix keeps for pid files and logs"));
+    }
+    Ok(())
+}
+
+/// A working directory: relative ones may not climb out of the root.
+pub fn workdir(value: &Value) -> Result<(), String> {
+    let Some(s) = value.as_str() else { return Ok(()) };
+    if has_reference(s) || s.starts_with('/') {
+        return Ok(());
+    }
+    relative_parts(s).map(|_| ())
+}
+
+/// Permission bits in octal, like `0644` or `755`.
+pub fn octal_mode(value: &Value) -> Result<(), String> {
+    let Some(s) = value.as_str() else { return Ok(()) };
+    if has_reference(s) {
+        return Ok(());
+    }
+    parse_mode(s).map(|_| ())
+}
+
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let err = || format!("`{s}` is not a file mode: use 3 or 4 octal digits like \"0644\"");
+    if !(3..=4).contains(&s.len()) || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(err());
+    }
+    u32::from_str_radix(s, 8).map_err(|_| err())
+}
+
+/// An `http://` URL (this build has no TLS).
+pub fn http_url(value: &Value) -> Result<(), String> {
+    let Some(s) = value.as_str() else { return Ok(()) };
+    if has_reference(s) {
+        return Ok(());
+    }
+    if s.starts_with("https://") {
+        return Err(format!("`{s}`: https is not supported by metal.http_check yet; use http://"));
+    }
+    if !s.starts_with("http://") {
+        return Err(format!("`{s}` is not an http:// URL"));
+    }
+    Ok(())
+}
+
+fn positive(value: &Value) -> Result<(), String> {
+    match value.as_i64() {
+        Some(n) if n <= 0 => Err(format!("{n} must be greater than 0")),
+        _ => Ok(()),
+    }
+}
+
+pub fn all() -> Vec<ResourceSchema> {
+    vec![
+        ResourceSchema {
+            type_name: FILE,
+            description: "A file with the given content, written atomically; relative paths live under the provider root",
+            attrs: vec![
+                host(),
+                AttrSchema::required("path", AttrType::String, "where the file goes; relative paths are under the provider root and may not leave it")
+                    .force_new()
+                    .validate_with(resource_path),
+                AttrSchema::required("content", AttrType::String, "the file's content"),
+                AttrSchema::optional("mode", AttrType::String, "permission bits in octal, like \"0644\"")
+                    .default(json!("0644"))
+                    .validate_with(octal_mode),
+                AttrSchema::computed("sha256", AttrType::String, "SHA-256 of the content (hex): reference it to restart a service when the file changes"),
+                AttrSchema::computed("abs_path", AttrType::String, "the absolute path of the file on its host").stable(),
+            ],
+            update_in_place: true,
+            create_before_destroy: false,
+        },
+        ResourceSchema {
+            type_name: SERVICE,
+            description: "A long-running process started detached (`sh -c`) in its own process group, logged to a file and marked with PHOENIX_OWNER",
+            attrs: vec![
+                host(),
+                AttrSchema::required("command", AttrType::String, "the command line, run with `sh -c` (use `exec` to avoid an extra shell)"),
+                AttrSchema::optional("workdir", AttrType::String, "working directory; relative to the provider root, which is the default")
+                    .validate_with(workdir),
+                AttrSchema::optional("environment", string_map(), "extra environment variables").sensitive(),
+                AttrSchema::optional("restart_on", any_map(), "any change to these values restarts the service (e.g. a config file's sha256)"),
+                AttrSchema::optional("stop_timeout_secs", AttrType::Int, "seconds between SIGTERM and SIGKILL when stopping")
+                    .default(json!(10))
+                    .validate_with(validators::non_negative),
+                AttrSchema::computed("pid", AttrType::Int, "the process id (also its process group id)"),
+                AttrSchema::computed("log_path", AttrType::String, "where stdout and stderr are appended").stable(),
+                AttrSchema::computed("owner", AttrType::String, "the PHOENIX_OWNER mark in the process's environment: how Phoenix finds it again")
+                    .stable(),
+            ],
+            update_in_place: true,
+            create_before_destroy: false,
+        },
+        ResourceSchema {
+            type_name: EXEC,
+            description: "Commands run on create, update and destroy (deployment hooks); fails on a non-zero exit",
+            attrs: vec![
+                host(),
+                AttrSchema::required("command", AttrType::String, "run with `sh -c` on create (and on update without `update_command`)"),
+                AttrSchema::optional("update_command", AttrType::String, "run on update instead of `command`"),
+                AttrSchema::optional("destroy_command", AttrType::String, "run on destroy; it gets `environment` only if it is not sealed in state"),
+                AttrSchema::optional("environment", string_map(), "extra environment variables").sensitive(),
+                AttrSchema::optional("workdir", AttrType::String, "working directory; relative to the provider root, which is the default")
+                    .validate_with(workdir),
+                AttrSchema::optional("triggers", any_map(), "any change replaces the resource (runs `destroy_command`, then `command`)").force_new(),
+                AttrSchema::optional("timeout_secs", AttrType::Int, "the command's process group is killed after this many seconds (0: no limit)")
+                    .default(json!(300))
+                    .validate_with(validators::non_negative),
+                AttrSchema::computed("exit_code", AttrType::Int, "the exit code of the last run (0)"),
+                AttrSchema::computed("stdout", AttrType::String, "the last 4 KiB of standard output, trimmed"),
+            ],
+            update_in_place: true,
+            create_before_destroy: false,
+        },
+        ResourceSchema {
+            type_name: HTTP_CHECK,
+            description: "Waits until an HTTP GET returns the expected status (and body text); made from the machine running Phoenix",
+            attrs: vec![
+                host(),
+                AttrSchema::required("url", AttrType::String, "an http:// URL to GET").validate_with(http_url),
+                AttrSchema::optional("expect_status", AttrType::Int, "the status that passes")
+                    .default(json!(200))
+                    .validate_with(validators::http_status),
+                AttrSchema::optional("contains", AttrType::String, "text the response body must contain"),
+                AttrSchema::optional("timeout_secs", AttrType::Int, "give up after this many seconds")
+                    .default(json!(60))
+                    .validate_with(positive),
+                AttrSchema::optional("interval_ms", AttrType::Int, "milliseconds between attempts")
+                    .default(json!(250))
+                    .validate_with(positive),
+                AttrSchema::computed("status", AttrType::Int, "the status of the passing response"),
+            ],
+            update_in_place: true,
+            create_before_destroy: false,
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validators() {
+        assert!(octal_mode(&json!("0644")).is_ok());
+        assert!(octal_mode(&json!("755")).is_ok());
+        assert!(octal_mode(&json!("0855")).is_err());
+        assert!(octal_mode(&json!("rw-r--r--")).is_err());
+        assert!(resource_path(&json!("a/b.txt")).is_ok());
+        assert!(resource_path(&json!("../b.txt")).unwrap_err().contains("escapes"));
+        assert!(resource_path(&json!(".")).is_err());
+        assert!(resource_path(&json!(".phoenix-metal/x")).is_err());
+        assert!(resource_path(&json!("${dir.path}/x")).is_ok());
+        assert!(http_url(&json!("http://127.0.0.1:80/")).is_ok());
+        assert!(http_url(&json!("https://example.com")).is_err());
+    }
+
+    #[test]
+    fn every_type_has_a_host_and_descriptions() {
+        for s in all() {
+            let h = s.attr("host").unwrap();
+            assert!(h.force_new && h.default == Some(json!("local")));
+            assert!(s.attrs.iter().all(|a| !a.description.is_empty()));
+        }
+    }
+}

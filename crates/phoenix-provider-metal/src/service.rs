@@ -1,0 +1,176 @@
+//! `metal.service`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use phoenix_core::addr::ResourceAddr;
+use phoenix_core::provider::{AdoptRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
+use phoenix_core::state::Ownership;
+use phoenix_core::value::{Attrs, Value};
+use serde_json::json;
+
+use crate::config::MetalConfig;
+use crate::transport::{OwnerMark, ServiceSpec, Transport};
+use crate::{LOG_HEADER, OWNER_ENV, env_vars, host, int, prune, req_str, workdir};
+
+/// How long a new service must stay up before it counts as started.
+const STARTUP_GRACE: Duration = Duration::from_millis(200);
+const DEFAULT_STOP_TIMEOUT: i64 = 10;
+const LOG_TAIL_LINES: usize = 20;
+
+/// `PHOENIX_OWNER=<ownership key>`: finds a service again and tells it from
+/// an unrelated process that got a dead service's pid. The key holds the state
+/// lineage, so two checkouts of one environment never take each other's services.
+fn owner_mark(key: String) -> OwnerMark {
+    OwnerMark { vars: vec![(OWNER_ENV.to_string(), key)] }
+}
+
+fn stop_timeout(inputs: &Attrs) -> Duration {
+    Duration::from_secs(int(inputs, "stop_timeout_secs", DEFAULT_STOP_TIMEOUT).unwrap_or(DEFAULT_STOP_TIMEOUT).max(0) as u64)
+}
+
+fn outputs(pid: u32, log_path: &std::path::Path, ownership: &Ownership) -> Attrs {
+    let mut o = Attrs::new();
+    o.insert("pid".into(), json!(pid));
+    o.insert("log_path".into(), Value::String(log_path.display().to_string()));
+    o.insert("owner".into(), Value::String(ownership.key()));
+    o
+}
+
+fn recorded_pid(outputs: &Attrs) -> Option<u32> {
+    outputs.get("pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok())
+}
+
+fn log_path(cfg: &MetalConfig, addr: &ResourceAddr, outputs: Option<&Attrs>) -> PathBuf {
+    outputs
+        .and_then(|o| o.get("log_path"))
+        .and_then(Value::as_str)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cfg.log_path(addr.as_str()))
+}
+
+async fn read_pid_file(t: &dyn Transport, path: &std::path::Path) -> Option<u32> {
+    let f = t.read_file(path).await.ok()??;
+    String::from_utf8_lossy(&f.content).trim().parse().ok()
+}
+
+/// The lines the latest start wrote to the log.
+async fn log_tail(t: &dyn Transport, path: &std::path::Path) -> String {
+    let Ok(Some(bytes)) = t.tail_file(path, 16 * 1024).await else { return "(no log)".into() };
+    let text = String::from_utf8_lossy(&bytes);
+    let since_start = text.rfind(LOG_HEADER).and_then(|i| text[i..].find('\n').map(|j| &text[i + j + 1..])).unwrap_or(&text);
+    let lines: Vec<&str> = since_start.lines().collect();
+    let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n  ");
+    if tail.trim().is_empty() { "(the log is empty)".into() } else { format!("  {tail}") }
+}
+
+pub async fn start(cfg: &MetalConfig, addr: &ResourceAddr, inputs: &Attrs, ownership: &Ownership) -> Result<Attrs, ProviderError> {
+    let t = cfg.transport(host(inputs))?;
+    let command = req_str(inputs, "command")?.to_string();
+    let workdir = workdir(cfg, t.as_ref(), inputs).await?;
+    let env = env_vars(inputs, "environment")?
+        .ok_or_else(|| ProviderError::permanent("`environment` is sealed: its values are needed to start the service"))?;
+    let log_path = cfg.log_path(addr.as_str());
+    let spec = ServiceSpec {
+        name: addr.to_string(),
+        command,
+        workdir,
+        env,
+        mark: owner_mark(ownership.key()),
+        log_path: log_path.clone(),
+    };
+    let pid = t.start_service(&spec).await?;
+    tokio::time::sleep(STARTUP_GRACE).await;
+    if !t.service_running(pid, &owner_mark(ownership.key())).await? {
+        let tail = log_tail(t.as_ref(), &log_path).await;
+        return Err(ProviderError::permanent(format!(
+            "service `{addr}` exited within {} ms of starting; last lines of {}:\n{tail}",
+            STARTUP_GRACE.as_millis(),
+            log_path.display()
+        )));
+    }
+    let out = outputs(pid, &log_path, ownership);
+    let pid_path = cfg.pid_path(addr.as_str());
+    if let Err(e) = t.write_file(&pid_path, format!("{pid}\n").as_bytes(), 0o644).await {
+        // It runs: record it (tainted) rather than leak it.
+        return Err(ProviderError::from(e).with_created(out));
+    }
+    Ok(out)
+}
+
+async fn stop(cfg: &MetalConfig, t: &dyn Transport, addr: &ResourceAddr, pid: u32, ownership: &Ownership, timeout: Duration) -> Result<(), ProviderError> {
+    let outcome = t.stop_service(pid, &owner_mark(ownership.key()), timeout).await?;
+    tracing::debug!(%addr, pid, ?outcome, root = %cfg.root.display(), "stopped service");
+    Ok(())
+}
+
+/// Any change restarts the service (stop, then start), except a change of the stop timeout alone.
+pub async fn update(cfg: &MetalConfig, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
+    let t = cfg.transport(host(&req.inputs))?;
+    let pid = recorded_pid(&req.prior_outputs);
+    let only_timeout = !req.changed.is_empty() && req.changed.iter().all(|c| c == "stop_timeout_secs");
+    if only_timeout
+        && let Some(pid) = pid
+        && t.service_running(pid, &owner_mark(req.ownership.key())).await?
+    {
+        return Ok(req.prior_outputs.clone());
+    }
+    if let Some(pid) = pid {
+        stop(cfg, t.as_ref(), &req.addr, pid, &req.ownership, stop_timeout(&req.prior_inputs)).await?;
+    }
+    start(cfg, &req.addr, &req.inputs, &req.ownership).await
+}
+
+/// Running: the recorded pid is alive and carries this resource's owner mark
+/// (not a dead service whose pid was reused).
+pub async fn refresh(cfg: &MetalConfig, item: &RefreshItem) -> Result<Option<Observed>, ProviderError> {
+    let t = cfg.transport(host(&item.inputs))?;
+    let (Some(pid), Some(owner)) = (recorded_pid(&item.outputs), item.outputs.get("owner").and_then(Value::as_str)) else {
+        return Ok(None);
+    };
+    let running = t.service_running(pid, &owner_mark(owner.to_string())).await?;
+    Ok(running.then(|| Observed { inputs: item.inputs.clone(), outputs: item.outputs.clone() }))
+}
+
+/// Finds the service an interrupted create started, by its owner mark. When
+/// several run (more than one interrupted run), keeps one and stops the others.
+pub async fn adopt(cfg: &MetalConfig, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
+    let t = cfg.transport(host(&req.inputs))?;
+    let found = t.find_services(&owner_mark(req.ownership.key())).await?;
+    let Some(&oldest) = found.first() else { return Ok(None) };
+    let pid_path = cfg.pid_path(req.addr.as_str());
+    let recorded = read_pid_file(t.as_ref(), &pid_path).await;
+    let keep = recorded.filter(|p| found.contains(p)).unwrap_or(oldest);
+    for &other in found.iter().filter(|&&p| p != keep) {
+        tracing::info!(addr = %req.addr, pid = other, kept = keep, "stopping a duplicate service");
+        stop(cfg, t.as_ref(), &req.addr, other, &req.ownership, stop_timeout(&req.inputs)).await?;
+    }
+    if recorded != Some(keep) {
+        t.write_file(&pid_path, format!("{keep}\n").as_bytes(), 0o644).await?;
+    }
+    let log_path = cfg.log_path(req.addr.as_str());
+    Ok(Some(Observed { inputs: req.inputs.clone(), outputs: outputs(keep, &log_path, &req.ownership) }))
+}
+
+/// Stops the recorded process (SIGTERM to its group, SIGKILL after
+/// `stop_timeout_secs`) and removes its pid file and log. Already dead is fine.
+pub async fn delete(cfg: &MetalConfig, req: &DeleteRequest) -> Result<(), ProviderError> {
+    let t = cfg.transport(host(&req.inputs))?;
+    let pid = recorded_pid(&req.outputs);
+    if let Some(pid) = pid {
+        stop(cfg, t.as_ref(), &req.addr, pid, &req.ownership, stop_timeout(&req.inputs)).await?;
+    }
+    // The pid file and log are shared by every process of this resource (a
+    // create-before-destroy replacement runs beside the old one): keep them
+    // while they belong to another live process.
+    let pid_path = cfg.pid_path(req.addr.as_str());
+    let other_live = match read_pid_file(t.as_ref(), &pid_path).await {
+        Some(p) if Some(p) != pid => t.service_running(p, &owner_mark(req.ownership.key())).await?,
+        _ => false,
+    };
+    if !other_live {
+        t.remove_file(&pid_path).await?;
+        t.remove_file(&log_path(cfg, &req.addr, Some(&req.outputs))).await?;
+    }
+    prune(cfg, t.as_ref(), Vec::new()).await
+}
