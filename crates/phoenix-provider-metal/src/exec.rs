@@ -52,7 +52,7 @@ impl Tails {
                 self.stdout.push_str(line);
                 self.stdout.push('\n');
                 if self.stdout.len() > 4 * STDOUT_TAIL_BYTES {
-                    let cut = floor_char_boundary(&self.stdout, self.stdout.len() - STDOUT_TAIL_BYTES);
+                    let cut = ceil_char_boundary(&self.stdout, self.stdout.len() - STDOUT_TAIL_BYTES);
                     self.stdout.drain(..cut);
                 }
                 push_bounded(&mut self.stdout_lines, line);
@@ -73,7 +73,7 @@ impl Tails {
 
     fn stdout_tail(&self) -> String {
         let s = self.stdout.trim();
-        s[floor_char_boundary(s, s.len().saturating_sub(STDOUT_TAIL_BYTES))..].trim_start().to_string()
+        s[ceil_char_boundary(s, s.len().saturating_sub(STDOUT_TAIL_BYTES))..].trim_start().to_string()
     }
 }
 
@@ -84,10 +84,10 @@ fn push_bounded(q: &mut VecDeque<String>, line: &str) {
     q.push_back(line.to_string());
 }
 
-/// The largest char boundary at or below `i` (rounds a byte index into a UTF-8 string).
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
+/// The smallest char boundary at or above `i`: where a tail of at most `len - i` bytes starts.
+fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
+    while i < s.len() && !s.is_char_boundary(i) {
+        i += 1;
     }
     i
 }
@@ -144,7 +144,12 @@ async fn run_command(
         log(addr, line);
         tails.lock().unwrap_or_else(|e| e.into_inner()).push(stream, line);
     };
-    let result = t.exec(&spec, &on_line).await;
+    let mut result = t.exec(&spec, &on_line).await;
+    if matches!(&result, Err(TransportError::MissingWorkdir(d)) if *d == cfg.root) {
+        // A concurrent delete pruned the (then empty) root after it was made.
+        t.create_dir_all(&cfg.root).await?;
+        result = t.exec(&spec, &on_line).await;
+    }
     let tails = tails.into_inner().unwrap_or_else(|e| e.into_inner());
     match result {
         Ok(exit) if exit.success() => Ok((0, tails.stdout_tail())),

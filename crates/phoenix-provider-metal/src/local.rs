@@ -46,6 +46,7 @@ fn check_workdir(dir: &Path) -> Result<(), TransportError> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(TransportError::Other(format!("working directory `{}` is not a directory", dir.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(TransportError::MissingWorkdir(dir.to_path_buf())),
         Err(e) => Err(TransportError::io("use as working directory", dir, e)),
     }
 }
@@ -183,11 +184,11 @@ impl Transport for LocalTransport {
     }
 
     async fn start_service(&self, spec: &ServiceSpec) -> Result<u32, TransportError> {
+        check_workdir(&spec.workdir)?;
         let log_path = spec.log_path.clone();
         let name = spec.name.clone();
         let command = spec.command.clone();
         let log = blocking(move || open_log(&log_path, &name, &command).map_err(|e| TransportError::io("open log", &log_path, e))).await?;
-        check_workdir(&spec.workdir)?;
         let err_log = log.try_clone().map_err(|e| TransportError::io("open log", &spec.log_path, e))?;
         let mut cmd = Command::new("sh");
         cmd.arg("-c")

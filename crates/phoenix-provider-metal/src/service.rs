@@ -10,7 +10,7 @@ use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
 use crate::config::MetalConfig;
-use crate::transport::{OwnerMark, ServiceSpec, Transport};
+use crate::transport::{OwnerMark, ServiceSpec, Transport, TransportError};
 use crate::{LOG_HEADER, OWNER_ENV, env_vars, host, int, prune, req_str, workdir};
 
 /// How long a new service must stay up before it counts as started.
@@ -79,7 +79,14 @@ pub async fn start(cfg: &MetalConfig, addr: &ResourceAddr, inputs: &Attrs, owner
         mark: owner_mark(ownership.key()),
         log_path: log_path.clone(),
     };
-    let pid = t.start_service(&spec).await?;
+    let pid = match t.start_service(&spec).await {
+        Err(TransportError::MissingWorkdir(d)) if d == cfg.root => {
+            // A concurrent delete pruned the (then empty) root after it was made.
+            t.create_dir_all(&cfg.root).await?;
+            t.start_service(&spec).await?
+        }
+        r => r?,
+    };
     tokio::time::sleep(STARTUP_GRACE).await;
     if !t.service_running(pid, &owner_mark(ownership.key())).await? {
         let tail = log_tail(t.as_ref(), &log_path).await;

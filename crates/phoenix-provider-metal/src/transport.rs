@@ -110,6 +110,9 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+    /// The working directory of a command or service does not exist.
+    #[error("working directory `{}` does not exist", .0.display())]
+    MissingWorkdir(PathBuf),
     #[error("timed out after {}s", .0.as_secs_f64())]
     Timeout(Duration),
     /// The host could not be reached (worth retrying).
