@@ -347,6 +347,12 @@ async fn service_serves_then_dies_behind_our_back() {
     // Killed outside Phoenix.
     killpg(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
     wait_dead(pid).await;
+    // And reaped while we run (no zombie left behind), though nothing held its handle.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "pid {pid} stayed a zombie");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(e.refresh(SERVICE, "web", &svc, &svc_out).await.unwrap().is_none());
     assert!(e.refresh(HTTP_CHECK, "ready", &check, &check_out).await.unwrap().is_none());
 

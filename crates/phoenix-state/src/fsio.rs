@@ -93,3 +93,66 @@ pub(crate) fn replace_atomically(
     fs::rename(temp, target).map_err(io_at(target))?;
     sync_dir(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::testing::mode;
+
+    #[test]
+    fn a_failed_fill_leaves_the_old_file_and_no_temp() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("state.json");
+        let temp = tmp.path().join(".state.json.tmp");
+        fs::write(&target, b"old").unwrap();
+        let err = replace_atomically(
+            &target,
+            &temp,
+            |f| {
+                f.write_all(b"half of the new")?;
+                Err(io::Error::other("disk full"))
+            },
+            || Ok(()),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(fs::read(&target).unwrap(), b"old");
+        assert!(!temp.exists());
+    }
+
+    #[test]
+    fn a_failed_history_link_leaves_the_old_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("state.json");
+        let temp = tmp.path().join(".state.json.tmp");
+        fs::write(&target, b"old").unwrap();
+        let failing = || Err(io_at(Path::new("history"))(io::Error::other("no space")));
+        assert!(replace_atomically(&target, &temp, |f| f.write_all(b"new"), failing).is_err());
+        assert_eq!(fs::read(&target).unwrap(), b"old");
+        assert!(!temp.exists());
+    }
+
+    #[test]
+    fn replaces_a_leftover_temp_and_creates_private_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("state.json");
+        let temp = tmp.path().join(".state.json.tmp");
+        fs::write(&temp, b"garbage left by a crash").unwrap();
+        replace_atomically(&target, &temp, |f| f.write_all(b"new"), || Ok(())).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert_eq!(mode(&target), 0o600);
+        assert!(!temp.exists());
+    }
+
+    #[test]
+    fn creates_private_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a").join("b");
+        ensure_dir(&dir).unwrap();
+        ensure_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&tmp.path().join("a")), 0o700);
+    }
+}

@@ -245,3 +245,230 @@ impl LocalStore {
         fsio::truncate_durably(&path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use phoenix_core::state::JournalRecord;
+
+    use super::*;
+    use crate::testing::{addr, info, mode, put, store};
+
+    /// Writes `n` whole documents, each adding one resource.
+    fn write_versions(store: &LocalStore, lock: &StateLock, n: usize) -> StateDoc {
+        let mut doc = store.load("dev", None).unwrap();
+        for i in 0..n {
+            doc.apply_record(&put(i));
+            doc = store.write(lock, &doc).unwrap();
+        }
+        doc
+    }
+
+    #[test]
+    fn load_of_nothing_is_a_new_document_and_touches_nothing() {
+        let (_tmp, store) = store();
+        let a = store.load("dev", Some("pr-12")).unwrap();
+        let b = store.load("dev", Some("pr-12")).unwrap();
+        assert_eq!((a.serial, a.environment.as_str(), a.instance.as_deref()), (0, "dev", Some("pr-12")));
+        assert!(a.is_empty());
+        assert_ne!(a.lineage, b.lineage, "every new document gets a fresh lineage");
+        assert!(uuid::Uuid::parse_str(&a.lineage).is_ok());
+        assert!(!store.dir().exists());
+    }
+
+    #[test]
+    fn write_bumps_serial_and_round_trips() {
+        let (_tmp, store) = store();
+        let lock = store.lock(info("state-rm")).unwrap();
+        let doc = write_versions(&store, &lock, 3);
+        assert_eq!(doc.serial, 3);
+        assert!(doc.updated_at.is_some());
+        assert_eq!(store.load("dev", None).unwrap(), doc);
+    }
+
+    #[test]
+    fn files_and_directories_are_private() {
+        let (tmp, store) = store();
+        let lock = store.lock(info("up")).unwrap();
+        write_versions(&store, &lock, 2);
+        let doc = store.load("dev", None).unwrap();
+        let journal = store.journal(&lock, doc).unwrap();
+        drop(journal);
+        assert_eq!(mode(store.dir()), 0o700);
+        assert_eq!(mode(&tmp.path().join("state")), 0o700);
+        assert_eq!(mode(&store.dir().join("history")), 0o700);
+        for file in ["state.json", "journal.log", "lock", "history/state.1.json"] {
+            assert_eq!(mode(&store.dir().join(file)), 0o600, "{file}");
+        }
+    }
+
+    #[test]
+    fn history_keeps_only_the_newest_versions() {
+        let (_tmp, store) = store();
+        let store = store.with_history(3);
+        let lock = store.lock(info("state-rm")).unwrap();
+        write_versions(&store, &lock, 6);
+        let history = store.history().unwrap();
+        assert_eq!(history.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![3, 4, 5]);
+        // Each version is the document as it was at that serial.
+        let (serial, path) = &history[2];
+        let (doc, _) = crate::state_file::decode(&fs::read(path).unwrap()).unwrap();
+        assert_eq!((doc.serial, doc.resources.len()), (*serial, 5));
+    }
+
+    #[test]
+    fn no_history_when_keep_is_zero() {
+        let (_tmp, store) = store();
+        let store = store.with_history(0);
+        let lock = store.lock(info("state-rm")).unwrap();
+        write_versions(&store, &lock, 3);
+        assert!(store.history().unwrap().is_empty());
+    }
+
+    #[test]
+    fn readers_always_see_a_whole_state_file() {
+        let (_tmp, store) = store();
+        let lock = store.lock(info("state-rm")).unwrap();
+        write_versions(&store, &lock, 1);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut reads = 0;
+                while !done.load(Ordering::Relaxed) {
+                    let doc = store.load("dev", None).expect("state.json must always parse");
+                    assert_eq!(doc.serial as usize, doc.resources.len());
+                    reads += 1;
+                }
+                reads
+            });
+            let mut doc = store.load("dev", None).unwrap();
+            for i in 1..60 {
+                doc.apply_record(&put(i));
+                doc = store.write(&lock, &doc).unwrap();
+            }
+            done.store(true, Ordering::Relaxed);
+            assert!(reader.join().unwrap() > 0);
+        });
+    }
+
+    #[test]
+    fn a_stale_document_is_refused() {
+        let (_tmp, store) = store();
+        let lock = store.lock(info("state-rm")).unwrap();
+        let stale = write_versions(&store, &lock, 2);
+        let mut current = stale.clone();
+        current.apply_record(&JournalRecord::Remove { addr: addr(0) });
+        store.write(&lock, &current).unwrap();
+        let err = store.write(&lock, &stale).unwrap_err();
+        assert!(matches!(err, StateError::SerialConflict { current: 3, found: 2 }), "{err}");
+        let mut foreign = store.load("dev", None).unwrap();
+        foreign.lineage = "another".into();
+        assert!(matches!(store.write(&lock, &foreign), Err(StateError::LineageMismatch { .. })));
+    }
+
+    #[test]
+    fn another_environments_directory_is_refused() {
+        let (_tmp, store) = store();
+        let lock = store.lock(info("state-rm")).unwrap();
+        write_versions(&store, &lock, 1);
+        let err = store.load("prod", None).unwrap_err();
+        assert!(matches!(&err, StateError::WrongEnvironment { expected, found, .. } if expected == "prod" && found == "dev"));
+    }
+
+    #[test]
+    fn a_truncated_state_file_is_reported_with_the_previous_version() {
+        let (_tmp, store) = store();
+        let lock = store.lock(info("state-rm")).unwrap();
+        write_versions(&store, &lock, 3);
+        let state = store.dir().join("state.json");
+        let bytes = fs::read(&state).unwrap();
+        fs::write(&state, &bytes[..bytes.len() / 2]).unwrap();
+        let err = store.load("dev", None).unwrap_err();
+        let StateError::Corrupt { path, reason, previous } = &err else { panic!("{err}") };
+        assert_eq!(path, &state);
+        assert!(reason.contains("truncated"), "{reason}");
+        assert_eq!(previous.as_deref(), Some(store.dir().join("history/state.2.json").as_path()));
+        assert!(err.to_string().contains("history/state.2.json"), "{err}");
+        // A write refuses too, so the damaged file stays for inspection.
+        let attempt = StateDoc::new("dev", None, "x".into());
+        assert!(matches!(store.write(&lock, &attempt), Err(StateError::Corrupt { .. })));
+        assert_eq!(fs::read(&state).unwrap(), &bytes[..bytes.len() / 2]);
+    }
+
+    #[test]
+    fn a_checksum_mismatch_is_reported_and_damaged_history_is_skipped() {
+        let (_tmp, store) = store();
+        let lock = store.lock(info("state-rm")).unwrap();
+        write_versions(&store, &lock, 3);
+        let state = store.dir().join("state.json");
+        let text = fs::read_to_string(&state).unwrap().replace("debian-12", "debian-13");
+        fs::write(&state, text).unwrap();
+        // The newest history version is damaged too: the one before is offered.
+        fs::write(store.dir().join("history/state.2.json"), b"{").unwrap();
+        let err = store.load("dev", None).unwrap_err();
+        let StateError::Corrupt { reason, previous, .. } = &err else { panic!("{err}") };
+        assert!(reason.contains("checksum mismatch"), "{reason}");
+        assert_eq!(previous.as_deref(), Some(store.dir().join("history/state.1.json").as_path()));
+    }
+
+    #[test]
+    fn lock_excludes_a_second_store_and_is_released_on_drop() {
+        let (_tmp, store) = store();
+        let other = LocalStore::new(store.dir());
+        let lock = store.lock(info("up")).unwrap();
+        let err = other.lock(info("down")).unwrap_err();
+        let StateError::Locked(holder) = &err else { panic!("{err}") };
+        assert_eq!((holder.operation.as_str(), holder.pid), ("up", std::process::id()));
+        assert!(err.to_string().contains("running `up`"), "{err}");
+        let (holder, live) = other.lock_holder().unwrap().unwrap();
+        assert!(live);
+        assert_eq!(holder, *lock.info());
+        assert!(matches!(other.unlock(), Err(StateError::Locked(_))));
+
+        let started = std::time::Instant::now();
+        assert!(matches!(other.lock_wait(info("down"), Duration::from_millis(150)), Err(StateError::Locked(_))));
+        assert!(started.elapsed() >= Duration::from_millis(150));
+
+        drop(lock);
+        assert_eq!(other.lock_holder().unwrap(), None, "release clears the holder information");
+        let lock = other.lock(info("down")).unwrap();
+        assert_eq!(lock.info().operation, "down");
+    }
+
+    #[test]
+    fn lock_wait_gets_the_lock_when_it_is_released() {
+        let (_tmp, store) = store();
+        let lock = store.lock(info("up")).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                drop(lock);
+            });
+            store.lock_wait(info("down"), Duration::from_secs(5)).unwrap();
+        });
+    }
+
+    #[test]
+    fn a_lock_for_another_directory_is_refused() {
+        let (tmp, store) = store();
+        let other = LocalStore::new(tmp.path().join("state").join("prod"));
+        let lock = other.lock(info("up")).unwrap();
+        let doc = store.load("dev", None).unwrap();
+        assert!(matches!(store.write(&lock, &doc), Err(StateError::WrongLock { .. })));
+    }
+
+    #[test]
+    fn lock_info_reads_as_a_sentence() {
+        let info = LockInfo {
+            owner: "alice".into(),
+            pid: 123,
+            host: "host".into(),
+            run_id: "1b2c3d".into(),
+            operation: "up".into(),
+            started_at: "2026-11-23T10:00:00Z".parse().unwrap(),
+        };
+        assert_eq!(info.to_string(), "held by alice@host (pid 123) running `up` since 2026-11-23T10:00:00Z, run 1b2c3d");
+        assert_eq!(LockInfo::unknown().to_string(), "held by a process that has not recorded who it is yet");
+    }
+}

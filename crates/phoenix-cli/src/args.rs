@@ -1,0 +1,235 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Examples:
+  phoenix up dev                      bring the dev environment up (plan, confirm, apply)
+  phoenix plan prod --var web_count=6 show what would change, without changing anything
+  phoenix up ci --instance pr-1234 --yes --json
+  phoenix down dev --yes              destroy everything the dev environment made
+
+Exit codes:
+  0  success (with --detailed-exitcode: no changes)
+  1  an error: a provider call failed, state could not be written, bad usage
+  2  changes are present (plan --detailed-exitcode)
+  3  the environment definition is invalid (nothing was called or changed)
+  4  the state is locked by another run
+  130 interrupted (Ctrl-C); state was saved";
+
+/// Phoenix: provision environments that rise again from the ashes.
+#[derive(Debug, Parser)]
+#[command(name = "phoenix", version, about, long_about = None, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: Global,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Machine-readable output: JSON documents, or one JSON event per line for `up`/`down`.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Run as if started in DIR (the project holding environments/ and templates/).
+    #[arg(short = 'C', long = "chdir", global = true, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+    /// Never use colour (also: NO_COLOR).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+/// Which environment, which copy of it, and with which variables.
+#[derive(Debug, Args, Clone)]
+pub struct EnvArgs {
+    /// Environment name (environments/NAME.toml) or path to an environment file.
+    pub env: String,
+    /// Set a variable declared under [vars]: --var web_count=6 (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// An isolated copy of the environment with its own state, names and tags.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LockArgs {
+    /// Wait up to this long for another run's lock (e.g. 30s, 5m) instead of failing at once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    pub lock_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ApplyArgs {
+    /// Skip the confirmation prompt (required when stdin is not a terminal).
+    #[arg(short = 'y', long, visible_alias = "auto-approve")]
+    pub yes: bool,
+    /// Operations in flight at once.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub parallelism: u32,
+    /// Limit the change to these resources and what they need (repeatable).
+    #[arg(long = "target", value_name = "RESOURCE")]
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render, parse and type-check an environment: no API calls, nothing written.
+    #[command(after_help = "Examples:\n  phoenix validate dev\n  phoenix validate prod --var web_count=0 --json")]
+    Validate {
+        #[command(flatten)]
+        env: EnvArgs,
+    },
+    /// Print the rendered definition (the TOML the templates produce).
+    #[command(after_help = "Examples:\n  phoenix render staging --var web_count=2")]
+    Render {
+        #[command(flatten)]
+        env: EnvArgs,
+    },
+    /// Refresh state and show what `up` would change.
+    #[command(after_help = "Examples:\n  phoenix plan dev\n  phoenix plan prod --out prod.plan && phoenix up prod --plan prod.plan\n  phoenix plan ci --detailed-exitcode   # exit 0: no changes, 2: changes, 1: error")]
+    Plan {
+        #[command(flatten)]
+        env: EnvArgs,
+        /// Plan the destruction of everything instead.
+        #[arg(long)]
+        destroy: bool,
+        /// Save the plan; `phoenix up ENV --plan FILE` applies exactly it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Exit 0 when there are no changes and 2 when there are.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Limit the plan to these resources and what they need (repeatable).
+        #[arg(long = "target", value_name = "RESOURCE")]
+        targets: Vec<String>,
+    },
+    /// Plan, confirm and apply: create, update and replace along the dependency graph, in parallel.
+    #[command(after_help = "Examples:\n  phoenix up dev\n  phoenix up prod --var web_count=6 --parallelism 32\n  phoenix up ci --instance pr-1234 --yes --json\n  phoenix up prod --plan prod.plan")]
+    Up {
+        #[command(flatten)]
+        env: EnvArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+        /// Apply a plan saved by `phoenix plan --out`; refused if state changed since.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
+    },
+    /// Destroy everything the environment made, in reverse dependency order.
+    #[command(after_help = "Examples:\n  phoenix down dev\n  phoenix down ci --instance pr-1234 --yes")]
+    Down {
+        #[command(flatten)]
+        env: EnvArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Show what exists according to state (with --refresh: as it is now).
+    #[command(after_help = "Examples:\n  phoenix status dev\n  phoenix status dev --refresh --json")]
+    Status {
+        #[command(flatten)]
+        env: EnvArgs,
+        /// Read every object through its provider first.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Print the environment's outputs, or one of them (raw, for scripts).
+    #[command(after_help = "Examples:\n  phoenix output dev\n  curl \"$(phoenix output dev url)\"")]
+    Output {
+        #[command(flatten)]
+        env: EnvArgs,
+        /// Only this output, printed raw.
+        name: Option<String>,
+    },
+    /// Print the dependency graph in Graphviz DOT.
+    #[command(after_help = "Examples:\n  phoenix graph staging | dot -Tsvg > staging.svg")]
+    Graph {
+        #[command(flatten)]
+        env: EnvArgs,
+    },
+    /// Inspect and repair state.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Release a lock left by a run that died (shows who held it).
+    #[command(after_help = "Examples:\n  phoenix unlock prod")]
+    Unlock {
+        #[command(flatten)]
+        env: EnvArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the resources in state.
+    #[command(after_help = "Examples:\n  phoenix state list dev")]
+    List {
+        #[command(flatten)]
+        env: EnvArgs,
+    },
+    /// Show one resource's state (sensitive values sealed).
+    #[command(after_help = "Examples:\n  phoenix state show dev web")]
+    Show {
+        #[command(flatten)]
+        env: EnvArgs,
+        resource: String,
+    },
+    /// Forget resources without destroying them (they keep existing, unmanaged).
+    #[command(after_help = "Examples:\n  phoenix state rm dev web --yes")]
+    Rm {
+        #[command(flatten)]
+        env: EnvArgs,
+        #[arg(required = true)]
+        resources: Vec<String>,
+        #[arg(short = 'y', long)]
+        yes: bool,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}`: expected NAME=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("`{s}`: the variable name is empty"));
+    }
+    Ok((k.trim().to_string(), v.to_string()))
+}
+
+fn parse_instance(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 40 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || s.starts_with('-') {
+        return Err(format!("`{s}`: an instance name is 1-40 letters, digits and `-`, not starting with `-`"));
+    }
+    Ok(s.to_string())
+}
+
+/// `90s`, `5m`, `2h`, `1h30m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| format!("`{s}`: expected a duration like 30s, 5m or 2h"))?;
+        num.clear();
+        total += n * match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(format!("`{s}`: unknown unit `{c}` (use s, m, h or d)")),
+        };
+    }
+    if !num.is_empty() {
+        total += num.parse::<u64>().map_err(|_| format!("`{s}`: not a duration"))?;
+    }
+    Ok(std::time::Duration::from_secs(total))
+}

@@ -1,0 +1,202 @@
+//! `phoenix up` and `phoenix down`: plan, confirm, apply along the graph, save state.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use console::style;
+use phoenix_core::executor::{ApplyOptions, ApplyReport, OpKind, Outcome, apply, operation_graph};
+use phoenix_core::value::is_sealed;
+
+use crate::args::{ApplyArgs, EnvArgs, Global};
+use crate::commands::plan::{check_saved_plan, make_plan};
+use crate::context;
+use crate::exit::{CmdResult, Exit, Failure};
+use crate::printer::Printer;
+use crate::progress::{Mode, Progress, json_event};
+
+pub async fn up(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs, saved: Option<&Path>) -> CmdResult {
+    execute(g, printer, args, opts, false, saved).await
+}
+
+pub async fn down(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs) -> CmdResult {
+    execute(g, printer, args, opts, true, None).await
+}
+
+async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs, destroy: bool, saved: Option<&Path>) -> CmdResult {
+    let operation = if destroy { "down" } else { "up" };
+    let env = context::load(g, printer, args)?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let (store, lock, state) = env.lock_state(operation, &run_id, opts.lock.lock_timeout, printer)?;
+    env.configure_providers(printer, &state)?;
+    if printer.json {
+        json_event(serde_json::json!({
+            "event": "run_started", "run_id": run_id, "operation": operation,
+            "environment": env.loaded.name, "instance": env.loaded.instance,
+        }));
+    }
+    let (plan, refresh_calls) = make_plan(&env, &state, destroy, &opts.targets).await?;
+    if let Some(path) = saved {
+        check_saved_plan(path, &plan)?;
+    }
+    if printer.json {
+        let changes: Vec<_> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action != phoenix_core::plan::Action::NoOp || c.adopt)
+            .map(|c| serde_json::json!({"addr": c.addr, "type": c.type_name, "action": c.action, "adopt": c.adopt}))
+            .collect();
+        json_event(serde_json::json!({"event": "plan", "summary": plan.summary(), "changes": changes, "refresh_calls": refresh_calls}));
+    } else {
+        printer.plan(&plan);
+    }
+    if !plan.has_work() {
+        if printer.json {
+            json_event(serde_json::json!({"event": "run_finished", "run_id": run_id, "success": true, "changes": 0, "outputs": visible_outputs(&state.outputs)}));
+        }
+        return Ok(Exit::Ok);
+    }
+    if !opts.yes {
+        confirm(operation, &env.loaded.name)?;
+    }
+
+    let journal = store.journal(&lock, state.clone()).map_err(context::state_failure)?;
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(watch_signals(cancel_tx));
+    let total_ops = operation_graph(&plan).len();
+    let progress = Arc::new(Progress::new(Mode::detect(printer.json), total_ops, g.verbose));
+    let result = apply(
+        &plan,
+        &env.registry,
+        journal.clone(),
+        progress.clone(),
+        ApplyOptions { parallelism: opts.parallelism as usize, cancel: cancel_rx },
+    )
+    .await;
+    progress.finish();
+    signals.abort();
+    // Fold the journal into the state document whatever happened: every recorded
+    // operation must survive, including those of a failed or interrupted run.
+    let final_state = journal.finish().map_err(context::state_failure)?;
+    let report = result.map_err(|e| Failure::new(Exit::Error, anyhow!("{e}")))?;
+    let bytes = journal.bytes_written();
+
+    let counts = count(&report);
+    if printer.json {
+        let failed: Vec<_> = report
+            .results
+            .iter()
+            .filter_map(|r| match &r.outcome {
+                Outcome::Failed { error } => Some(serde_json::json!({"addr": r.addr, "op": r.op, "error": error})),
+                _ => None,
+            })
+            .collect();
+        json_event(serde_json::json!({
+            "event": "run_finished", "run_id": run_id, "success": report.is_success(), "interrupted": report.interrupted,
+            "created": counts.0, "updated": counts.1, "destroyed": counts.2, "failed": failed, "skipped": report.skipped(),
+            "elapsed_ms": report.elapsed_ms, "outputs": visible_outputs(&final_state.outputs),
+            "state_serial": final_state.serial, "state_bytes_written": bytes,
+            "resources": final_state.resources.len(),
+        }));
+    } else {
+        print_summary(&report, counts, destroy);
+        if !destroy && report.is_success() && !final_state.outputs.is_empty() {
+            println!("\nOutputs:");
+            for (k, v) in &final_state.outputs {
+                println!("  {k} = {}", if is_sealed(v) { "(sensitive)".to_string() } else { v.to_string() });
+            }
+        }
+        if g.verbose > 0 {
+            println!("state: serial {}, {} bytes written this run", final_state.serial, bytes);
+        }
+    }
+    if report.interrupted {
+        return Ok(Exit::Interrupted);
+    }
+    if !report.is_success() {
+        return Ok(Exit::Error);
+    }
+    if destroy && opts.targets.is_empty() {
+        if !final_state.is_empty() {
+            let left: Vec<String> = final_state.resources.keys().map(ToString::to_string).collect();
+            return Err(Failure::new(Exit::Error, anyhow!("destroy finished but these remain in state: {}", left.join(", "))));
+        }
+        // Leave no trace: Phoenix's scratch directory of this environment goes too (if providers emptied it).
+        let data_dir = env.data_dir();
+        let _ = std::fs::remove_dir(&data_dir);
+        if let Some(parent) = data_dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn count(report: &ApplyReport) -> (usize, usize, usize) {
+    let ok = |k: OpKind| report.results.iter().filter(|r| r.op == k && r.outcome == Outcome::Succeeded).count();
+    (ok(OpKind::Create) + ok(OpKind::Adopt), ok(OpKind::Update), ok(OpKind::Destroy))
+}
+
+fn print_summary(report: &ApplyReport, (created, updated, destroyed): (usize, usize, usize), destroy: bool) {
+    let secs = report.elapsed_ms as f64 / 1000.0;
+    let what = if destroy { "Destroy" } else { "Apply" };
+    if report.is_success() {
+        println!(
+            "\n{} {created} created, {updated} updated, {destroyed} destroyed in {secs:.1}s.",
+            style(format!("{what} complete:")).green().bold()
+        );
+        return;
+    }
+    let head = if report.interrupted { format!("{what} interrupted:") } else { format!("{what} failed:") };
+    println!(
+        "\n{} {created} created, {updated} updated, {destroyed} destroyed, {} failed, {} not started, in {secs:.1}s.",
+        style(head).red().bold(),
+        report.failed(),
+        report.skipped()
+    );
+    for r in &report.results {
+        if let Outcome::Failed { error } = &r.outcome {
+            println!("  {} {} ({}): {error}", style("✗").red(), r.addr, r.op);
+        }
+    }
+    println!("State was saved; run the command again to continue.");
+}
+
+fn visible_outputs(outputs: &std::collections::BTreeMap<String, serde_json::Value>) -> serde_json::Value {
+    outputs
+        .iter()
+        .map(|(k, v)| (k.clone(), if is_sealed(v) { serde_json::Value::String("(sensitive)".into()) } else { v.clone() }))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// Asks for a typed "yes" on a terminal; refuses to guess without one.
+fn confirm(operation: &str, env: &str) -> Result<(), Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::new(
+            Exit::Error,
+            anyhow!("refusing to run `{operation}` without confirmation: stdin is not a terminal; pass --yes to approve"),
+        ));
+    }
+    print!("\nDo you want to {} {env}? Only `yes` is accepted: ", if operation == "down" { "destroy everything in" } else { "apply these changes to" });
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Failure::new(Exit::Error, anyhow!("cancelled: nothing was changed")))
+    }
+}
+
+/// First Ctrl-C (or SIGTERM): stop scheduling, let in-flight work finish, save state.
+/// Second: exit at once (the journal already holds every finished operation).
+async fn watch_signals(cancel: tokio::sync::watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
+    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    let _ = cancel.send(true);
+    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    eprintln!("\nSecond interrupt: exiting now. Finished operations are recorded; run the command again to continue.");
+    std::process::exit(Exit::Interrupted as i32);
+}

@@ -1,0 +1,229 @@
+//! Commands that read: validate, render, graph, status, output, state, and unlock.
+
+use std::io::IsTerminal;
+
+use anyhow::anyhow;
+use console::style;
+use phoenix_core::ResourceAddr;
+use phoenix_core::validate::dependency_graph;
+use phoenix_core::value::is_sealed;
+
+use crate::args::{EnvArgs, Global, LockArgs};
+use crate::commands::plan::make_plan;
+use crate::context;
+use crate::exit::{CmdResult, Exit, Failure};
+use crate::printer::Printer;
+
+pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
+    let env = context::load(g, printer, args)?;
+    let def = &env.loaded.definition;
+    if printer.json {
+        println!("{}", serde_json::json!({"event": "valid", "valid": true, "resources": def.resources.len(), "outputs": def.outputs.len()}));
+    } else {
+        println!(
+            "{} {} is valid: {} resources, {} outputs.",
+            style("✓").green().bold(),
+            env.loaded.source.name,
+            def.resources.len(),
+            def.outputs.len()
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn render(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
+    let project = context::project(g)?;
+    let opts = phoenix_config::LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
+    let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
+    if printer.json {
+        let templates: Vec<_> = loaded.rendered.iter().map(|r| serde_json::json!({"template": r.template.name, "output": r.output})).collect();
+        println!("{}", serde_json::json!({"event": "rendered", "templates": templates}));
+    } else {
+        print!("{}", loaded.rendered_text());
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn graph(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
+    let env = context::load(g, printer, args)?;
+    let def = &env.loaded.definition;
+    let dag = dependency_graph(def);
+    let label = |a: &ResourceAddr| format!("{a}\\n{}", def.resources.get(a).map(|r| r.type_name.as_str()).unwrap_or(""));
+    print!("{}", dag.to_dot(&env.loaded.state_key(), &label));
+    Ok(Exit::Ok)
+}
+
+pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool) -> CmdResult {
+    let env = context::load(g, printer, args)?;
+    let state = env.read_state()?;
+    let mut live: Option<std::collections::BTreeMap<ResourceAddr, &'static str>> = None;
+    if refresh {
+        env.configure_providers(printer, &state)?;
+        let (plan, _) = make_plan(&env, &state, false, &[]).await?;
+        live = Some(
+            plan.changes
+                .iter()
+                .map(|c| {
+                    let s = match c.action {
+                        phoenix_core::plan::Action::NoOp => "in sync",
+                        phoenix_core::plan::Action::Create if c.reasons.iter().any(|r| r.contains("no longer exists")) => "missing",
+                        phoenix_core::plan::Action::Create => "not created",
+                        phoenix_core::plan::Action::Delete => "not declared",
+                        _ => "differs",
+                    };
+                    (c.addr.clone(), s)
+                })
+                .collect(),
+        );
+    }
+    let holder = env.store()?.lock_holder().ok().flatten();
+    if printer.json {
+        let resources: Vec<_> = state
+            .resources
+            .iter()
+            .map(|(a, r)| {
+                serde_json::json!({
+                    "addr": a, "type": r.type_name, "id": r.outputs.get("id"), "tainted": r.tainted,
+                    "status": live.as_ref().and_then(|l| l.get(a)).copied(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "status", "environment": env.loaded.name, "instance": env.loaded.instance, "serial": state.serial,
+                "lineage": state.lineage, "updated_at": state.updated_at, "resources": resources,
+                "declared": env.loaded.definition.resources.len(), "pending": state.pending.keys().collect::<Vec<_>>(),
+                "locked_by": holder.as_ref().filter(|(_, live)| *live).map(|(i, _)| i.to_string()),
+            })
+        );
+        return Ok(Exit::Ok);
+    }
+    println!(
+        "{} {}: {} of {} declared resources exist (state serial {}{})",
+        style("Environment").bold(),
+        env.loaded.state_key(),
+        state.resources.len(),
+        env.loaded.definition.resources.len(),
+        state.serial,
+        state.updated_at.map(|t| format!(", updated {}", t.format("%Y-%m-%d %H:%M:%S UTC"))).unwrap_or_default()
+    );
+    if let Some((info, true)) = &holder {
+        println!("{} {info}", style("Locked:").yellow().bold());
+    }
+    let width = state.resources.keys().map(|a| a.as_str().len()).max().unwrap_or(0);
+    for (a, r) in &state.resources {
+        let id = r.outputs.get("id").or_else(|| r.outputs.get("pid")).map(|v| v.to_string()).unwrap_or_default();
+        let st = live.as_ref().and_then(|l| l.get(a)).map(|s| format!("  [{s}]")).unwrap_or_default();
+        let taint = if r.tainted { "  (tainted)" } else { "" };
+        println!("  {:width$}  {:22} {id}{st}{taint}", a.as_str(), r.type_name, width = width);
+    }
+    for a in state.pending.keys() {
+        println!("  {} {a}: an interrupted operation; the next `up` will finish it", style("!").yellow());
+    }
+    if !state.outputs.is_empty() {
+        println!("Outputs:");
+        for (k, v) in &state.outputs {
+            println!("  {k} = {}", if is_sealed(v) { "(sensitive)".to_string() } else { v.to_string() });
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<&str>) -> CmdResult {
+    let project = context::project(g)?;
+    let opts = phoenix_config::LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
+    let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
+    let env = context::Env { project, loaded, registry: context::registry() };
+    let state = env.read_state()?;
+    let shown = |v: &serde_json::Value| if is_sealed(v) { serde_json::Value::String("(sensitive)".into()) } else { v.clone() };
+    match name {
+        Some(n) => {
+            let v = state.outputs.get(n).ok_or_else(|| {
+                let known: Vec<_> = state.outputs.keys().cloned().collect();
+                anyhow!("no output `{n}` in state (known: {})", if known.is_empty() { "none; run `phoenix up` first".into() } else { known.join(", ") })
+            })?;
+            if printer.json {
+                println!("{}", shown(v));
+            } else {
+                match shown(v) {
+                    serde_json::Value::String(s) => println!("{s}"),
+                    other => println!("{other}"),
+                }
+            }
+        }
+        None => {
+            if printer.json {
+                let m: serde_json::Map<_, _> = state.outputs.iter().map(|(k, v)| (k.clone(), shown(v))).collect();
+                println!("{}", serde_json::Value::Object(m));
+            } else {
+                for (k, v) in &state.outputs {
+                    println!("{k} = {}", shown(v));
+                }
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn unlock(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
+    let project = context::project(g)?;
+    let opts = phoenix_config::LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
+    let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
+    let env = context::Env { project, loaded, registry: context::registry() };
+    match env.store()?.unlock().map_err(context::state_failure)? {
+        Some(info) => println!("Released the lock left by {info}."),
+        None => println!("{} is not locked.", env.loaded.state_key()),
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn state_list(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
+    let env = context::load(g, printer, args)?;
+    let state = env.read_state()?;
+    if printer.json {
+        let list: Vec<_> = state.resources.iter().map(|(a, r)| serde_json::json!({"addr": a, "type": r.type_name})).collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        for (a, r) in &state.resources {
+            println!("{a}\t{}", r.type_name);
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn state_show(g: &Global, printer: &Printer, args: &EnvArgs, resource: &str) -> CmdResult {
+    let env = context::load(g, printer, args)?;
+    let state = env.read_state()?;
+    let addr = ResourceAddr::new_unchecked(resource);
+    let r = state.resources.get(&addr).ok_or_else(|| anyhow!("`{resource}` is not in the state of {}", env.loaded.state_key()))?;
+    println!("{}", serde_json::to_string_pretty(&serde_json::json!({"addr": addr, "resource": r}))?);
+    Ok(Exit::Ok)
+}
+
+pub fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: &[String], yes: bool, lock: &LockArgs) -> CmdResult {
+    let env = context::load(g, printer, args)?;
+    let (store, guard, mut state) = env.lock_state("state rm", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer)?;
+    let mut removed = Vec::new();
+    for r in resources {
+        let addr = ResourceAddr::new_unchecked(r.as_str());
+        if state.resources.remove(&addr).is_none() {
+            return Err(Failure::new(Exit::Error, anyhow!("`{r}` is not in the state of {}; nothing was changed", env.loaded.state_key())));
+        }
+        removed.push(addr);
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::new(Exit::Error, anyhow!("refusing to forget resources without --yes (stdin is not a terminal)")));
+        }
+        eprint!("Forget {} (the objects keep existing, unmanaged)? Only `yes` is accepted: ", removed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            return Err(Failure::new(Exit::Error, anyhow!("cancelled: nothing was changed")));
+        }
+    }
+    let written = store.write(&guard, &state).map_err(context::state_failure)?;
+    println!("Removed {} resource(s) from state (serial {}).", removed.len(), written.serial);
+    Ok(Exit::Ok)
+}
