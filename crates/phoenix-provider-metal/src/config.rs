@@ -38,16 +38,16 @@ impl MetalConfig {
                 "hosts" => {
                     hosts_given = true;
                     let table = value.as_object().ok_or_else(|| {
-                        ProviderError::permanent(format!("providers.metal.hosts must be a table of host name -> {{ transport = \"local\" }}, found {value}"))
+                        ProviderError::permanent(format!(
+                            "providers.metal.hosts must be a table of host name -> {{ transport = \"local\" }}, found {value}"
+                        ))
                     })?;
                     for (name, host) in table {
                         hosts.insert(name.clone(), host_transport(name, host)?);
                     }
                 }
                 other => {
-                    return Err(ProviderError::permanent(format!(
-                        "unknown key `{other}` in [providers.metal] (known keys: root, hosts)"
-                    )));
+                    return Err(ProviderError::permanent(format!("unknown key `{other}` in [providers.metal] (known keys: root, hosts)")));
                 }
             }
         }
@@ -56,7 +56,6 @@ impl MetalConfig {
         }
         Ok(Self { root, hosts })
     }
-
 
     /// The transport of a resource's `host` attribute.
     pub fn transport(&self, host: &str) -> Result<Arc<dyn Transport>, ProviderError> {

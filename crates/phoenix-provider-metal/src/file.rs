@@ -79,11 +79,7 @@ pub async fn delete(cfg: &MetalConfig, req: &DeleteRequest) -> Result<(), Provid
     let t = cfg.transport(host(&req.inputs))?;
     let path = location(cfg, &req.inputs, Some(&req.outputs))?;
     t.remove_file(&path).await?;
-    let parents: Vec<PathBuf> = path
-        .ancestors()
-        .skip(1)
-        .take_while(|d| d.starts_with(&cfg.root) && *d != cfg.root)
-        .map(Path::to_path_buf)
-        .collect();
+    let parents: Vec<PathBuf> =
+        path.ancestors().skip(1).take_while(|d| d.starts_with(&cfg.root) && *d != cfg.root).map(Path::to_path_buf).collect();
     prune(cfg, t.as_ref(), parents).await
 }

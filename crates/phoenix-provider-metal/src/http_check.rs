@@ -100,7 +100,13 @@ fn outputs(status: u16) -> Attrs {
 }
 
 /// Create and update: GET every `interval_ms` until it passes; an error after `timeout_secs`.
-pub async fn wait(client: &reqwest::Client, cfg: &MetalConfig, addr: &ResourceAddr, inputs: &Attrs, log: &LogSink) -> Result<Attrs, ProviderError> {
+pub async fn wait(
+    client: &reqwest::Client,
+    cfg: &MetalConfig,
+    addr: &ResourceAddr,
+    inputs: &Attrs,
+    log: &LogSink,
+) -> Result<Attrs, ProviderError> {
     cfg.transport(host(inputs))?;
     let check = Check::from_inputs(inputs)?;
     let timeout = Duration::from_secs(int(inputs, "timeout_secs", 60)?.max(1) as u64);

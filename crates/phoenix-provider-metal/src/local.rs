@@ -416,11 +416,8 @@ fn find_marked_leaders(mark: &OwnerMark) -> Vec<u32> {
         .filter(|(p, _)| has_mark(*p, mark))
         .collect();
     let pids: Vec<u32> = marked.iter().map(|(p, _)| *p).collect();
-    let mut leaders: Vec<(u64, u32)> = marked
-        .iter()
-        .filter(|(p, s)| s.pgrp == *p as i32 && !pids.contains(&s.ppid))
-        .map(|(p, s)| (s.starttime, *p))
-        .collect();
+    let mut leaders: Vec<(u64, u32)> =
+        marked.iter().filter(|(p, s)| s.pgrp == *p as i32 && !pids.contains(&s.ppid)).map(|(p, s)| (s.starttime, *p)).collect();
     leaders.sort();
     leaders.into_iter().map(|(_, p)| p).collect()
 }

@@ -106,14 +106,22 @@ pub fn all() -> Vec<ResourceSchema> {
             description: "A file with the given content, written atomically; relative paths live under the provider root",
             attrs: vec![
                 host(),
-                AttrSchema::required("path", AttrType::String, "where the file goes; relative paths are under the provider root and may not leave it")
-                    .force_new()
-                    .validate_with(resource_path),
+                AttrSchema::required(
+                    "path",
+                    AttrType::String,
+                    "where the file goes; relative paths are under the provider root and may not leave it",
+                )
+                .force_new()
+                .validate_with(resource_path),
                 AttrSchema::required("content", AttrType::String, "the file's content"),
                 AttrSchema::optional("mode", AttrType::String, "permission bits in octal, like \"0644\"")
                     .default(json!("0644"))
                     .validate_with(octal_mode),
-                AttrSchema::computed("sha256", AttrType::String, "SHA-256 of the content (hex): reference it to restart a service when the file changes"),
+                AttrSchema::computed(
+                    "sha256",
+                    AttrType::String,
+                    "SHA-256 of the content (hex): reference it to restart a service when the file changes",
+                ),
                 AttrSchema::computed("abs_path", AttrType::String, "the absolute path of the file on its host").stable(),
             ],
             update_in_place: true,
@@ -124,18 +132,30 @@ pub fn all() -> Vec<ResourceSchema> {
             description: "A long-running process started detached (`sh -c`) in its own process group, logged to a file and marked with PHOENIX_OWNER",
             attrs: vec![
                 host(),
-                AttrSchema::required("command", AttrType::String, "the command line, run with `sh -c` (use `exec` to avoid an extra shell)"),
+                AttrSchema::required(
+                    "command",
+                    AttrType::String,
+                    "the command line, run with `sh -c` (use `exec` to avoid an extra shell)",
+                ),
                 AttrSchema::optional("workdir", AttrType::String, "working directory; relative to the provider root, which is the default")
                     .validate_with(workdir),
                 AttrSchema::optional("environment", string_map(), "extra environment variables").sensitive(),
-                AttrSchema::optional("restart_on", any_map(), "any change to these values restarts the service (e.g. a config file's sha256)"),
+                AttrSchema::optional(
+                    "restart_on",
+                    any_map(),
+                    "any change to these values restarts the service (e.g. a config file's sha256)",
+                ),
                 AttrSchema::optional("stop_timeout_secs", AttrType::Int, "seconds between SIGTERM and SIGKILL when stopping")
                     .default(json!(10))
                     .validate_with(validators::non_negative),
                 AttrSchema::computed("pid", AttrType::Int, "the process id (also its process group id)"),
                 AttrSchema::computed("log_path", AttrType::String, "where stdout and stderr are appended").stable(),
-                AttrSchema::computed("owner", AttrType::String, "the PHOENIX_OWNER mark in the process's environment: how Phoenix finds it again")
-                    .stable(),
+                AttrSchema::computed(
+                    "owner",
+                    AttrType::String,
+                    "the PHOENIX_OWNER mark in the process's environment: how Phoenix finds it again",
+                )
+                .stable(),
             ],
             update_in_place: true,
             create_before_destroy: false,
@@ -147,14 +167,23 @@ pub fn all() -> Vec<ResourceSchema> {
                 host(),
                 AttrSchema::required("command", AttrType::String, "run with `sh -c` on create (and on update without `update_command`)"),
                 AttrSchema::optional("update_command", AttrType::String, "run on update instead of `command`"),
-                AttrSchema::optional("destroy_command", AttrType::String, "run on destroy; it gets `environment` only if it is not sealed in state"),
+                AttrSchema::optional(
+                    "destroy_command",
+                    AttrType::String,
+                    "run on destroy; it gets `environment` only if it is not sealed in state",
+                ),
                 AttrSchema::optional("environment", string_map(), "extra environment variables").sensitive(),
                 AttrSchema::optional("workdir", AttrType::String, "working directory; relative to the provider root, which is the default")
                     .validate_with(workdir),
-                AttrSchema::optional("triggers", any_map(), "any change replaces the resource (runs `destroy_command`, then `command`)").force_new(),
-                AttrSchema::optional("timeout_secs", AttrType::Int, "the command's process group is killed after this many seconds (0: no limit)")
-                    .default(json!(300))
-                    .validate_with(validators::non_negative),
+                AttrSchema::optional("triggers", any_map(), "any change replaces the resource (runs `destroy_command`, then `command`)")
+                    .force_new(),
+                AttrSchema::optional(
+                    "timeout_secs",
+                    AttrType::Int,
+                    "the command's process group is killed after this many seconds (0: no limit)",
+                )
+                .default(json!(300))
+                .validate_with(validators::non_negative),
                 AttrSchema::computed("exit_code", AttrType::Int, "the exit code of the last run (0)"),
                 AttrSchema::computed("stdout", AttrType::String, "the last 4 KiB of standard output, trimmed"),
             ],

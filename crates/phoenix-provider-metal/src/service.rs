@@ -42,11 +42,7 @@ fn recorded_pid(outputs: &Attrs) -> Option<u32> {
 }
 
 fn log_path(cfg: &MetalConfig, addr: &ResourceAddr, outputs: Option<&Attrs>) -> PathBuf {
-    outputs
-        .and_then(|o| o.get("log_path"))
-        .and_then(Value::as_str)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cfg.log_path(addr.as_str()))
+    outputs.and_then(|o| o.get("log_path")).and_then(Value::as_str).map(PathBuf::from).unwrap_or_else(|| cfg.log_path(addr.as_str()))
 }
 
 async fn read_pid_file(t: &dyn Transport, path: &std::path::Path) -> Option<u32> {
@@ -71,14 +67,7 @@ pub async fn start(cfg: &MetalConfig, addr: &ResourceAddr, inputs: &Attrs, owner
     let env = env_vars(inputs, "environment")?
         .ok_or_else(|| ProviderError::permanent("`environment` is sealed: its values are needed to start the service"))?;
     let log_path = cfg.log_path(addr.as_str());
-    let spec = ServiceSpec {
-        name: addr.to_string(),
-        command,
-        workdir,
-        env,
-        mark: owner_mark(ownership.key()),
-        log_path: log_path.clone(),
-    };
+    let spec = ServiceSpec { name: addr.to_string(), command, workdir, env, mark: owner_mark(ownership.key()), log_path: log_path.clone() };
     let pid = match t.start_service(&spec).await {
         Err(TransportError::MissingWorkdir(d)) if d == cfg.root => {
             // A concurrent delete pruned the (then empty) root after it was made.
@@ -105,7 +94,14 @@ pub async fn start(cfg: &MetalConfig, addr: &ResourceAddr, inputs: &Attrs, owner
     Ok(out)
 }
 
-async fn stop(cfg: &MetalConfig, t: &dyn Transport, addr: &ResourceAddr, pid: u32, ownership: &Ownership, timeout: Duration) -> Result<(), ProviderError> {
+async fn stop(
+    cfg: &MetalConfig,
+    t: &dyn Transport,
+    addr: &ResourceAddr,
+    pid: u32,
+    ownership: &Ownership,
+    timeout: Duration,
+) -> Result<(), ProviderError> {
     let outcome = t.stop_service(pid, &owner_mark(ownership.key()), timeout).await?;
     tracing::debug!(%addr, pid, ?outcome, root = %cfg.root.display(), "stopped service");
     Ok(())

@@ -75,7 +75,8 @@ fn dev_definition(port: u16) -> Definition {
 }
 
 async fn up(def: &Definition, state: &StateDoc, registry: &Registry, lose_put_of: Option<&str>) -> (StateDoc, Vec<(String, Action)>) {
-    let refreshed = refresh(state, registry).await.map_err(|e| format!("{:?}", e.iter().map(|e| &e.error.message).collect::<Vec<_>>())).unwrap();
+    let refreshed =
+        refresh(state, registry).await.map_err(|e| format!("{:?}", e.iter().map(|e| &e.error.message).collect::<Vec<_>>())).unwrap();
     let plan = diff(def, &refreshed, registry, &PlanOptions::default());
     let actions = plan.changes.iter().map(|c| (c.addr.to_string(), c.action)).collect();
     let journal = Arc::new(MemJournal { records: Mutex::new(Vec::new()), lose_put_of: lose_put_of.map(str::to_string) });

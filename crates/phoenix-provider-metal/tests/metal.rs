@@ -129,7 +129,14 @@ impl Env {
     }
 
     async fn delete_with(&self, ty: &str, name: &str, inputs: Attrs, outputs: &Attrs, log: LogSink) -> Result<(), ProviderError> {
-        let req = DeleteRequest { addr: addr(name), type_name: ty.into(), inputs, outputs: outputs.clone(), ownership: self.ownership(name), log };
+        let req = DeleteRequest {
+            addr: addr(name),
+            type_name: ty.into(),
+            inputs,
+            outputs: outputs.clone(),
+            ownership: self.ownership(name),
+            log,
+        };
         self.provider.delete(req).await
     }
 
@@ -557,10 +564,7 @@ async fn http_check_timeout_names_the_last_failure() {
     assert!(err.message.contains("does not contain `ok!`"), "{}", err.message);
 
     let closed = free_port();
-    let err = e
-        .create(HTTP_CHECK, "ready", json!({"url": format!("http://127.0.0.1:{closed}/"), "timeout_secs": 1}))
-        .await
-        .unwrap_err();
+    let err = e.create(HTTP_CHECK, "ready", json!({"url": format!("http://127.0.0.1:{closed}/"), "timeout_secs": 1})).await.unwrap_err();
     assert!(err.message.to_lowercase().contains("refused"), "{}", err.message);
 
     let port = http_server("418 I'm a teapot", "short and stout").await;
