@@ -132,8 +132,13 @@ impl Diagnostics {
     pub fn len(&self) -> usize {
         self.0.len()
     }
+    /// Adds a problem unless the same one is already there (a mistake inside a
+    /// template loop is reported once, not once per iteration).
     pub fn push(&mut self, d: Diagnostic) {
-        self.0.push(d);
+        let same = |o: &Diagnostic| o.kind == d.kind && o.location == d.location && o.message == d.message;
+        if !self.0.iter().any(same) {
+            self.0.push(d);
+        }
     }
 
     /// Renders every problem with its snippet, for a terminal.

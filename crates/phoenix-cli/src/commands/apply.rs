@@ -10,7 +10,7 @@ use phoenix_core::executor::{ApplyOptions, ApplyReport, OpKind, Outcome, apply, 
 use phoenix_core::value::is_sealed;
 
 use crate::args::{ApplyArgs, EnvArgs, Global};
-use crate::commands::plan::{check_saved_plan, make_plan};
+use crate::commands::plan::{check_saved_plan, make_plan, read_saved_plan};
 use crate::context;
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::printer::Printer;
@@ -28,7 +28,15 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
     let operation = if destroy { "down" } else { "up" };
     let env = context::load(g, printer, args)?;
     let run_id = uuid::Uuid::new_v4().to_string();
-    let (store, lock, state) = env.lock_state(operation, &run_id, opts.lock.lock_timeout, printer)?;
+    let (store, lock, mut state) = env.lock_state(operation, &run_id, opts.lock.lock_timeout, printer)?;
+    let saved_plan = saved.map(read_saved_plan).transpose()?;
+    if let Some(p) = &saved_plan
+        && state.serial == 0
+        && state.is_empty()
+    {
+        // A plan made before the state existed names the lineage the new state takes.
+        state.lineage = p.lineage.clone();
+    }
     env.configure_providers(printer, &state)?;
     if printer.json {
         json_event(serde_json::json!({
@@ -37,8 +45,8 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
         }));
     }
     let (plan, refresh_calls) = make_plan(&env, &state, destroy, &opts.targets).await?;
-    if let Some(path) = saved {
-        check_saved_plan(path, &plan)?;
+    if let (Some(path), Some(saved_plan)) = (saved, &saved_plan) {
+        check_saved_plan(path, saved_plan, &plan)?;
     }
     if printer.json {
         let changes: Vec<_> = plan

@@ -84,10 +84,14 @@ fn save_plan(plan: &Plan, path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Reads a saved plan and checks it still describes what would happen now.
-pub fn check_saved_plan(path: &Path, current: &Plan) -> Result<(), Failure> {
+/// Reads a plan saved by `phoenix plan --out`.
+pub fn read_saved_plan(path: &Path) -> Result<Plan, Failure> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan file {}", path.display()))?;
-    let saved: Plan = serde_json::from_str(&text).with_context(|| format!("{} is not a Phoenix plan", path.display()))?;
+    Ok(serde_json::from_str(&text).with_context(|| format!("{} is not a Phoenix plan", path.display()))?)
+}
+
+/// Checks that a saved plan still describes what would happen now.
+pub fn check_saved_plan(path: &Path, saved: &Plan, current: &Plan) -> Result<(), Failure> {
     let refuse = |why: String| Failure::new(Exit::Error, anyhow!("refusing saved plan {}: {why}; run `phoenix plan` again", path.display()));
     if saved.environment != current.environment || saved.instance != current.instance {
         return Err(refuse(format!("it was made for environment `{}`", saved.environment)));
