@@ -42,6 +42,7 @@ impl Provider for BuiltinProvider {
             ],
             update_in_place: true,
             create_before_destroy: false,
+            adoptable: false,
         }]
     }
 

@@ -509,8 +509,11 @@ async fn run_op(shared: &Shared, task: Task) -> Result<Produced, OpFailure> {
             if task.replacing && task.create_before_destroy {
                 record(shared, JournalRecord::Depose { addr: task.addr.clone() }).await?;
             }
-            let intent = Intent { op: IntentOp::Create, type_name: task.type_name.clone(), inputs: sealed.clone(), at: chrono::Utc::now() };
-            record(shared, JournalRecord::Intent { addr: task.addr.clone(), intent }).await?;
+            let adoptable = schema.is_none_or(|s| s.adoptable);
+            if adoptable {
+                let intent = Intent { op: IntentOp::Create, type_name: task.type_name.clone(), inputs: sealed.clone(), at: chrono::Utc::now() };
+                record(shared, JournalRecord::Intent { addr: task.addr.clone(), intent }).await?;
+            }
             let req = CreateRequest { addr: task.addr.clone(), type_name: task.type_name.clone(), inputs: inputs.clone(), ownership, log };
             let state = |outputs: Attrs, tainted: bool| ResourceState {
                 type_name: task.type_name.clone(),
@@ -529,7 +532,7 @@ async fn run_op(shared: &Shared, task: Task) -> Result<Produced, OpFailure> {
                 Err(e) => {
                     if let Some(outputs) = e.created.clone() {
                         record(shared, JournalRecord::Put { addr: task.addr.clone(), resource: state(outputs, true) }).await?;
-                    } else if e.class == ErrorClass::Permanent {
+                    } else if adoptable && e.class == ErrorClass::Permanent {
                         // The provider is sure nothing was made: nothing to adopt later.
                         record(shared, JournalRecord::ClearIntent { addr: task.addr.clone() }).await?;
                     }

@@ -169,6 +169,11 @@ pub struct ResourceSchema {
     pub update_in_place: bool,
     /// Replacement creates the new object before destroying the old one, unless the definition says otherwise.
     pub create_before_destroy: bool,
+    /// Objects of this type can be found by their ownership marks after an
+    /// interrupted create, so the executor journals an intent before each
+    /// create. Types that leave nothing to find (commands, checks, values)
+    /// skip that write.
+    pub adoptable: bool,
 }
 
 impl ResourceSchema {

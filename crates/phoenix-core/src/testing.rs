@@ -68,6 +68,7 @@ pub fn thing_schema() -> ResourceSchema {
         ],
         update_in_place: true,
         create_before_destroy: false,
+        adoptable: true,
     }
 }
 

@@ -126,6 +126,8 @@ pub fn all() -> Vec<ResourceSchema> {
             ],
             update_in_place: true,
             create_before_destroy: false,
+            // a written file is found at its path.
+            adoptable: true,
         },
         ResourceSchema {
             type_name: SERVICE,
@@ -159,6 +161,8 @@ pub fn all() -> Vec<ResourceSchema> {
             ],
             update_in_place: true,
             create_before_destroy: false,
+            // a started service is found by PHOENIX_OWNER.
+            adoptable: true,
         },
         ResourceSchema {
             type_name: EXEC,
@@ -189,6 +193,8 @@ pub fn all() -> Vec<ResourceSchema> {
             ],
             update_in_place: true,
             create_before_destroy: false,
+            // commands leave nothing to find: they run again.
+            adoptable: false,
         },
         ResourceSchema {
             type_name: HTTP_CHECK,
@@ -210,6 +216,8 @@ pub fn all() -> Vec<ResourceSchema> {
             ],
             update_in_place: true,
             create_before_destroy: false,
+            // checks leave nothing to find.
+            adoptable: false,
         },
     ]
 }

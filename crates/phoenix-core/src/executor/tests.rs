@@ -117,7 +117,8 @@ async fn parallelism_bounds_operations_in_flight() {
     let refs: Vec<(&str, serde_json::Value)> = many.iter().map(|(a, b)| (a.as_str(), b.clone())).collect();
     let r = run(&def(&refs), &empty_state(), false, &[], 30, 3).await;
     let calls = r.provider.calls();
-    let max_overlap = calls.iter().map(|c| calls.iter().filter(|o| o.start < c.end && c.start < o.end).count()).max().unwrap();
+    // The most calls in flight at one instant (the concurrency peaks at some call's start).
+    let max_overlap = calls.iter().map(|c| calls.iter().filter(|o| o.start <= c.start && c.start < o.end).count()).max().unwrap();
     assert!(max_overlap <= 3, "at most 3 in flight, saw {max_overlap}");
     assert!(max_overlap >= 2, "operations should overlap");
 }
