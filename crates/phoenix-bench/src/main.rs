@@ -170,13 +170,34 @@ fn delay(phoenix: &Path) -> anyhow::Result<()> {
             .find(|e| e["event"] == "run_finished")
             .context("no run_finished event")?;
         let exec = finished["elapsed_ms"].as_f64().unwrap_or_default() / 1000.0;
+        let floor = process_floor(layers, width, parallelism)?;
         println!(
             "{n:>4} ops ({layers} x {width}), parallelism {parallelism:>3}: executor {exec:.3} s, bound {bound:.3} s \
-             (critical path {critical:.1} s, work/parallelism {:.3} s): {:+.1} %",
+             (critical path {critical:.1} s, work/parallelism {:.3} s): {:+.1} %; same processes without Phoenix {floor:.3} s: {:+.1} %",
             work / parallelism as f64,
-            (exec / bound - 1.0) * 100.0
+            (exec / bound - 1.0) * 100.0,
+            (exec / floor - 1.0) * 100.0
         );
         run(phoenix, project.path(), &["down", "layered", "--yes", "--parallelism", "64"])?;
     }
     Ok(())
+}
+
+/// The same layered DAG's processes run directly, layer by layer, at most
+/// `parallelism` at once: what process creation alone costs on this machine.
+fn process_floor(layers: usize, width: usize, parallelism: usize) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    for _ in 0..layers {
+        let mut left = width;
+        while left > 0 {
+            let batch = left.min(parallelism);
+            let children: Vec<_> =
+                (0..batch).map(|_| Command::new("sh").args(["-c", "sleep 0.1"]).spawn()).collect::<Result<_, _>>()?;
+            for mut c in children {
+                c.wait()?;
+            }
+            left -= batch;
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
 }
