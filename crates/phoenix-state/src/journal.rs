@@ -530,7 +530,7 @@ mod tests {
         let (_tmp, store) = store();
         let store = store.with_compaction_floor(16 * 1024).with_history(100);
         let (_lock, journal) = start(&store);
-        for chunk in (0..600).collect::<Vec<_>>().chunks(50) {
+        for chunk in (0..1000).collect::<Vec<_>>().chunks(50) {
             record_concurrently(&journal, chunk.iter().map(|&i| put(i))).await;
         }
         let compactions = store.history().unwrap().len();
@@ -538,7 +538,7 @@ mod tests {
         let current = journal.current();
         drop(journal);
         let loaded = store.load("dev", None).unwrap();
-        assert_eq!(loaded.resources.len(), 600);
+        assert_eq!(loaded.resources.len(), 1000);
         assert_eq!(loaded.serial, current.serial);
         assert_eq!(loaded.resources, current.resources);
     }
@@ -642,7 +642,7 @@ mod tests {
         assert!(shared.doc().resources.is_empty(), "records that are not durable are not applied");
         let (msgs, mut acks) = queue(1);
         writer.handle(msgs);
-        assert!(matches!(acks[0].try_recv(), Ok(Err(e)) if e.contains("/dev/full")));
+        assert!(matches!(acks[0].try_recv(), Ok(Err(e)) if e.contains("journal.log")));
         assert!(matches!(writer.finish(), Err(StateError::JournalFailed(_))));
     }
 

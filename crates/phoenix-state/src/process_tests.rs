@@ -26,8 +26,14 @@ fn child() {
         "hold-lock" => {
             let _lock = store.lock(LockInfo::new("up", "child-run")).unwrap();
             println!("LOCKED");
-            // Hold until the parent closes our stdin (or kills us).
-            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            // Hold until the parent closes our stdin (or kills us), or for
+            // 30 s should the parent die without doing either.
+            let (closed, stdin_closed) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = std::io::stdin().read_to_end(&mut Vec::new());
+                let _ = closed.send(());
+            });
+            let _ = stdin_closed.recv_timeout(Duration::from_secs(30));
         }
         "journal" => journal_until_killed(store),
         other => panic!("unknown child role {other}"),
@@ -79,6 +85,17 @@ fn spawn(role: &str, dir: &Path, offset: usize) -> (Child, Lines<BufReader<Child
     (child, lines)
 }
 
+/// What the child printed on `line`: libtest may put its own `test … ... `
+/// in front of the first line the test prints.
+fn message(line: &str) -> &str {
+    line.rsplit_once("... ").map_or(line, |(_, m)| m)
+}
+
+/// Parses an `ACK n` message.
+fn ack(line: &str) -> Option<usize> {
+    message(line).strip_prefix("ACK ").map(|n| n.parse().unwrap())
+}
+
 /// Reads the child's output until a line satisfies `done`.
 fn wait_for(lines: &mut Lines<BufReader<ChildStdout>>, mut done: impl FnMut(&str) -> bool) {
     for line in lines.by_ref() {
@@ -91,7 +108,7 @@ fn wait_for(lines: &mut Lines<BufReader<ChildStdout>>, mut done: impl FnMut(&str
 
 fn spawn_lock_holder(dir: &Path) -> (Child, Lines<BufReader<ChildStdout>>) {
     let (child, mut lines) = spawn("hold-lock", dir, 0);
-    wait_for(&mut lines, |l| l == "LOCKED");
+    wait_for(&mut lines, |l| message(l) == "LOCKED");
     (child, lines)
 }
 
@@ -145,8 +162,8 @@ fn a_run_sigkilled_at_any_moment_loses_no_acknowledged_record() {
         let (mut child, mut lines) = spawn("journal", store.dir(), round * 100_000);
         let mut seen = 0;
         wait_for(&mut lines, |l| {
-            if let Some(n) = l.strip_prefix("ACK ") {
-                acked.insert(n.parse::<usize>().unwrap());
+            if let Some(n) = ack(l) {
+                acked.insert(n);
                 seen += 1;
             }
             seen >= kill_after
@@ -154,9 +171,7 @@ fn a_run_sigkilled_at_any_moment_loses_no_acknowledged_record() {
         child.kill().unwrap();
         // Acknowledgements printed before the kill are still in the pipe.
         for line in lines {
-            if let Some(n) = line.unwrap().strip_prefix("ACK ") {
-                acked.insert(n.parse().unwrap());
-            }
+            acked.extend(ack(&line.unwrap()));
         }
         child.wait().unwrap();
 
