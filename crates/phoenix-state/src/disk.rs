@@ -86,6 +86,13 @@ pub(crate) fn read(layout: &Layout, environment: &str, instance: Option<&str>) -
     let state_path = layout.state();
     let journal_path = layout.journal();
 
+    // The journal is read before state.json. A reader holds no lock, so a
+    // compaction may happen between the two reads; in this order that only
+    // means state.json is newer than the journal read, whose records it then
+    // already includes. The other order could pair an old state.json with a
+    // journal continuing a newer one, which looks like a gap.
+    let journal_bytes = fsio::read_optional(&journal_path)?.unwrap_or_default();
+    let journal = journal_log::parse(&journal_bytes);
     let stored = match fsio::read_optional(&state_path)? {
         None => None,
         Some(bytes) => match state_file::decode(&bytes) {
@@ -96,8 +103,6 @@ pub(crate) fn read(layout: &Layout, environment: &str, instance: Option<&str>) -
             }
         },
     };
-    let journal_bytes = fsio::read_optional(&journal_path)?.unwrap_or_default();
-    let journal = journal_log::parse(&journal_bytes);
     if journal.lines_after_damage > 0 {
         // A crash only ever tears the last batch; intact lines after a damaged
         // one mean the file was damaged some other way. They are not replayed

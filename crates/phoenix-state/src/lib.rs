@@ -38,8 +38,13 @@
 //!   `state.json`) is reported as [`StateError::Corrupt`], never repaired by
 //!   overwriting.
 //!
+//! The backend is Unix-only: it relies on `flock(2)`, file modes, hard
+//! links and fsync of directories.
+//!
 //! The byte-level formats are documented in the `state_file` and
 //! `journal_log` modules.
+
+#![warn(missing_docs)]
 
 mod disk;
 mod error;

@@ -218,14 +218,14 @@ pub(crate) fn try_acquire(dir: &Path, info: &LockInfo) -> Result<StateLock, Stat
         match file.try_lock() {
             Ok(()) => break,
             Err(TryLockError::WouldBlock) => {
-                // A holder that has not written its details yet is either
-                // starting (it will, in a moment) or a `lock_holder` probe
-                // (it lets go in a moment): worth a short wait either way.
-                match read_info(&file) {
-                    Some(holder) => return Err(StateError::Locked(holder)),
-                    None if Instant::now() >= deadline => return Err(StateError::Locked(LockInfo::unknown())),
-                    None => std::thread::sleep(Duration::from_millis(10)),
+                // Contention can be fleeting: a `lock_holder`/`unlock` probe
+                // holds the lock for microseconds, and a holder that has just
+                // taken it has not written its details yet. Both resolve
+                // within the grace period; a real holder is still there after.
+                if Instant::now() >= deadline {
+                    return Err(StateError::Locked(read_info(&file).unwrap_or_else(LockInfo::unknown)));
                 }
+                std::thread::sleep(Duration::from_millis(10));
             }
             Err(TryLockError::Error(e)) => return Err(io_at(&path)(e)),
         }

@@ -318,6 +318,20 @@ mod tests {
     }
 
     #[test]
+    fn a_write_that_crashed_after_linking_history_is_repeated_cleanly() {
+        let (_tmp, store) = store();
+        let lock = store.lock(info("state-rm")).unwrap();
+        let doc = write_versions(&store, &lock, 2);
+        // As if a write died between linking state.json into history and its rename.
+        fs::hard_link(store.dir().join("state.json"), store.dir().join("history/state.2.json")).unwrap();
+        let mut next = doc.clone();
+        next.apply_record(&put(9));
+        store.write(&lock, &next).unwrap();
+        assert_eq!(store.history().unwrap().iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(store.load("dev", None).unwrap().serial, 3);
+    }
+
+    #[test]
     fn no_history_when_keep_is_zero() {
         let (_tmp, store) = store();
         let store = store.with_history(0);
