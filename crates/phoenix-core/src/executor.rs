@@ -514,7 +514,15 @@ async fn run_op(shared: &Shared, task: Task) -> Result<Produced, OpFailure> {
                 let intent = Intent { op: IntentOp::Create, type_name: task.type_name.clone(), inputs: sealed.clone(), at: chrono::Utc::now() };
                 record(shared, JournalRecord::Intent { addr: task.addr.clone(), intent }).await?;
             }
-            let req = CreateRequest { addr: task.addr.clone(), type_name: task.type_name.clone(), inputs: inputs.clone(), ownership, log };
+            let idempotency_token = idempotency_token(&ownership);
+            let req = CreateRequest {
+                addr: task.addr.clone(),
+                type_name: task.type_name.clone(),
+                inputs: inputs.clone(),
+                ownership,
+                idempotency_token,
+                log,
+            };
             let state = |outputs: Attrs, tainted: bool| ResourceState {
                 type_name: task.type_name.clone(),
                 inputs: sealed.clone(),
@@ -586,6 +594,16 @@ async fn run_op(shared: &Shared, task: Task) -> Result<Produced, OpFailure> {
             Ok(None)
         }
     }
+}
+
+/// A token unique to one create call (64 hex characters fit every API's limit).
+fn idempotency_token(ownership: &Ownership) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(ownership.key().as_bytes());
+    h.update(chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default().to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.finalize().iter().take(24).map(|b| format!("{b:02x}")).collect()
 }
 
 fn merged(inputs: &Attrs, outputs: &Attrs) -> Attrs {

@@ -39,6 +39,10 @@ pub struct CreateRequest {
     pub type_name: String,
     pub inputs: Attrs,
     pub ownership: Ownership,
+    /// Unique to this create call: providers pass it as the API's idempotency
+    /// key (EC2 `ClientToken`, GCE `requestId`) so a retried call whose first
+    /// response was lost does not make a second object.
+    pub idempotency_token: String,
     pub log: LogSink,
 }
 
@@ -147,6 +151,10 @@ pub trait Provider: Send + Sync {
     async fn create(&self, req: CreateRequest) -> Result<Attrs, ProviderError>;
     async fn update(&self, req: UpdateRequest) -> Result<Attrs, ProviderError>;
     async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError>;
+    /// API requests sent so far (retries included), for `--json` and `-v` reports.
+    fn api_calls(&self) -> u64 {
+        0
+    }
 }
 
 /// The providers of one run, with every resource type they declare.

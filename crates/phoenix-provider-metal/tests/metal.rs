@@ -87,7 +87,14 @@ impl Env {
     }
 
     async fn create_with(&self, ty: &str, name: &str, inputs: Value, log: LogSink) -> Result<Attrs, ProviderError> {
-        let req = CreateRequest { addr: addr(name), type_name: ty.into(), inputs: attrs(inputs), ownership: self.ownership(name), log };
+        let req = CreateRequest {
+            addr: addr(name),
+            type_name: ty.into(),
+            inputs: attrs(inputs),
+            ownership: self.ownership(name),
+            idempotency_token: format!("test-{name}"),
+            log,
+        };
         let out = self.provider.create(req).await;
         // Whatever started is stopped at the end of the test.
         if let Some(pid) = out.as_ref().ok().and_then(|o| o.get("pid")).and_then(Value::as_u64) {
