@@ -1,4 +1,5 @@
-//! The `[providers.metal]` table, and where paths land on a host.
+//! The `[providers.metal]` table: hosts (local, ssh), the machine inventory,
+//! and where paths land on each host.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -7,67 +8,25 @@ use std::sync::Arc;
 use phoenix_core::provider::{ProviderContext, ProviderError};
 use phoenix_core::value::Value;
 
+use crate::inventory::{self, Machine, SshDefaults};
 use crate::local::LocalTransport;
+use crate::ssh::SshTransport;
 use crate::transport::Transport;
 
 pub const DEFAULT_HOST: &str = "local";
 /// Under the root: pid files and service logs.
 pub const BOOKKEEPING_DIR: &str = ".phoenix-metal";
 
-/// The checked provider configuration.
+/// A host resources can live on, and the root their relative paths resolve under.
 #[derive(Debug, Clone)]
-pub struct MetalConfig {
-    /// Every relative path of every resource lives under it.
+pub struct Host {
+    pub name: String,
+    pub transport: Arc<dyn Transport>,
+    /// Every relative path of every resource on this host lives under it.
     pub root: PathBuf,
-    pub hosts: BTreeMap<String, Arc<dyn Transport>>,
 }
 
-impl MetalConfig {
-    pub fn from_context(cx: &ProviderContext) -> Result<Self, ProviderError> {
-        let mut root = cx.data_dir.join("work");
-        let mut hosts: BTreeMap<String, Arc<dyn Transport>> = BTreeMap::new();
-        let mut hosts_given = false;
-        for (key, value) in &cx.config {
-            match key.as_str() {
-                "root" => {
-                    let s = value.as_str().filter(|s| !s.is_empty()).ok_or_else(|| {
-                        ProviderError::permanent(format!("providers.metal.root must be a non-empty string (a directory), found {value}"))
-                    })?;
-                    root = normalize(&cx.project_dir.join(s));
-                }
-                "hosts" => {
-                    hosts_given = true;
-                    let table = value.as_object().ok_or_else(|| {
-                        ProviderError::permanent(format!(
-                            "providers.metal.hosts must be a table of host name -> {{ transport = \"local\" }}, found {value}"
-                        ))
-                    })?;
-                    for (name, host) in table {
-                        hosts.insert(name.clone(), host_transport(name, host)?);
-                    }
-                }
-                other => {
-                    return Err(ProviderError::permanent(format!("unknown key `{other}` in [providers.metal] (known keys: root, hosts)")));
-                }
-            }
-        }
-        if !hosts_given {
-            hosts.insert(DEFAULT_HOST.to_string(), Arc::new(LocalTransport::new()));
-        }
-        Ok(Self { root, hosts })
-    }
-
-    /// The transport of a resource's `host` attribute.
-    pub fn transport(&self, host: &str) -> Result<Arc<dyn Transport>, ProviderError> {
-        self.hosts.get(host).cloned().ok_or_else(|| {
-            let known: Vec<&str> = self.hosts.keys().map(String::as_str).collect();
-            ProviderError::permanent(format!(
-                "host `{host}` is not declared under [providers.metal.hosts] (declared: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            ))
-        })
-    }
-
+impl Host {
     pub fn bookkeeping(&self) -> PathBuf {
         self.root.join(BOOKKEEPING_DIR)
     }
@@ -93,28 +52,126 @@ impl MetalConfig {
     }
 }
 
-fn host_transport(name: &str, host: &Value) -> Result<Arc<dyn Transport>, ProviderError> {
-    let table = host.as_object().ok_or_else(|| {
-        ProviderError::permanent(format!("providers.metal.hosts.{name} must be a table like {{ transport = \"local\" }}, found {host}"))
-    })?;
-    let mut transport = None;
-    for (key, value) in table {
-        match key.as_str() {
-            "transport" => transport = Some(value),
-            other => {
-                return Err(ProviderError::permanent(format!(
-                    "unknown key `{other}` in providers.metal.hosts.{name} (known keys: transport)"
-                )));
+/// The checked provider configuration.
+#[derive(Debug, Clone)]
+pub struct MetalConfig {
+    /// The root of the `local` host(s).
+    pub root: PathBuf,
+    /// Every host by name: `local` ones, `ssh` ones and the inventory's machines.
+    pub hosts: BTreeMap<String, Arc<Host>>,
+    /// The inventory: machines `metal.machine` claims from.
+    pub machines: BTreeMap<String, Arc<Machine>>,
+}
+
+const KNOWN_KEYS: &str = "root, hosts, machines, known_hosts, host_key_check";
+
+impl MetalConfig {
+    pub fn from_context(cx: &ProviderContext) -> Result<Self, ProviderError> {
+        let mut root = cx.data_dir.join("work");
+        let ssh_defaults = SshDefaults::from_block(&cx.config, &cx.project_dir)?;
+        let mut host_tables = None;
+        let mut machines = BTreeMap::new();
+        for (key, value) in &cx.config {
+            match key.as_str() {
+                "root" => {
+                    let s = value.as_str().filter(|s| !s.is_empty()).ok_or_else(|| {
+                        ProviderError::permanent(format!("providers.metal.root must be a non-empty string (a directory), found {value}"))
+                    })?;
+                    root = normalize(&cx.project_dir.join(s));
+                }
+                "hosts" => {
+                    host_tables = Some(value.as_object().ok_or_else(|| {
+                        ProviderError::permanent(format!(
+                            "providers.metal.hosts must be a table of host name -> {{ transport = \"local\" }}, found {value}"
+                        ))
+                    })?);
+                }
+                "machines" => {
+                    let table = value.as_object().ok_or_else(|| {
+                        ProviderError::permanent(format!(
+                            "providers.metal.machines must be a table of machine name -> table, found {value}"
+                        ))
+                    })?;
+                    for (name, m) in table {
+                        machines.insert(name.clone(), Arc::new(inventory::machine(name, m, &ssh_defaults, &cx.project_dir)?));
+                    }
+                }
+                "known_hosts" | "host_key_check" => {}
+                other => {
+                    return Err(ProviderError::permanent(format!("unknown key `{other}` in [providers.metal] (known keys: {KNOWN_KEYS})")));
+                }
             }
         }
+        let mut hosts = BTreeMap::new();
+        match host_tables {
+            Some(table) => {
+                for (name, host) in table {
+                    hosts.insert(name.clone(), Arc::new(host_entry(name, host, &root, &ssh_defaults, &cx.project_dir)?));
+                }
+            }
+            None => {
+                let local = Host { name: DEFAULT_HOST.into(), transport: Arc::new(LocalTransport::new()), root: root.clone() };
+                hosts.insert(DEFAULT_HOST.to_string(), Arc::new(local));
+            }
+        }
+        for (name, m) in &machines {
+            if hosts.contains_key(name) {
+                return Err(ProviderError::permanent(format!(
+                    "`{name}` is both a host and a machine under [providers.metal]; give them different names"
+                )));
+            }
+            let transport: Arc<dyn Transport> = Arc::new(SshTransport::new(m.ssh.clone()));
+            hosts.insert(name.clone(), Arc::new(Host { name: name.clone(), transport, root: m.root.clone() }));
+        }
+        Ok(Self { root, hosts, machines })
     }
-    match transport.map(|v| v.as_str()) {
-        Some(Some("local")) => Ok(Arc::new(LocalTransport::new())),
-        Some(Some(other)) => Err(ProviderError::permanent(format!(
-            "unknown transport `{other}` for providers.metal.hosts.{name}.transport (supported: local)"
-        ))),
-        Some(None) => Err(ProviderError::permanent(format!("providers.metal.hosts.{name}.transport must be a string such as \"local\""))),
-        None => Err(ProviderError::permanent(format!("providers.metal.hosts.{name} needs `transport` (supported: local)"))),
+
+    /// The host of a resource's `host` attribute.
+    pub fn host(&self, host: &str) -> Result<Arc<Host>, ProviderError> {
+        self.hosts.get(host).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self.hosts.keys().map(String::as_str).collect();
+            ProviderError::permanent(format!(
+                "host `{host}` is not declared under [providers.metal.hosts] or [providers.metal.machines] (declared: {})",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))
+        })
+    }
+
+    /// The transport of a resource's `host` attribute.
+    pub fn transport(&self, host: &str) -> Result<Arc<dyn Transport>, ProviderError> {
+        Ok(self.host(host)?.transport.clone())
+    }
+
+    pub fn machine(&self, name: &str) -> Result<Arc<Machine>, ProviderError> {
+        self.machines
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ProviderError::permanent(format!("machine `{name}` is not in the inventory ([providers.metal.machines])")))
+    }
+}
+
+fn host_entry(name: &str, host: &Value, local_root: &Path, ssh: &SshDefaults, project_dir: &Path) -> Result<Host, ProviderError> {
+    let at = format!("providers.metal.hosts.{name}");
+    let table = host
+        .as_object()
+        .ok_or_else(|| ProviderError::permanent(format!("{at} must be a table like {{ transport = \"local\" }}, found {host}")))?;
+    match table.get("transport").map(|v| v.as_str()) {
+        Some(Some("local")) => {
+            if let Some(other) = table.keys().find(|k| *k != "transport") {
+                return Err(ProviderError::permanent(format!("unknown key `{other}` in {at} (known keys: transport)")));
+            }
+            Ok(Host { name: name.into(), transport: Arc::new(LocalTransport::new()), root: local_root.to_path_buf() })
+        }
+        Some(Some("ssh")) => {
+            let target = inventory::ssh_target(name, &at, table, ssh, project_dir, &["transport", "root"])?;
+            let root = inventory::remote_root(&format!("{at}.root"), table.get("root"))?;
+            Ok(Host { name: name.into(), transport: Arc::new(SshTransport::new(target)), root })
+        }
+        Some(Some(other)) => {
+            Err(ProviderError::permanent(format!("unknown transport `{other}` for {at}.transport (supported: local, ssh)")))
+        }
+        Some(None) => Err(ProviderError::permanent(format!("{at}.transport must be a string such as \"local\" or \"ssh\""))),
+        None => Err(ProviderError::permanent(format!("{at} needs `transport` (supported: local, ssh)"))),
     }
 }
 
@@ -147,7 +204,9 @@ pub fn relative_parts(path: &str) -> Result<PathBuf, String> {
                     return Err(format!("`{path}` escapes the root directory (`..` climbs above it)"));
                 }
             }
-            Component::RootDir | Component::Prefix(_) => return Err(format!("`{path}` is not relative")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("`{path}` is not relative"));
+            }
         }
     }
     Ok(out)

@@ -129,8 +129,9 @@ async fn run_command(
     command: &str,
     mut env: Vec<(String, String)>,
 ) -> Result<(i32, String), ProviderError> {
-    let t = cfg.transport(host(inputs))?;
-    let workdir = workdir(cfg, t.as_ref(), inputs).await?;
+    let h = cfg.host(host(inputs))?;
+    let t = h.transport.clone();
+    let workdir = workdir(&h, inputs).await?;
     let timeout_secs = int(inputs, "timeout_secs", DEFAULT_TIMEOUT_SECS)?;
     env.push((OWNER_ENV.to_string(), ownership.key()));
     let spec = ExecSpec {
@@ -145,9 +146,9 @@ async fn run_command(
         tails.lock().unwrap_or_else(|e| e.into_inner()).push(stream, line);
     };
     let mut result = t.exec(&spec, &on_line).await;
-    if matches!(&result, Err(TransportError::MissingWorkdir(d)) if *d == cfg.root) {
+    if matches!(&result, Err(TransportError::MissingWorkdir(d)) if *d == h.root) {
         // A concurrent delete pruned the (then empty) root after it was made.
-        t.create_dir_all(&cfg.root).await?;
+        t.create_dir_all(&h.root).await?;
         result = t.exec(&spec, &on_line).await;
     }
     let tails = tails.into_inner().unwrap_or_else(|e| e.into_inner());
@@ -177,7 +178,7 @@ pub async fn update(cfg: &MetalConfig, req: &UpdateRequest) -> Result<Attrs, Pro
 /// Runs `destroy_command` if there is one. State holds `environment` sealed,
 /// so it runs without those variables then (and says so in the log).
 pub async fn delete(cfg: &MetalConfig, req: &DeleteRequest) -> Result<(), ProviderError> {
-    let t = cfg.transport(host(&req.inputs))?;
+    let h = cfg.host(host(&req.inputs))?;
     if let Some(command) = opt_str(&req.inputs, Phase::Destroy.attr())? {
         let env = match env_vars(&req.inputs, "environment")? {
             Some(env) => env,
@@ -189,7 +190,7 @@ pub async fn delete(cfg: &MetalConfig, req: &DeleteRequest) -> Result<(), Provid
         run_command(cfg, &req.addr, &req.inputs, &req.ownership, &req.log, Phase::Destroy.attr(), command, env).await?;
     }
     // The root may have been made for the command's working directory.
-    prune(cfg, t.as_ref(), Vec::new()).await
+    prune(&h, Vec::new()).await
 }
 
 #[cfg(test)]

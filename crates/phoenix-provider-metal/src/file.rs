@@ -6,7 +6,7 @@ use phoenix_core::provider::{AdoptRequest, DeleteRequest, Observed, ProviderErro
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
-use crate::config::MetalConfig;
+use crate::config::{Host, MetalConfig};
 use crate::local::sha256_hex;
 use crate::schemas::{parse_mode, resource_path};
 use crate::{host, opt_str, prune, req_str};
@@ -14,13 +14,13 @@ use crate::{host, opt_str, prune, req_str};
 const DEFAULT_MODE: &str = "0644";
 
 /// Where the file is: `abs_path` once it exists (the object's identity), else from `path`.
-fn location(cfg: &MetalConfig, inputs: &Attrs, outputs: Option<&Attrs>) -> Result<PathBuf, ProviderError> {
+fn location(h: &Host, inputs: &Attrs, outputs: Option<&Attrs>) -> Result<PathBuf, ProviderError> {
     if let Some(p) = outputs.and_then(|o| o.get("abs_path")).and_then(Value::as_str) {
         return Ok(PathBuf::from(p));
     }
     let path = req_str(inputs, "path")?;
     resource_path(&json!(path)).map_err(|e| ProviderError::permanent(format!("`path`: {e}")))?;
-    cfg.resolve("path", path)
+    h.resolve("path", path)
 }
 
 fn mode(inputs: &Attrs) -> Result<u32, ProviderError> {
@@ -36,8 +36,9 @@ fn outputs(sha256: String, path: &Path) -> Attrs {
 
 /// Create and update: write the whole file atomically.
 pub async fn write(cfg: &MetalConfig, inputs: &Attrs) -> Result<Attrs, ProviderError> {
-    let t = cfg.transport(host(inputs))?;
-    let path = location(cfg, inputs, None)?;
+    let h = cfg.host(host(inputs))?;
+    let t = h.transport.clone();
+    let path = location(&h, inputs, None)?;
     let content = req_str(inputs, "content")?;
     let mode = mode(inputs)?;
     t.write_file(&path, content.as_bytes(), mode).await?;
@@ -45,8 +46,9 @@ pub async fn write(cfg: &MetalConfig, inputs: &Attrs) -> Result<Attrs, ProviderE
 }
 
 pub async fn refresh(cfg: &MetalConfig, item: &RefreshItem) -> Result<Option<Observed>, ProviderError> {
-    let t = cfg.transport(host(&item.inputs))?;
-    let path = location(cfg, &item.inputs, Some(&item.outputs))?;
+    let h = cfg.host(host(&item.inputs))?;
+    let t = h.transport.clone();
+    let path = location(&h, &item.inputs, Some(&item.outputs))?;
     let Some(found) = t.read_file(&path).await? else { return Ok(None) };
     let mut inputs = item.inputs.clone();
     let applied = item.inputs.get("content").and_then(Value::as_str).map(|c| sha256_hex(c.as_bytes()));
@@ -62,8 +64,9 @@ pub async fn refresh(cfg: &MetalConfig, item: &RefreshItem) -> Result<Option<Obs
 
 /// A file an interrupted create wrote is the file: adopt it when its content is the one wanted.
 pub async fn adopt(cfg: &MetalConfig, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-    let t = cfg.transport(host(&req.inputs))?;
-    let path = location(cfg, &req.inputs, None)?;
+    let h = cfg.host(host(&req.inputs))?;
+    let t = h.transport.clone();
+    let path = location(&h, &req.inputs, None)?;
     let Some(found) = t.read_file(&path).await? else { return Ok(None) };
     let wanted = req.inputs.get("content").and_then(Value::as_str).map(|c| sha256_hex(c.as_bytes()));
     if wanted.as_deref() != Some(found.sha256.as_str()) || mode(&req.inputs).ok() != Some(found.mode) {
@@ -76,10 +79,11 @@ pub async fn adopt(cfg: &MetalConfig, req: &AdoptRequest) -> Result<Option<Obser
 /// Removes the file, then the directories it leaves empty up to (not including)
 /// the root, then the root's bookkeeping directory and the root if empty.
 pub async fn delete(cfg: &MetalConfig, req: &DeleteRequest) -> Result<(), ProviderError> {
-    let t = cfg.transport(host(&req.inputs))?;
-    let path = location(cfg, &req.inputs, Some(&req.outputs))?;
+    let h = cfg.host(host(&req.inputs))?;
+    let t = h.transport.clone();
+    let path = location(&h, &req.inputs, Some(&req.outputs))?;
     t.remove_file(&path).await?;
     let parents: Vec<PathBuf> =
-        path.ancestors().skip(1).take_while(|d| d.starts_with(&cfg.root) && *d != cfg.root).map(Path::to_path_buf).collect();
-    prune(cfg, t.as_ref(), parents).await
+        path.ancestors().skip(1).take_while(|d| d.starts_with(&h.root) && *d != h.root).map(Path::to_path_buf).collect();
+    prune(&h, parents).await
 }

@@ -21,6 +21,7 @@ const REFRESH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BODY: usize = 1 << 20;
 
 pub fn client() -> Result<reqwest::Client, ProviderError> {
+    crate::tls::ensure_provider();
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         // The status asked for is the status of this URL, not of where it redirects.
@@ -67,7 +68,9 @@ impl<'a> Check<'a> {
                 match resp.chunk().await {
                     Ok(Some(c)) => body.extend_from_slice(&c),
                     Ok(None) => break,
-                    Err(e) => return Err(format!("status {status}, reading the body: {}", chain(&e))),
+                    Err(e) => {
+                        return Err(format!("status {status}, reading the body: {}", chain(&e)));
+                    }
                 }
             }
             if !String::from_utf8_lossy(&body).contains(text) {
@@ -79,7 +82,7 @@ impl<'a> Check<'a> {
 }
 
 /// An error with its causes: reqwest's own message rarely says "connection refused".
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

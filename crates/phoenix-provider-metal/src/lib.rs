@@ -22,17 +22,24 @@ use phoenix_core::provider::{
 use phoenix_core::schema::ResourceSchema;
 use phoenix_core::value::{Attrs, Value, is_sealed};
 
+mod claim;
 mod config;
 mod exec;
 mod file;
 mod http_check;
+pub mod inventory;
 pub mod local;
+mod machine;
+pub mod redfish;
 pub mod schemas;
 mod service;
+pub mod ssh;
+mod tls;
 pub mod transport;
 
-pub use config::{BOOKKEEPING_DIR, MetalConfig};
+pub use config::{BOOKKEEPING_DIR, Host, MetalConfig};
 pub use local::LocalTransport;
+pub use ssh::{HostKeyCheck, SshTarget, SshTransport};
 pub use transport::{OwnerMark, Transport};
 
 pub const PROVIDER_NAME: &str = "metal";
@@ -81,6 +88,7 @@ impl MetalProvider {
                 Ok(Some(Observed { inputs: item.inputs, outputs: item.outputs }))
             }
             schemas::HTTP_CHECK => http_check::refresh(self.http()?, &cfg, &item).await,
+            schemas::MACHINE => machine::refresh(&cfg, &item).await,
             other => Err(unknown_type(other)),
         }
     }
@@ -117,6 +125,7 @@ impl Provider for MetalProvider {
             schemas::SERVICE => service::adopt(&cfg, &req).await,
             // Commands and checks leave nothing to find: they simply run again.
             schemas::EXEC | schemas::HTTP_CHECK => Ok(None),
+            schemas::MACHINE => machine::adopt(&cfg, &req).await,
             other => Err(unknown_type(other)),
         }
     }
@@ -128,6 +137,7 @@ impl Provider for MetalProvider {
             schemas::SERVICE => service::start(&cfg, &req.addr, &req.inputs, &req.ownership).await,
             schemas::EXEC => exec::run(&cfg, &req.addr, &req.inputs, &req.ownership, &req.log, exec::Phase::Create).await,
             schemas::HTTP_CHECK => http_check::wait(self.http()?, &cfg, &req.addr, &req.inputs, &req.log).await,
+            schemas::MACHINE => machine::create(&cfg, &req).await,
             other => Err(unknown_type(other)),
         }
     }
@@ -139,6 +149,8 @@ impl Provider for MetalProvider {
             schemas::SERVICE => service::update(&cfg, &req).await,
             schemas::EXEC => exec::update(&cfg, &req).await,
             schemas::HTTP_CHECK => http_check::wait(self.http()?, &cfg, &req.addr, &req.inputs, &req.log).await,
+            // Only wipe commands and timeouts are not force-new: they matter on release and nothing changes now.
+            schemas::MACHINE => Ok(req.prior_outputs.clone()),
             other => Err(unknown_type(other)),
         }
     }
@@ -150,6 +162,7 @@ impl Provider for MetalProvider {
             schemas::SERVICE => service::delete(&cfg, &req).await,
             schemas::EXEC => exec::delete(&cfg, &req).await,
             schemas::HTTP_CHECK => Ok(()),
+            schemas::MACHINE => machine::delete(&cfg, &req).await,
             other => Err(unknown_type(other)),
         }
     }
@@ -212,25 +225,25 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// The working directory of a service or command: `workdir` under the root, or the root (created if missing).
-pub(crate) async fn workdir(cfg: &MetalConfig, t: &dyn Transport, inputs: &Attrs) -> Result<std::path::PathBuf, ProviderError> {
+pub(crate) async fn workdir(h: &Host, inputs: &Attrs) -> Result<std::path::PathBuf, ProviderError> {
     match opt_str(inputs, "workdir")? {
         Some(w) => {
-            let dir = cfg.resolve("workdir", w)?;
-            if dir == cfg.root {
-                t.create_dir_all(&dir).await?;
+            let dir = h.resolve("workdir", w)?;
+            if dir == h.root {
+                h.transport.create_dir_all(&dir).await?;
             }
             Ok(dir)
         }
         None => {
-            t.create_dir_all(&cfg.root).await?;
-            Ok(cfg.root.clone())
+            h.transport.create_dir_all(&h.root).await?;
+            Ok(h.root.clone())
         }
     }
 }
 
 /// Removes the bookkeeping directories and the root when they are empty.
-pub(crate) async fn prune(cfg: &MetalConfig, t: &dyn Transport, mut deeper: Vec<std::path::PathBuf>) -> Result<(), ProviderError> {
-    deeper.extend(cfg.prunable_dirs());
-    t.remove_empty_dirs(&deeper).await?;
+pub(crate) async fn prune(h: &Host, mut deeper: Vec<std::path::PathBuf>) -> Result<(), ProviderError> {
+    deeper.extend(h.prunable_dirs());
+    h.transport.remove_empty_dirs(&deeper).await?;
     Ok(())
 }

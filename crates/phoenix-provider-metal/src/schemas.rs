@@ -10,6 +10,11 @@ pub const FILE: &str = "metal.file";
 pub const SERVICE: &str = "metal.service";
 pub const EXEC: &str = "metal.exec";
 pub const HTTP_CHECK: &str = "metal.http_check";
+pub const MACHINE: &str = "metal.machine";
+
+/// Boot sources a one-time override may name (DMTF `BootSourceOverrideTarget`).
+pub const BOOT_TARGETS: &[&str] =
+    &["Pxe", "Cd", "Hdd", "Usb", "UefiHttp", "UefiTarget", "BiosSetup", "Diags", "Utilities", "SDCard", "Floppy", "RemoteDrive"];
 
 fn host() -> AttrSchema {
     AttrSchema::optional("host", AttrType::String, "the host it lives on: a name under [providers.metal.hosts]")
@@ -90,6 +95,74 @@ pub fn http_url(value: &Value) -> Result<(), String> {
         return Err(format!("`{s}` is not an http:// URL"));
     }
     Ok(())
+}
+
+fn boot_target(value: &Value) -> Result<(), String> {
+    let Some(s) = value.as_str() else { return Ok(()) };
+    if has_reference(s) || BOOT_TARGETS.contains(&s) {
+        return Ok(());
+    }
+    Err(format!("`{s}` is not a Redfish boot source; use one of {}", BOOT_TARGETS.join(", ")))
+}
+
+/// An image URL a BMC can download.
+fn image_url(value: &Value) -> Result<(), String> {
+    let Some(s) = value.as_str() else { return Ok(()) };
+    if has_reference(s) || s.starts_with("http://") || s.starts_with("https://") {
+        return Ok(());
+    }
+    Err(format!("`{s}` is not an http(s):// URL the BMC can download"))
+}
+
+fn machine() -> ResourceSchema {
+    ResourceSchema {
+        type_name: MACHINE,
+        description: "Claims a machine of the inventory by labels (a claim file on the machine keeps other environments off it), powers it on through its BMC and optionally re-images it; destroy wipes and releases it",
+        attrs: vec![
+            AttrSchema::optional("labels", string_map(), "labels the machine must carry, all of them (e.g. { role = \"web\" })")
+                .force_new(),
+            AttrSchema::optional("machine", AttrType::String, "a specific machine of the inventory, by name").force_new(),
+            AttrSchema::optional(
+                "boot_override",
+                AttrType::String,
+                "re-image: a one-time boot source (Pxe, Cd...) set through the BMC, then a restart",
+            )
+            .force_new()
+            .validate_with(boot_target),
+            AttrSchema::optional(
+                "image",
+                AttrType::String,
+                "re-image: an ISO URL inserted as virtual media (boots from Cd unless boot_override says otherwise)",
+            )
+            .force_new()
+            .validate_with(image_url),
+            AttrSchema::optional(
+                "wipe_commands",
+                AttrType::List(Box::new(AttrType::String)),
+                "commands run over SSH on release, after the inventory's `wipe`",
+            ),
+            AttrSchema::optional("wait_ssh_secs", AttrType::Int, "how long to wait for SSH after a power-on or restart")
+                .default(json!(300))
+                .validate_with(positive),
+            AttrSchema::optional("power_timeout_secs", AttrType::Int, "how long to wait for the BMC to report a power change")
+                .default(json!(120))
+                .validate_with(positive),
+            AttrSchema::computed("name", AttrType::String, "the claimed machine: use it as `host` of the resources deployed on it")
+                .stable(),
+            AttrSchema::computed("address", AttrType::String, "its SSH address").stable(),
+            AttrSchema::computed("ssh_user", AttrType::String, "the user Phoenix logs in as").stable(),
+            AttrSchema::computed("root", AttrType::String, "where relative paths of resources on it live").stable(),
+            AttrSchema::computed("claim", AttrType::String, "the owner recorded in the machine's claim file").stable(),
+            AttrSchema::computed("bmc_url", AttrType::String, "its BMC, empty when it has none").stable(),
+            AttrSchema::computed("power_state", AttrType::String, "as the BMC reports it (`unmanaged` without a BMC)"),
+            AttrSchema::computed("boot_target", AttrType::String, "the boot override the BMC reports"),
+        ],
+        // Only the wipe commands and timeouts change in place; anything else is another claim.
+        update_in_place: true,
+        create_before_destroy: false,
+        // an interrupted create leaves a claim file naming this resource.
+        adoptable: true,
+    }
 }
 
 fn positive(value: &Value) -> Result<(), String> {
@@ -219,6 +292,7 @@ pub fn all() -> Vec<ResourceSchema> {
             // checks leave nothing to find.
             adoptable: false,
         },
+        machine(),
     ]
 }
 
@@ -243,10 +317,16 @@ mod tests {
 
     #[test]
     fn every_type_has_a_host_and_descriptions() {
-        for s in all() {
+        // A machine is not placed on a host: it is one (its `name` is the `host` of what runs on it).
+        for s in all().into_iter().filter(|s| s.type_name != MACHINE) {
             let h = s.attr("host").unwrap();
             assert!(h.force_new && h.default == Some(json!("local")));
             assert!(s.attrs.iter().all(|a| !a.description.is_empty()));
         }
+        let m = all().into_iter().find(|s| s.type_name == MACHINE).unwrap();
+        assert!(m.attr("host").is_none() && m.adoptable && m.attrs.iter().all(|a| !a.description.is_empty()));
+        assert!(m.attrs.iter().filter(|a| a.computed).all(|a| a.stable || a.name == "power_state" || a.name == "boot_target"));
+        assert!(boot_target(&json!("Pxe")).is_ok() && boot_target(&json!("pxe")).is_err());
+        assert!(image_url(&json!("http://127.0.0.1/x.iso")).is_ok() && image_url(&json!("/x.iso")).is_err());
     }
 }

@@ -9,7 +9,7 @@ use phoenix_core::state::Ownership;
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
-use crate::config::MetalConfig;
+use crate::config::{Host, MetalConfig};
 use crate::transport::{OwnerMark, ServiceSpec, Transport, TransportError};
 use crate::{LOG_HEADER, OWNER_ENV, env_vars, host, int, prune, req_str, workdir};
 
@@ -41,8 +41,8 @@ fn recorded_pid(outputs: &Attrs) -> Option<u32> {
     outputs.get("pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok())
 }
 
-fn log_path(cfg: &MetalConfig, addr: &ResourceAddr, outputs: Option<&Attrs>) -> PathBuf {
-    outputs.and_then(|o| o.get("log_path")).and_then(Value::as_str).map(PathBuf::from).unwrap_or_else(|| cfg.log_path(addr.as_str()))
+fn log_path(h: &Host, addr: &ResourceAddr, outputs: Option<&Attrs>) -> PathBuf {
+    outputs.and_then(|o| o.get("log_path")).and_then(Value::as_str).map(PathBuf::from).unwrap_or_else(|| h.log_path(addr.as_str()))
 }
 
 async fn read_pid_file(t: &dyn Transport, path: &std::path::Path) -> Option<u32> {
@@ -61,17 +61,18 @@ async fn log_tail(t: &dyn Transport, path: &std::path::Path) -> String {
 }
 
 pub async fn start(cfg: &MetalConfig, addr: &ResourceAddr, inputs: &Attrs, ownership: &Ownership) -> Result<Attrs, ProviderError> {
-    let t = cfg.transport(host(inputs))?;
+    let h = cfg.host(host(inputs))?;
+    let t = h.transport.clone();
     let command = req_str(inputs, "command")?.to_string();
-    let workdir = workdir(cfg, t.as_ref(), inputs).await?;
+    let workdir = workdir(&h, inputs).await?;
     let env = env_vars(inputs, "environment")?
         .ok_or_else(|| ProviderError::permanent("`environment` is sealed: its values are needed to start the service"))?;
-    let log_path = cfg.log_path(addr.as_str());
+    let log_path = h.log_path(addr.as_str());
     let spec = ServiceSpec { name: addr.to_string(), command, workdir, env, mark: owner_mark(ownership.key()), log_path: log_path.clone() };
     let pid = match t.start_service(&spec).await {
-        Err(TransportError::MissingWorkdir(d)) if d == cfg.root => {
+        Err(TransportError::MissingWorkdir(d)) if d == h.root => {
             // A concurrent delete pruned the (then empty) root after it was made.
-            t.create_dir_all(&cfg.root).await?;
+            t.create_dir_all(&h.root).await?;
             t.start_service(&spec).await?
         }
         r => r?,
@@ -86,7 +87,7 @@ pub async fn start(cfg: &MetalConfig, addr: &ResourceAddr, inputs: &Attrs, owner
         )));
     }
     let out = outputs(pid, &log_path, ownership);
-    let pid_path = cfg.pid_path(addr.as_str());
+    let pid_path = h.pid_path(addr.as_str());
     if let Err(e) = t.write_file(&pid_path, format!("{pid}\n").as_bytes(), 0o644).await {
         // It runs: record it (tainted) rather than leak it.
         return Err(ProviderError::from(e).with_created(out));
@@ -95,7 +96,7 @@ pub async fn start(cfg: &MetalConfig, addr: &ResourceAddr, inputs: &Attrs, owner
 }
 
 async fn stop(
-    cfg: &MetalConfig,
+    h: &Host,
     t: &dyn Transport,
     addr: &ResourceAddr,
     pid: u32,
@@ -103,13 +104,14 @@ async fn stop(
     timeout: Duration,
 ) -> Result<(), ProviderError> {
     let outcome = t.stop_service(pid, &owner_mark(ownership.key()), timeout).await?;
-    tracing::debug!(%addr, pid, ?outcome, root = %cfg.root.display(), "stopped service");
+    tracing::debug!(%addr, pid, ?outcome, root = %h.root.display(), "stopped service");
     Ok(())
 }
 
 /// Any change restarts the service (stop, then start), except a change of the stop timeout alone.
 pub async fn update(cfg: &MetalConfig, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-    let t = cfg.transport(host(&req.inputs))?;
+    let h = cfg.host(host(&req.inputs))?;
+    let t = h.transport.clone();
     let pid = recorded_pid(&req.prior_outputs);
     let only_timeout = !req.changed.is_empty() && req.changed.iter().all(|c| c == "stop_timeout_secs");
     if only_timeout
@@ -119,7 +121,7 @@ pub async fn update(cfg: &MetalConfig, req: &UpdateRequest) -> Result<Attrs, Pro
         return Ok(req.prior_outputs.clone());
     }
     if let Some(pid) = pid {
-        stop(cfg, t.as_ref(), &req.addr, pid, &req.ownership, stop_timeout(&req.prior_inputs)).await?;
+        stop(&h, t.as_ref(), &req.addr, pid, &req.ownership, stop_timeout(&req.prior_inputs)).await?;
     }
     start(cfg, &req.addr, &req.inputs, &req.ownership).await
 }
@@ -127,7 +129,8 @@ pub async fn update(cfg: &MetalConfig, req: &UpdateRequest) -> Result<Attrs, Pro
 /// Running: the recorded pid is alive and carries this resource's owner mark
 /// (not a dead service whose pid was reused).
 pub async fn refresh(cfg: &MetalConfig, item: &RefreshItem) -> Result<Option<Observed>, ProviderError> {
-    let t = cfg.transport(host(&item.inputs))?;
+    let h = cfg.host(host(&item.inputs))?;
+    let t = h.transport.clone();
     let (Some(pid), Some(owner)) = (recorded_pid(&item.outputs), item.outputs.get("owner").and_then(Value::as_str)) else {
         return Ok(None);
     };
@@ -138,42 +141,44 @@ pub async fn refresh(cfg: &MetalConfig, item: &RefreshItem) -> Result<Option<Obs
 /// Finds the service an interrupted create started, by its owner mark. When
 /// several run (more than one interrupted run), keeps one and stops the others.
 pub async fn adopt(cfg: &MetalConfig, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-    let t = cfg.transport(host(&req.inputs))?;
+    let h = cfg.host(host(&req.inputs))?;
+    let t = h.transport.clone();
     let found = t.find_services(&owner_mark(req.ownership.key())).await?;
     let Some(&oldest) = found.first() else { return Ok(None) };
-    let pid_path = cfg.pid_path(req.addr.as_str());
+    let pid_path = h.pid_path(req.addr.as_str());
     let recorded = read_pid_file(t.as_ref(), &pid_path).await;
     let keep = recorded.filter(|p| found.contains(p)).unwrap_or(oldest);
     for &other in found.iter().filter(|&&p| p != keep) {
         tracing::info!(addr = %req.addr, pid = other, kept = keep, "stopping a duplicate service");
-        stop(cfg, t.as_ref(), &req.addr, other, &req.ownership, stop_timeout(&req.inputs)).await?;
+        stop(&h, t.as_ref(), &req.addr, other, &req.ownership, stop_timeout(&req.inputs)).await?;
     }
     if recorded != Some(keep) {
         t.write_file(&pid_path, format!("{keep}\n").as_bytes(), 0o644).await?;
     }
-    let log_path = cfg.log_path(req.addr.as_str());
+    let log_path = h.log_path(req.addr.as_str());
     Ok(Some(Observed { inputs: req.inputs.clone(), outputs: outputs(keep, &log_path, &req.ownership) }))
 }
 
 /// Stops the recorded process (SIGTERM to its group, SIGKILL after
 /// `stop_timeout_secs`) and removes its pid file and log. Already dead is fine.
 pub async fn delete(cfg: &MetalConfig, req: &DeleteRequest) -> Result<(), ProviderError> {
-    let t = cfg.transport(host(&req.inputs))?;
+    let h = cfg.host(host(&req.inputs))?;
+    let t = h.transport.clone();
     let pid = recorded_pid(&req.outputs);
     if let Some(pid) = pid {
-        stop(cfg, t.as_ref(), &req.addr, pid, &req.ownership, stop_timeout(&req.inputs)).await?;
+        stop(&h, t.as_ref(), &req.addr, pid, &req.ownership, stop_timeout(&req.inputs)).await?;
     }
     // The pid file and log are shared by every process of this resource (a
     // create-before-destroy replacement runs beside the old one): keep them
     // while they belong to another live process.
-    let pid_path = cfg.pid_path(req.addr.as_str());
+    let pid_path = h.pid_path(req.addr.as_str());
     let other_live = match read_pid_file(t.as_ref(), &pid_path).await {
         Some(p) if Some(p) != pid => t.service_running(p, &owner_mark(req.ownership.key())).await?,
         _ => false,
     };
     if !other_live {
         t.remove_file(&pid_path).await?;
-        t.remove_file(&log_path(cfg, &req.addr, Some(&req.outputs))).await?;
+        t.remove_file(&log_path(&h, &req.addr, Some(&req.outputs))).await?;
     }
-    prune(cfg, t.as_ref(), Vec::new()).await
+    prune(&h, Vec::new()).await
 }

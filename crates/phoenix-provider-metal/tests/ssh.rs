@@ -1,0 +1,294 @@
+//! The metal resources on a host reached over SSH: a real OpenSSH `sshd` on
+//! 127.0.0.1 with keys made for this run (see peers/). Files, services,
+//! commands and checks through the provider; host-key refusal and first use;
+//! a failing command's stderr tail; a connection dropped mid-command; a
+//! timed-out command's process group killed on the host.
+
+mod peers;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peers::{Sshd, free_port};
+use phoenix_core::provider::*;
+use phoenix_core::state::Ownership;
+use phoenix_core::{Attrs, ResourceAddr, Value};
+use phoenix_provider_metal::MetalProvider;
+use phoenix_provider_metal::schemas::{EXEC, FILE, HTTP_CHECK, SERVICE};
+use serde_json::json;
+
+struct Host {
+    sshd: Sshd,
+    /// The host's root (on the same machine here, but reached only over SSH).
+    root: PathBuf,
+    project: tempfile::TempDir,
+}
+
+fn host() -> Host {
+    let sshd = Sshd::start();
+    let root = sshd.dir.path().join("root");
+    Host { sshd, root, project: tempfile::tempdir().unwrap() }
+}
+
+impl Host {
+    fn provider(&self, known_hosts: &Path, check: &str) -> Result<MetalProvider, ProviderError> {
+        let config = json!({
+            "known_hosts": known_hosts.display().to_string(),
+            "hosts": { "box": {
+                "transport": "ssh", "address": "127.0.0.1", "port": self.sshd.port, "user": self.sshd.user,
+                "key": self.sshd.key.display().to_string(), "root": self.root.display().to_string(),
+                "host_key_check": check, "connect_attempts": 2,
+            }},
+        });
+        let p = MetalProvider::new();
+        p.configure(&ProviderContext {
+            environment: "sshtest".into(),
+            instance: None,
+            project_dir: self.project.path().to_path_buf(),
+            data_dir: self.project.path().join(".phoenix"),
+            config: serde_json::from_value(config).unwrap(),
+        })?;
+        Ok(p)
+    }
+}
+
+fn addr(name: &str) -> ResourceAddr {
+    ResourceAddr::parse(name).unwrap()
+}
+
+fn ownership(name: &str) -> Ownership {
+    Ownership { environment: "sshtest".into(), instance: None, resource: addr(name), lineage: format!("l{}", std::process::id()) }
+}
+
+fn collecting() -> (LogSink, Arc<Mutex<Vec<String>>>) {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l = lines.clone();
+    (Arc::new(move |_: &ResourceAddr, line: &str| l.lock().unwrap().push(line.to_string())), lines)
+}
+
+fn with_host(mut inputs: Value) -> Attrs {
+    inputs["host"] = json!("box");
+    serde_json::from_value(inputs).unwrap()
+}
+
+async fn create(p: &MetalProvider, ty: &str, name: &str, inputs: Value, log: LogSink) -> Result<Attrs, ProviderError> {
+    p.create(CreateRequest {
+        addr: addr(name),
+        type_name: ty.into(),
+        inputs: with_host(inputs),
+        ownership: ownership(name),
+        idempotency_token: format!("t-{name}"),
+        log,
+    })
+    .await
+}
+
+async fn delete(p: &MetalProvider, ty: &str, name: &str, inputs: Value, outputs: Attrs) -> Result<(), ProviderError> {
+    let (log, _) = collecting();
+    p.delete(DeleteRequest { addr: addr(name), type_name: ty.into(), inputs: with_host(inputs), outputs, ownership: ownership(name), log })
+        .await
+}
+
+async fn refresh(p: &MetalProvider, ty: &str, name: &str, inputs: Value, outputs: &Attrs) -> Option<Observed> {
+    let item = RefreshItem { addr: addr(name), type_name: ty.into(), inputs: with_host(inputs), outputs: outputs.clone() };
+    p.refresh(vec![item]).await.pop().unwrap().unwrap()
+}
+
+/// Live processes whose environment holds `PHOENIX_OWNER=<owner>` (the host is this machine).
+fn marked(owner: &str) -> Vec<u32> {
+    let want = format!("PHOENIX_OWNER={owner}");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else { continue };
+        if env.split(|b| *b == 0).any(|v| v == want.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kills whatever a failed test left with this owner mark.
+struct Reaper(String);
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in marked(&self.0) {
+            let _ = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        }
+    }
+}
+
+fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_services_commands_and_checks_over_ssh() {
+    let h = host();
+    let _reaper = Reaper(ownership("web").key());
+    let p = h.provider(&h.sshd.known_hosts(), "strict").unwrap();
+    let (log, lines) = collecting();
+
+    // A file, written atomically with its mode, read back, drift detected.
+    let file_in = json!({"path": "site/index.html", "content": "hello over ssh\n", "mode": "0640"});
+    let file_out = create(&p, FILE, "index", file_in.clone(), log.clone()).await.unwrap();
+    let path = h.root.join("site/index.html");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "hello over ssh\n");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(file_out["abs_path"], json!(path.display().to_string()));
+    assert_eq!(refresh(&p, FILE, "index", file_in.clone(), &file_out).await.unwrap().inputs, with_host(file_in.clone()));
+    std::fs::write(&path, "changed by hand\n").unwrap();
+    let seen = refresh(&p, FILE, "index", file_in.clone(), &file_out).await.unwrap();
+    assert_eq!(seen.inputs["content"], json!("changed by hand\n"), "drift is read back over SSH");
+
+    // A command: output streamed line by line, secrets passed through stdin, not argv.
+    let exec_in = json!({"command": "echo one; echo two; echo \"token=$TOKEN\"", "environment": {"TOKEN": "s3cret"}});
+    let out = create(&p, EXEC, "hook", exec_in, log.clone()).await.unwrap();
+    assert_eq!(out["exit_code"], json!(0));
+    assert_eq!(out["stdout"], json!("one\ntwo\ntoken=s3cret"));
+    {
+        let lines = lines.lock().unwrap();
+        assert!(lines.iter().any(|l| l == "one") && lines.iter().any(|l| l == "two"), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.contains("PGID")), "the transport's own lines stay out of the log: {lines:?}");
+    }
+
+    // A failing command: its stderr tail is in the error.
+    let err = create(&p, EXEC, "bad", json!({"command": "echo doing; echo 'disk full' >&2; exit 3"}), log.clone()).await.unwrap_err();
+    assert!(err.message.contains("exit code 3") && err.message.contains("disk full"), "{}", err.message);
+
+    // A service: detached, marked, answering; found again by its mark; stopped.
+    let port = free_port();
+    let svc_in = json!({"command": format!("exec python3 -m http.server {port} --bind 127.0.0.1 --directory site")});
+    let svc_out = create(&p, SERVICE, "web", svc_in.clone(), log.clone()).await.unwrap();
+    let pid = svc_out["pid"].as_u64().unwrap() as u32;
+    assert_eq!(marked(&ownership("web").key()), vec![pid], "one marked process, the service itself");
+    let check_in = json!({"url": format!("http://127.0.0.1:{port}/index.html"), "contains": "changed", "timeout_secs": 20, "interval_ms": 50});
+    create(&p, HTTP_CHECK, "ready", check_in, log.clone()).await.unwrap();
+    assert!(refresh(&p, SERVICE, "web", svc_in.clone(), &svc_out).await.is_some());
+    let adopted = p
+        .adopt(AdoptRequest { addr: addr("web"), type_name: SERVICE.into(), inputs: with_host(svc_in.clone()), ownership: ownership("web") })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(adopted.outputs["pid"], json!(pid));
+    assert!(h.root.join(".phoenix-metal/logs/web.log").exists());
+    delete(&p, SERVICE, "web", svc_in.clone(), svc_out.clone()).await.unwrap();
+    assert!(wait_until(5, || marked(&ownership("web").key()).is_empty()), "the service is stopped");
+    assert!(refresh(&p, SERVICE, "web", svc_in, &svc_out).await.is_none());
+
+    // Deleting everything leaves no trace under the root.
+    delete(&p, FILE, "index", file_in, file_out).await.unwrap();
+    delete(&p, EXEC, "hook", json!({"command": "true"}), Attrs::new()).await.unwrap();
+    assert!(!h.root.exists(), "left: {:?}", std::fs::read_dir(&h.root).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>()));
+}
+
+#[tokio::test]
+async fn a_wrong_host_key_is_refused_before_anything_is_sent() {
+    let h = host();
+    let p = h.provider(&h.sshd.wrong_known_hosts(), "accept-new").unwrap();
+    let (log, _) = collecting();
+    let err = create(&p, FILE, "f", json!({"path": "x.txt", "content": "x"}), log).await.unwrap_err();
+    assert!(err.message.contains("host key verification failed"), "{}", err.message);
+    assert!(err.message.contains("not the key recorded") && err.message.contains("SHA256:"), "{}", err.message);
+    assert_eq!(err.class, ErrorClass::Permanent, "a key mismatch is never retried");
+    assert!(!h.root.exists(), "nothing was written");
+}
+
+#[tokio::test]
+async fn an_unknown_host_is_refused_unless_accept_new_records_it() {
+    let h = host();
+    let known = h.sshd.dir.path().join("fresh_known_hosts");
+    let strict = h.provider(&known, "strict").unwrap();
+    let (log, _) = collecting();
+    let err = create(&strict, FILE, "f", json!({"path": "x.txt", "content": "x"}), log.clone()).await.unwrap_err();
+    assert!(err.message.contains("is not in") && err.message.contains("accept-new"), "{}", err.message);
+    assert!(!known.exists());
+
+    let tofu = h.provider(&known, "accept-new").unwrap();
+    create(&tofu, FILE, "f", json!({"path": "x.txt", "content": "x"}), log.clone()).await.unwrap();
+    let recorded = std::fs::read_to_string(&known).unwrap();
+    assert!(recorded.contains(&format!("[127.0.0.1]:{}", h.sshd.port)) && recorded.contains(&h.sshd.host_key_pub), "{recorded}");
+    // From now on strict checking accepts it.
+    let strict = h.provider(&known, "strict").unwrap();
+    create(&strict, FILE, "g", json!({"path": "y.txt", "content": "y"}), log).await.unwrap();
+    assert!(h.root.join("y.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_command_is_reported_and_the_command_stopped() {
+    let h = host();
+    let owner = ownership("long").key();
+    let _reaper = Reaper(owner.clone());
+    let p = h.provider(&h.sshd.known_hosts(), "strict").unwrap();
+    let (log, lines) = collecting();
+    let cutter = {
+        let lines = lines.clone();
+        let owner = owner.clone();
+        let sshd_pid = h.sshd.pid();
+        std::thread::spawn(move || {
+            // Once the command runs on the host, cut every SSH connection.
+            assert!(wait_until(20, || lines.lock().unwrap().iter().any(|l| l == "started")), "the command never started");
+            assert!(wait_until(5, || !marked(&owner).is_empty()));
+            let mut n = 0;
+            for pid in peers::children_of(sshd_pid) {
+                let _ = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+                n += 1;
+            }
+            n
+        })
+    };
+    let err = create(&p, EXEC, "long", json!({"command": "echo started; sleep 60; echo finished"}), log).await.unwrap_err();
+    assert!(cutter.join().unwrap() > 0, "a connection was cut");
+    assert!(err.message.contains("dropped while the command was running"), "{}", err.message);
+    assert!(err.message.contains("was stopped over a new connection") || err.message.contains("had already ended"), "{}", err.message);
+    assert!(wait_until(5, || marked(&owner).is_empty()), "the command does not go on silently: {:?}", marked(&owner));
+    assert!(!lines.lock().unwrap().iter().any(|l| l == "finished"));
+    // The transport reconnects for what comes next.
+    let (log, _) = collecting();
+    create(&p, FILE, "after", json!({"path": "after.txt", "content": "ok"}), log).await.unwrap();
+    assert!(h.root.join("after.txt").exists());
+}
+
+#[tokio::test]
+async fn a_timed_out_command_is_killed_on_the_host() {
+    let h = host();
+    let owner = ownership("slow").key();
+    let _reaper = Reaper(owner.clone());
+    let p = h.provider(&h.sshd.known_hosts(), "strict").unwrap();
+    let (log, _) = collecting();
+    let started = Instant::now();
+    let err = create(&p, EXEC, "slow", json!({"command": "sleep 60 & sleep 60", "timeout_secs": 1}), log).await.unwrap_err();
+    assert!(err.message.contains("timed out after 1s"), "{}", err.message);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(wait_until(5, || marked(&owner).is_empty()), "the whole process group is gone: {:?}", marked(&owner));
+}
+
+#[tokio::test]
+async fn an_unreachable_host_is_retried_then_reported() {
+    let h = host();
+    let p = MetalProvider::new();
+    let config = json!({"known_hosts": h.sshd.known_hosts().display().to_string(), "hosts": {"box": {
+        "transport": "ssh", "address": "127.0.0.1", "port": free_port(), "user": "nobody",
+        "key": h.sshd.key.display().to_string(), "root": "/tmp/phoenix-never", "connect_attempts": 3}}});
+    p.configure(&ProviderContext {
+        environment: "sshtest".into(),
+        instance: None,
+        project_dir: h.project.path().to_path_buf(),
+        data_dir: h.project.path().join(".phoenix"),
+        config: serde_json::from_value(config).unwrap(),
+    })
+    .unwrap();
+    let (log, _) = collecting();
+    let err = create(&p, FILE, "f", json!({"path": "x", "content": "x"}), log).await.unwrap_err();
+    assert!(err.message.contains("cannot reach box over SSH") && err.message.contains("after 3 attempts"), "{}", err.message);
+    assert_eq!(err.class, ErrorClass::Transient);
+}
