@@ -1,0 +1,155 @@
+//! One module per resource type. Each implements [`Kind`] against the shared
+//! [`Aws`] context; `lib.rs` only dispatches.
+//!
+//! # Contract of every kind
+//! - `create` tags the object with ownership tags (`crate::tags::all_tags`),
+//!   passes `req.idempotency_token` as `ClientToken` where the API has one, and
+//!   waits until the object is usable (running, available, attached).
+//! - `read` reads a whole batch in a handful of paginated `Describe*` calls
+//!   (ids as a filter: missing ids are simply absent, not an error) and
+//!   returns `None` for objects that are gone (or terminated/deleted).
+//! - `find` looks an object up by its ownership tags (adoption after a crash).
+//! - `delete` succeeds when the object is already gone, and waits until it
+//!   is gone when dependents' deletes would otherwise fail.
+
+use async_trait::async_trait;
+use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
+use phoenix_core::schema::ResourceSchema;
+use phoenix_core::value::{Attrs, Value};
+
+use crate::client::Aws;
+
+pub mod eip;
+pub mod instance;
+pub mod internet_gateway;
+pub mod key_pair;
+pub mod route_table;
+pub mod security_group;
+pub mod subnet;
+pub mod volume;
+pub mod volume_attachment;
+pub mod vpc;
+
+/// One AWS resource type.
+#[async_trait]
+pub trait Kind: Send + Sync {
+    fn schema(&self) -> ResourceSchema;
+    async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError>;
+    async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError>;
+    async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError>;
+    async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError>;
+    async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError>;
+}
+
+/// Every type, in the order they usually depend on each other.
+pub fn all() -> &'static [&'static dyn Kind] {
+    &[
+        &vpc::Vpc,
+        &subnet::Subnet,
+        &internet_gateway::InternetGateway,
+        &route_table::RouteTable,
+        &security_group::SecurityGroup,
+        &key_pair::KeyPair,
+        &instance::Instance,
+        &volume::Volume,
+        &volume_attachment::VolumeAttachment,
+        &eip::Eip,
+    ]
+}
+
+pub fn by_name(type_name: &str) -> Option<&'static dyn Kind> {
+    all().iter().copied().find(|k| k.schema().type_name == type_name)
+}
+
+/// A required string input (validation guarantees presence; this guards the provider itself).
+pub fn req_str<'a>(inputs: &'a Attrs, name: &str) -> Result<&'a str, ProviderError> {
+    inputs.get(name).and_then(Value::as_str).ok_or_else(|| ProviderError::permanent(format!("attribute `{name}` is missing")))
+}
+
+pub fn opt_str<'a>(inputs: &'a Attrs, name: &str) -> Option<&'a str> {
+    inputs.get(name).and_then(Value::as_str)
+}
+
+pub fn opt_i64(inputs: &Attrs, name: &str) -> Option<i64> {
+    inputs.get(name).and_then(Value::as_i64)
+}
+
+/// A string list input.
+pub fn str_list(inputs: &Attrs, name: &str) -> Vec<String> {
+    inputs
+        .get(name)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// The id a resource's state recorded (`outputs.id`).
+pub fn id_of(outputs: &Attrs) -> Result<&str, ProviderError> {
+    outputs.get("id").and_then(Value::as_str).ok_or_else(|| ProviderError::permanent("state holds no `id` for this object"))
+}
+
+/// Orders a batch's results like its items, by id; missing ids are `None`.
+pub fn in_item_order(items: &[RefreshItem], mut found: std::collections::HashMap<String, Observed>) -> Vec<Option<Observed>> {
+    items.iter().map(|i| i.outputs.get("id").and_then(Value::as_str).and_then(|id| found.remove(id))).collect()
+}
+
+/// The ids of a batch, chunked to the 200 values a filter takes.
+pub fn id_chunks(items: &[RefreshItem]) -> Vec<Vec<String>> {
+    let ids: Vec<String> = items.iter().filter_map(|i| i.outputs.get("id").and_then(Value::as_str).map(str::to_string)).collect();
+    ids.chunks(200).map(<[String]>::to_vec).collect()
+}
+
+/// `tags` as a schema attribute, shared by every taggable type.
+pub fn tags_attr() -> phoenix_core::schema::AttrSchema {
+    use phoenix_core::schema::{AttrSchema, AttrType};
+    AttrSchema::optional("tags", AttrType::Map(Box::new(AttrType::String)), "extra tags (Phoenix adds its ownership tags and Name)")
+}
+
+/// `id` as a computed, stable attribute.
+pub fn id_attr(what: &'static str) -> phoenix_core::schema::AttrSchema {
+    use phoenix_core::schema::{AttrSchema, AttrType};
+    AttrSchema::computed("id", AttrType::String, what).stable()
+}
+
+/// Applies a change of the `tags` attribute: deletes removed keys, writes the rest.
+pub async fn update_tags(aws: &Aws, id: &str, req: &UpdateRequest) -> Result<(), ProviderError> {
+    if !req.changed.iter().any(|c| c == "tags") {
+        return Ok(());
+    }
+    let keys = |a: &Attrs| -> Vec<String> { a.get("tags").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default() };
+    let now = keys(&req.inputs);
+    let removed: Vec<String> = keys(&req.prior_inputs).into_iter().filter(|k| !now.contains(k) && !k.starts_with("phoenix:")).collect();
+    if !removed.is_empty() {
+        let tags: Vec<_> = removed.iter().map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build()).collect();
+        let _p = aws.permit().await;
+        aws.ec2.delete_tags().resources(id).set_tags(Some(tags)).send().await.map_err(|e| crate::error::sdk("DeleteTags", e))?;
+    }
+    let tags = crate::tags::all_tags(&req.ownership, req.inputs.get("tags"));
+    let _p = aws.permit().await;
+    aws.ec2.create_tags().resources(id).set_tags(Some(tags)).send().await.map_err(|e| crate::error::sdk("CreateTags", e))?;
+    Ok(())
+}
+
+/// Deletes with retries while dependents are still going away
+/// (`DependencyViolation`), and treats "not found" as done.
+pub async fn delete_retrying<F, Fut, E, R>(aws: &Aws, what: &str, mut op: F) -> Result<(), ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), aws_sdk_ec2::error::SdkError<E, R>>>,
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    crate::wait::until(&format!("{what} to be deletable"), aws.wait_timeout, || {
+        let fut = op();
+        async move {
+            let _p = aws.permit().await;
+            match fut.await {
+                Ok(()) => Ok(Some(())),
+                Err(e) if crate::error::is_not_found(&e) => Ok(Some(())),
+                Err(e) if crate::error::code(&e) == Some("DependencyViolation") => Ok(None),
+                Err(e) => Err(crate::error::sdk(what, e)),
+            }
+        }
+    })
+    .await
+}

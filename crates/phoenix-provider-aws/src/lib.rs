@@ -1,0 +1,147 @@
+//! Phoenix's AWS provider (`aws.*`) on the AWS SDK for Rust.
+//!
+//! ```text
+//!  Provider (phoenix-core) ──► AwsProvider ──► kinds::<type> (one module per resource type)
+//!                                   │                 │
+//!                                   └── Aws (client.rs): one EC2 client, a concurrency limit,
+//!                                       a request-rate token bucket, an API-call counter,
+//!                                       and the region's availability zones
+//! ```
+//!
+//! Every object Phoenix makes carries the ownership tags of
+//! [`phoenix_core::state::Ownership`] (plus `Name`), so an interrupted create is
+//! adopted by tag rather than made twice, and leaks can be swept. Refresh is
+//! batched: one paginated `Describe*` per type with all ids as a filter.
+//!
+//! ```toml
+//! [providers.aws]
+//! region = "eu-west-1"            # else AWS_REGION / the profile
+//! profile = "prod"                # else AWS_PROFILE / default
+//! endpoint = "http://127.0.0.1:5000"  # else AWS_ENDPOINT_URL; for emulators and private clouds
+//! max_concurrency = 32            # requests in flight
+//! requests_per_second = 20        # token bucket refill
+//! ```
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use phoenix_core::provider::{
+    AdoptRequest, CreateRequest, DeleteRequest, Observed, Provider, ProviderContext, ProviderError, RefreshItem, UpdateRequest,
+};
+use phoenix_core::schema::ResourceSchema;
+use phoenix_core::value::Attrs;
+use tokio::sync::OnceCell;
+
+mod client;
+mod config;
+mod error;
+pub mod kinds;
+mod tags;
+mod wait;
+
+pub use client::Aws;
+pub use config::AwsConfig;
+
+pub const PROVIDER_NAME: &str = "aws";
+
+/// The `aws` provider.
+#[derive(Default)]
+pub struct AwsProvider {
+    config: OnceLock<AwsConfig>,
+    client: OnceCell<Arc<Aws>>,
+}
+
+impl AwsProvider {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The client, built on first use (loading credentials and region makes no API call).
+    async fn aws(&self) -> Result<&Arc<Aws>, ProviderError> {
+        let config = self.config.get().ok_or_else(|| ProviderError::permanent("the aws provider was not configured"))?;
+        self.client.get_or_try_init(|| async { Aws::connect(config).await.map(Arc::new) }).await
+    }
+}
+
+fn kind(type_name: &str) -> Result<&'static dyn kinds::Kind, ProviderError> {
+    kinds::by_name(type_name).ok_or_else(|| ProviderError::permanent(format!("the aws provider has no type `{type_name}`")))
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    fn name(&self) -> &'static str {
+        PROVIDER_NAME
+    }
+
+    fn schemas(&self) -> Vec<ResourceSchema> {
+        kinds::all().iter().map(|k| k.schema()).collect()
+    }
+
+    fn configure(&self, cx: &ProviderContext) -> Result<(), ProviderError> {
+        let config = AwsConfig::from_block(&cx.config)?;
+        let _ = self.config.set(config);
+        Ok(())
+    }
+
+    async fn refresh(&self, items: Vec<RefreshItem>) -> Vec<Result<Option<Observed>, ProviderError>> {
+        let aws = match self.aws().await {
+            Ok(a) => a,
+            Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
+        };
+        // One batch per type, types in parallel.
+        let mut by_type: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            by_type.entry(item.type_name.as_str()).or_default().push(i);
+        }
+        let mut out: Vec<Option<Result<Option<Observed>, ProviderError>>> = (0..items.len()).map(|_| None).collect();
+        let batches = by_type.into_iter().map(|(t, idx)| {
+            let batch: Vec<RefreshItem> = idx.iter().map(|i| items[*i].clone()).collect();
+            async move {
+                let result = match kind(t) {
+                    Ok(k) => k.read(aws, &batch).await,
+                    Err(e) => Err(e),
+                };
+                (idx, result)
+            }
+        });
+        for (idx, result) in futures::future::join_all(batches).await {
+            match result {
+                Ok(found) => {
+                    for (i, f) in idx.into_iter().zip(found) {
+                        out[i] = Some(Ok(f));
+                    }
+                }
+                Err(e) => {
+                    for i in idx {
+                        out[i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Err(ProviderError::permanent("refresh returned too few results")))).collect()
+    }
+
+    async fn adopt(&self, req: AdoptRequest) -> Result<Option<Observed>, ProviderError> {
+        let aws = self.aws().await?;
+        kind(&req.type_name)?.find(aws, &req).await
+    }
+
+    async fn create(&self, req: CreateRequest) -> Result<Attrs, ProviderError> {
+        let aws = self.aws().await?;
+        kind(&req.type_name)?.create(aws, &req).await
+    }
+
+    async fn update(&self, req: UpdateRequest) -> Result<Attrs, ProviderError> {
+        let aws = self.aws().await?;
+        kind(&req.type_name)?.update(aws, &req).await
+    }
+
+    async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError> {
+        let aws = self.aws().await?;
+        kind(&req.type_name)?.delete(aws, &req).await
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.client.get().map_or(0, |a| a.calls())
+    }
+}

@@ -1,0 +1,79 @@
+//! Ownership tags: every object names its environment, instance, resource and
+//! state lineage, so an interrupted create is adopted by tag and leaks can be swept.
+
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use phoenix_core::state::Ownership;
+use phoenix_core::value::{Attrs, Value};
+
+/// The `Name` tag Phoenix gives an object unless the user sets one.
+pub fn default_name(o: &Ownership) -> String {
+    match &o.instance {
+        Some(i) => format!("{}-{}-{}", o.environment, i, o.resource),
+        None => format!("{}-{}", o.environment, o.resource),
+    }
+}
+
+/// Ownership tags, `Name`, and the user's `tags` attribute (which may override `Name`).
+pub fn all_tags(o: &Ownership, user: Option<&Value>) -> Vec<Tag> {
+    let mut tags: Vec<(String, String)> = o.tags().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let user: Vec<(String, String)> = user
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect())
+        .unwrap_or_default();
+    if !user.iter().any(|(k, _)| k == "Name") {
+        tags.push(("Name".into(), default_name(o)));
+    }
+    tags.extend(user.into_iter().filter(|(k, _)| !k.starts_with("phoenix:")));
+    tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+pub fn spec(resource_type: ResourceType, tags: Vec<Tag>) -> TagSpecification {
+    TagSpecification::builder().resource_type(resource_type).set_tags(Some(tags)).build()
+}
+
+/// Filters that find exactly the object `o` names.
+pub fn owner_filters(o: &Ownership) -> Vec<Filter> {
+    let f = |k: &str, v: &str| Filter::builder().name(format!("tag:{k}")).values(v).build();
+    vec![f("phoenix:lineage", &o.lineage), f("phoenix:resource", o.resource.as_str()), f("phoenix:environment", &o.environment)]
+}
+
+/// A filter on ids (`vpc-id`, `instance-id` …).
+pub fn id_filter(name: &str, ids: &[String]) -> Filter {
+    Filter::builder().name(name).set_values(Some(ids.to_vec())).build()
+}
+
+/// The user's tags as observed: everything but Phoenix's own and the default `Name`.
+pub fn user_tags(tags: &[Tag], default_name: Option<&str>) -> Value {
+    let mut m = serde_json::Map::new();
+    for t in tags {
+        let (Some(k), Some(v)) = (t.key(), t.value()) else { continue };
+        if k.starts_with("phoenix:") || (k == "Name" && Some(v) == default_name) {
+            continue;
+        }
+        m.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    Value::Object(m)
+}
+
+/// The value of one tag.
+pub fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key() == Some(key)).and_then(Tag::value)
+}
+
+/// The `Name` Phoenix would have given the object carrying these tags.
+fn default_name_from(tags: &[Tag]) -> Option<String> {
+    let env = tag(tags, "phoenix:environment")?;
+    let res = tag(tags, "phoenix:resource")?;
+    Some(match tag(tags, "phoenix:instance") {
+        Some(i) => format!("{env}-{i}-{res}"),
+        None => format!("{env}-{res}"),
+    })
+}
+
+/// Records the observed user tags in `inputs` when the definition manages
+/// `tags`, so tags changed outside Phoenix show as drift.
+pub fn observe_tags(inputs: &mut Attrs, prior: &Attrs, tags: &[Tag]) {
+    if prior.contains_key("tags") {
+        inputs.insert("tags".into(), user_tags(tags, default_name_from(tags).as_deref()));
+    }
+}
