@@ -171,11 +171,17 @@ async fn files_services_commands_and_checks_over_ssh() {
     let svc_out = create(&p, SERVICE, "web", svc_in.clone(), log.clone()).await.unwrap();
     let pid = svc_out["pid"].as_u64().unwrap() as u32;
     assert_eq!(marked(&ownership("web").key()), vec![pid], "one marked process, the service itself");
-    let check_in = json!({"url": format!("http://127.0.0.1:{port}/index.html"), "contains": "changed", "timeout_secs": 20, "interval_ms": 50});
+    let check_in =
+        json!({"url": format!("http://127.0.0.1:{port}/index.html"), "contains": "changed", "timeout_secs": 20, "interval_ms": 50});
     create(&p, HTTP_CHECK, "ready", check_in, log.clone()).await.unwrap();
     assert!(refresh(&p, SERVICE, "web", svc_in.clone(), &svc_out).await.is_some());
     let adopted = p
-        .adopt(AdoptRequest { addr: addr("web"), type_name: SERVICE.into(), inputs: with_host(svc_in.clone()), ownership: ownership("web") })
+        .adopt(AdoptRequest {
+            addr: addr("web"),
+            type_name: SERVICE.into(),
+            inputs: with_host(svc_in.clone()),
+            ownership: ownership("web"),
+        })
         .await
         .unwrap()
         .unwrap();

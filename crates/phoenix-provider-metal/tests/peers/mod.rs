@@ -48,7 +48,7 @@ fn which(name: &str, fallbacks: &[&str]) -> PathBuf {
 /// Stops a child by its pid (TERM, then KILL) and reaps it.
 fn stop(child: &mut Child) {
     let pid = child.id().to_string();
-    let _ = Command::new("kill").arg("-TERM").arg(&pid).status();
+    let _ = Command::new("kill").arg("-TERM").arg(&pid).stderr(Stdio::null()).status();
     let end = Instant::now() + Duration::from_secs(5);
     while Instant::now() < end {
         if let Ok(Some(_)) = child.try_wait() {
@@ -109,7 +109,8 @@ impl Sshd {
             .expect("sshd starts");
         wait_port(port, 20, &mut child, "sshd", &log);
         let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string();
-        let host_key_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap().split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let host_key_pub =
+            std::fs::read_to_string(d.join("host_key.pub")).unwrap().split_whitespace().take(2).collect::<Vec<_>>().join(" ");
         let key = d.join("client_key");
         Self { dir, port, user, key, host_key_pub, child }
     }
@@ -140,7 +141,7 @@ impl Sshd {
     pub fn drop_connections(&self) -> usize {
         let mut n = 0;
         for pid in children_of(self.child.id()) {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).stderr(Stdio::null()).status();
             n += 1;
         }
         n
@@ -204,11 +205,17 @@ impl Sushy {
         std::fs::write(d.join("htpasswd"), format!("{username}:{}", String::from_utf8_lossy(&hash.stdout).trim())).unwrap();
         let systems: Vec<String> = systems
             .iter()
-            .map(|s| format!("{{'uuid': '{}', 'name': '{}', 'power_state': 'Off', 'nics': [{{'mac': '00:5c:52:31:3a:9c', 'ip': '127.0.0.1'}}]}}", s.uuid, s.name))
+            .map(|s| {
+                format!(
+                    "{{'uuid': '{}', 'name': '{}', 'power_state': 'Off', 'nics': [{{'mac': '00:5c:52:31:3a:9c', 'ip': '127.0.0.1'}}]}}",
+                    s.uuid, s.name
+                )
+            })
             .collect();
         let config = format!(
-            "SUSHY_EMULATOR_FAKE_DRIVER = True\nSUSHY_EMULATOR_AUTH_FILE = '{}'\nSUSHY_EMULATOR_FAKE_SYSTEMS = [{}]\n",
+            "SUSHY_EMULATOR_FAKE_DRIVER = True\nSUSHY_EMULATOR_AUTH_FILE = '{}'\nSUSHY_EMULATOR_STATE_DIR = '{}'\nSUSHY_EMULATOR_FAKE_SYSTEMS = [{}]\n",
             d.join("htpasswd").display(),
+            d.join("state").display(),
             systems.join(", ")
         );
         std::fs::write(d.join("emulator.conf"), config).unwrap();
@@ -217,6 +224,8 @@ impl Sushy {
         let mut child = Command::new(which("sushy-emulator", &[]))
             .args(["--fake", "-i", "127.0.0.1", "-p", &port.to_string(), "--config"])
             .arg(d.join("emulator.conf"))
+            // The fake driver keeps its systems in `$TMPDIR/sushy-emulator`: one per emulator, none left from an earlier run.
+            .env("TMPDIR", d)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(d.join("sushy.out")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
