@@ -1,37 +1,170 @@
-//! `aws.subnet`. PLACEHOLDER: being written; every call fails until then.
+//! `aws.subnet`: a range of a VPC in one availability zone.
+//!
+//! The zone is either named (`availability_zone`) or picked by position
+//! (`az_index`: the Nth zone the region reports, wrapping), so one template
+//! works in every region. Only `map_public_ip_on_launch` and tags change in
+//! place; EC2 cannot move a subnet or resize it.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
-use phoenix_core::schema::ResourceSchema;
-use phoenix_core::value::Attrs;
+use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
+use phoenix_core::value::{Attrs, Value};
+use serde_json::json;
 
-use super::{Kind, id_attr};
+use super::{Kind, delete_retrying, id_attr, id_chunks, id_of, in_item_order, opt_i64, opt_str, req_str, tags_attr, update_tags};
 use crate::client::Aws;
+use crate::error::{is_not_found, sdk};
+use crate::tags;
 
 pub struct Subnet;
 
-fn todo() -> ProviderError {
-    ProviderError::permanent("aws.subnet is not implemented yet")
+fn observed(s: &aws_sdk_ec2::types::Subnet, prior: &Attrs) -> Observed {
+    let mut inputs = Attrs::new();
+    if let Some(v) = s.vpc_id() {
+        inputs.insert("vpc_id".into(), json!(v));
+    }
+    if let Some(c) = s.cidr_block() {
+        inputs.insert("cidr_block".into(), json!(c));
+    }
+    // Only when the definition names the zone: with `az_index` the zone is an output.
+    if prior.contains_key("availability_zone")
+        && let Some(z) = s.availability_zone()
+    {
+        inputs.insert("availability_zone".into(), json!(z));
+    }
+    inputs.insert("map_public_ip_on_launch".into(), json!(s.map_public_ip_on_launch().unwrap_or(false)));
+    tags::observe_tags(&mut inputs, prior, s.tags());
+    Observed { inputs, outputs: outputs(s.subnet_id().unwrap_or_default(), s.availability_zone().unwrap_or_default()) }
+}
+
+fn outputs(id: &str, zone: &str) -> Attrs {
+    [("id".to_string(), json!(id)), ("availability_zone".to_string(), json!(zone))].into_iter().collect()
+}
+
+async fn set_public_ip(aws: &Aws, id: &str, on: bool) -> Result<(), (bool, ProviderError)> {
+    let _p = aws.permit().await;
+    aws.ec2
+        .modify_subnet_attribute()
+        .subnet_id(id)
+        .map_public_ip_on_launch(AttributeBooleanValue::builder().value(on).build())
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| (is_not_found(&e), sdk("ModifySubnetAttribute", e)))
 }
 
 #[async_trait]
 impl Kind for Subnet {
     fn schema(&self) -> ResourceSchema {
-        ResourceSchema { type_name: "aws.subnet", description: "placeholder", attrs: vec![id_attr("id")], update_in_place: false, create_before_destroy: false, adoptable: true }
+        ResourceSchema {
+            type_name: "aws.subnet",
+            description: "A subnet of a VPC in one availability zone",
+            attrs: vec![
+                AttrSchema::required("vpc_id", AttrType::String, "the VPC (vpc-…)").force_new(),
+                AttrSchema::required("cidr_block", AttrType::String, "the IPv4 range, inside the VPC's, e.g. 10.0.1.0/24")
+                    .force_new()
+                    .validate_with(validators::ipv4_cidr),
+                // Configurable, and an output when `az_index` picked it; an update never moves a subnet.
+                AttrSchema {
+                    computed: true,
+                    ..AttrSchema::optional("availability_zone", AttrType::String, "the zone, e.g. eu-west-1a (or use az_index)").force_new().stable()
+                },
+                AttrSchema::optional("az_index", AttrType::Int, "the Nth availability zone of the region (0, 1, 2 …, wrapping), instead of naming it")
+                    .force_new()
+                    .validate_with(validators::non_negative),
+                AttrSchema::optional("map_public_ip_on_launch", AttrType::Bool, "give instances launched here a public IPv4 address").default(json!(false)),
+                tags_attr(),
+                id_attr("the subnet id (subnet-…)"),
+            ],
+            update_in_place: true,
+            create_before_destroy: false,
+            adoptable: true,
+        }
     }
-    async fn read(&self, _aws: &Aws, _items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        Err(todo())
+
+    async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
+        let prior: HashMap<&str, &Attrs> = items.iter().filter_map(|i| Some((i.outputs.get("id")?.as_str()?, &i.inputs))).collect();
+        let mut found = HashMap::new();
+        for ids in id_chunks(items) {
+            let mut pages = aws.ec2.describe_subnets().filters(tags::id_filter("subnet-id", &ids)).into_paginator().send();
+            loop {
+                let page = {
+                    let _p = aws.permit().await;
+                    pages.next().await
+                };
+                let Some(page) = page else { break };
+                for s in page.map_err(|e| sdk("DescribeSubnets", e))?.subnets() {
+                    let id = s.subnet_id().unwrap_or_default().to_string();
+                    let p = prior.get(id.as_str()).copied().cloned().unwrap_or_default();
+                    found.insert(id, observed(s, &p));
+                }
+            }
+        }
+        Ok(in_item_order(items, found))
     }
-    async fn find(&self, _aws: &Aws, _req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        Err(todo())
+
+    async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
+        let _p = aws.permit().await;
+        let out =
+            aws.ec2.describe_subnets().set_filters(Some(tags::owner_filters(&req.ownership))).send().await.map_err(|e| sdk("DescribeSubnets", e))?;
+        Ok(out.subnets().first().map(|s| observed(s, &req.inputs)))
     }
-    async fn create(&self, _aws: &Aws, _req: &CreateRequest) -> Result<Attrs, ProviderError> {
-        Err(todo())
+
+    async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
+        let vpc = req_str(&req.inputs, "vpc_id")?;
+        let cidr = req_str(&req.inputs, "cidr_block")?;
+        let (name, index) = (opt_str(&req.inputs, "availability_zone"), opt_i64(&req.inputs, "az_index"));
+        if name.is_some() && index.is_some() {
+            return Err(ProviderError::permanent("set either `availability_zone` or `az_index`, not both"));
+        }
+        // Without either, EC2 picks a zone (and no DescribeAvailabilityZones is spent).
+        let zone = if name.is_some() || index.is_some() { Some(aws.zone(name, index).await?) } else { None };
+        let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
+        // CreateSubnet has no ClientToken; an interrupted create is adopted by its tags instead.
+        // The VPC may have been created a moment ago and not be visible yet.
+        let out = crate::wait::consistent(|| async {
+            let _p = aws.permit().await;
+            aws.ec2
+                .create_subnet()
+                .vpc_id(vpc)
+                .cidr_block(cidr)
+                .set_availability_zone(zone.clone())
+                .tag_specifications(tags::spec(ResourceType::Subnet, tags.clone()))
+                .send()
+                .await
+                .map_err(|e| (is_not_found(&e), sdk("CreateSubnet", e)))
+        })
+        .await?;
+        let s = out.subnet().ok_or_else(|| ProviderError::permanent("CreateSubnet returned no subnet"))?;
+        let id = s.subnet_id().ok_or_else(|| ProviderError::permanent("CreateSubnet returned no id"))?.to_string();
+        let made = outputs(&id, s.availability_zone().unwrap_or_default());
+        if req.inputs.get("map_public_ip_on_launch").and_then(Value::as_bool).unwrap_or(false) {
+            // The subnet exists now: a failure here must not leak it.
+            crate::wait::consistent(|| set_public_ip(aws, &id, true)).await.map_err(|e| e.with_created(made.clone()))?;
+        }
+        Ok(made)
     }
-    async fn update(&self, _aws: &Aws, _req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-        Err(todo())
+
+    async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
+        let id = id_of(&req.prior_outputs)?;
+        if req.changed.iter().any(|c| c == "map_public_ip_on_launch") {
+            let on = req.inputs.get("map_public_ip_on_launch").and_then(Value::as_bool).unwrap_or(false);
+            set_public_ip(aws, id, on).await.map_err(|(_, e)| e)?;
+        }
+        update_tags(aws, id, req).await?;
+        Ok(req.prior_outputs.clone())
     }
-    async fn delete(&self, _aws: &Aws, _req: &DeleteRequest) -> Result<(), ProviderError> {
-        Err(todo())
+
+    async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
+        let id = id_of(&req.outputs)?.to_string();
+        // Instances being terminated keep network interfaces here for a while: DependencyViolation is retried.
+        delete_retrying(aws, "DeleteSubnet", || {
+            let call = aws.ec2.delete_subnet().subnet_id(&id);
+            async move { call.send().await.map(|_| ()) }
+        })
+        .await
     }
 }
