@@ -6,6 +6,7 @@
 //! target/release/phoenix-bench                 # everything
 //! target/release/phoenix-bench scale 10000     # validate/plan/apply of 10,000 data resources
 //! target/release/phoenix-bench delay           # executor vs the critical-path lower bound
+//! target/release/phoenix-bench aws             # the AWS web stack on moto: up, no-change plan, down
 //! ```
 //!
 //! Each phoenix command runs as a child of a fresh measuring process, so its
@@ -35,12 +36,16 @@ fn main() -> anyhow::Result<()> {
             scale(&phoenix, n)?;
         }
         Some("delay") => delay(&phoenix)?,
+        Some("aws") => {
+            let counts: Vec<usize> = args[1..].iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+            aws(&phoenix, if counts.is_empty() { &[10, 50] } else { &counts })?;
+        }
         None => {
             scale(&phoenix, 1000)?;
             scale(&phoenix, 10_000)?;
             delay(&phoenix)?;
         }
-        Some(other) => bail!("unknown benchmark `{other}`: use `scale [N]` or `delay`"),
+        Some(other) => bail!("unknown benchmark `{other}`: use `scale [N]`, `delay` or `aws [WEB_COUNT…]`"),
     }
     Ok(())
 }
@@ -200,4 +205,48 @@ fn process_floor(layers: usize, width: usize, parallelism: usize) -> anyhow::Res
         }
     }
     Ok(start.elapsed().as_secs_f64())
+}
+
+/// The repository's `staging` web stack against a fresh moto: wall time and
+/// API calls of `up`, a no-change `plan` and `down`, counted both by Phoenix
+/// and by moto's own request log.
+fn aws(phoenix: &Path, web_counts: &[usize]) -> anyhow::Result<()> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for &n in web_counts {
+        let project = tempfile::tempdir()?;
+        for dir in ["environments", "templates"] {
+            std::fs::create_dir_all(project.path().join(dir))?;
+            for f in std::fs::read_dir(repo.join(dir))? {
+                let f = f?;
+                std::fs::copy(f.path(), project.path().join(dir).join(f.file_name()))?;
+            }
+        }
+        let log = project.path().join("moto.log");
+        let moto = phoenix_testkit::Moto::start_logged(&log);
+        let requests = || std::fs::read_to_string(&log).map(|l| l.lines().filter(|l| l.contains("\"POST ") || l.contains("\"GET ")).count()).unwrap_or(0);
+        // vpc, 3 subnets, igw, route table, security group; per server an instance, a volume and an attachment; one EIP.
+        let resources = 7 + 3 * n + usize::from(n > 0);
+        println!("== staging web stack, web_count = {n} ({resources} resources), on moto");
+        let var = format!("web_count={n}");
+        for (phase, args) in [
+            ("up", vec!["--json", "up", "staging", "--yes", "--var", &var]),
+            ("plan (no changes)", vec!["--json", "plan", "staging", "--detailed-exitcode", "--var", &var]),
+            ("down", vec!["--json", "down", "staging", "--yes", "--var", &var]),
+        ] {
+            let before = requests();
+            let start = Instant::now();
+            let out = Command::new(phoenix).arg("-C").arg(project.path()).args(&args).envs(moto.env()).env("CI", "1").output()?;
+            let wall = start.elapsed().as_secs_f64();
+            if !out.status.success() {
+                bail!("phoenix {} failed:\n{}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            }
+            let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            let phoenix_calls = events.iter().rev().find_map(|e| e["api_calls"]["aws"].as_u64()).unwrap_or(0);
+            std::thread::sleep(std::time::Duration::from_millis(200)); // let moto flush its log
+            let moto_calls = requests() - before;
+            let per_resource = if phase == "up" { format!(", {:.2} per resource", moto_calls as f64 / resources as f64) } else { String::new() };
+            println!("{phase:<18} {wall:>7.2} s  {phoenix_calls:>5} API calls (moto's log: {moto_calls}{per_resource})");
+        }
+    }
+    Ok(())
 }

@@ -19,6 +19,8 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     #[cfg(feature = "metal")]
     r.register(Arc::new(phoenix_provider_metal::MetalProvider::new()));
+    #[cfg(feature = "aws")]
+    r.register(Arc::new(phoenix_provider_aws::AwsProvider::new()));
     r
 }
 
@@ -132,4 +134,15 @@ pub fn state_failure(e: StateError) -> Failure {
         StateError::Locked(_) => Failure::new(Exit::Locked, anyhow!("{e}")),
         other => Failure::new(Exit::Error, anyhow!("{other}")),
     }
+}
+
+/// API requests each provider has sent so far in this process.
+pub fn api_calls(registry: &Registry) -> serde_json::Value {
+    registry
+        .provider_names()
+        .filter_map(|n| registry.provider(n).map(|p| (n.to_string(), p.api_calls())))
+        .filter(|(_, c)| *c > 0)
+        .map(|(n, c)| (n, serde_json::Value::from(c)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }

@@ -183,3 +183,21 @@ fn interrupt_lets_in_flight_work_finish_and_saves_state() {
     assert_eq!(rerun.code, 0);
     assert_eq!(rerun.event("plan").unwrap()["summary"]["create"], 1, "only the unstarted resource is left");
 }
+
+#[test]
+fn every_shipped_environment_validates_without_any_cloud() {
+    let p = Project::repo();
+    let envs: Vec<String> = std::fs::read_dir(p.dir.join("environments"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".toml")).map(str::to_string))
+        .collect();
+    assert!(envs.len() >= 2, "{envs:?}");
+    for env in envs {
+        // No credentials, no endpoints: validation makes no API call.
+        let mut c = support::command(&p.dir, &["validate", &env]);
+        c.env_remove("AWS_ACCESS_KEY_ID").env("AWS_EC2_METADATA_DISABLED", "true");
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{env} does not validate:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+}

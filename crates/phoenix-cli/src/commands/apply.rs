@@ -44,7 +44,8 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
             "environment": env.loaded.name, "instance": env.loaded.instance,
         }));
     }
-    let (plan, refresh_calls) = make_plan(&env, &state, destroy, &opts.targets).await?;
+    let plan = make_plan(&env, &state, destroy, &opts.targets).await?;
+    let refresh_calls = context::api_calls(&env.registry);
     if let (Some(path), Some(saved_plan)) = (saved, &saved_plan) {
         check_saved_plan(path, saved_plan, &plan)?;
     }
@@ -55,7 +56,7 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
             .filter(|c| c.action != phoenix_core::plan::Action::NoOp || c.adopt)
             .map(|c| serde_json::json!({"addr": c.addr, "type": c.type_name, "action": c.action, "adopt": c.adopt}))
             .collect();
-        json_event(serde_json::json!({"event": "plan", "summary": plan.summary(), "changes": changes, "refresh_calls": refresh_calls}));
+        json_event(serde_json::json!({"event": "plan", "summary": plan.summary(), "changes": changes, "api_calls": refresh_calls}));
     } else {
         printer.plan(&plan);
     }
@@ -106,6 +107,7 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
             "elapsed_ms": report.elapsed_ms, "outputs": visible_outputs(&final_state.outputs),
             "state_serial": final_state.serial, "state_bytes_written": bytes,
             "resources": final_state.resources.len(),
+            "api_calls": context::api_calls(&env.registry), "refresh_api_calls": refresh_calls,
         }));
     } else {
         print_summary(&report, counts, destroy);
@@ -117,6 +119,7 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
         }
         if g.verbose > 0 {
             println!("state: serial {}, {} bytes written this run", final_state.serial, bytes);
+            println!("API calls: {} in all, {} of them to refresh", context::api_calls(&env.registry), refresh_calls);
         }
     }
     if report.interrupted {

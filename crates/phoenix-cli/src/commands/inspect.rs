@@ -59,7 +59,7 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
     let mut live: Option<std::collections::BTreeMap<ResourceAddr, &'static str>> = None;
     if refresh {
         env.configure_providers(printer, &state)?;
-        let (plan, _) = make_plan(&env, &state, false, &[]).await?;
+        let plan = make_plan(&env, &state, false, &[]).await?;
         live = Some(
             plan.changes
                 .iter()

@@ -14,7 +14,7 @@ use crate::exit::{CmdResult, Exit, Failure};
 use crate::printer::Printer;
 
 /// Refreshes state through the providers and diffs the definition against it.
-pub async fn make_plan(env: &Env, state: &StateDoc, destroy: bool, targets: &[String]) -> Result<(Plan, usize), Failure> {
+pub async fn make_plan(env: &Env, state: &StateDoc, destroy: bool, targets: &[String]) -> Result<Plan, Failure> {
     let targets = targets
         .iter()
         .map(|t| {
@@ -29,9 +29,8 @@ pub async fn make_plan(env: &Env, state: &StateDoc, destroy: bool, targets: &[St
         let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.addr, e.error.message)).collect();
         anyhow!("refresh failed; nothing was changed:\n{}", lines.join("\n"))
     })?;
-    let calls = refreshed.calls.values().sum();
     let opts = PlanOptions { destroy, targets };
-    Ok((diff(&env.loaded.definition, &refreshed, &env.registry, &opts), calls))
+    Ok(diff(&env.loaded.definition, &refreshed, &env.registry, &opts))
 }
 
 pub async fn plan(
@@ -46,7 +45,8 @@ pub async fn plan(
     let env = context::load(g, printer, args)?;
     let state = env.read_state()?;
     env.configure_providers(printer, &state)?;
-    let (plan, calls) = make_plan(&env, &state, destroy, targets).await?;
+    let plan = make_plan(&env, &state, destroy, targets).await?;
+    let calls = context::api_calls(&env.registry);
     if let Some(path) = out {
         save_plan(&plan, path)?;
     }
@@ -55,11 +55,14 @@ pub async fn plan(
             "event": "plan",
             "plan": plan.redacted(),
             "summary": plan.summary(),
-            "refresh_calls": calls,
+            "api_calls": calls,
         });
         println!("{doc}");
     } else {
         printer.plan(&plan);
+        if g.verbose > 0 {
+            eprintln!("API calls: {calls}");
+        }
         if let Some(path) = out {
             println!("\nSaved the plan to {}. Apply exactly it with: phoenix up {} --plan {}", path.display(), args.env, path.display());
         }

@@ -2,9 +2,7 @@
 //! and an `AwsProvider` configured against it.
 #![allow(dead_code)]
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use phoenix_core::ResourceAddr;
 use phoenix_core::provider::*;
@@ -14,49 +12,31 @@ use phoenix_provider_aws::AwsProvider;
 
 pub const REGION: &str = "eu-west-1";
 
-pub struct Moto {
-    child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
+pub use phoenix_testkit::Moto;
+
+/// What the AWS tests need of a moto beyond starting it.
+#[allow(async_fn_in_trait)]
+pub trait MotoExt {
+    /// The `[providers.aws]` block pointing at this moto.
+    fn block(&self) -> Attrs;
+    /// A configured provider.
+    fn provider(&self) -> Arc<AwsProvider>;
+    /// An independent SDK client for checking what exists (never the provider's own).
+    async fn ec2(&self) -> aws_sdk_ec2::Client;
 }
 
-impl Moto {
-    /// Starts `moto_server` (installed by `tests/run`) on 127.0.0.1.
-    pub fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = tempfile::tempdir().unwrap();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server is installed (tests/run installs it: pip install 'moto[server]')");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        std::fs::write(dir.path().join("credentials"), "[moto]\naws_access_key_id = testing\naws_secret_access_key = testing\n").unwrap();
-        Moto { child, port, dir }
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The `[providers.aws]` block pointing at this moto.
-    pub fn block(&self) -> Attrs {
+impl MotoExt for Moto {
+    fn block(&self) -> Attrs {
         serde_json::from_value(serde_json::json!({
             "region": REGION,
             "endpoint": self.endpoint(),
             "profile": "moto",
-            "shared_credentials_files": [self.dir.path().join("credentials").to_str().unwrap()],
+            "shared_credentials_files": [self.credentials_file().to_str().unwrap()],
         }))
         .unwrap()
     }
 
-    /// A configured provider.
-    pub fn provider(&self) -> Arc<AwsProvider> {
+    fn provider(&self) -> Arc<AwsProvider> {
         let p = Arc::new(AwsProvider::new());
         p.configure(&ProviderContext {
             environment: "test".into(),
@@ -69,8 +49,7 @@ impl Moto {
         p
     }
 
-    /// An independent SDK client for checking what exists (never the provider's own).
-    pub async fn ec2(&self) -> aws_sdk_ec2::Client {
+    async fn ec2(&self) -> aws_sdk_ec2::Client {
         let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
         let conf = aws_sdk_ec2::Config::builder()
             .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
@@ -79,13 +58,6 @@ impl Moto {
             .credentials_provider(creds)
             .build();
         aws_sdk_ec2::Client::from_conf(conf)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,90 @@
+//! Test support: real emulators on 127.0.0.1 and free ports. Used only as a
+//! dev-dependency; nothing here stands in for a provider.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("loopback is available").local_addr().expect("bound").port()
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// A `moto_server` (AWS emulator) of its own, on a free loopback port,
+/// killed (by pid) when dropped. `tests/run` installs moto.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    /// Scratch space, e.g. for a credentials file.
+    pub dir: tempfile::TempDir,
+}
+
+impl Moto {
+    pub const REGION: &'static str = "eu-west-1";
+
+    pub fn start() -> Moto {
+        Self::spawn(Stdio::null())
+    }
+
+    /// Starts moto with its request log (one line per API request) written to `log`.
+    pub fn start_logged(log: &std::path::Path) -> Moto {
+        let file = std::fs::File::create(log).expect("create the moto log");
+        Self::spawn(Stdio::from(file))
+    }
+
+    fn spawn(log: Stdio) -> Moto {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("moto_server is installed (tests/run installs it: pip install 'moto[server]')");
+        let mut moto = Moto { child, port, dir };
+        if !wait_for_port(port, Duration::from_secs(30)) {
+            let _ = moto.child.kill();
+            panic!("moto_server did not start on port {port}");
+        }
+        std::fs::write(moto.credentials_file(), "[moto]\naws_access_key_id = testing\naws_secret_access_key = testing\n").expect("write credentials");
+        moto
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A shared-credentials file with a `moto` profile of fake keys.
+    pub fn credentials_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("credentials")
+    }
+
+    /// Environment for a `phoenix` process to use this moto through the standard AWS variables.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", Self::REGION.into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
