@@ -117,7 +117,12 @@ async fn refresh_of_five_instances_is_one_batch_and_sees_one_terminated_behind_o
     let (subnet, [sg, _]) = network(&ec2).await;
     let inputs = web(&subnet, &[&sg]);
     let names: Vec<String> = (0..5).map(|i| format!("web-{i}")).collect();
+    let before = p.api_calls();
     let outs = futures::future::join_all(names.iter().map(|n| make_instance(&*p, n, &inputs))).await;
+    // Per instance: DescribeImages (the AMI by name), RunInstances, one DescribeInstances of the wait (moto is running at once).
+    let calls = p.api_calls() - before;
+    eprintln!("create of 5 instances: {calls} API call(s)");
+    assert!(calls <= 5 * 3 + 1, "create of 5 instances cost {calls} calls");
     let items: Vec<_> = names.iter().zip(&outs).map(|(n, o)| refresh_item("aws.instance", n, &attrs(inputs.clone()), o)).collect();
 
     let before = p.api_calls();
@@ -140,6 +145,15 @@ async fn refresh_of_five_instances_is_one_batch_and_sees_one_terminated_behind_o
     for (i, s) in seen.iter().enumerate() {
         assert_eq!(s.as_ref().unwrap().is_none(), i == 2, "web-{i}");
     }
+
+    // Delete: TerminateInstances and the wait's DescribeInstances; the one already terminated is done all the same.
+    let before = p.api_calls();
+    for (n, o) in names.iter().zip(&outs) {
+        p.delete(delete_req("aws.instance", n, &attrs(inputs.clone()), o)).await.unwrap();
+    }
+    let calls = p.api_calls() - before;
+    eprintln!("delete of 5 instances: {calls} API call(s)");
+    assert!(calls <= 5 * 2, "delete of 5 instances cost {calls} calls");
 }
 
 #[tokio::test]
