@@ -10,6 +10,11 @@ use tokio::time::Instant;
 
 use crate::config::MetalConfig;
 use crate::schemas::http_url;
+use crate::ssh::shell::quote;
+use crate::transport::{ExecSpec, OutputStream, Transport};
+
+/// Starts the line on which `curl` reports the status of a check made on the host.
+const MARK: &str = "\u{1e}phoenix-http-status ";
 use crate::{host, int, opt_str, req_str};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -34,6 +39,8 @@ struct Check<'a> {
     url: &'a str,
     expect: u16,
     contains: Option<&'a str>,
+    /// `from = "host"`: the GET is made on the resource's host (with `curl`), not by Phoenix.
+    from_host: bool,
 }
 
 impl<'a> Check<'a> {
@@ -45,7 +52,12 @@ impl<'a> Check<'a> {
             .ok()
             .filter(|s| (100..=599).contains(s))
             .ok_or_else(|| ProviderError::permanent(format!("`expect_status`: {expect} is not an HTTP status code")))?;
-        Ok(Self { url, expect, contains: opt_str(inputs, "contains")? })
+        let from_host = match opt_str(inputs, "from")? {
+            None | Some("phoenix") => false,
+            Some("host") => true,
+            Some(other) => return Err(ProviderError::permanent(format!("`from`: `{other}` is neither \"phoenix\" nor \"host\""))),
+        };
+        Ok(Self { url, expect, contains: opt_str(inputs, "contains")?, from_host })
     }
 
     fn goal(&self) -> String {
@@ -53,6 +65,48 @@ impl<'a> Check<'a> {
             Some(c) => format!("status {} with `{c}` in the body", self.expect),
             None => format!("status {}", self.expect),
         }
+    }
+
+    /// One GET from wherever the check is made.
+    async fn attempt_from(&self, client: &reqwest::Client, t: &dyn Transport, timeout: Duration) -> Result<u16, String> {
+        if self.from_host { self.attempt_on_host(t, timeout).await } else { self.attempt(client, timeout).await }
+    }
+
+    /// One GET made on the host with `curl`, which prints the body and then a
+    /// marker line with the status, so both come back through the transport.
+    async fn attempt_on_host(&self, t: &dyn Transport, timeout: Duration) -> Result<u16, String> {
+        let secs = timeout.as_secs().max(1);
+        let spec = ExecSpec {
+            command: format!("exec curl -sS --max-time {secs} -w '\\n{MARK}%{{http_code}}\\n' {}", quote(self.url)),
+            workdir: "/".into(),
+            env: Vec::new(),
+            timeout: Some(timeout + Duration::from_secs(5)),
+        };
+        let lines = std::sync::Mutex::new((Vec::<String>::new(), Vec::<String>::new()));
+        let exit = t
+            .exec(&spec, &|s, l| {
+                let mut g = lines.lock().unwrap_or_else(|e| e.into_inner());
+                if s == OutputStream::Stdout { g.0.push(l.to_string()) } else { g.1.push(l.to_string()) }
+            })
+            .await
+            .map_err(|e| format!("cannot run curl on the host: {e}"))?;
+        let (out, err) = lines.into_inner().unwrap_or_else(|e| e.into_inner());
+        if exit.code == Some(127) {
+            return Err("`curl` is not installed on the host".into());
+        }
+        let status = out.iter().rev().find_map(|l| l.strip_prefix(MARK)).and_then(|c| c.trim().parse::<u16>().ok()).unwrap_or(0);
+        if status == 0 {
+            return Err(format!("from the host: {}", err.last().map(String::as_str).unwrap_or("no answer")));
+        }
+        if status != self.expect {
+            return Err(format!("status {status} (from the host)"));
+        }
+        if let Some(text) = self.contains
+            && !out.iter().any(|l| l.contains(text))
+        {
+            return Err(format!("status {status} but the body does not contain `{text}` (from the host)"));
+        }
+        Ok(status)
     }
 
     /// One GET: the status when it passes, else why not.
@@ -110,7 +164,7 @@ pub async fn wait(
     inputs: &Attrs,
     log: &LogSink,
 ) -> Result<Attrs, ProviderError> {
-    cfg.transport(host(inputs))?;
+    let t = cfg.transport(host(inputs))?;
     let check = Check::from_inputs(inputs)?;
     let timeout = Duration::from_secs(int(inputs, "timeout_secs", 60)?.max(1) as u64);
     let interval = Duration::from_millis(int(inputs, "interval_ms", 250)?.max(1) as u64);
@@ -118,7 +172,7 @@ pub async fn wait(
     let mut last_logged = String::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let reason = match check.attempt(client, left.clamp(Duration::from_millis(100), ATTEMPT_TIMEOUT)).await {
+        let reason = match check.attempt_from(client, t.as_ref(), left.clamp(Duration::from_millis(100), ATTEMPT_TIMEOUT)).await {
             Ok(status) => return Ok(outputs(status)),
             Err(reason) => reason,
         };
@@ -140,9 +194,9 @@ pub async fn wait(
 
 /// One GET: passing keeps the check, failing forgets it so the next plan runs it again.
 pub async fn refresh(client: &reqwest::Client, cfg: &MetalConfig, item: &RefreshItem) -> Result<Option<Observed>, ProviderError> {
-    cfg.transport(host(&item.inputs))?;
+    let t = cfg.transport(host(&item.inputs))?;
     let check = Check::from_inputs(&item.inputs)?;
-    match check.attempt(client, REFRESH_TIMEOUT).await {
+    match check.attempt_from(client, t.as_ref(), REFRESH_TIMEOUT).await {
         Ok(status) => Ok(Some(Observed { inputs: item.inputs.clone(), outputs: outputs(status) })),
         Err(reason) => {
             tracing::debug!(addr = %item.addr, url = check.url, %reason, "http check no longer passes");

@@ -97,6 +97,14 @@ pub fn http_url(value: &Value) -> Result<(), String> {
     Ok(())
 }
 
+fn check_from(value: &Value) -> Result<(), String> {
+    match value.as_str() {
+        None | Some("phoenix" | "host") => Ok(()),
+        Some(s) if has_reference(s) => Ok(()),
+        Some(s) => Err(format!("`{s}`: use \"phoenix\" or \"host\"")),
+    }
+}
+
 fn boot_target(value: &Value) -> Result<(), String> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if has_reference(s) || BOOT_TARGETS.contains(&s) {
@@ -271,7 +279,7 @@ pub fn all() -> Vec<ResourceSchema> {
         },
         ResourceSchema {
             type_name: HTTP_CHECK,
-            description: "Waits until an HTTP GET returns the expected status (and body text); made from the machine running Phoenix",
+            description: "Waits until an HTTP GET returns the expected status (and body text), made from the machine running Phoenix or from the host",
             attrs: vec![
                 host(),
                 AttrSchema::required("url", AttrType::String, "an http:// URL to GET").validate_with(http_url),
@@ -285,6 +293,12 @@ pub fn all() -> Vec<ResourceSchema> {
                 AttrSchema::optional("interval_ms", AttrType::Int, "milliseconds between attempts")
                     .default(json!(250))
                     .validate_with(positive),
+                AttrSchema::optional(
+                    "from",
+                    AttrType::String,
+                    "where the GET is made: \"phoenix\" (this machine, the default) or \"host\" (on the resource's host, with curl)",
+                )
+                .validate_with(check_from),
                 AttrSchema::computed("status", AttrType::Int, "the status of the passing response"),
             ],
             update_in_place: true,

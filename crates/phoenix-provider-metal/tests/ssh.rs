@@ -174,6 +174,14 @@ async fn files_services_commands_and_checks_over_ssh() {
     let check_in =
         json!({"url": format!("http://127.0.0.1:{port}/index.html"), "contains": "changed", "timeout_secs": 20, "interval_ms": 50});
     create(&p, HTTP_CHECK, "ready", check_in, log.clone()).await.unwrap();
+    // The same check made from the host's side (curl over SSH), and one that cannot pass.
+    let on_host = json!({"url": format!("http://127.0.0.1:{port}/index.html"), "contains": "changed", "from": "host", "timeout_secs": 20, "interval_ms": 100});
+    let out = create(&p, HTTP_CHECK, "ready-on-host", on_host.clone(), log.clone()).await.unwrap();
+    assert_eq!(out["status"], json!(200));
+    assert!(refresh(&p, HTTP_CHECK, "ready-on-host", on_host, &out).await.is_some());
+    let dead = json!({"url": format!("http://127.0.0.1:{}/", free_port()), "from": "host", "timeout_secs": 2, "interval_ms": 200});
+    let err = create(&p, HTTP_CHECK, "dead", dead, log.clone()).await.unwrap_err();
+    assert!(err.message.contains("from the host") && err.message.contains("did not return status 200"), "{}", err.message);
     assert!(refresh(&p, SERVICE, "web", svc_in.clone(), &svc_out).await.is_some());
     let adopted = p
         .adopt(AdoptRequest {
