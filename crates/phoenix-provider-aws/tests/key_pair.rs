@@ -15,6 +15,11 @@ const KEYS: [&str; 3] = [
     "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCuPIFAY9leQijNVRM5xXlSfU0dymVuUZ18rqZHhRstDGdrx8oUiHWHreOnW3pYxKFFFnLMttK/XMu3xKT9+pMIdy7MHPmuMGKB312/kvWtbNAUleeeTIeLeQ2vj3+qq3YXtxi/i0bIYKUSWOZFA1twaDHSZuwAdmBrIgbBOECXI7/LQft7jBv5BBoPbxmfBA4FpdIqYhNu1mYYOkbs+nym3pK7hqDBuG1HKG10rtCjcw8VCy29pw4x1f7Q4gHwV2EZ6szgtlcXEEVNshi/6lozQbbjSPxnGQ6gORlxKEetST77Ua0JBu2FgLQEMd0Hz6ww/isrua1FyG54DTYsJEuH phoenix-test-3",
 ];
 
+/// moto ignores `KeyPairIds` (it returns every key), so the check filters by id instead.
+fn by_id(id: &str) -> Filter {
+    Filter::builder().name("key-pair-id").values(id).build()
+}
+
 fn tag(tags: &[Tag], k: &str) -> Option<String> {
     tags.iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string)
 }
@@ -34,7 +39,8 @@ async fn key_pairs_import_refresh_in_one_call_drift_update_adopt_delete() {
 
     // Independently: imported under its name, with the fingerprint Phoenix recorded, tagged.
     for (i, (name, _, out)) in made.iter().enumerate() {
-        let k = ec2.describe_key_pairs().key_pair_ids(out["id"].as_str().unwrap()).send().await.unwrap();
+        let k = ec2.describe_key_pairs().filters(by_id(out["id"].as_str().unwrap())).send().await.unwrap();
+        assert_eq!(k.key_pairs().len(), 1);
         let k = &k.key_pairs()[0];
         assert_eq!(k.key_name(), Some(format!("deploy-{i}").as_str()));
         assert_eq!(k.key_fingerprint(), out["fingerprint"].as_str());
@@ -69,7 +75,7 @@ async fn key_pairs_import_refresh_in_one_call_drift_update_adopt_delete() {
     let desired = json!({"key_name": "deploy-0", "public_key": KEYS[0], "tags": {"team": "platform"}});
     let updated = p.update(update_req("aws.key_pair", "key0", inputs0, out0, desired, &["tags"])).await.unwrap();
     assert_eq!(&updated, out0);
-    let k = ec2.describe_key_pairs().key_pair_ids(&id0).send().await.unwrap();
+    let k = ec2.describe_key_pairs().filters(by_id(&id0)).send().await.unwrap();
     assert_eq!(tag(k.key_pairs()[0].tags(), "team").as_deref(), Some("platform"));
     assert_eq!(tag(k.key_pairs()[0].tags(), "owner"), None);
     assert_eq!(tag(k.key_pairs()[0].tags(), "phoenix:resource").as_deref(), Some("key0"), "ownership tags survive");
@@ -88,6 +94,11 @@ async fn key_pairs_import_refresh_in_one_call_drift_update_adopt_delete() {
         p.delete(delete_req("aws.key_pair", n, i, o)).await.unwrap();
     }
     assert!(p.refresh(items).await.iter().all(|r| r.as_ref().unwrap().is_none()));
+    // A key of the same name imported since by someone else is not Phoenix's to delete.
+    ec2.import_key_pair().key_name("deploy-0").public_key_material(aws_sdk_ec2::primitives::Blob::new(KEYS[0])).send().await.unwrap();
+    p.delete(delete_req("aws.key_pair", &made[0].0, &made[0].1, &made[0].2)).await.unwrap();
+    let theirs = ec2.describe_key_pairs().filters(Filter::builder().name("key-name").values("deploy-0").build()).send().await.unwrap();
+    assert_eq!(theirs.key_pairs().len(), 1, "the stranger's key survives");
     let left = ec2.describe_key_pairs().filters(Filter::builder().name("tag:phoenix:lineage").values("lineage-test").build()).send().await.unwrap();
     assert!(left.key_pairs().is_empty());
 }

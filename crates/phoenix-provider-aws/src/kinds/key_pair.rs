@@ -129,10 +129,16 @@ impl Kind for KeyPair {
 
     async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
         let id = id_of(&req.outputs)?.to_string();
-        // By id, not name: a key of the same name made by someone else is not ours to delete.
-        // EC2 answers success for an id that is already gone.
+        // Look the key up by id first: a key of the same name made since by
+        // someone else is not ours to delete, and a gone key is done. Then
+        // delete by name, which every EC2 implementation honours (moto ignores KeyPairId).
+        let out = {
+            let _p = aws.permit().await;
+            aws.ec2.describe_key_pairs().filters(tags::id_filter("key-pair-id", &[id])).send().await.map_err(|e| sdk("DescribeKeyPairs", e))?
+        };
+        let Some(name) = out.key_pairs().first().and_then(|k| k.key_name()).map(str::to_string) else { return Ok(()) };
         delete_retrying(aws, "DeleteKeyPair", || {
-            let call = aws.ec2.delete_key_pair().key_pair_id(&id);
+            let call = aws.ec2.delete_key_pair().key_name(&name);
             async move { call.send().await.map(|_| ()) }
         })
         .await
