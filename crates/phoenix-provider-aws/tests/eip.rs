@@ -45,7 +45,9 @@ async fn eip_allocate_associate_refresh_in_one_call_drift_reassociate_adopt_rele
 
     // One address on the first instance, two unassociated.
     let front_inputs = attrs(json!({"instance_id": vms[0], "tags": {"role": "front"}}));
+    let before = p.api_calls();
     let front = p.create(create_req("aws.eip", "front", json!({"instance_id": vms[0], "tags": {"role": "front"}}))).await.unwrap();
+    assert_eq!(p.api_calls() - before, 2, "AllocateAddress and AssociateAddress");
     let id = front["id"].as_str().unwrap().to_string();
     let mut made = vec![("front".to_string(), front_inputs.clone(), front.clone())];
     for name in ["spare0", "spare1"] {

@@ -24,7 +24,9 @@ async fn gateway_attaches_refreshes_in_one_call_shows_detach_drift_adopts_and_de
         let vpc = p.create(create_req("aws.vpc", &format!("net{i}"), json!({"cidr_block": format!("10.{i}.0.0/16")}))).await.unwrap();
         let vpc_id = vpc["id"].as_str().unwrap().to_string();
         let inputs = json!({"vpc_id": vpc_id, "tags": {"role": "edge"}});
+        let before = p.api_calls();
         let out = p.create(create_req("aws.internet_gateway", &format!("igw{i}"), inputs.clone())).await.unwrap();
+        assert_eq!(p.api_calls() - before, 2, "CreateInternetGateway and AttachInternetGateway");
         made.push((vpc_id, vpc, attrs(inputs), out));
     }
 

@@ -31,11 +31,14 @@ async fn key_pairs_import_refresh_in_one_call_drift_update_adopt_delete() {
     let ec2 = moto.ec2().await;
 
     let mut made = Vec::new();
+    let before = p.api_calls();
     for (i, key) in KEYS.iter().enumerate() {
         let inputs = json!({"key_name": format!("deploy-{i}"), "public_key": key, "tags": {"owner": "ops"}});
         let out = p.create(create_req("aws.key_pair", &format!("key{i}"), inputs.clone())).await.unwrap();
         made.push((format!("key{i}"), attrs(inputs), out));
     }
+
+    assert_eq!(p.api_calls() - before, 3, "one ImportKeyPair each");
 
     // Independently: imported under its name, with the fingerprint Phoenix recorded, tagged.
     for (i, (name, _, out)) in made.iter().enumerate() {

@@ -42,7 +42,9 @@ async fn routes_and_associations_create_refresh_drift_update_adopt_delete() {
     }
 
     let inputs = json!({"vpc_id": vpc, "routes": [{"cidr_block": "0.0.0.0/0", "gateway_id": igw}], "subnet_ids": [subnets[0]], "tags": {"tier": "public"}});
+    let before = p.api_calls();
     let out = p.create(create_req("aws.route_table", "public", inputs.clone())).await.unwrap();
+    assert_eq!(p.api_calls() - before, 3, "CreateRouteTable, CreateRoute, AssociateRouteTable");
     let id = out["id"].as_str().unwrap().to_string();
     let inputs = attrs(inputs);
 
@@ -96,8 +98,11 @@ async fn routes_and_associations_create_refresh_drift_update_adopt_delete() {
     assert_eq!(adopted.outputs["id"], json!(id));
 
     // Delete (it still has an association) twice; then the subnet is free and the table gone.
+    let before = p.api_calls();
     p.delete(delete_req("aws.route_table", "public", &attrs(desired.clone()), &out)).await.unwrap();
+    assert_eq!(p.api_calls() - before, 3, "DescribeRouteTables, DisassociateRouteTable, DeleteRouteTable");
     p.delete(delete_req("aws.route_table", "public", &attrs(desired), &out)).await.unwrap();
+    assert_eq!(p.api_calls() - before, 4, "a second delete only finds it gone");
     p.delete(delete_req("aws.route_table", "private", &empty_inputs, &empty)).await.unwrap();
     assert!(p.refresh(items).await.iter().all(|r| r.as_ref().unwrap().is_none()));
     let left = ec2.describe_route_tables().filters(aws_sdk_ec2::types::Filter::builder().name("route-table-id").values(&id).build()).send().await.unwrap();

@@ -58,7 +58,9 @@ async fn rules_create_refresh_drift_update_adopt_delete() {
         "egress": [{"protocol": "-1", "cidr_blocks": ["0.0.0.0/0"]}],
         "tags": {"tier": "web"},
     });
+    let before = p.api_calls();
     let out = p.create(create_req("aws.security_group", "web", web.clone())).await.unwrap();
+    assert_eq!(p.api_calls() - before, 2, "CreateSecurityGroup and one AuthorizeSecurityGroupIngress; EC2's egress rule is kept");
     let id = out["id"].as_str().unwrap().to_string();
 
     // Independently: name, description, rules and tags.

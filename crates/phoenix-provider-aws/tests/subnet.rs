@@ -27,6 +27,7 @@ async fn three_subnets_by_zone_index_refresh_in_one_call_drift_update_adopt_dele
 
     // Three subnets, one per zone by index (the template's way), the first public.
     let mut made: Vec<(Attrs, Attrs)> = Vec::new();
+    let before = p.api_calls();
     for i in 0..3 {
         let inputs = json!({
             "vpc_id": vpc, "cidr_block": format!("10.2.{i}.0/24"), "az_index": i,
@@ -35,6 +36,8 @@ async fn three_subnets_by_zone_index_refresh_in_one_call_drift_update_adopt_dele
         let out = p.create(create_req("aws.subnet", &format!("web{i}"), inputs.clone())).await.unwrap();
         made.push((attrs(inputs), out));
     }
+    // The zones are looked up once; one CreateSubnet each; one ModifySubnetAttribute for the public one.
+    assert_eq!(p.api_calls() - before, 1 + 3 + 1, "calls to create 3 subnets");
     let ids: Vec<String> = made.iter().map(|(_, o)| o["id"].as_str().unwrap().to_string()).collect();
 
     // Independently: each exists in its own zone (the region's first three, sorted), tagged, first one public.
@@ -109,10 +112,12 @@ async fn three_subnets_by_zone_index_refresh_in_one_call_drift_update_adopt_dele
     assert!(none.is_none());
 
     // Delete each twice; refresh says gone; independently none is left.
+    let before = p.api_calls();
     for (i, (inp, out)) in made.iter().enumerate() {
         p.delete(delete_req("aws.subnet", &format!("web{i}"), inp, out)).await.unwrap();
         p.delete(delete_req("aws.subnet", &format!("web{i}"), inp, out)).await.unwrap();
     }
+    assert_eq!(p.api_calls() - before, 6, "one DeleteSubnet per delete, the second answered NotFound");
     assert!(p.refresh(items).await.iter().all(|r| r.as_ref().unwrap().is_none()));
     let left = ec2.describe_subnets().filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build()).send().await.unwrap();
     assert!(left.subnets().is_empty());
