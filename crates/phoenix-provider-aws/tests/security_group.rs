@@ -176,3 +176,22 @@ async fn rule_validation_and_schema() {
     }
     assert!(!schema.attr("ingress").unwrap().force_new && !schema.attr("egress").unwrap().force_new);
 }
+
+#[tokio::test]
+async fn a_rule_refused_after_the_group_exists_reports_the_group_so_it_is_not_leaked() {
+    let moto = Moto::start();
+    let p = moto.provider();
+    let ec2 = moto.ec2().await;
+    let vpc = p.create(create_req("aws.vpc", "net", json!({"cidr_block": "10.6.0.0/16"}))).await.unwrap()["id"].as_str().unwrap().to_string();
+    // Validation would refuse this CIDR; here it reaches EC2, which refuses it after CreateSecurityGroup succeeded.
+    let inputs = json!({"name": "bad", "vpc_id": vpc, "ingress": [{"protocol": "tcp", "from_port": 22, "cidr_blocks": ["not-a-cidr"]}]});
+    let err = p.create(create_req("aws.security_group", "bad", inputs.clone())).await.unwrap_err();
+    assert!(err.message.contains("AuthorizeSecurityGroupIngress"), "{}", err.message);
+    let created = err.created.expect("the group that exists is reported with the error");
+    let id = created["id"].as_str().unwrap();
+    let g = group(&ec2, id).await;
+    assert_eq!(tag(g.tags(), "phoenix:resource").as_deref(), Some("bad"), "it carries its ownership tags, so it can be found and replaced");
+    p.delete(delete_req("aws.security_group", "bad", &attrs(inputs), &created)).await.unwrap();
+    let left = ec2.describe_security_groups().filters(aws_sdk_ec2::types::Filter::builder().name("group-id").values(id).build()).send().await.unwrap();
+    assert!(left.security_groups().is_empty());
+}
