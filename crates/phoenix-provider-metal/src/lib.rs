@@ -1,16 +1,32 @@
-//! Phoenix's bare-metal provider (`metal`): files, long-running services,
-//! deployment commands and HTTP checks on hosts.
+//! Phoenix's bare-metal provider (`metal`): machines claimed from an
+//! inventory, and files, long-running services, deployment commands and HTTP
+//! checks on hosts.
 //!
-//! Every host operation goes through a [`transport::Transport`]; this version
-//! has the `local` one (the machine Phoenix runs on). Relative paths of every
-//! resource live under the provider `root`; Phoenix's own bookkeeping (pid
-//! files, service logs) lives in `<root>/.phoenix-metal/`, and deleting the
-//! last resource removes both when they are left empty.
+//! ```text
+//!   metal.file / .service / .exec / .http_check        metal.machine
+//!                     |                                 |        |
+//!              Transport (trait)                   claim file   redfish::Bmc
+//!               /            \                     (over SSH)   (reqwest, rustls)
+//!     LocalTransport      SshTransport (russh)
+//!     this machine        one connection per host, a sh script per operation
+//! ```
+//!
+//! Every host operation goes through a [`transport::Transport`]: `local` (the
+//! machine Phoenix runs on) or `ssh` (a host, or a machine of the inventory,
+//! see [`inventory`]). Relative paths of every resource live under its
+//! host's root; Phoenix's own bookkeeping (pid files, service logs) lives in
+//! `<root>/.phoenix-metal/`, and deleting the last resource removes both when
+//! they are left empty.
 //!
 //! ```toml
 //! [providers.metal]
-//! root = "build/metal"                      # default: <data dir>/work
+//! root = "build/metal"                      # the local root; default: <data dir>/work
 //! hosts = { local = { transport = "local" } } # the default
+//! [providers.metal.machines.node-1]         # the inventory (see `inventory`)
+//! address = "10.0.0.11"
+//! user = "deploy"
+//! key = "~/.ssh/id_ed25519"
+//! labels = { role = "web" }
 //! ```
 
 use std::sync::{Arc, OnceLock, RwLock};
