@@ -66,7 +66,11 @@ async fn count_tagged(ec2: &aws_sdk_ec2::Client, env: &str) -> BTreeMap<&'static
     m.insert("igws", ec2.describe_internet_gateways().filters(f()).send().await.unwrap().internet_gateways().len());
     m.insert("route_tables", ec2.describe_route_tables().filters(f()).send().await.unwrap().route_tables().len());
     m.insert("security_groups", ec2.describe_security_groups().filters(f()).send().await.unwrap().security_groups().len());
-    m.insert("volumes", ec2.describe_volumes().filters(f()).send().await.unwrap().volumes().len());
+    // Data volumes, and the instances' root volumes (tagged too: Phoenix made them).
+    let volumes = ec2.describe_volumes().filters(f()).send().await.unwrap();
+    let is_data = |v: &&aws_sdk_ec2::types::Volume| v.tags().iter().any(|t| t.key() == Some("phoenix:resource") && t.value().is_some_and(|r| r.starts_with("data-")));
+    m.insert("volumes", volumes.volumes().iter().filter(is_data).count());
+    m.insert("root_volumes", volumes.volumes().len() - volumes.volumes().iter().filter(is_data).count());
     m.insert("eips", ec2.describe_addresses().filters(f()).send().await.unwrap().addresses().len());
     m
 }
@@ -88,6 +92,7 @@ async fn staging_up_plan_change_drift_and_down_on_moto() {
         ("route_tables", 1),
         ("security_groups", 1),
         ("volumes", 3),
+        ("root_volumes", 3),
         ("eips", 1),
     ]
     .into_iter()

@@ -226,3 +226,20 @@ fn failures_on_a_machine_show_their_cause_and_skip_dependents() {
     assert!(all.contains("host key verification failed for box") && all.contains("remove that line"), "{all}");
     assert!(!sshd.dir.path().join("box").exists(), "nothing was written");
 }
+
+#[test]
+fn onprem_validates_offline_and_refuses_secrets_in_the_file() {
+    // Nothing listens anywhere: validation reads the inventory and calls nothing.
+    let project = Project::repo();
+    let v = support::phoenix(&project.dir, &["validate", "onprem"]);
+    assert_eq!(v.code, 0, "{}\n{}", v.stdout, v.stderr);
+    assert!(!project.dir.join(".phoenix/state/onprem").exists(), "validate wrote no state");
+
+    // A password in clear is refused before anything runs, without repeating it.
+    let env_path = project.dir.join("environments/onprem.toml");
+    let text = std::fs::read_to_string(&env_path).unwrap();
+    std::fs::write(&env_path, text.replacen("password_env = \"ONPREM_BMC_PASSWORD\"", "password = \"hunter2\"", 1)).unwrap();
+    let v = support::phoenix(&project.dir, &["validate", "onprem"]);
+    assert_eq!(v.code, 3, "{}\n{}", v.stdout, v.stderr);
+    assert!(v.stderr.contains("password_env") && !v.stderr.contains("hunter2"), "{}", v.stderr);
+}

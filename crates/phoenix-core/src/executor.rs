@@ -208,7 +208,9 @@ pub fn operation_graph(plan: &Plan) -> Dag<OpNode> {
                         dag.add_edge(&me, &other);
                     }
                 }
-                if dep.action == Action::Update {
+                // A deleted object goes after dependents stop using it. A replaced one does
+                // not wait: its dependents are updated to the new object after it is created.
+                if dep.action == Action::Update && c.action == Action::Delete {
                     dag.add_edge(&me, &node(&dep.addr, OpKind::Update));
                 }
             }

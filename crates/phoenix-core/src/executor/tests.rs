@@ -181,3 +181,19 @@ async fn operation_graph_of_a_delete_waits_for_dependents_that_stop_using_it() {
     let r = run(&after, &created.state, false, &[], 1, 8).await;
     assert_eq!(r.provider.ops(), vec![("update".into(), "b".into()), ("delete".into(), "a".into())]);
 }
+
+#[tokio::test]
+async fn replacing_an_object_that_an_updated_dependent_points_at_is_not_a_cycle() {
+    // An elastic IP (b) follows an instance (a) that is replaced: destroy a, create a, then update b.
+    let before = def(&[("a", json!({"size": 1})), ("b", json!({"name": "${a.id}"}))]);
+    let created = run(&before, &empty_state(), false, &[], 0, 8).await;
+    let mut after_state = created.state.clone();
+    // The new object gets a new id, so b's reference changes.
+    after_state.resources.get_mut(&addr("a")).unwrap().outputs.insert("id".into(), json!("old-id"));
+    after_state.resources.get_mut(&addr("b")).unwrap().inputs.insert("name".into(), json!("old-id"));
+    let after = def(&[("a", json!({"size": 2})), ("b", json!({"name": "${a.id}"}))]);
+    let r = run(&after, &after_state, false, &[], 1, 8).await;
+    assert!(r.report.is_success(), "{:?}", r.report);
+    assert_eq!(r.provider.ops(), vec![("delete".into(), "a".into()), ("create".into(), "a".into()), ("update".into(), "b".into())]);
+    assert_eq!(r.state.resources[&addr("b")].inputs["name"], json!("id-a"));
+}
