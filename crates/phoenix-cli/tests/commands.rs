@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Project, phoenix, wait_until};
+use support::{Project, phoenix};
 
 /// A project of `data` resources: no processes, no ports.
 fn data_project() -> Project {
@@ -170,13 +170,17 @@ fn interrupt_lets_in_flight_work_finish_and_saves_state() {
         "templates/slow.toml.j2",
         "[resource.first]\ntype = \"metal.exec\"\ncommand = \"sleep 1\"\n\n[resource.second]\ntype = \"metal.exec\"\ncommand = \"true\"\ndepends_on = [\"first\"]\n",
     );
-    let child = support::command(&p.dir, &["up", "slow", "--yes"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    let journal = p.dir.join(".phoenix/state/slow/journal.log");
-    assert!(wait_until(10, || std::fs::read_to_string(&journal).map(|j| j.contains("intent")).unwrap_or(false)));
+    let mut child = support::command(&p.dir, &["--json", "up", "slow", "--yes"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    // Interrupt once `first` is in flight.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let started = lines.by_ref().map_while(Result::ok).any(|l| l.contains("\"event\":\"started\"") && l.contains("\"first\""));
+    assert!(started, "first never started");
     std::thread::sleep(Duration::from_millis(100));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", rest.join("\n"));
+    assert!(rest.iter().any(|l| l.contains("\"event\":\"interrupted\"")), "{}", rest.join("\n"));
     let list = phoenix(&p.dir, &["state", "list", "slow"]).stdout;
     assert_eq!(list.lines().map(|l| l.split('\t').next().unwrap()).collect::<Vec<_>>(), vec!["first"], "in-flight work was recorded");
     let rerun = phoenix(&p.dir, &["--json", "up", "slow", "--yes"]);
