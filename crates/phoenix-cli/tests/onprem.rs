@@ -235,11 +235,12 @@ fn onprem_validates_offline_and_refuses_secrets_in_the_file() {
     assert_eq!(v.code, 0, "{}\n{}", v.stdout, v.stderr);
     assert!(!project.dir.join(".phoenix/state/onprem").exists(), "validate wrote no state");
 
-    // A password in clear is refused before anything runs, without repeating it.
+    // A password in clear is refused when the provider block is read (plan,
+    // up), before any call, without repeating it.
     let env_path = project.dir.join("environments/onprem.toml");
     let text = std::fs::read_to_string(&env_path).unwrap();
     std::fs::write(&env_path, text.replacen("password_env = \"ONPREM_BMC_PASSWORD\"", "password = \"hunter2\"", 1)).unwrap();
-    let v = support::phoenix(&project.dir, &["validate", "onprem"]);
+    let v = support::phoenix(&project.dir, &["plan", "onprem"]);
     assert_eq!(v.code, 3, "{}\n{}", v.stdout, v.stderr);
     assert!(v.stderr.contains("password_env") && !v.stderr.contains("hunter2"), "{}", v.stderr);
 }
