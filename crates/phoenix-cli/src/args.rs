@@ -163,6 +163,19 @@ pub enum Command {
         #[command(flatten)]
         env: EnvArgs,
     },
+    /// Bring an existing object under management: read it by id and record it
+    /// as a declared resource (the next plan shows any difference from the definition).
+    #[command(after_help = "Examples:\n  phoenix import staging vpc vpc-0a1b2c3d\n  phoenix import staging web-0 i-0123456789abcdef0")]
+    Import {
+        #[command(flatten)]
+        env: EnvArgs,
+        /// The declared resource to record it as.
+        resource: String,
+        /// The object's id at its provider.
+        id: String,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

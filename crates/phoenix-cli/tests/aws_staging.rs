@@ -200,3 +200,31 @@ async fn sigkill_mid_up_then_rerun_leaves_exactly_the_declared_instances() {
     let down = run(&project, &moto, &["down", "staging", "--yes", "--var", "web_count=20"]);
     assert_eq!(down.code, 0, "{}\n{}", down.stdout, down.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_brings_an_existing_vpc_under_management() {
+    let moto = Moto::start();
+    let project = Project::repo();
+    let ec2 = client(&moto);
+    let vpc = ec2.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap();
+    let id = vpc.vpc().unwrap().vpc_id().unwrap().to_string();
+
+    let missing = run(&project, &moto, &["import", "staging", "vpc", "vpc-00000000000000000", "--var", "web_count=0"]);
+    assert_eq!(missing.code, 1, "{}", missing.stderr);
+    let undeclared = run(&project, &moto, &["import", "staging", "nope", &id, "--var", "web_count=0"]);
+    assert_eq!(undeclared.code, 1);
+
+    let import = run(&project, &moto, &["import", "staging", "vpc", &id, "--var", "web_count=0"]);
+    assert_eq!(import.code, 0, "{}\n{}", import.stdout, import.stderr);
+    let plan = run(&project, &moto, &["--json", "plan", "staging", "--var", "web_count=0"]);
+    let changes = plan.event("plan").unwrap()["plan"]["changes"].as_array().unwrap().clone();
+    let vpc_change = changes.iter().find(|c| c["addr"] == "vpc").unwrap();
+    assert!(vpc_change["action"] == "no_op" || vpc_change["action"] == "update", "the imported VPC is kept: {vpc_change}");
+    let up = run(&project, &moto, &["up", "staging", "--yes", "--var", "web_count=0"]);
+    assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
+    let vpcs = ec2.describe_vpcs().filters(env_filter("staging")).send().await.unwrap();
+    assert_eq!(vpcs.vpcs().len(), 1, "tagged as Phoenix's own after the update");
+    let out = run(&project, &moto, &["output", "staging", "vpc_id", "--var", "web_count=0"]);
+    assert_eq!(out.stdout.trim(), id, "the same VPC, not a new one");
+    assert_eq!(run(&project, &moto, &["down", "staging", "--yes", "--var", "web_count=0"]).code, 0);
+}

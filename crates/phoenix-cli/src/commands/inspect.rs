@@ -12,6 +12,7 @@ use crate::args::{EnvArgs, Global, LockArgs};
 use crate::commands::plan::make_plan;
 use crate::context;
 use crate::exit::{CmdResult, Exit, Failure};
+use phoenix_core::state::Journal as _;
 use crate::printer::Printer;
 
 pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
@@ -225,5 +226,44 @@ pub fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: &[Stri
     }
     let written = store.write(&guard, &state).map_err(context::state_failure)?;
     println!("Removed {} resource(s) from state (serial {}).", removed.len(), written.serial);
+    Ok(Exit::Ok)
+}
+
+pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &str, id: &str, lock: &LockArgs) -> CmdResult {
+    use phoenix_core::provider::RefreshItem;
+    use phoenix_core::state::{JournalRecord, ResourceState};
+    let env = context::load(g, printer, args)?;
+    let addr = ResourceAddr::new_unchecked(resource);
+    let config = env.loaded.definition.resources.get(&addr).ok_or_else(|| {
+        anyhow!("`{resource}` is not declared in {}; declare it first, then import the object as it", env.loaded.source.name)
+    })?;
+    let (store, guard, state) = env.lock_state("import", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer)?;
+    if state.resources.contains_key(&addr) {
+        return Err(Failure::new(Exit::Error, anyhow!("`{resource}` is already managed; `phoenix state rm` it first to import another object")));
+    }
+    env.configure_providers(printer, &state)?;
+    let provider = env.registry.provider_for(&config.type_name).ok_or_else(|| anyhow!("no provider for `{}`", config.type_name))?;
+    let item = RefreshItem {
+        addr: addr.clone(),
+        type_name: config.type_name.clone(),
+        inputs: Default::default(),
+        outputs: [("id".to_string(), serde_json::Value::String(id.to_string()))].into_iter().collect(),
+    };
+    let observed = provider.refresh(vec![item]).await.into_iter().next().unwrap_or(Ok(None)).map_err(|e| anyhow!("reading `{id}`: {}", e.message))?;
+    let Some(observed) = observed else {
+        return Err(Failure::new(Exit::Error, anyhow!("no `{}` with id `{id}` exists; nothing was recorded", config.type_name)));
+    };
+    let resource_state = ResourceState {
+        type_name: config.type_name.clone(),
+        inputs: observed.inputs,
+        outputs: observed.outputs,
+        depends_on: config.dependencies(),
+        tainted: false,
+        create_before_destroy: false,
+    };
+    let journal = store.journal(&guard, state).map_err(context::state_failure)?;
+    journal.record(JournalRecord::Put { addr: addr.clone(), resource: resource_state }).await.map_err(|e| anyhow!("{e}"))?;
+    let written = journal.finish().map_err(context::state_failure)?;
+    println!("Imported {id} as {resource} ({}); state serial {}. Run `phoenix plan {}` to see how it differs from the definition.", config.type_name, written.serial, args.env);
     Ok(Exit::Ok)
 }

@@ -18,6 +18,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Status { env, refresh } => inspect::status(g, &printer, &env, refresh).await,
         Command::Output { env, name } => inspect::output(g, &printer, &env, name.as_deref()),
         Command::Unlock { env } => inspect::unlock(g, &printer, &env),
+        Command::Import { env, resource, id, lock } => inspect::import(g, &printer, &env, &resource, &id, &lock).await,
         Command::State(StateCommand::List { env }) => inspect::state_list(g, &printer, &env),
         Command::State(StateCommand::Show { env, resource }) => inspect::state_show(g, &printer, &env, &resource),
         Command::State(StateCommand::Rm { env, resources, yes, lock }) => inspect::state_rm(g, &printer, &env, &resources, yes, &lock),

@@ -111,11 +111,10 @@ pub fn id_attr(what: &'static str) -> phoenix_core::schema::AttrSchema {
     AttrSchema::computed("id", AttrType::String, what).stable()
 }
 
-/// Applies a change of the `tags` attribute: deletes removed keys, writes the rest.
+/// Applies a change of the `tags` attribute: deletes removed keys, writes the
+/// rest. Every update also rewrites the ownership tags (an imported object gets
+/// them; tags removed out of band come back), which costs one idempotent call.
 pub async fn update_tags(aws: &Aws, id: &str, req: &UpdateRequest) -> Result<(), ProviderError> {
-    if !req.changed.iter().any(|c| c == "tags") {
-        return Ok(());
-    }
     let keys = |a: &Attrs| -> Vec<String> { a.get("tags").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default() };
     let now = keys(&req.inputs);
     let removed: Vec<String> = keys(&req.prior_inputs).into_iter().filter(|k| !now.contains(k) && !k.starts_with("phoenix:")).collect();
