@@ -50,7 +50,7 @@ fn span(r: &Run, op: &str, a: &str) -> (std::time::Instant, std::time::Instant) 
 async fn independent_operations_run_in_parallel_and_dependents_wait() {
     let r = run(&diamond(), &empty_state(), false, &[], 50, 8).await;
     assert!(r.report.is_success());
-    let (vpc_s, vpc_e) = span(&r, "create", "vpc");
+    let (_, vpc_e) = span(&r, "create", "vpc");
     let (subnet_s, subnet_e) = span(&r, "create", "subnet");
     let (sg_s, sg_e) = span(&r, "create", "sg");
     let (web_s, _) = span(&r, "create", "web");
