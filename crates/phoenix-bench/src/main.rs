@@ -71,20 +71,16 @@ fn measure_child(cmd: &[String]) -> anyhow::Result<()> {
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
     let rss_kb = usage.max_rss();
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    println!("{}", serde_json::json!({"wall_s": wall, "max_rss_kb": rss_kb, "code": out.status.code(), "stdout": String::from_utf8_lossy(&out.stdout)}));
+    println!(
+        "{}",
+        serde_json::json!({"wall_s": wall, "max_rss_kb": rss_kb, "code": out.status.code(), "stdout": String::from_utf8_lossy(&out.stdout)})
+    );
     Ok(())
 }
 
 fn run(phoenix: &Path, dir: &Path, args: &[&str]) -> anyhow::Result<Measured> {
     let me = std::env::current_exe()?;
-    let out = Command::new(me)
-        .arg("--measure")
-        .arg(phoenix)
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("CI", "1")
-        .output()?;
+    let out = Command::new(me).arg("--measure").arg(phoenix).arg("-C").arg(dir).args(args).env("CI", "1").output()?;
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).context("measuring process output")?;
     if doc["code"] != 0 {
         bail!("phoenix {} failed: {}\n{}", args.join(" "), doc["stdout"], String::from_utf8_lossy(&out.stderr));
@@ -196,8 +192,7 @@ fn process_floor(layers: usize, width: usize, parallelism: usize) -> anyhow::Res
         let mut left = width;
         while left > 0 {
             let batch = left.min(parallelism);
-            let children: Vec<_> =
-                (0..batch).map(|_| Command::new("sh").args(["-c", "sleep 0.1"]).spawn()).collect::<Result<_, _>>()?;
+            let children: Vec<_> = (0..batch).map(|_| Command::new("sh").args(["-c", "sleep 0.1"]).spawn()).collect::<Result<_, _>>()?;
             for mut c in children {
                 c.wait()?;
             }
@@ -223,7 +218,9 @@ fn aws(phoenix: &Path, web_counts: &[usize]) -> anyhow::Result<()> {
         }
         let log = project.path().join("moto.log");
         let moto = phoenix_testkit::Moto::start_logged(&log);
-        let requests = || std::fs::read_to_string(&log).map(|l| l.lines().filter(|l| l.contains("\"POST ") || l.contains("\"GET ")).count()).unwrap_or(0);
+        let requests = || {
+            std::fs::read_to_string(&log).map(|l| l.lines().filter(|l| l.contains("\"POST ") || l.contains("\"GET ")).count()).unwrap_or(0)
+        };
         // vpc, 3 subnets, igw, route table, security group; per server an instance, a volume and an attachment; one EIP.
         let resources = 7 + 3 * n + usize::from(n > 0);
         println!("== staging web stack, web_count = {n} ({resources} resources), on moto");
@@ -238,13 +235,20 @@ fn aws(phoenix: &Path, web_counts: &[usize]) -> anyhow::Result<()> {
             let out = Command::new(phoenix).arg("-C").arg(project.path()).args(&args).envs(moto.env()).env("CI", "1").output()?;
             let wall = start.elapsed().as_secs_f64();
             if !out.status.success() {
-                bail!("phoenix {} failed:\n{}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                bail!(
+                    "phoenix {} failed:\n{}{}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
-            let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            let events: Vec<serde_json::Value> =
+                String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
             let phoenix_calls = events.iter().rev().find_map(|e| e["api_calls"]["aws"].as_u64()).unwrap_or(0);
             std::thread::sleep(std::time::Duration::from_millis(200)); // let moto flush its log
             let moto_calls = requests() - before;
-            let per_resource = if phase == "up" { format!(", {:.2} per resource", moto_calls as f64 / resources as f64) } else { String::new() };
+            let per_resource =
+                if phase == "up" { format!(", {:.2} per resource", moto_calls as f64 / resources as f64) } else { String::new() };
             println!("{phase:<18} {wall:>7.2} s  {phoenix_calls:>5} API calls (moto's log: {moto_calls}{per_resource})");
         }
     }

@@ -95,7 +95,9 @@ pub enum Command {
         env: EnvArgs,
     },
     /// Refresh state and show what `up` would change.
-    #[command(after_help = "Examples:\n  phoenix plan dev\n  phoenix plan prod --out prod.plan && phoenix up prod --plan prod.plan\n  phoenix plan ci --detailed-exitcode   # exit 0: no changes, 2: changes, 1: error")]
+    #[command(
+        after_help = "Examples:\n  phoenix plan dev\n  phoenix plan prod --out prod.plan && phoenix up prod --plan prod.plan\n  phoenix plan ci --detailed-exitcode   # exit 0: no changes, 2: changes, 1: error"
+    )]
     Plan {
         #[command(flatten)]
         env: EnvArgs,
@@ -113,7 +115,9 @@ pub enum Command {
         targets: Vec<String>,
     },
     /// Plan, confirm and apply: create, update and replace along the dependency graph, in parallel.
-    #[command(after_help = "Examples:\n  phoenix up dev\n  phoenix up prod --var web_count=6 --parallelism 32\n  phoenix up ci --instance pr-1234 --yes --json\n  phoenix up prod --plan prod.plan")]
+    #[command(
+        after_help = "Examples:\n  phoenix up dev\n  phoenix up prod --var web_count=6 --parallelism 32\n  phoenix up ci --instance pr-1234 --yes --json\n  phoenix up prod --plan prod.plan"
+    )]
     Up {
         #[command(flatten)]
         env: EnvArgs,

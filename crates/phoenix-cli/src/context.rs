@@ -98,7 +98,9 @@ impl Env {
             StateSpec::Local { dir: Some(d) } => Ok(LocalStore::new(self.project.root.join(d).join(key))),
             StateSpec::S3 { bucket, prefix } => Err(Failure::new(
                 Exit::Error,
-                anyhow!("state `s3://{bucket}/{prefix}`: the S3 state backend is not built into this phoenix yet; use the local backend (state = \"local\")"),
+                anyhow!(
+                    "state `s3://{bucket}/{prefix}`: the S3 state backend is not built into this phoenix yet; use the local backend (state = \"local\")"
+                ),
             )),
         }
     }

@@ -105,7 +105,10 @@ impl Reporter for Progress {
             ApplyEvent::Started { addr, op, type_name } => match &self.bars {
                 Some((mp, overall)) => {
                     let bar = mp.insert_before(overall, ProgressBar::new_spinner());
-                    bar.set_style(ProgressStyle::with_template("  {spinner:.cyan} {msg} {elapsed:.dim}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+                    bar.set_style(
+                        ProgressStyle::with_template("  {spinner:.cyan} {msg} {elapsed:.dim}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
                     bar.set_message(format!("{} {addr} ({type_name})", verb(*op, false)));
                     bar.enable_steady_tick(Duration::from_millis(120));
                     self.active.lock().expect("not poisoned").insert((addr.clone(), *op), bar);

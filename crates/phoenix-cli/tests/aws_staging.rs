@@ -39,7 +39,9 @@ async fn instances(ec2: &aws_sdk_ec2::Client, env: &str) -> BTreeMap<String, Vec
     let out = ec2
         .describe_instances()
         .filters(env_filter(env))
-        .filters(Filter::builder().name("instance-state-name").values("pending").values("running").values("stopping").values("stopped").build())
+        .filters(
+            Filter::builder().name("instance-state-name").values("pending").values("running").values("stopping").values("stopped").build(),
+        )
         .send()
         .await
         .unwrap();
@@ -68,7 +70,9 @@ async fn count_tagged(ec2: &aws_sdk_ec2::Client, env: &str) -> BTreeMap<&'static
     m.insert("security_groups", ec2.describe_security_groups().filters(f()).send().await.unwrap().security_groups().len());
     // Data volumes, and the instances' root volumes (tagged too: Phoenix made them).
     let volumes = ec2.describe_volumes().filters(f()).send().await.unwrap();
-    let is_data = |v: &&aws_sdk_ec2::types::Volume| v.tags().iter().any(|t| t.key() == Some("phoenix:resource") && t.value().is_some_and(|r| r.starts_with("data-")));
+    let is_data = |v: &&aws_sdk_ec2::types::Volume| {
+        v.tags().iter().any(|t| t.key() == Some("phoenix:resource") && t.value().is_some_and(|r| r.starts_with("data-")))
+    };
     m.insert("volumes", volumes.volumes().iter().filter(is_data).count());
     m.insert("root_volumes", volumes.volumes().len() - volumes.volumes().iter().filter(is_data).count());
     m.insert("eips", ec2.describe_addresses().filters(f()).send().await.unwrap().addresses().len());
@@ -100,11 +104,25 @@ async fn staging_up_plan_change_drift_and_down_on_moto() {
     assert_eq!(counts, want);
     // Each data volume is attached to its own instance; the subnets are in three zones.
     let web = instances(&ec2, "staging").await;
-    let vols = ec2.describe_volumes().filters(env_filter("staging")).filters(Filter::builder().name("tag:phoenix:resource").values("data-1").build()).send().await.unwrap();
+    let vols = ec2
+        .describe_volumes()
+        .filters(env_filter("staging"))
+        .filters(Filter::builder().name("tag:phoenix:resource").values("data-1").build())
+        .send()
+        .await
+        .unwrap();
     let attached_to = vols.volumes()[0].attachments()[0].instance_id().unwrap().to_string();
     assert_eq!(attached_to, web["web-1"][0].0);
-    let zones: std::collections::BTreeSet<String> =
-        ec2.describe_subnets().filters(env_filter("staging")).send().await.unwrap().subnets().iter().filter_map(|s| s.availability_zone().map(str::to_string)).collect();
+    let zones: std::collections::BTreeSet<String> = ec2
+        .describe_subnets()
+        .filters(env_filter("staging"))
+        .send()
+        .await
+        .unwrap()
+        .subnets()
+        .iter()
+        .filter_map(|s| s.availability_zone().map(str::to_string))
+        .collect();
     assert_eq!(zones.len(), 3);
     let finished = up.event("run_finished").unwrap();
     assert!(finished["api_calls"]["aws"].as_u64().unwrap() > 0);
@@ -116,11 +134,18 @@ async fn staging_up_plan_change_drift_and_down_on_moto() {
     assert!(calls <= 12, "a no-change plan took {calls} API calls");
 
     // instance_type updates in place; the AMI replaces.
-    let plan = run(&project, &moto, &["--json", "plan", "staging", "--var", "web_count=3", "--var", "instance_type=t3.small", "--detailed-exitcode"]);
+    let plan = run(
+        &project,
+        &moto,
+        &["--json", "plan", "staging", "--var", "web_count=3", "--var", "instance_type=t3.small", "--detailed-exitcode"],
+    );
     assert_eq!(plan.code, 2);
     let changes = plan.event("plan").unwrap()["plan"]["changes"].as_array().unwrap().clone();
-    let acted: Vec<(String, String)> =
-        changes.iter().filter(|c| c["action"] != "no_op").map(|c| (c["addr"].as_str().unwrap().to_string(), c["action"].as_str().unwrap().to_string())).collect();
+    let acted: Vec<(String, String)> = changes
+        .iter()
+        .filter(|c| c["action"] != "no_op")
+        .map(|c| (c["addr"].as_str().unwrap().to_string(), c["action"].as_str().unwrap().to_string()))
+        .collect();
     assert_eq!(acted, vec![("web-0".into(), "update".into()), ("web-1".into(), "update".into()), ("web-2".into(), "update".into())]);
     let up = run(&project, &moto, &["up", "staging", "--yes", "--var", "web_count=3", "--var", "instance_type=t3.small"]);
     assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
@@ -130,11 +155,13 @@ async fn staging_up_plan_change_drift_and_down_on_moto() {
 
     let new_ami = "al2023-ami-2023*-kernel-6.12-x86_64";
     let ami_var = format!("ami_name={new_ami}");
-    let plan = run(&project, &moto, &["--json", "plan", "staging", "--var", "web_count=3", "--var", "instance_type=t3.small", "--var", &ami_var]);
+    let plan =
+        run(&project, &moto, &["--json", "plan", "staging", "--var", "web_count=3", "--var", "instance_type=t3.small", "--var", &ami_var]);
     let changes = plan.event("plan").unwrap()["plan"]["changes"].as_array().unwrap().clone();
     let replaced: Vec<&str> = changes.iter().filter(|c| c["action"] == "replace").map(|c| c["addr"].as_str().unwrap()).collect();
     assert!(replaced.contains(&"web-0") && replaced.contains(&"web-2"), "{replaced:?}");
-    let up = run(&project, &moto, &["up", "staging", "--yes", "--var", "web_count=3", "--var", "instance_type=t3.small", "--var", &ami_var]);
+    let up =
+        run(&project, &moto, &["up", "staging", "--yes", "--var", "web_count=3", "--var", "instance_type=t3.small", "--var", &ami_var]);
     assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
     let replaced_web = instances(&ec2, "staging").await;
     assert_eq!(replaced_web.len(), 3);

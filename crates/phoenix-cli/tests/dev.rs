@@ -38,7 +38,8 @@ fn dev_comes_up_changes_and_goes_down_without_a_trace() {
     assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
 
     // Changing a variable plans exactly that change.
-    let plan = phoenix(&project.dir, &["--json", "plan", "dev", "--detailed-exitcode", "--var", &port_var, "--var", "greeting=Risen again"]);
+    let plan =
+        phoenix(&project.dir, &["--json", "plan", "dev", "--detailed-exitcode", "--var", &port_var, "--var", "greeting=Risen again"]);
     assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
     let doc = plan.event("plan").unwrap();
     let changed: Vec<_> = doc["plan"]["changes"].as_array().unwrap().iter().filter(|c| c["action"] != "no_op").collect();

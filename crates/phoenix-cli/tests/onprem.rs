@@ -7,9 +7,9 @@
 //! Then the failure paths through the binary: a command failing on a machine
 //! (stderr tail, dependents skipped) and a wrong host key.
 
-mod support;
 #[path = "../../phoenix-provider-metal/tests/peers/mod.rs"]
 mod peers;
+mod support;
 
 use std::path::{Path, PathBuf};
 

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use phoenix_core::validate::{ErrorKind, Origin, Schemas, validate};
 use phoenix_core::definition::Definition;
+use phoenix_core::validate::{ErrorKind, Origin, Schemas, validate};
 use phoenix_core::value::Attrs;
 use serde::Deserialize;
 use toml::Spanned;

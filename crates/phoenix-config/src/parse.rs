@@ -98,7 +98,10 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
     let mut problems = Vec::new();
     for r in rendered {
         let idx = map.sources.len();
-        let rs = RenderedSource { rendered: Source::new(format!("{} (rendered)", r.template.name), r.output.clone()), template: r.template.clone() };
+        let rs = RenderedSource {
+            rendered: Source::new(format!("{} (rendered)", r.template.name), r.output.clone()),
+            template: r.template.clone(),
+        };
         map.sources.push(rs.clone());
         let raw: RawDoc = match toml::from_str(&r.output) {
             Ok(raw) => raw,
@@ -218,7 +221,9 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
             }
             let Some(value) = value else {
                 let (src, span) = rs.locate(name_span);
-                problems.push(Diagnostic::new(ErrorKind::MissingAttribute, format!("output `{}` has no `value`", name.get_ref())).at(&src, span));
+                problems.push(
+                    Diagnostic::new(ErrorKind::MissingAttribute, format!("output `{}` has no `value`", name.get_ref())).at(&src, span),
+                );
                 continue;
             };
             map.outputs.insert(name.get_ref().clone(), spans);
@@ -233,7 +238,9 @@ pub fn to_value(v: &toml::Value) -> Result<Value, String> {
     Ok(match v {
         toml::Value::String(s) => Value::String(s.clone()),
         toml::Value::Integer(i) => Value::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).ok_or_else(|| format!("{f} is not a finite number"))?,
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map(Value::Number).ok_or_else(|| format!("{f} is not a finite number"))?
+        }
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(items) => Value::Array(items.iter().map(to_value).collect::<Result<_, _>>()?),

@@ -83,9 +83,7 @@ pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json
     env.set_fuel(Some(FUEL));
     env.set_keep_trailing_newline(true);
     let dir = templates_dir.to_path_buf();
-    env.set_loader(move |name| {
-        load_confined(&dir, name).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))
-    });
+    env.set_loader(move |name| load_confined(&dir, name).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e)));
     let missing_env: Arc<Mutex<Vec<String>>> = Arc::default();
     let missing = missing_env.clone();
     env.add_function("env", move |name: String, default: Option<String>| -> Result<String, minijinja::Error> {
@@ -94,10 +92,7 @@ pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json
             (Err(_), Some(d)) => Ok(d),
             (Err(_), None) => {
                 missing.lock().expect("not poisoned").push(name.clone());
-                Err(minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    format!("environment variable `{name}` is not set"),
-                ))
+                Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("environment variable `{name}` is not set")))
             }
         }
     });

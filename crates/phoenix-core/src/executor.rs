@@ -61,9 +61,13 @@ impl std::fmt::Display for OpNode {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Succeeded,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// Not run because something it needs failed.
-    Skipped { because: ResourceAddr },
+    Skipped {
+        because: ResourceAddr,
+    },
     /// Not started because the run was interrupted.
     Cancelled,
 }
@@ -72,12 +76,35 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ApplyEvent {
-    Started { addr: ResourceAddr, op: OpKind, #[serde(rename = "type")] type_name: String },
-    Finished { addr: ResourceAddr, op: OpKind, elapsed_ms: u64 },
-    Failed { addr: ResourceAddr, op: OpKind, error: String, elapsed_ms: u64 },
-    Skipped { addr: ResourceAddr, op: OpKind, because: ResourceAddr },
-    Log { addr: ResourceAddr, line: String },
-    Interrupted { in_flight: usize },
+    Started {
+        addr: ResourceAddr,
+        op: OpKind,
+        #[serde(rename = "type")]
+        type_name: String,
+    },
+    Finished {
+        addr: ResourceAddr,
+        op: OpKind,
+        elapsed_ms: u64,
+    },
+    Failed {
+        addr: ResourceAddr,
+        op: OpKind,
+        error: String,
+        elapsed_ms: u64,
+    },
+    Skipped {
+        addr: ResourceAddr,
+        op: OpKind,
+        because: ResourceAddr,
+    },
+    Log {
+        addr: ResourceAddr,
+        line: String,
+    },
+    Interrupted {
+        in_flight: usize,
+    },
 }
 
 /// Receives [`ApplyEvent`]s. The executor never prints.
@@ -236,11 +263,7 @@ pub fn operation_graph(plan: &Plan) -> Dag<OpNode> {
 /// Deposed objects are destroyed under a distinct address so that they never
 /// collide with the current object of the same name.
 fn deposed_key(c: &PlannedChange, kind: OpKind) -> ResourceAddr {
-    if c.deposed && kind == OpKind::Destroy {
-        ResourceAddr::new_unchecked(format!("{}~deposed", c.addr))
-    } else {
-        c.addr.clone()
-    }
+    if c.deposed && kind == OpKind::Destroy { ResourceAddr::new_unchecked(format!("{}~deposed", c.addr)) } else { c.addr.clone() }
 }
 
 fn real_addr(op_addr: &ResourceAddr) -> ResourceAddr {
@@ -284,10 +307,8 @@ pub async fn apply(
         instance: plan.instance.clone(),
         salt: plan.lineage.clone(),
     });
-    let changes: HashMap<&ResourceAddr, &PlannedChange> =
-        plan.changes.iter().filter(|c| !c.deposed).map(|c| (&c.addr, c)).collect();
-    let deposed: HashMap<&ResourceAddr, &PlannedChange> =
-        plan.changes.iter().filter(|c| c.deposed).map(|c| (&c.addr, c)).collect();
+    let changes: HashMap<&ResourceAddr, &PlannedChange> = plan.changes.iter().filter(|c| !c.deposed).map(|c| (&c.addr, c)).collect();
+    let deposed: HashMap<&ResourceAddr, &PlannedChange> = plan.changes.iter().filter(|c| c.deposed).map(|c| (&c.addr, c)).collect();
 
     // Attribute values of every resource, for resolving references: unchanged
     // resources are known now, the others as their operations finish.
@@ -327,15 +348,16 @@ pub async fn apply(
             if let Some(root) = failed_root[i].clone() {
                 let ev = ApplyEvent::Skipped { addr: real_addr(&op.addr), op: op.kind, because: root.clone() };
                 reporter.event(&ev);
-                results[i] = Some(OpResult { addr: real_addr(&op.addr), op: op.kind, outcome: Outcome::Skipped { because: root.clone() }, elapsed_ms: 0 });
+                results[i] = Some(OpResult {
+                    addr: real_addr(&op.addr),
+                    op: op.kind,
+                    outcome: Outcome::Skipped { because: root.clone() },
+                    elapsed_ms: 0,
+                });
                 release(&dag, i, &mut waiting, &mut ready, &mut failed_root, Some(root));
                 continue;
             }
-            let change = if op.addr.as_str().ends_with("~deposed") {
-                deposed[&real_addr(&op.addr)]
-            } else {
-                changes[&op.addr]
-            };
+            let change = if op.addr.as_str().ends_with("~deposed") { deposed[&real_addr(&op.addr)] } else { changes[&op.addr] };
             let task = prepare(change, op.kind, &values);
             let shared = shared.clone();
             in_flight.spawn(async move {
@@ -513,7 +535,8 @@ async fn run_op(shared: &Shared, task: Task) -> Result<Produced, OpFailure> {
             }
             let adoptable = schema.is_none_or(|s| s.adoptable);
             if adoptable {
-                let intent = Intent { op: IntentOp::Create, type_name: task.type_name.clone(), inputs: sealed.clone(), at: chrono::Utc::now() };
+                let intent =
+                    Intent { op: IntentOp::Create, type_name: task.type_name.clone(), inputs: sealed.clone(), at: chrono::Utc::now() };
                 record(shared, JournalRecord::Intent { addr: task.addr.clone(), intent }).await?;
             }
             let idempotency_token = idempotency_token(&ownership);

@@ -307,9 +307,8 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
         restrict_to_targets(&mut plan, &opts.targets);
     }
     if !opts.destroy {
-        let lookup = |r: &Reference| -> Option<Value> {
-            known.get(&r.resource).and_then(|a| a.get(&r.attribute)).filter(|v| is_known(v)).cloned()
-        };
+        let lookup =
+            |r: &Reference| -> Option<Value> { known.get(&r.resource).and_then(|a| a.get(&r.attribute)).filter(|v| is_known(v)).cloned() };
         plan.outputs = def
             .outputs
             .iter()
@@ -319,13 +318,7 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
     plan
 }
 
-fn delete_change(
-    addr: &ResourceAddr,
-    prior: &ResourceState,
-    registry: &Registry,
-    deposed: bool,
-    reasons: Vec<String>,
-) -> PlannedChange {
+fn delete_change(addr: &ResourceAddr, prior: &ResourceState, registry: &Registry, deposed: bool, reasons: Vec<String>) -> PlannedChange {
     let schema = registry.schema(&prior.type_name);
     PlannedChange {
         addr: addr.clone(),

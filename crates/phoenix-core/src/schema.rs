@@ -232,7 +232,10 @@ pub mod validators {
         }
         let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
         if u32::from(ip) & !mask != 0 {
-            return Err(format!("`{s}` has host bits set; the network address is `{}/{len}`", std::net::Ipv4Addr::from(u32::from(ip) & mask)));
+            return Err(format!(
+                "`{s}` has host bits set; the network address is `{}/{len}`",
+                std::net::Ipv4Addr::from(u32::from(ip) & mask)
+            ));
         }
         Ok(())
     }

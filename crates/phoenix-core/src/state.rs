@@ -147,15 +147,31 @@ impl StateDoc {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum JournalRecord {
-    Intent { addr: ResourceAddr, intent: Intent },
-    Put { addr: ResourceAddr, resource: ResourceState },
-    Remove { addr: ResourceAddr },
+    Intent {
+        addr: ResourceAddr,
+        intent: Intent,
+    },
+    Put {
+        addr: ResourceAddr,
+        resource: ResourceState,
+    },
+    Remove {
+        addr: ResourceAddr,
+    },
     /// Moves the current object aside before a create-before-destroy replacement.
-    Depose { addr: ResourceAddr },
-    RemoveDeposed { addr: ResourceAddr },
+    Depose {
+        addr: ResourceAddr,
+    },
+    RemoveDeposed {
+        addr: ResourceAddr,
+    },
     /// An announced operation that provably did nothing (it failed before any call took effect).
-    ClearIntent { addr: ResourceAddr },
-    Outputs { outputs: BTreeMap<String, Value> },
+    ClearIntent {
+        addr: ResourceAddr,
+    },
+    Outputs {
+        outputs: BTreeMap<String, Value>,
+    },
 }
 
 /// Where the executor records what it did.

@@ -138,7 +138,10 @@ pub fn def(resources: &[(&str, Value)]) -> Definition {
     for (name, attrs) in resources {
         let addr = ResourceAddr::parse(name).unwrap();
         let attrs: Attrs = serde_json::from_value(attrs.clone()).unwrap();
-        d.resources.insert(addr.clone(), ResourceConfig { addr, type_name: "fake.thing".into(), attrs, depends_on: vec![], create_before_destroy: None });
+        d.resources.insert(
+            addr.clone(),
+            ResourceConfig { addr, type_name: "fake.thing".into(), attrs, depends_on: vec![], create_before_destroy: None },
+        );
     }
     d
 }

@@ -51,8 +51,13 @@ impl fmt::Display for ErrorKind {
 #[serde(tag = "in", rename_all = "snake_case")]
 pub enum Origin {
     /// A resource, optionally one of its fields (`type`, `depends_on` or an attribute).
-    Resource { resource: ResourceAddr, field: Option<String> },
-    Output { output: String },
+    Resource {
+        resource: ResourceAddr,
+        field: Option<String>,
+    },
+    Output {
+        output: String,
+    },
 }
 
 impl Origin {
@@ -92,11 +97,8 @@ pub fn validate(def: &Definition, schemas: &Schemas) -> Vec<Problem> {
     let mut problems = Vec::new();
     for (addr, res) in &def.resources {
         let Some(schema) = schemas.get(&res.type_name) else {
-            let mut p = Problem::new(
-                ErrorKind::UnknownType,
-                Origin::field(addr, "type"),
-                format!("unknown resource type `{}`", res.type_name),
-            );
+            let mut p =
+                Problem::new(ErrorKind::UnknownType, Origin::field(addr, "type"), format!("unknown resource type `{}`", res.type_name));
             if let Some(s) = closest(&res.type_name, schemas.keys().map(String::as_str)) {
                 p = p.help(format!("did you mean `{s}`?"));
             } else {

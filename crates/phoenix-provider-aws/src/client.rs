@@ -25,7 +25,12 @@ impl Intercept for CallCounter {
     fn name(&self) -> &'static str {
         "PhoenixCallCounter"
     }
-    fn read_before_transmit(&self, _: &BeforeTransmitInterceptorContextRef<'_>, _: &RuntimeComponents, _: &mut ConfigBag) -> Result<(), BoxError> {
+    fn read_before_transmit(
+        &self,
+        _: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
         self.0.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -142,7 +147,8 @@ impl Aws {
         self.zones
             .get_or_try_init(|| async {
                 let _p = self.permit().await;
-                let out = self.ec2.describe_availability_zones().send().await.map_err(|e| crate::error::sdk("DescribeAvailabilityZones", e))?;
+                let out =
+                    self.ec2.describe_availability_zones().send().await.map_err(|e| crate::error::sdk("DescribeAvailabilityZones", e))?;
                 let mut z: Vec<String> = out.availability_zones().iter().filter_map(|z| z.zone_name().map(str::to_string)).collect();
                 z.sort();
                 Ok(z)

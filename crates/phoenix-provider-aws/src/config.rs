@@ -22,7 +22,15 @@ pub struct AwsConfig {
 
 impl Default for AwsConfig {
     fn default() -> Self {
-        Self { region: None, profile: None, endpoint: None, max_concurrency: 32, requests_per_second: 50.0, wait_timeout_secs: 600, shared_credentials_files: Vec::new() }
+        Self {
+            region: None,
+            profile: None,
+            endpoint: None,
+            max_concurrency: 32,
+            requests_per_second: 50.0,
+            wait_timeout_secs: 600,
+            shared_credentials_files: Vec::new(),
+        }
     }
 }
 
@@ -46,9 +54,7 @@ impl AwsConfig {
                     c.endpoint = Some(e.to_string());
                 }
                 "max_concurrency" => c.max_concurrency = positive(v).ok_or_else(|| bad("a positive integer"))? as usize,
-                "requests_per_second" => {
-                    c.requests_per_second = v.as_f64().filter(|r| *r > 0.0).ok_or_else(|| bad("a positive number"))?
-                }
+                "requests_per_second" => c.requests_per_second = v.as_f64().filter(|r| *r > 0.0).ok_or_else(|| bad("a positive number"))?,
                 "wait_timeout_secs" => c.wait_timeout_secs = positive(v).ok_or_else(|| bad("a positive integer"))?,
                 "shared_credentials_files" => {
                     c.shared_credentials_files = v

@@ -5,7 +5,8 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use phoenix_core::provider::ProviderError;
 
 /// Codes the SDK's own retries may give up on but a later attempt can pass.
-const TRANSIENT: [&str; 6] = ["RequestLimitExceeded", "Throttling", "ThrottlingException", "InternalError", "ServiceUnavailable", "Unavailable"];
+const TRANSIENT: [&str; 6] =
+    ["RequestLimitExceeded", "Throttling", "ThrottlingException", "InternalError", "ServiceUnavailable", "Unavailable"];
 
 /// `what` names the API call (`CreateVpc`), for the message.
 pub fn sdk<E, R>(what: &str, e: SdkError<E, R>) -> ProviderError

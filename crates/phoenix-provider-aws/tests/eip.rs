@@ -18,7 +18,8 @@ async fn instances(ec2: &aws_sdk_ec2::Client) -> Vec<String> {
     let vpc = ec2.create_vpc().cidr_block("10.5.0.0/16").send().await.unwrap().vpc().unwrap().vpc_id().unwrap().to_string();
     let igw = ec2.create_internet_gateway().send().await.unwrap().internet_gateway().unwrap().internet_gateway_id().unwrap().to_string();
     ec2.attach_internet_gateway().internet_gateway_id(&igw).vpc_id(&vpc).send().await.unwrap();
-    let subnet = ec2.create_subnet().vpc_id(&vpc).cidr_block("10.5.1.0/24").send().await.unwrap().subnet().unwrap().subnet_id().unwrap().to_string();
+    let subnet =
+        ec2.create_subnet().vpc_id(&vpc).cidr_block("10.5.1.0/24").send().await.unwrap().subnet().unwrap().subnet_id().unwrap().to_string();
     let out = ec2
         .run_instances()
         .image_id("ami-12c6146b")
@@ -101,13 +102,21 @@ async fn eip_allocate_associate_refresh_in_one_call_drift_reassociate_adopt_rele
     assert_eq!(seen[0].as_ref().unwrap().as_ref().unwrap().inputs, attrs(desired.clone()), "no drift after the move");
 
     // Update in place: no instance any more.
-    let none = p.update(update_req("aws.eip", "front", &attrs(desired.clone()), &moved, json!({"tags": {"role": "front"}}), &["instance_id"])).await.unwrap();
+    let none = p
+        .update(update_req("aws.eip", "front", &attrs(desired.clone()), &moved, json!({"tags": {"role": "front"}}), &["instance_id"]))
+        .await
+        .unwrap();
     assert_eq!(none["association_id"], json!(""));
     assert!(address(&ec2, &id).await.instance_id().unwrap_or_default().is_empty());
 
     // Adoption by tags.
     let adopted = p
-        .adopt(AdoptRequest { addr: phoenix_core::ResourceAddr::parse("spare1").unwrap(), type_name: "aws.eip".into(), inputs: made[2].1.clone(), ownership: ownership("spare1") })
+        .adopt(AdoptRequest {
+            addr: phoenix_core::ResourceAddr::parse("spare1").unwrap(),
+            type_name: "aws.eip".into(),
+            inputs: made[2].1.clone(),
+            ownership: ownership("spare1"),
+        })
         .await
         .unwrap()
         .unwrap();
@@ -120,7 +129,12 @@ async fn eip_allocate_associate_refresh_in_one_call_drift_reassociate_adopt_rele
         p.delete(delete_req("aws.eip", n, i, o)).await.unwrap();
     }
     assert!(p.refresh(items).await.iter().all(|r| r.as_ref().unwrap().is_none()));
-    let left = ec2.describe_addresses().filters(Filter::builder().name("tag:phoenix:lineage").values("lineage-test").build()).send().await.unwrap();
+    let left = ec2
+        .describe_addresses()
+        .filters(Filter::builder().name("tag:phoenix:lineage").values("lineage-test").build())
+        .send()
+        .await
+        .unwrap();
     assert!(left.addresses().is_empty());
     let all = ec2.describe_addresses().send().await.unwrap();
     assert!(all.addresses().is_empty(), "every address was released");

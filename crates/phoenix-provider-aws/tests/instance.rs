@@ -33,7 +33,13 @@ async fn instance_create_tags_resolves_ami_sizes_root_volume_and_deletes_twice()
     assert_eq!(tag(i.tags(), "team").as_deref(), Some("web"));
 
     // The user data arrives base64-encoded, as EC2 wants it.
-    let ud = ec2.describe_instance_attribute().instance_id(&id).attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData).send().await.unwrap();
+    let ud = ec2
+        .describe_instance_attribute()
+        .instance_id(&id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
     let ud = aws_smithy_types::base64::decode(ud.user_data().unwrap().value().unwrap()).unwrap();
     assert_eq!(String::from_utf8(ud).unwrap(), "#!/bin/sh\necho hello\n");
 
@@ -76,7 +82,15 @@ async fn ami_name_resolves_to_the_newest_image_and_bad_names_create_nothing() {
     let (subnet, [sg, _]) = network(&ec2).await;
 
     // Two images of our own; the newer one has the name that sorts first, so only the date can pick it.
-    let base = ec2.run_instances().image_id(newest_ami(&ec2, AL2023, "amazon").await).min_count(1).max_count(1).subnet_id(&subnet).send().await.unwrap();
+    let base = ec2
+        .run_instances()
+        .image_id(newest_ami(&ec2, AL2023, "amazon").await)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(&subnet)
+        .send()
+        .await
+        .unwrap();
     let base = base.instances()[0].instance_id().unwrap().to_string();
     let older = ec2.create_image().instance_id(&base).name("phoenix-web-b").send().await.unwrap().image_id().unwrap().to_string();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -94,11 +108,18 @@ async fn ami_name_resolves_to_the_newest_image_and_bad_names_create_nothing() {
     assert_eq!(out["image_id"], json!(older));
 
     // A pattern that matches nothing, the wrong owner, both or neither: an error naming the problem, and no instance.
-    let count = || async { ec2.describe_instances().send().await.unwrap().reservations().iter().map(|r| r.instances().len()).sum::<usize>() };
+    let count =
+        || async { ec2.describe_instances().send().await.unwrap().reservations().iter().map(|r| r.instances().len()).sum::<usize>() };
     let before = count().await;
     for (inputs, says) in [
-        (json!({"ami_name": "no-such-image-*", "instance_type": "t3.micro", "subnet_id": subnet}), "no available AMI named `no-such-image-*`"),
-        (json!({"ami_name": "phoenix-web-*", "ami_owner": "amazon", "instance_type": "t3.micro", "subnet_id": subnet}), "owned by `amazon`"),
+        (
+            json!({"ami_name": "no-such-image-*", "instance_type": "t3.micro", "subnet_id": subnet}),
+            "no available AMI named `no-such-image-*`",
+        ),
+        (
+            json!({"ami_name": "phoenix-web-*", "ami_owner": "amazon", "instance_type": "t3.micro", "subnet_id": subnet}),
+            "owned by `amazon`",
+        ),
         (json!({"ami": newer, "ami_name": "phoenix-web-*", "instance_type": "t3.micro", "subnet_id": subnet}), "not both"),
         (json!({"instance_type": "t3.micro", "subnet_id": subnet}), "set `ami`"),
     ] {
@@ -171,7 +192,14 @@ async fn instance_type_security_groups_and_tags_change_in_place() {
     next["security_group_ids"] = json!([sg1, sg2]);
     next["tags"] = json!({"team": "api"});
     let new = p
-        .update(update_req("aws.instance", "web-0", &attrs(inputs.clone()), &out, next.clone(), &["instance_type", "security_group_ids", "tags"]))
+        .update(update_req(
+            "aws.instance",
+            "web-0",
+            &attrs(inputs.clone()),
+            &out,
+            next.clone(),
+            &["instance_type", "security_group_ids", "tags"],
+        ))
         .await
         .unwrap();
     // Same instance, new type, running again, same private address (marked stable in the schema).

@@ -43,7 +43,8 @@ async fn gateway_attaches_refreshes_in_one_call_shows_detach_drift_adopts_and_de
     }
 
     // Both refreshed in one call, without drift.
-    let items: Vec<_> = made.iter().enumerate().map(|(i, (_, _, inp, out))| refresh_item("aws.internet_gateway", &format!("igw{i}"), inp, out)).collect();
+    let items: Vec<_> =
+        made.iter().enumerate().map(|(i, (_, _, inp, out))| refresh_item("aws.internet_gateway", &format!("igw{i}"), inp, out)).collect();
     let before = p.api_calls();
     let seen = p.refresh(items.clone()).await;
     assert!(p.api_calls() - before <= 1, "{} calls", p.api_calls() - before);
@@ -97,6 +98,11 @@ async fn gateway_attaches_refreshes_in_one_call_shows_detach_drift_adopts_and_de
         .await
         .unwrap();
     assert!(left.internet_gateways().is_empty());
-    let vpcs = ec2.describe_vpcs().filters(aws_sdk_ec2::types::Filter::builder().name("tag:phoenix:lineage").values("lineage-test").build()).send().await.unwrap();
+    let vpcs = ec2
+        .describe_vpcs()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("tag:phoenix:lineage").values("lineage-test").build())
+        .send()
+        .await
+        .unwrap();
     assert!(vpcs.vpcs().is_empty());
 }

@@ -85,7 +85,12 @@ async fn key_pairs_import_refresh_in_one_call_drift_update_adopt_delete() {
 
     // Adoption by tags.
     let adopted = p
-        .adopt(AdoptRequest { addr: phoenix_core::ResourceAddr::parse("key2").unwrap(), type_name: "aws.key_pair".into(), inputs: made[2].1.clone(), ownership: ownership("key2") })
+        .adopt(AdoptRequest {
+            addr: phoenix_core::ResourceAddr::parse("key2").unwrap(),
+            type_name: "aws.key_pair".into(),
+            inputs: made[2].1.clone(),
+            ownership: ownership("key2"),
+        })
         .await
         .unwrap()
         .unwrap();
@@ -102,7 +107,12 @@ async fn key_pairs_import_refresh_in_one_call_drift_update_adopt_delete() {
     p.delete(delete_req("aws.key_pair", &made[0].0, &made[0].1, &made[0].2)).await.unwrap();
     let theirs = ec2.describe_key_pairs().filters(Filter::builder().name("key-name").values("deploy-0").build()).send().await.unwrap();
     assert_eq!(theirs.key_pairs().len(), 1, "the stranger's key survives");
-    let left = ec2.describe_key_pairs().filters(Filter::builder().name("tag:phoenix:lineage").values("lineage-test").build()).send().await.unwrap();
+    let left = ec2
+        .describe_key_pairs()
+        .filters(Filter::builder().name("tag:phoenix:lineage").values("lineage-test").build())
+        .send()
+        .await
+        .unwrap();
     assert!(left.key_pairs().is_empty());
 }
 

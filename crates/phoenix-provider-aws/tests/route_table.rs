@@ -33,11 +33,20 @@ async fn routes_and_associations_create_refresh_drift_update_adopt_delete() {
     let moto = Moto::start();
     let p = moto.provider();
     let ec2 = moto.ec2().await;
-    let vpc = p.create(create_req("aws.vpc", "net", json!({"cidr_block": "10.3.0.0/16"}))).await.unwrap()["id"].as_str().unwrap().to_string();
-    let igw = p.create(create_req("aws.internet_gateway", "igw", json!({"vpc_id": vpc}))).await.unwrap()["id"].as_str().unwrap().to_string();
+    let vpc =
+        p.create(create_req("aws.vpc", "net", json!({"cidr_block": "10.3.0.0/16"}))).await.unwrap()["id"].as_str().unwrap().to_string();
+    let igw =
+        p.create(create_req("aws.internet_gateway", "igw", json!({"vpc_id": vpc}))).await.unwrap()["id"].as_str().unwrap().to_string();
     let mut subnets = Vec::new();
     for i in 0..2 {
-        let s = p.create(create_req("aws.subnet", &format!("s{i}"), json!({"vpc_id": vpc, "cidr_block": format!("10.3.{i}.0/24"), "az_index": i}))).await.unwrap();
+        let s = p
+            .create(create_req(
+                "aws.subnet",
+                &format!("s{i}"),
+                json!({"vpc_id": vpc, "cidr_block": format!("10.3.{i}.0/24"), "az_index": i}),
+            ))
+            .await
+            .unwrap();
         subnets.push(s["id"].as_str().unwrap().to_string());
     }
 
@@ -60,7 +69,8 @@ async fn routes_and_associations_create_refresh_drift_update_adopt_delete() {
     // A second, empty table: both refreshed in one call, neither drifted (the `local` route is not reported).
     let empty_inputs = attrs(json!({"vpc_id": vpc, "routes": [], "subnet_ids": []}));
     let empty = p.create(create_req("aws.route_table", "private", json!({"vpc_id": vpc, "routes": [], "subnet_ids": []}))).await.unwrap();
-    let items = vec![refresh_item("aws.route_table", "public", &inputs, &out), refresh_item("aws.route_table", "private", &empty_inputs, &empty)];
+    let items =
+        vec![refresh_item("aws.route_table", "public", &inputs, &out), refresh_item("aws.route_table", "private", &empty_inputs, &empty)];
     let before = p.api_calls();
     let seen = p.refresh(items.clone()).await;
     assert!(p.api_calls() - before <= 1, "{} calls", p.api_calls() - before);
@@ -82,7 +92,8 @@ async fn routes_and_associations_create_refresh_drift_update_adopt_delete() {
     // Update in place, against what EC2 has now: the stray route goes, a new one comes,
     // the first subnet is let go and the second kept.
     let desired = json!({"vpc_id": vpc, "routes": [{"cidr_block": "0.0.0.0/0", "gateway_id": igw}, {"cidr_block": "172.16.0.0/12", "gateway_id": igw}], "subnet_ids": [subnets[1]], "tags": {"tier": "public"}});
-    let updated = p.update(update_req("aws.route_table", "public", &obs.inputs, &out, desired.clone(), &["routes", "subnet_ids"])).await.unwrap();
+    let updated =
+        p.update(update_req("aws.route_table", "public", &obs.inputs, &out, desired.clone(), &["routes", "subnet_ids"])).await.unwrap();
     assert_eq!(updated["id"], json!(id));
     let want_routes = vec![("0.0.0.0/0".to_string(), igw.clone()), ("172.16.0.0/12".to_string(), igw.clone())];
     assert_eq!(actual(&ec2, &id).await, (want_routes, vec![subnets[1].clone()]));
@@ -91,7 +102,12 @@ async fn routes_and_associations_create_refresh_drift_update_adopt_delete() {
 
     // Adoption by tags.
     let adopted = p
-        .adopt(AdoptRequest { addr: phoenix_core::ResourceAddr::parse("public").unwrap(), type_name: "aws.route_table".into(), inputs: attrs(desired.clone()), ownership: ownership("public") })
+        .adopt(AdoptRequest {
+            addr: phoenix_core::ResourceAddr::parse("public").unwrap(),
+            type_name: "aws.route_table".into(),
+            inputs: attrs(desired.clone()),
+            ownership: ownership("public"),
+        })
         .await
         .unwrap()
         .unwrap();
@@ -105,7 +121,12 @@ async fn routes_and_associations_create_refresh_drift_update_adopt_delete() {
     assert_eq!(p.api_calls() - before, 4, "a second delete only finds it gone");
     p.delete(delete_req("aws.route_table", "private", &empty_inputs, &empty)).await.unwrap();
     assert!(p.refresh(items).await.iter().all(|r| r.as_ref().unwrap().is_none()));
-    let left = ec2.describe_route_tables().filters(aws_sdk_ec2::types::Filter::builder().name("route-table-id").values(&id).build()).send().await.unwrap();
+    let left = ec2
+        .describe_route_tables()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("route-table-id").values(&id).build())
+        .send()
+        .await
+        .unwrap();
     assert!(left.route_tables().is_empty());
     let assoc = ec2
         .describe_route_tables()
@@ -128,5 +149,9 @@ async fn route_validation_rejects_bad_tables() {
     assert!(check(&json!([{"cidr_block": "0.0.0.0/0", "gateway_id": "igw-1", "nat": "x"}])).is_err(), "unknown key");
     let dup = json!([{"cidr_block": "0.0.0.0/0", "gateway_id": "igw-1"}, {"cidr_block": "0.0.0.0/0", "gateway_id": "igw-2"}]);
     assert!(check(&dup).is_err(), "two routes to one destination");
-    assert!(schema.attr("vpc_id").unwrap().force_new && !schema.attr("routes").unwrap().force_new && !schema.attr("subnet_ids").unwrap().force_new);
+    assert!(
+        schema.attr("vpc_id").unwrap().force_new
+            && !schema.attr("routes").unwrap().force_new
+            && !schema.attr("subnet_ids").unwrap().force_new
+    );
 }

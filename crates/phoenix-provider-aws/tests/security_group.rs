@@ -46,7 +46,8 @@ async fn rules_create_refresh_drift_update_adopt_delete() {
     let moto = Moto::start();
     let p = moto.provider();
     let ec2 = moto.ec2().await;
-    let vpc = p.create(create_req("aws.vpc", "net", json!({"cidr_block": "10.4.0.0/16"}))).await.unwrap()["id"].as_str().unwrap().to_string();
+    let vpc =
+        p.create(create_req("aws.vpc", "net", json!({"cidr_block": "10.4.0.0/16"}))).await.unwrap()["id"].as_str().unwrap().to_string();
 
     // As the planner passes it: defaults filled in (description, all-out egress).
     let web = json!({
@@ -88,7 +89,11 @@ async fn rules_create_refresh_drift_update_adopt_delete() {
         made.push((name.to_string(), attrs(inputs), o));
     }
     let db = group(&ec2, made[1].2["id"].as_str().unwrap()).await;
-    assert_eq!(flat(db.ip_permissions()), [rule("tcp", Some(5432), Some(5432), "10.4.0.0/16", "")].into(), "a single port needs no to_port");
+    assert_eq!(
+        flat(db.ip_permissions()),
+        [rule("tcp", Some(5432), Some(5432), "10.4.0.0/16", "")].into(),
+        "a single port needs no to_port"
+    );
     assert!(flat(db.ip_permissions_egress()).is_empty(), "egress = [] removes EC2's default rule");
     let items: Vec<_> = made.iter().map(|(n, i, o)| refresh_item("aws.security_group", n, i, o)).collect();
     let before = p.api_calls();
@@ -103,7 +108,14 @@ async fn rules_create_refresh_drift_update_adopt_delete() {
     // Drift: HTTPS opened by hand shows as an extra rule after the configured ones.
     ec2.authorize_security_group_ingress()
         .group_id(&id)
-        .ip_permissions(IpPermission::builder().ip_protocol("tcp").from_port(443).to_port(443).ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build()).build())
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(443)
+                .to_port(443)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -122,7 +134,10 @@ async fn rules_create_refresh_drift_update_adopt_delete() {
         "egress": [{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"]}],
         "tags": {"tier": "frontend"},
     });
-    let updated = p.update(update_req("aws.security_group", "web", &obs.inputs, &out, desired.clone(), &["ingress", "egress", "tags"])).await.unwrap();
+    let updated = p
+        .update(update_req("aws.security_group", "web", &obs.inputs, &out, desired.clone(), &["ingress", "egress", "tags"]))
+        .await
+        .unwrap();
     assert_eq!(updated, out, "the id stays");
     let g = group(&ec2, &id).await;
     assert_eq!(flat(g.ip_permissions()), [rule("tcp", Some(80), Some(80), "0.0.0.0/0", "http")].into());
@@ -133,7 +148,12 @@ async fn rules_create_refresh_drift_update_adopt_delete() {
 
     // Adoption by tags.
     let adopted = p
-        .adopt(AdoptRequest { addr: phoenix_core::ResourceAddr::parse("db").unwrap(), type_name: "aws.security_group".into(), inputs: made[1].1.clone(), ownership: ownership("db") })
+        .adopt(AdoptRequest {
+            addr: phoenix_core::ResourceAddr::parse("db").unwrap(),
+            type_name: "aws.security_group".into(),
+            inputs: made[1].1.clone(),
+            ownership: ownership("db"),
+        })
         .await
         .unwrap()
         .unwrap();
@@ -182,7 +202,8 @@ async fn a_rule_refused_after_the_group_exists_reports_the_group_so_it_is_not_le
     let moto = Moto::start();
     let p = moto.provider();
     let ec2 = moto.ec2().await;
-    let vpc = p.create(create_req("aws.vpc", "net", json!({"cidr_block": "10.6.0.0/16"}))).await.unwrap()["id"].as_str().unwrap().to_string();
+    let vpc =
+        p.create(create_req("aws.vpc", "net", json!({"cidr_block": "10.6.0.0/16"}))).await.unwrap()["id"].as_str().unwrap().to_string();
     // Validation would refuse this CIDR; here it reaches EC2, which refuses it after CreateSecurityGroup succeeded.
     let inputs = json!({"name": "bad", "vpc_id": vpc, "ingress": [{"protocol": "tcp", "from_port": 22, "cidr_blocks": ["not-a-cidr"]}]});
     let err = p.create(create_req("aws.security_group", "bad", inputs.clone())).await.unwrap_err();
@@ -192,6 +213,11 @@ async fn a_rule_refused_after_the_group_exists_reports_the_group_so_it_is_not_le
     let g = group(&ec2, id).await;
     assert_eq!(tag(g.tags(), "phoenix:resource").as_deref(), Some("bad"), "it carries its ownership tags, so it can be found and replaced");
     p.delete(delete_req("aws.security_group", "bad", &attrs(inputs), &created)).await.unwrap();
-    let left = ec2.describe_security_groups().filters(aws_sdk_ec2::types::Filter::builder().name("group-id").values(id).build()).send().await.unwrap();
+    let left = ec2
+        .describe_security_groups()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("group-id").values(id).build())
+        .send()
+        .await
+        .unwrap();
     assert!(left.security_groups().is_empty());
 }

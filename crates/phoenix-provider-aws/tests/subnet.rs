@@ -41,8 +41,15 @@ async fn three_subnets_by_zone_index_refresh_in_one_call_drift_update_adopt_dele
     let ids: Vec<String> = made.iter().map(|(_, o)| o["id"].as_str().unwrap().to_string()).collect();
 
     // Independently: each exists in its own zone (the region's first three, sorted), tagged, first one public.
-    let mut zones: Vec<String> =
-        ec2.describe_availability_zones().send().await.unwrap().availability_zones().iter().filter_map(|z| z.zone_name().map(str::to_string)).collect();
+    let mut zones: Vec<String> = ec2
+        .describe_availability_zones()
+        .send()
+        .await
+        .unwrap()
+        .availability_zones()
+        .iter()
+        .filter_map(|z| z.zone_name().map(str::to_string))
+        .collect();
     zones.sort();
     let seen = ec2.describe_subnets().set_subnet_ids(Some(ids.clone())).send().await.unwrap();
     assert_eq!(seen.subnets().len(), 3);
@@ -89,24 +96,39 @@ async fn three_subnets_by_zone_index_refresh_in_one_call_drift_update_adopt_dele
 
     // Update in place puts it back.
     let (_, out1) = &made[1];
-    let back = json!({"vpc_id": vpc, "cidr_block": "10.2.1.0/24", "az_index": 1, "map_public_ip_on_launch": false, "tags": {"tier": "web"}});
-    let drifted = attrs(json!({"vpc_id": vpc, "cidr_block": "10.2.1.0/24", "az_index": 1, "map_public_ip_on_launch": true, "tags": {"tier": "db"}}));
+    let back =
+        json!({"vpc_id": vpc, "cidr_block": "10.2.1.0/24", "az_index": 1, "map_public_ip_on_launch": false, "tags": {"tier": "web"}});
+    let drifted =
+        attrs(json!({"vpc_id": vpc, "cidr_block": "10.2.1.0/24", "az_index": 1, "map_public_ip_on_launch": true, "tags": {"tier": "db"}}));
     let out = p.update(update_req("aws.subnet", "web1", &drifted, out1, back, &["map_public_ip_on_launch", "tags"])).await.unwrap();
     assert_eq!(&out, out1, "an update keeps the id and zone");
     let s = ec2.describe_subnets().subnet_ids(&ids[1]).send().await.unwrap();
     assert_eq!(s.subnets()[0].map_public_ip_on_launch(), Some(false));
     assert_eq!(tag(s.subnets()[0].tags(), "tier").as_deref(), Some("web"));
-    assert_eq!(p.refresh(vec![items[1].clone()]).await[0].as_ref().unwrap().as_ref().unwrap().inputs["map_public_ip_on_launch"], json!(false));
+    assert_eq!(
+        p.refresh(vec![items[1].clone()]).await[0].as_ref().unwrap().as_ref().unwrap().inputs["map_public_ip_on_launch"],
+        json!(false)
+    );
 
     // Adoption after an interrupted create finds it by its tags.
     let adopted = p
-        .adopt(AdoptRequest { addr: phoenix_core::ResourceAddr::parse("web2").unwrap(), type_name: "aws.subnet".into(), inputs: made[2].0.clone(), ownership: ownership("web2") })
+        .adopt(AdoptRequest {
+            addr: phoenix_core::ResourceAddr::parse("web2").unwrap(),
+            type_name: "aws.subnet".into(),
+            inputs: made[2].0.clone(),
+            ownership: ownership("web2"),
+        })
         .await
         .unwrap()
         .unwrap();
     assert_eq!(adopted.outputs["id"], json!(ids[2]));
     let none = p
-        .adopt(AdoptRequest { addr: phoenix_core::ResourceAddr::parse("web9").unwrap(), type_name: "aws.subnet".into(), inputs: made[2].0.clone(), ownership: ownership("web9") })
+        .adopt(AdoptRequest {
+            addr: phoenix_core::ResourceAddr::parse("web9").unwrap(),
+            type_name: "aws.subnet".into(),
+            inputs: made[2].0.clone(),
+            ownership: ownership("web9"),
+        })
         .await
         .unwrap();
     assert!(none.is_none());
@@ -119,7 +141,8 @@ async fn three_subnets_by_zone_index_refresh_in_one_call_drift_update_adopt_dele
     }
     assert_eq!(p.api_calls() - before, 6, "one DeleteSubnet per delete, the second answered NotFound");
     assert!(p.refresh(items).await.iter().all(|r| r.as_ref().unwrap().is_none()));
-    let left = ec2.describe_subnets().filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build()).send().await.unwrap();
+    let left =
+        ec2.describe_subnets().filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build()).send().await.unwrap();
     assert!(left.subnets().is_empty());
 }
 

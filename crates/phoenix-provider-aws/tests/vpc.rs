@@ -30,18 +30,29 @@ async fn vpc_lifecycle_tags_refresh_adopt_and_delete() {
     let obs = seen[0].as_ref().unwrap().as_ref().unwrap();
     assert_eq!(obs.inputs["cidr_block"], json!("10.1.0.0/16"));
     assert_eq!(obs.inputs["tags"], json!({"team": "web"}));
-    let adopted = p.adopt(phoenix_core::provider::AdoptRequest {
-        addr: phoenix_core::ResourceAddr::parse("net").unwrap(),
-        type_name: "aws.vpc".into(),
-        inputs: attrs(inputs.clone()),
-        ownership: ownership("net"),
-    }).await.unwrap().unwrap();
+    let adopted = p
+        .adopt(phoenix_core::provider::AdoptRequest {
+            addr: phoenix_core::ResourceAddr::parse("net").unwrap(),
+            type_name: "aws.vpc".into(),
+            inputs: attrs(inputs.clone()),
+            ownership: ownership("net"),
+        })
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(adopted.outputs["id"], json!(id));
 
     // Tags update in place.
-    p.update(update_req("aws.vpc", "net", &attrs(inputs.clone()), &out, json!({"cidr_block": "10.1.0.0/16", "tags": {"team": "api"}}), &["tags"]))
-        .await
-        .unwrap();
+    p.update(update_req(
+        "aws.vpc",
+        "net",
+        &attrs(inputs.clone()),
+        &out,
+        json!({"cidr_block": "10.1.0.0/16", "tags": {"team": "api"}}),
+        &["tags"],
+    ))
+    .await
+    .unwrap();
     let vpcs = ec2.describe_vpcs().vpc_ids(&id).send().await.unwrap();
     assert!(vpcs.vpcs()[0].tags().iter().any(|t| t.key() == Some("team") && t.value() == Some("api")));
 

@@ -207,6 +207,5 @@ pub(crate) fn commit_doc(layout: &Layout, doc: &StateDoc, journal_seq: u64, repl
 /// Whether `path` names the same directory as `other`, tolerating spelling
 /// differences (`./x` vs `x`) when both exist.
 pub(crate) fn same_dir(path: &Path, other: &Path) -> bool {
-    path == other
-        || matches!((path.canonicalize(), other.canonicalize()), (Ok(a), Ok(b)) if a == b)
+    path == other || matches!((path.canonicalize(), other.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }

@@ -121,10 +121,8 @@ impl FileJournal {
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(start, shared.clone());
         let dir = writer.layout.dir.clone();
-        let thread = std::thread::Builder::new()
-            .name("phoenix-journal".into())
-            .spawn(move || writer.run(rx))
-            .map_err(crate::error::io_at(&dir))?;
+        let thread =
+            std::thread::Builder::new().name("phoenix-journal".into()).spawn(move || writer.run(rx)).map_err(crate::error::io_at(&dir))?;
         Ok(Self { tx: Some(tx), thread: Some(thread), shared, _claim: claim })
     }
 

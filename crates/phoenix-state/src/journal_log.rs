@@ -126,8 +126,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Parsed {
     }
     parsed.ignored_bytes = rest.len();
     if !rest.is_empty() {
-        parsed.lines_after_damage =
-            rest.split(|&b| b == b'\n').skip(1).filter(|l| !l.is_empty() && payload(l).is_some()).count();
+        parsed.lines_after_damage = rest.split(|&b| b == b'\n').skip(1).filter(|l| !l.is_empty() && payload(l).is_some()).count();
     }
     parsed
 }

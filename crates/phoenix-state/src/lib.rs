@@ -61,7 +61,6 @@ pub use journal::FileJournal;
 pub use lock::{LockInfo, StateLock};
 pub use store::{DEFAULT_COMPACTION_FLOOR, DEFAULT_HISTORY, LocalStore};
 
-
 #[cfg(test)]
 mod process_tests;
 #[cfg(test)]

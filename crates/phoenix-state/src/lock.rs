@@ -49,10 +49,7 @@ impl LockInfo {
         Self {
             owner: current_user(),
             pid: std::process::id(),
-            host: nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "unknown-host".to_string()),
+            host: nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown-host".to_string()),
             run_id: run_id.into(),
             operation: operation.into(),
             started_at: Utc::now(),
@@ -104,9 +101,7 @@ fn current_user() -> String {
     if let Ok(Some(user)) = nix::unistd::User::from_uid(uid) {
         return user.name;
     }
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {uid}"))
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| format!("uid {uid}"))
 }
 
 /// Proof that this process holds a state directory's lock.
@@ -235,12 +230,7 @@ pub(crate) fn try_acquire(dir: &Path, info: &LockInfo) -> Result<StateLock, Stat
     file.write_all_at(&bytes, 0).map_err(io_at(&path))?;
     tracing::debug!(dir = %dir.display(), "state lock acquired");
     Ok(StateLock {
-        inner: Arc::new(LockHandle {
-            file,
-            dir: dir.to_path_buf(),
-            info: info.clone(),
-            journal_active: AtomicBool::new(false),
-        }),
+        inner: Arc::new(LockHandle { file, dir: dir.to_path_buf(), info: info.clone(), journal_active: AtomicBool::new(false) }),
     })
 }
 

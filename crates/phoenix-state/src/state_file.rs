@@ -81,8 +81,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(StateDoc, u64), DecodeError> {
     struct Version {
         format_version: u32,
     }
-    let version: Version = serde_json::from_str(env.state.get())
-        .map_err(|e| DecodeError::Corrupt(format!("the state has no format version ({e})")))?;
+    let version: Version =
+        serde_json::from_str(env.state.get()).map_err(|e| DecodeError::Corrupt(format!("the state has no format version ({e})")))?;
     if version.format_version > STATE_FORMAT_VERSION {
         return Err(DecodeError::Unsupported(version.format_version));
     }

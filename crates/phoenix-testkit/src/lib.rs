@@ -57,7 +57,8 @@ impl Moto {
             let _ = moto.child.kill();
             panic!("moto_server did not start on port {port}");
         }
-        std::fs::write(moto.credentials_file(), "[moto]\naws_access_key_id = testing\naws_secret_access_key = testing\n").expect("write credentials");
+        std::fs::write(moto.credentials_file(), "[moto]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+            .expect("write credentials");
         moto
     }
 

@@ -62,7 +62,9 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
     }
     if !plan.has_work() {
         if printer.json {
-            json_event(serde_json::json!({"event": "run_finished", "run_id": run_id, "success": true, "changes": 0, "outputs": visible_outputs(&state.outputs)}));
+            json_event(
+                serde_json::json!({"event": "run_finished", "run_id": run_id, "success": true, "changes": 0, "outputs": visible_outputs(&state.outputs)}),
+            );
         }
         return Ok(Exit::Ok);
     }
@@ -189,15 +191,14 @@ fn confirm(operation: &str, env: &str) -> Result<(), Failure> {
             anyhow!("refusing to run `{operation}` without confirmation: stdin is not a terminal; pass --yes to approve"),
         ));
     }
-    print!("\nDo you want to {} {env}? Only `yes` is accepted: ", if operation == "down" { "destroy everything in" } else { "apply these changes to" });
+    print!(
+        "\nDo you want to {} {env}? Only `yes` is accepted: ",
+        if operation == "down" { "destroy everything in" } else { "apply these changes to" }
+    );
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
-    if answer.trim() == "yes" {
-        Ok(())
-    } else {
-        Err(Failure::new(Exit::Error, anyhow!("cancelled: nothing was changed")))
-    }
+    if answer.trim() == "yes" { Ok(()) } else { Err(Failure::new(Exit::Error, anyhow!("cancelled: nothing was changed"))) }
 }
 
 /// First Ctrl-C (or SIGTERM): stop scheduling, let in-flight work finish, save state.

@@ -12,14 +12,17 @@ use crate::args::{EnvArgs, Global, LockArgs};
 use crate::commands::plan::make_plan;
 use crate::context;
 use crate::exit::{CmdResult, Exit, Failure};
-use phoenix_core::state::Journal as _;
 use crate::printer::Printer;
+use phoenix_core::state::Journal as _;
 
 pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     let env = context::load(g, printer, args)?;
     let def = &env.loaded.definition;
     if printer.json {
-        println!("{}", serde_json::json!({"event": "valid", "valid": true, "resources": def.resources.len(), "outputs": def.outputs.len()}));
+        println!(
+            "{}",
+            serde_json::json!({"event": "valid", "valid": true, "resources": def.resources.len(), "outputs": def.outputs.len()})
+        );
     } else {
         println!(
             "{} {} is valid: {} resources, {} outputs.",
@@ -37,7 +40,8 @@ pub fn render(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     let opts = phoenix_config::LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
     let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
     if printer.json {
-        let templates: Vec<_> = loaded.rendered.iter().map(|r| serde_json::json!({"template": r.template.name, "output": r.output})).collect();
+        let templates: Vec<_> =
+            loaded.rendered.iter().map(|r| serde_json::json!({"template": r.template.name, "output": r.output})).collect();
         println!("{}", serde_json::json!({"event": "rendered", "templates": templates}));
     } else {
         print!("{}", loaded.rendered_text());
@@ -142,7 +146,10 @@ pub fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<&str>)
         Some(n) => {
             let v = state.outputs.get(n).ok_or_else(|| {
                 let known: Vec<_> = state.outputs.keys().cloned().collect();
-                anyhow!("no output `{n}` in state (known: {})", if known.is_empty() { "none; run `phoenix up` first".into() } else { known.join(", ") })
+                anyhow!(
+                    "no output `{n}` in state (known: {})",
+                    if known.is_empty() { "none; run `phoenix up` first".into() } else { known.join(", ") }
+                )
             })?;
             if printer.json {
                 println!("{}", shown(v));
@@ -217,7 +224,10 @@ pub fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: &[Stri
         if !std::io::stdin().is_terminal() {
             return Err(Failure::new(Exit::Error, anyhow!("refusing to forget resources without --yes (stdin is not a terminal)")));
         }
-        eprint!("Forget {} (the objects keep existing, unmanaged)? Only `yes` is accepted: ", removed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+        eprint!(
+            "Forget {} (the objects keep existing, unmanaged)? Only `yes` is accepted: ",
+            removed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        );
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if answer.trim() != "yes" {
@@ -239,7 +249,10 @@ pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &st
     })?;
     let (store, guard, state) = env.lock_state("import", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer)?;
     if state.resources.contains_key(&addr) {
-        return Err(Failure::new(Exit::Error, anyhow!("`{resource}` is already managed; `phoenix state rm` it first to import another object")));
+        return Err(Failure::new(
+            Exit::Error,
+            anyhow!("`{resource}` is already managed; `phoenix state rm` it first to import another object"),
+        ));
     }
     env.configure_providers(printer, &state)?;
     let provider = env.registry.provider_for(&config.type_name).ok_or_else(|| anyhow!("no provider for `{}`", config.type_name))?;
@@ -249,7 +262,8 @@ pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &st
         inputs: Default::default(),
         outputs: [("id".to_string(), serde_json::Value::String(id.to_string()))].into_iter().collect(),
     };
-    let observed = provider.refresh(vec![item]).await.into_iter().next().unwrap_or(Ok(None)).map_err(|e| anyhow!("reading `{id}`: {}", e.message))?;
+    let observed =
+        provider.refresh(vec![item]).await.into_iter().next().unwrap_or(Ok(None)).map_err(|e| anyhow!("reading `{id}`: {}", e.message))?;
     let Some(observed) = observed else {
         return Err(Failure::new(Exit::Error, anyhow!("no `{}` with id `{id}` exists; nothing was recorded", config.type_name)));
     };
@@ -264,6 +278,9 @@ pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &st
     let journal = store.journal(&guard, state).map_err(context::state_failure)?;
     journal.record(JournalRecord::Put { addr: addr.clone(), resource: resource_state }).await.map_err(|e| anyhow!("{e}"))?;
     let written = journal.finish().map_err(context::state_failure)?;
-    println!("Imported {id} as {resource} ({}); state serial {}. Run `phoenix plan {}` to see how it differs from the definition.", config.type_name, written.serial, args.env);
+    println!(
+        "Imported {id} as {resource} ({}); state serial {}. Run `phoenix plan {}` to see how it differs from the definition.",
+        config.type_name, written.serial, args.env
+    );
     Ok(Exit::Ok)
 }

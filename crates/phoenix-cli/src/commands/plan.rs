@@ -95,7 +95,8 @@ pub fn read_saved_plan(path: &Path) -> Result<Plan, Failure> {
 
 /// Checks that a saved plan still describes what would happen now.
 pub fn check_saved_plan(path: &Path, saved: &Plan, current: &Plan) -> Result<(), Failure> {
-    let refuse = |why: String| Failure::new(Exit::Error, anyhow!("refusing saved plan {}: {why}; run `phoenix plan` again", path.display()));
+    let refuse =
+        |why: String| Failure::new(Exit::Error, anyhow!("refusing saved plan {}: {why}; run `phoenix plan` again", path.display()));
     if saved.environment != current.environment || saved.instance != current.instance {
         return Err(refuse(format!("it was made for environment `{}`", saved.environment)));
     }

@@ -77,7 +77,8 @@ async fn each_result_is_journaled_before_its_dependents_start() {
     assert!(start_len("web") > put_index("subnet"));
     assert!(start_len("web") > put_index("sg"));
     // Each create was announced (intent) before the provider was called.
-    let intent_index = records.iter().position(|rec| matches!(rec, crate::state::JournalRecord::Intent { addr, .. } if addr.as_str() == "web")).unwrap();
+    let intent_index =
+        records.iter().position(|rec| matches!(rec, crate::state::JournalRecord::Intent { addr, .. } if addr.as_str() == "web")).unwrap();
     assert!(start_len("web") > intent_index);
     assert!(r.state.pending.is_empty());
 }

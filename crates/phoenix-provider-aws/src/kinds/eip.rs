@@ -114,7 +114,12 @@ impl Kind for Eip {
         for ids in id_chunks(items) {
             let out = {
                 let _p = aws.permit().await;
-                aws.ec2.describe_addresses().filters(tags::id_filter("allocation-id", &ids)).send().await.map_err(|e| sdk("DescribeAddresses", e))?
+                aws.ec2
+                    .describe_addresses()
+                    .filters(tags::id_filter("allocation-id", &ids))
+                    .send()
+                    .await
+                    .map_err(|e| sdk("DescribeAddresses", e))?
             };
             for a in out.addresses() {
                 let id = a.allocation_id().unwrap_or_default().to_string();
@@ -127,8 +132,13 @@ impl Kind for Eip {
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let _p = aws.permit().await;
-        let out =
-            aws.ec2.describe_addresses().set_filters(Some(tags::owner_filters(&req.ownership))).send().await.map_err(|e| sdk("DescribeAddresses", e))?;
+        let out = aws
+            .ec2
+            .describe_addresses()
+            .set_filters(Some(tags::owner_filters(&req.ownership)))
+            .send()
+            .await
+            .map_err(|e| sdk("DescribeAddresses", e))?;
         Ok(out.addresses().first().map(|a| observed(a, &req.inputs)))
     }
 

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{AttributeValue, BlockDeviceMapping, EbsBlockDevice, Filter, Instance as Ec2Instance, InstanceStateName, InstanceType, ResourceType};
+use aws_sdk_ec2::types::{
+    AttributeValue, BlockDeviceMapping, EbsBlockDevice, Filter, Instance as Ec2Instance, InstanceStateName, InstanceType, ResourceType,
+};
 use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
 use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
 use phoenix_core::value::{Attrs, Value};
@@ -142,7 +144,11 @@ async fn resolve_ami(aws: &Aws, inputs: &Attrs) -> Result<(String, Option<String
     let need_root = opt_i64(inputs, "root_volume_size").is_some();
     let request = match (opt_str(inputs, "ami"), opt_str(inputs, "ami_name")) {
         (Some(_), Some(_)) => return Err(ProviderError::permanent("set either `ami` or `ami_name`, not both")),
-        (None, None) => return Err(ProviderError::permanent("set `ami` (an image id) or `ami_name` (a name pattern such as \"al2023-ami-2023*-x86_64\")")),
+        (None, None) => {
+            return Err(ProviderError::permanent(
+                "set `ami` (an image id) or `ami_name` (a name pattern such as \"al2023-ami-2023*-x86_64\")",
+            ));
+        }
         (Some(id), None) if !need_root => return Ok((id.to_string(), None)),
         (Some(id), None) => aws.ec2.describe_images().image_ids(id),
         (None, Some(pattern)) => {
@@ -162,7 +168,9 @@ async fn resolve_ami(aws: &Aws, inputs: &Attrs) -> Result<(String, Option<String
     let newest = out.images().iter().max_by(|a, b| (a.creation_date(), a.name()).cmp(&(b.creation_date(), b.name())));
     let Some(image) = newest else {
         return Err(ProviderError::permanent(match opt_str(inputs, "ami_name") {
-            Some(p) => format!("no available AMI named `{p}` owned by `{}` in {}", opt_str(inputs, "ami_owner").unwrap_or("amazon"), aws.region),
+            Some(p) => {
+                format!("no available AMI named `{p}` owned by `{}` in {}", opt_str(inputs, "ami_owner").unwrap_or("amazon"), aws.region)
+            }
             None => format!("AMI `{}` does not exist in {}", opt_str(inputs, "ami").unwrap_or_default(), aws.region),
         }));
     };
@@ -209,7 +217,12 @@ impl Kind for Instance {
             description: "An EC2 instance",
             attrs: vec![
                 AttrSchema::optional("ami", AttrType::String, "the AMI id (ami-…); or set ami_name").force_new(),
-                AttrSchema::optional("ami_name", AttrType::String, "an AMI name pattern (al2023-ami-2023*-x86_64); the newest match is used").force_new(),
+                AttrSchema::optional(
+                    "ami_name",
+                    AttrType::String,
+                    "an AMI name pattern (al2023-ami-2023*-x86_64); the newest match is used",
+                )
+                .force_new(),
                 AttrSchema::optional("ami_owner", AttrType::String, "who owns the AMI named by ami_name: amazon, self, or an account id")
                     .default(json!("amazon"))
                     .force_new(),
@@ -217,7 +230,9 @@ impl Kind for Instance {
                 AttrSchema::required("subnet_id", AttrType::String, "the subnet to launch in").force_new(),
                 AttrSchema::optional("security_group_ids", AttrType::List(Box::new(AttrType::String)), "security groups; changed in place"),
                 // Bootstrap scripts often carry secrets: kept out of state and plans.
-                AttrSchema::optional("user_data", AttrType::String, "a cloud-init script or other user data (plain text)").force_new().sensitive(),
+                AttrSchema::optional("user_data", AttrType::String, "a cloud-init script or other user data (plain text)")
+                    .force_new()
+                    .sensitive(),
                 AttrSchema::optional("key_name", AttrType::String, "the EC2 key pair for SSH").force_new(),
                 AttrSchema::optional("root_volume_size", AttrType::Int, "root volume size in GiB (default: the AMI's)").force_new(),
                 tags_attr(),
@@ -321,7 +336,9 @@ impl Kind for Instance {
         if req.changed.iter().any(|c| c == "security_group_ids") {
             let groups = str_list(&req.inputs, "security_group_ids");
             if groups.is_empty() {
-                return Err(ProviderError::permanent("an instance in a VPC needs at least one security group; list the VPC's default group to keep only it"));
+                return Err(ProviderError::permanent(
+                    "an instance in a VPC needs at least one security group; list the VPC's default group to keep only it",
+                ));
             }
             let _p = aws.permit().await;
             aws.ec2

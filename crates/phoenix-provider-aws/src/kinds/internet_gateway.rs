@@ -68,7 +68,8 @@ impl Kind for InternetGateway {
         let prior: HashMap<&str, &Attrs> = items.iter().filter_map(|i| Some((i.outputs.get("id")?.as_str()?, &i.inputs))).collect();
         let mut found = HashMap::new();
         for ids in id_chunks(items) {
-            let mut pages = aws.ec2.describe_internet_gateways().filters(tags::id_filter("internet-gateway-id", &ids)).into_paginator().send();
+            let mut pages =
+                aws.ec2.describe_internet_gateways().filters(tags::id_filter("internet-gateway-id", &ids)).into_paginator().send();
             loop {
                 let page = {
                     let _p = aws.permit().await;

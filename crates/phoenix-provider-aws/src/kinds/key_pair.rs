@@ -83,7 +83,12 @@ impl Kind for KeyPair {
         for ids in id_chunks(items) {
             let out = {
                 let _p = aws.permit().await;
-                aws.ec2.describe_key_pairs().filters(tags::id_filter("key-pair-id", &ids)).send().await.map_err(|e| sdk("DescribeKeyPairs", e))?
+                aws.ec2
+                    .describe_key_pairs()
+                    .filters(tags::id_filter("key-pair-id", &ids))
+                    .send()
+                    .await
+                    .map_err(|e| sdk("DescribeKeyPairs", e))?
             };
             for k in out.key_pairs() {
                 let id = k.key_pair_id().unwrap_or_default().to_string();
@@ -96,8 +101,13 @@ impl Kind for KeyPair {
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let _p = aws.permit().await;
-        let out =
-            aws.ec2.describe_key_pairs().set_filters(Some(tags::owner_filters(&req.ownership))).send().await.map_err(|e| sdk("DescribeKeyPairs", e))?;
+        let out = aws
+            .ec2
+            .describe_key_pairs()
+            .set_filters(Some(tags::owner_filters(&req.ownership)))
+            .send()
+            .await
+            .map_err(|e| sdk("DescribeKeyPairs", e))?;
         Ok(out.key_pairs().first().map(|k| observed(k, &req.inputs)))
     }
 
@@ -134,7 +144,12 @@ impl Kind for KeyPair {
         // delete by name, which every EC2 implementation honours (moto ignores KeyPairId).
         let out = {
             let _p = aws.permit().await;
-            aws.ec2.describe_key_pairs().filters(tags::id_filter("key-pair-id", &[id])).send().await.map_err(|e| sdk("DescribeKeyPairs", e))?
+            aws.ec2
+                .describe_key_pairs()
+                .filters(tags::id_filter("key-pair-id", &[id]))
+                .send()
+                .await
+                .map_err(|e| sdk("DescribeKeyPairs", e))?
         };
         let Some(name) = out.key_pairs().first().and_then(|k| k.key_name()).map(str::to_string) else { return Ok(()) };
         delete_retrying(aws, "DeleteKeyPair", || {

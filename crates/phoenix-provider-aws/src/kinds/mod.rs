@@ -115,7 +115,8 @@ pub fn id_attr(what: &'static str) -> phoenix_core::schema::AttrSchema {
 /// rest. Every update also rewrites the ownership tags (an imported object gets
 /// them; tags removed out of band come back), which costs one idempotent call.
 pub async fn update_tags(aws: &Aws, id: &str, req: &UpdateRequest) -> Result<(), ProviderError> {
-    let keys = |a: &Attrs| -> Vec<String> { a.get("tags").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default() };
+    let keys =
+        |a: &Attrs| -> Vec<String> { a.get("tags").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default() };
     let now = keys(&req.inputs);
     let removed: Vec<String> = keys(&req.prior_inputs).into_iter().filter(|k| !now.contains(k) && !k.starts_with("phoenix:")).collect();
     if !removed.is_empty() {

@@ -46,10 +46,7 @@ fn check_routes(value: &Value) -> Result<(), String> {
 /// Desired routes as (destination, target).
 fn desired_routes(inputs: &Attrs) -> Vec<(String, String)> {
     let Some(items) = inputs.get("routes").and_then(Value::as_array) else { return Vec::new() };
-    items
-        .iter()
-        .filter_map(|r| Some((r.get("cidr_block")?.as_str()?.to_string(), r.get("gateway_id")?.as_str()?.to_string())))
-        .collect()
+    items.iter().filter_map(|r| Some((r.get("cidr_block")?.as_str()?.to_string(), r.get("gateway_id")?.as_str()?.to_string()))).collect()
 }
 
 /// The routes Phoenix manages, as (destination, target): any target kind, so a
@@ -190,10 +187,15 @@ impl Kind for RouteTable {
             description: "A VPC route table with its routes and subnet associations",
             attrs: vec![
                 AttrSchema::required("vpc_id", AttrType::String, "the VPC (vpc-…)").force_new(),
-                AttrSchema::optional("routes", AttrType::List(Box::new(table)), "routes: [{cidr_block = \"0.0.0.0/0\", gateway_id = \"igw-…\"}]")
-                    .default(json!([]))
-                    .validate_with(check_routes),
-                AttrSchema::optional("subnet_ids", AttrType::List(Box::new(AttrType::String)), "subnets that use this table").default(json!([])),
+                AttrSchema::optional(
+                    "routes",
+                    AttrType::List(Box::new(table)),
+                    "routes: [{cidr_block = \"0.0.0.0/0\", gateway_id = \"igw-…\"}]",
+                )
+                .default(json!([]))
+                .validate_with(check_routes),
+                AttrSchema::optional("subnet_ids", AttrType::List(Box::new(AttrType::String)), "subnets that use this table")
+                    .default(json!([])),
                 tags_attr(),
                 id_attr("the route table id (rtb-…)"),
             ],
@@ -251,7 +253,10 @@ impl Kind for RouteTable {
                 .map_err(|e| (is_not_found(&e), sdk("CreateRouteTable", e)))
         })
         .await?;
-        let id = out.route_table().and_then(|t| t.route_table_id()).ok_or_else(|| ProviderError::permanent("CreateRouteTable returned no id"))?;
+        let id = out
+            .route_table()
+            .and_then(|t| t.route_table_id())
+            .ok_or_else(|| ProviderError::permanent("CreateRouteTable returned no id"))?;
         let made: Attrs = [("id".to_string(), json!(id))].into_iter().collect();
         // The table exists now: a failed route or association must not leak it.
         reconcile(aws, id, &req.inputs, None).await.map_err(|e| e.with_created(made.clone()))?;

@@ -167,7 +167,11 @@ fn check_rules(value: &Value) -> Result<(), String> {
             match m.get(k) {
                 None => Ok(None),
                 Some(v) if pending(v) => Ok(None),
-                Some(v) => v.as_i64().filter(|p| (-1..=65535).contains(p)).map(Some).ok_or_else(|| format!("rule {i}: `{k}` must be a port (0-65535) or -1")),
+                Some(v) => v
+                    .as_i64()
+                    .filter(|p| (-1..=65535).contains(p))
+                    .map(Some)
+                    .ok_or_else(|| format!("rule {i}: `{k}` must be a port (0-65535) or -1")),
             }
         };
         let (from, to) = (port("from_port")?, port("to_port")?);
@@ -235,10 +239,38 @@ async fn apply(aws: &Aws, id: &str, dir: Direction, authorize: bool, rules: &[&R
                 let _p = aws.permit().await;
                 let ec2 = &aws.ec2;
                 match (dir, authorize) {
-                    (Direction::Ingress, true) => ec2.authorize_security_group_ingress().group_id(id).set_ip_permissions(perms).send().await.map(|_| true).or_else(|e| benign_or(what, benign, e)),
-                    (Direction::Ingress, false) => ec2.revoke_security_group_ingress().group_id(id).set_ip_permissions(perms).send().await.map(|_| true).or_else(|e| benign_or(what, benign, e)),
-                    (Direction::Egress, true) => ec2.authorize_security_group_egress().group_id(id).set_ip_permissions(perms).send().await.map(|_| true).or_else(|e| benign_or(what, benign, e)),
-                    (Direction::Egress, false) => ec2.revoke_security_group_egress().group_id(id).set_ip_permissions(perms).send().await.map(|_| true).or_else(|e| benign_or(what, benign, e)),
+                    (Direction::Ingress, true) => ec2
+                        .authorize_security_group_ingress()
+                        .group_id(id)
+                        .set_ip_permissions(perms)
+                        .send()
+                        .await
+                        .map(|_| true)
+                        .or_else(|e| benign_or(what, benign, e)),
+                    (Direction::Ingress, false) => ec2
+                        .revoke_security_group_ingress()
+                        .group_id(id)
+                        .set_ip_permissions(perms)
+                        .send()
+                        .await
+                        .map(|_| true)
+                        .or_else(|e| benign_or(what, benign, e)),
+                    (Direction::Egress, true) => ec2
+                        .authorize_security_group_egress()
+                        .group_id(id)
+                        .set_ip_permissions(perms)
+                        .send()
+                        .await
+                        .map(|_| true)
+                        .or_else(|e| benign_or(what, benign, e)),
+                    (Direction::Egress, false) => ec2
+                        .revoke_security_group_egress()
+                        .group_id(id)
+                        .set_ip_permissions(perms)
+                        .send()
+                        .await
+                        .map(|_| true)
+                        .or_else(|e| benign_or(what, benign, e)),
                 }
             }
         })
@@ -376,7 +408,10 @@ impl Kind for SecurityGroup {
                     .await
                     .map_err(|e| sdk("DescribeSecurityGroups", e))?
             };
-            let g = current.security_groups().first().ok_or_else(|| ProviderError::permanent(format!("security group {id} no longer exists")))?;
+            let g = current
+                .security_groups()
+                .first()
+                .ok_or_else(|| ProviderError::permanent(format!("security group {id} no longer exists")))?;
             reconcile(aws, id, Direction::Ingress, &configured_rules(req.inputs.get("ingress")), &ec2_rules(g.ip_permissions())).await?;
             let egress = req.inputs.get("egress").map_or_else(allow_all_egress, |e| configured_rules(Some(e)));
             reconcile(aws, id, Direction::Egress, &egress, &ec2_rules(g.ip_permissions_egress())).await?;

@@ -70,12 +70,19 @@ impl Kind for Subnet {
                 // Configurable, and an output when `az_index` picked it; an update never moves a subnet.
                 AttrSchema {
                     computed: true,
-                    ..AttrSchema::optional("availability_zone", AttrType::String, "the zone, e.g. eu-west-1a (or use az_index)").force_new().stable()
+                    ..AttrSchema::optional("availability_zone", AttrType::String, "the zone, e.g. eu-west-1a (or use az_index)")
+                        .force_new()
+                        .stable()
                 },
-                AttrSchema::optional("az_index", AttrType::Int, "the Nth availability zone of the region (0, 1, 2 …, wrapping), instead of naming it")
-                    .force_new()
-                    .validate_with(validators::non_negative),
-                AttrSchema::optional("map_public_ip_on_launch", AttrType::Bool, "give instances launched here a public IPv4 address").default(json!(false)),
+                AttrSchema::optional(
+                    "az_index",
+                    AttrType::Int,
+                    "the Nth availability zone of the region (0, 1, 2 …, wrapping), instead of naming it",
+                )
+                .force_new()
+                .validate_with(validators::non_negative),
+                AttrSchema::optional("map_public_ip_on_launch", AttrType::Bool, "give instances launched here a public IPv4 address")
+                    .default(json!(false)),
                 tags_attr(),
                 id_attr("the subnet id (subnet-…)"),
             ],
@@ -108,8 +115,13 @@ impl Kind for Subnet {
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let _p = aws.permit().await;
-        let out =
-            aws.ec2.describe_subnets().set_filters(Some(tags::owner_filters(&req.ownership))).send().await.map_err(|e| sdk("DescribeSubnets", e))?;
+        let out = aws
+            .ec2
+            .describe_subnets()
+            .set_filters(Some(tags::owner_filters(&req.ownership)))
+            .send()
+            .await
+            .map_err(|e| sdk("DescribeSubnets", e))?;
         Ok(out.subnets().first().map(|s| observed(s, &req.inputs)))
     }
 

@@ -103,8 +103,12 @@ impl Kind for Volume {
             type_name: "aws.volume",
             description: "An EBS volume",
             attrs: vec![
-                AttrSchema::required("availability_zone", AttrType::String, "its zone, the zone of the instance it attaches to (e.g. ${web-0.availability_zone})")
-                    .force_new(),
+                AttrSchema::required(
+                    "availability_zone",
+                    AttrType::String,
+                    "its zone, the zone of the instance it attaches to (e.g. ${web-0.availability_zone})",
+                )
+                .force_new(),
                 AttrSchema::optional("size", AttrType::Int, "size in GiB (default: the snapshot's); grows in place, never shrinks")
                     .validate_with(validators::non_negative),
                 AttrSchema::optional("volume_type", AttrType::String, "gp3, gp2, st1, sc1, standard").default(json!("gp3")).force_new(),
@@ -138,7 +142,9 @@ impl Kind for Volume {
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let mut filters = tags::owner_filters(&req.ownership);
-        filters.push(Filter::builder().name("status").set_values(Some(["creating", "available", "in-use"].map(String::from).to_vec())).build());
+        filters.push(
+            Filter::builder().name("status").set_values(Some(["creating", "available", "in-use"].map(String::from).to_vec())).build(),
+        );
         let mut live = describe(aws, filters).await?;
         live.sort_by(|a, b| (a.create_time(), a.volume_id()).cmp(&(b.create_time(), b.volume_id())));
         let Some(mut v) = live.into_iter().next() else { return Ok(None) };
@@ -150,7 +156,9 @@ impl Kind for Volume {
     }
 
     async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
-        let size = opt_i64(&req.inputs, "size").map(|s| i32::try_from(s).map_err(|_| ProviderError::permanent(format!("size {s} GiB is out of range")))).transpose()?;
+        let size = opt_i64(&req.inputs, "size")
+            .map(|s| i32::try_from(s).map_err(|_| ProviderError::permanent(format!("size {s} GiB is out of range"))))
+            .transpose()?;
         let snapshot = opt_str(&req.inputs, "snapshot_id");
         if size.is_none() && snapshot.is_none() {
             return Err(ProviderError::permanent("set `size` (GiB) or `snapshot_id` to restore from"));

@@ -161,7 +161,13 @@ impl Kind for VolumeAttachment {
         // The volume can be deleted, or attached elsewhere, only once it is free.
         crate::wait::until(&format!("volume {volume} to detach from {instance}"), aws.wait_timeout, || async move {
             Ok(match one_volume(aws, volume).await? {
-                Some(v) if v.attachments().iter().any(|a| a.instance_id() == Some(instance) && a.state() != Some(&VolumeAttachmentState::Detached)) => None,
+                Some(v)
+                    if v.attachments()
+                        .iter()
+                        .any(|a| a.instance_id() == Some(instance) && a.state() != Some(&VolumeAttachmentState::Detached)) =>
+                {
+                    None
+                }
                 _ => Some(()),
             })
         })

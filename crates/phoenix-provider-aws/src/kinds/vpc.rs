@@ -46,7 +46,9 @@ impl Kind for Vpc {
             type_name: "aws.vpc",
             description: "A virtual private cloud",
             attrs: vec![
-                AttrSchema::required("cidr_block", AttrType::String, "the IPv4 range, e.g. 10.0.0.0/16").force_new().validate_with(validators::ipv4_cidr),
+                AttrSchema::required("cidr_block", AttrType::String, "the IPv4 range, e.g. 10.0.0.0/16")
+                    .force_new()
+                    .validate_with(validators::ipv4_cidr),
                 AttrSchema::optional("enable_dns_hostnames", AttrType::Bool, "give instances DNS names").default(json!(true)),
                 tags_attr(),
                 id_attr("the VPC id (vpc-…)"),
@@ -74,7 +76,13 @@ impl Kind for Vpc {
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let _p = aws.permit().await;
-        let out = aws.ec2.describe_vpcs().set_filters(Some(tags::owner_filters(&req.ownership))).send().await.map_err(|e| sdk("DescribeVpcs", e))?;
+        let out = aws
+            .ec2
+            .describe_vpcs()
+            .set_filters(Some(tags::owner_filters(&req.ownership)))
+            .send()
+            .await
+            .map_err(|e| sdk("DescribeVpcs", e))?;
         Ok(out.vpcs().first().map(|v| observed(v, &req.inputs)))
     }
 
@@ -95,11 +103,9 @@ impl Kind for Vpc {
         let made: Attrs = [("id".to_string(), json!(id))].into_iter().collect();
         if req.inputs.get("enable_dns_hostnames").and_then(Value::as_bool).unwrap_or(true) {
             // The VPC exists now: a failure here must not leak it.
-            crate::wait::consistent(|| async {
-                set_dns_hostnames(aws, &id, true).await.map_err(|e| (e.message.contains("NotFound"), e))
-            })
-            .await
-            .map_err(|e| e.with_created(made.clone()))?;
+            crate::wait::consistent(|| async { set_dns_hostnames(aws, &id, true).await.map_err(|e| (e.message.contains("NotFound"), e)) })
+                .await
+                .map_err(|e| e.with_created(made.clone()))?;
         }
         Ok(made)
     }

@@ -37,8 +37,18 @@ pub async fn network(ec2: &aws_sdk_ec2::Client) -> (String, [String; 2]) {
 
 /// The newest AMI matching `pattern` owned by `owner`, looked up independently of the provider.
 pub async fn newest_ami(ec2: &aws_sdk_ec2::Client, pattern: &str, owner: &str) -> String {
-    let out = ec2.describe_images().owners(owner).filters(aws_sdk_ec2::types::Filter::builder().name("name").values(pattern).build()).send().await.unwrap();
-    let newest = out.images().iter().max_by_key(|i| (i.creation_date().map(str::to_string), i.name().map(str::to_string))).expect("moto has such an AMI");
+    let out = ec2
+        .describe_images()
+        .owners(owner)
+        .filters(aws_sdk_ec2::types::Filter::builder().name("name").values(pattern).build())
+        .send()
+        .await
+        .unwrap();
+    let newest = out
+        .images()
+        .iter()
+        .max_by_key(|i| (i.creation_date().map(str::to_string), i.name().map(str::to_string)))
+        .expect("moto has such an AMI");
     newest.image_id().unwrap().to_string()
 }
 
@@ -59,7 +69,12 @@ pub fn tag(tags: &[aws_sdk_ec2::types::Tag], key: &str) -> Option<String> {
 }
 
 pub fn adopt_req(ty: &str, name: &str, inputs: &Attrs) -> AdoptRequest {
-    AdoptRequest { addr: phoenix_core::ResourceAddr::parse(name).unwrap(), type_name: ty.into(), inputs: inputs.clone(), ownership: ownership(name) }
+    AdoptRequest {
+        addr: phoenix_core::ResourceAddr::parse(name).unwrap(),
+        type_name: ty.into(),
+        inputs: inputs.clone(),
+        ownership: ownership(name),
+    }
 }
 
 /// The inputs of a small instance in `subnet`.

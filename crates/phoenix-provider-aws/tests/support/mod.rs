@@ -91,7 +91,14 @@ pub fn delete_req(ty: &str, name: &str, inputs: &Attrs, outputs: &Attrs) -> Dele
     }
 }
 
-pub fn update_req(ty: &str, name: &str, prior_inputs: &Attrs, prior_outputs: &Attrs, inputs: serde_json::Value, changed: &[&str]) -> UpdateRequest {
+pub fn update_req(
+    ty: &str,
+    name: &str,
+    prior_inputs: &Attrs,
+    prior_outputs: &Attrs,
+    inputs: serde_json::Value,
+    changed: &[&str],
+) -> UpdateRequest {
     UpdateRequest {
         addr: ResourceAddr::parse(name).unwrap(),
         type_name: ty.into(),
