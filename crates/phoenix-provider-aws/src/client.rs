@@ -71,6 +71,9 @@ pub struct Aws {
     in_flight: Semaphore,
     bucket: Bucket,
     zones: OnceCell<Vec<String>>,
+    /// AMI lookups of this run, by query: every instance of a run launches the
+    /// same image for the same query, and the lookup is paid once.
+    images: std::sync::Mutex<std::collections::HashMap<String, Arc<OnceCell<(String, Option<String>)>>>>,
 }
 
 impl Aws {
@@ -127,6 +130,7 @@ impl Aws {
                 state: Mutex::new((config.max_concurrency as f64, Instant::now())),
             },
             zones: OnceCell::new(),
+            images: std::sync::Mutex::default(),
         })
     }
 
@@ -135,6 +139,17 @@ impl Aws {
         let permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
         self.bucket.take().await;
         permit
+    }
+
+    /// Resolves an image once per run for each distinct `query`; concurrent
+    /// callers with the same query share one lookup.
+    pub async fn image<F, Fut>(&self, query: String, lookup: F) -> Result<(String, Option<String>), ProviderError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(String, Option<String>), ProviderError>>,
+    {
+        let cell = self.images.lock().expect("not poisoned").entry(query).or_default().clone();
+        cell.get_or_try_init(lookup).await.cloned()
     }
 
     /// Requests sent so far.

@@ -142,6 +142,11 @@ async fn wait_gone(aws: &Aws, id: &str) -> Result<(), ProviderError> {
 /// code does it; an id is used as given, and looked up only when its root device is needed.
 async fn resolve_ami(aws: &Aws, inputs: &Attrs) -> Result<(String, Option<String>), ProviderError> {
     let need_root = opt_i64(inputs, "root_volume_size").is_some();
+    let query = format!("{:?}|{:?}|{:?}|{need_root}", opt_str(inputs, "ami"), opt_str(inputs, "ami_name"), opt_str(inputs, "ami_owner"));
+    aws.image(query, || lookup_ami(aws, inputs, need_root)).await
+}
+
+async fn lookup_ami(aws: &Aws, inputs: &Attrs, need_root: bool) -> Result<(String, Option<String>), ProviderError> {
     let request = match (opt_str(inputs, "ami"), opt_str(inputs, "ami_name")) {
         (Some(_), Some(_)) => return Err(ProviderError::permanent("set either `ami` or `ami_name`, not both")),
         (None, None) => {
