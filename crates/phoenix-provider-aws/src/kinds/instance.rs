@@ -15,7 +15,7 @@ use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
-use super::{Kind, id_attr, id_chunks, id_of, in_item_order, opt_i64, opt_str, req_str, str_list, tags_attr, update_tags};
+use super::{Kind, id_attr, id_chunks, id_of, in_item_order, opt_i64, opt_str, priors, req_str, str_list, tags_attr, update_tags};
 use crate::client::Aws;
 use crate::error::{is_not_found, sdk};
 use crate::tags;
@@ -256,7 +256,7 @@ impl Kind for Instance {
     }
 
     async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let prior: HashMap<&str, &Attrs> = items.iter().filter_map(|i| Some((i.outputs.get("id")?.as_str()?, &i.inputs))).collect();
+        let prior = priors(items);
         let mut found = HashMap::new();
         for ids in id_chunks(items) {
             for i in describe(aws, vec![tags::id_filter("instance-id", &ids)]).await? {

@@ -13,7 +13,7 @@ use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
-use super::{Kind, delete_retrying, id_attr, id_chunks, id_of, in_item_order, req_str, tags_attr, update_tags};
+use super::{Kind, all_pages, delete_retrying, id_attr, id_chunks, id_of, in_item_order, priors, req_str, tags_attr, update_tags};
 use crate::client::Aws;
 use crate::error::{code, is_not_found, sdk};
 use crate::tags;
@@ -65,22 +65,19 @@ impl Kind for InternetGateway {
     }
 
     async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let prior: HashMap<&str, &Attrs> = items.iter().filter_map(|i| Some((i.outputs.get("id")?.as_str()?, &i.inputs))).collect();
+        let prior = priors(items);
         let mut found = HashMap::new();
         for ids in id_chunks(items) {
-            let mut pages =
-                aws.ec2.describe_internet_gateways().filters(tags::id_filter("internet-gateway-id", &ids)).into_paginator().send();
-            loop {
-                let page = {
-                    let _p = aws.permit().await;
-                    pages.next().await
-                };
-                let Some(page) = page else { break };
-                for g in page.map_err(|e| sdk("DescribeInternetGateways", e))?.internet_gateways() {
-                    let id = g.internet_gateway_id().unwrap_or_default().to_string();
-                    let p = prior.get(id.as_str()).copied().cloned().unwrap_or_default();
-                    found.insert(id, observed(g, &p));
-                }
+            let pages = all_pages(
+                aws,
+                "DescribeInternetGateways",
+                aws.ec2.describe_internet_gateways().filters(tags::id_filter("internet-gateway-id", &ids)).into_paginator().send(),
+            )
+            .await?;
+            for g in pages.iter().flat_map(|p| p.internet_gateways()) {
+                let id = g.internet_gateway_id().unwrap_or_default().to_string();
+                let p = prior.get(id.as_str()).copied().cloned().unwrap_or_default();
+                found.insert(id, observed(g, &p));
             }
         }
         Ok(in_item_order(items, found))

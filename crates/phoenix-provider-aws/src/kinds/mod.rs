@@ -153,3 +153,32 @@ where
     })
     .await
 }
+
+/// The inputs each object of a batch was last applied with, by id: what a
+/// read compares observed values against.
+pub fn priors(items: &[RefreshItem]) -> std::collections::HashMap<&str, &Attrs> {
+    items.iter().filter_map(|i| Some((i.outputs.get("id")?.as_str()?, &i.inputs))).collect()
+}
+
+/// Every page of a paginated call; each page waits for a permit like any request.
+pub async fn all_pages<O, E, R>(
+    aws: &Aws,
+    what: &str,
+    mut pages: aws_smithy_async::future::pagination_stream::PaginationStream<Result<O, aws_sdk_ec2::error::SdkError<E, R>>>,
+) -> Result<Vec<O>, ProviderError>
+where
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let mut out = Vec::new();
+    loop {
+        let page = {
+            let _p = aws.permit().await;
+            pages.next().await
+        };
+        match page {
+            None => return Ok(out),
+            Some(p) => out.push(p.map_err(|e| crate::error::sdk(what, e))?),
+        }
+    }
+}

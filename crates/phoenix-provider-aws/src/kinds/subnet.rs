@@ -14,7 +14,9 @@ use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
-use super::{Kind, delete_retrying, id_attr, id_chunks, id_of, in_item_order, opt_i64, opt_str, req_str, tags_attr, update_tags};
+use super::{
+    Kind, all_pages, delete_retrying, id_attr, id_chunks, id_of, in_item_order, opt_i64, opt_str, priors, req_str, tags_attr, update_tags,
+};
 use crate::client::Aws;
 use crate::error::{is_not_found, sdk};
 use crate::tags;
@@ -93,21 +95,19 @@ impl Kind for Subnet {
     }
 
     async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let prior: HashMap<&str, &Attrs> = items.iter().filter_map(|i| Some((i.outputs.get("id")?.as_str()?, &i.inputs))).collect();
+        let prior = priors(items);
         let mut found = HashMap::new();
         for ids in id_chunks(items) {
-            let mut pages = aws.ec2.describe_subnets().filters(tags::id_filter("subnet-id", &ids)).into_paginator().send();
-            loop {
-                let page = {
-                    let _p = aws.permit().await;
-                    pages.next().await
-                };
-                let Some(page) = page else { break };
-                for s in page.map_err(|e| sdk("DescribeSubnets", e))?.subnets() {
-                    let id = s.subnet_id().unwrap_or_default().to_string();
-                    let p = prior.get(id.as_str()).copied().cloned().unwrap_or_default();
-                    found.insert(id, observed(s, &p));
-                }
+            let pages = all_pages(
+                aws,
+                "DescribeSubnets",
+                aws.ec2.describe_subnets().filters(tags::id_filter("subnet-id", &ids)).into_paginator().send(),
+            )
+            .await?;
+            for s in pages.iter().flat_map(|p| p.subnets()) {
+                let id = s.subnet_id().unwrap_or_default().to_string();
+                let p = prior.get(id.as_str()).copied().cloned().unwrap_or_default();
+                found.insert(id, observed(s, &p));
             }
         }
         Ok(in_item_order(items, found))

@@ -11,7 +11,7 @@ use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
-use super::{Kind, id_attr, id_chunks, id_of, in_item_order, opt_i64, opt_str, req_str, tags_attr, update_tags};
+use super::{Kind, id_attr, id_chunks, id_of, in_item_order, opt_i64, opt_str, priors, req_str, tags_attr, update_tags};
 use crate::client::Aws;
 use crate::error::{code, is_not_found, sdk};
 use crate::tags;
@@ -125,7 +125,7 @@ impl Kind for Volume {
     }
 
     async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let prior: HashMap<&str, &Attrs> = items.iter().filter_map(|i| Some((i.outputs.get("id")?.as_str()?, &i.inputs))).collect();
+        let prior = priors(items);
         let mut found = HashMap::new();
         for ids in id_chunks(items) {
             for v in describe(aws, vec![tags::id_filter("volume-id", &ids)]).await? {

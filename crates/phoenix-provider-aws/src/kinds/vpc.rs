@@ -9,7 +9,7 @@ use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
-use super::{Kind, delete_retrying, id_attr, id_chunks, id_of, in_item_order, req_str, tags_attr, update_tags};
+use super::{Kind, delete_retrying, id_attr, id_chunks, id_of, in_item_order, priors, req_str, tags_attr, update_tags};
 use crate::client::Aws;
 use crate::error::sdk;
 use crate::tags;
@@ -60,7 +60,7 @@ impl Kind for Vpc {
     }
 
     async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let prior: HashMap<&str, &Attrs> = items.iter().filter_map(|i| Some((i.outputs.get("id")?.as_str()?, &i.inputs))).collect();
+        let prior = priors(items);
         let mut found = HashMap::new();
         for ids in id_chunks(items) {
             let _p = aws.permit().await;
