@@ -2,7 +2,6 @@
 //! directories, real processes, real HTTP. Every process a test starts is
 //! stopped by a guard, also when the test fails.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,9 +72,7 @@ fn collecting() -> (LogSink, Arc<Mutex<Vec<String>>>) {
     (Arc::new(move |_: &ResourceAddr, line: &str| l.lock().unwrap().push(line.to_string())), lines)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use phoenix_testkit::free_port;
 
 impl Env {
     fn root(&self) -> PathBuf {

@@ -4,9 +4,40 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now.
+/// A loopback port nobody listens on now, and one no other caller in this
+/// process has been given.
+///
+/// Not `bind(127.0.0.1:0)`: that hands out a port from the kernel's ephemeral
+/// range, which outgoing connections draw their source ports from too. In the
+/// second or so before a server started on it binds, a client connection (or
+/// the readiness probe itself, connecting to its own source port) can take the
+/// port, and the test then talks to the wrong peer or to none. So ports come
+/// from below the ephemeral range, walked by a per-process counter that starts
+/// at an offset taken from the pid, so concurrent test binaries rarely meet;
+/// each candidate is bind-checked.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("loopback is available").local_addr().expect("bound").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = unclaimed_range();
+    let span = u32::from(high - low);
+    let start = (std::process::id().wrapping_mul(2_654_435_761)) % span;
+    for _ in 0..span {
+        let port = low + ((start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}")
+}
+
+/// Ports below the kernel's ephemeral range (Linux reports it in procfs;
+/// 32768 is its default lower bound).
+fn unclaimed_range() -> (u16, u16) {
+    let low_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if low_ephemeral > 12_000 { (10_000, low_ephemeral) } else { (50_000, 65_000) }
 }
 
 /// Waits until something accepts connections on `port`.

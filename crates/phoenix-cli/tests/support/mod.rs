@@ -108,10 +108,8 @@ fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+#[allow(unused_imports)] // not every test binary needs a port
+pub use phoenix_testkit::free_port;
 
 /// A plain HTTP GET on loopback: (status, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {

@@ -2,18 +2,16 @@
 //! sushy-tools Redfish emulator, each started on a free 127.0.0.1 port with
 //! keys and passwords made for this test run, and stopped (by pid) when the
 //! guard drops, also when the test fails. Shared with phoenix-cli's tests
-//! through `#[path]`, so it uses std and tempfile only.
+//! through `#[path]`, so it uses std, tempfile and the testkit only.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use phoenix_testkit::free_port;
 
 fn wait_port(port: u16, secs: u64, child: &mut Child, what: &str, log: &Path) {
     let end = Instant::now() + Duration::from_secs(secs);
