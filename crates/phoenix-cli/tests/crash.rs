@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Project, Reaper, owned_processes, phoenix, wait_until};
+use support::{Project, Reaper, owned_processes, owned_services, phoenix, wait_until};
 
 const SERVICES: usize = 24;
 
@@ -47,19 +47,19 @@ fn sigkill_mid_run_then_rerun_converges_without_duplicates() {
         .spawn()
         .unwrap();
     // Kill once some services are running but the run is far from done.
-    let started = wait_until(30, || owned_processes("crash/").len() >= 5);
+    let started = wait_until(30, || owned_services("crash/").len() >= 5);
     assert!(started, "services never started");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let before = owned_processes("crash/").len();
+    let before = owned_services("crash/").len();
     assert!(before < SERVICES, "the run finished before it was killed ({before} services)");
     assert!(journal.exists(), "a killed run leaves its journal");
 
     let rerun = phoenix(&project.dir, &["up", "crash", "--yes", "--parallelism", "8"]);
     assert_eq!(rerun.code, 0, "rerun failed:\n{}\n{}", rerun.stdout, rerun.stderr);
 
-    // Complete, and exactly one process per service.
-    let procs = owned_processes("crash/");
+    // Complete, and exactly one running service per declared one.
+    let procs = owned_services("crash/");
     let mut owners: Vec<String> = procs.iter().map(|(_, o)| o.split('@').next().unwrap().to_string()).collect();
     owners.sort();
     let mut unique = owners.clone();

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::{Project, Reaper, free_port, http_get, owned_processes, phoenix, wait_until};
+use support::{Project, Reaper, free_port, http_get, owned_processes, owned_services, phoenix, wait_until};
 
 #[test]
 fn dev_comes_up_changes_and_goes_down_without_a_trace() {
@@ -26,7 +26,7 @@ fn dev_comes_up_changes_and_goes_down_without_a_trace() {
     let deployed = project.files_under(".phoenix/env/dev/work");
     assert!(deployed.contains(&"deployed.txt".to_string()), "{deployed:?}");
     // Exactly one supervised server.
-    let servers = owned_processes("dev/web@");
+    let servers = owned_services("dev/web@");
     assert_eq!(servers.len(), 1, "{servers:?}");
     // Outputs are recorded.
     let out = phoenix(&project.dir, &["output", "dev", "url", "--var", &port_var]);
@@ -52,7 +52,7 @@ fn dev_comes_up_changes_and_goes_down_without_a_trace() {
     let up = phoenix(&project.dir, &["up", "dev", "--yes", "--var", &port_var, "--var", "greeting=Risen again"]);
     assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
     assert!(http_get(port, "/").unwrap().1.contains("Risen again"));
-    assert_eq!(owned_processes("dev/web@").len(), 1, "the server was not duplicated");
+    assert_eq!(owned_services("dev/web@").len(), 1, "the server was not duplicated");
 
     // Without --yes and without a terminal, up refuses.
     let refused = phoenix(&project.dir, &["up", "dev", "--var", &port_var]);

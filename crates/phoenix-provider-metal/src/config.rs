@@ -8,6 +8,7 @@ use std::sync::Arc;
 use phoenix_core::provider::{ProviderContext, ProviderError};
 use phoenix_core::value::Value;
 
+use crate::init::{self, InitSettings};
 use crate::inventory::{self, Machine, SshDefaults};
 use crate::local::LocalTransport;
 use crate::ssh::SshTransport;
@@ -24,6 +25,8 @@ pub struct Host {
     pub transport: Arc<dyn Transport>,
     /// Every relative path of every resource on this host lives under it.
     pub root: PathBuf,
+    /// How `metal.service` runs here.
+    pub init: InitSettings,
 }
 
 impl Host {
@@ -39,10 +42,15 @@ impl Host {
         self.bookkeeping().join("run").join(format!("{resource}.pid"))
     }
 
+    /// A systemd service's `EnvironmentFile` (0600: it may hold secrets).
+    pub fn env_path(&self, resource: &str) -> PathBuf {
+        self.bookkeeping().join("env").join(format!("{resource}.env"))
+    }
+
     /// What a delete prunes when it leaves them empty, deepest first, root last.
     pub fn prunable_dirs(&self) -> Vec<PathBuf> {
         let b = self.bookkeeping();
-        vec![b.join("logs"), b.join("run"), b, self.root.clone()]
+        vec![b.join("logs"), b.join("run"), b.join("env"), b, self.root.clone()]
     }
 
     /// A resource path (`path`, `workdir`): relative ones land under the root
@@ -110,7 +118,12 @@ impl MetalConfig {
                 }
             }
             None => {
-                let local = Host { name: DEFAULT_HOST.into(), transport: Arc::new(LocalTransport::new()), root: root.clone() };
+                let local = Host {
+                    name: DEFAULT_HOST.into(),
+                    transport: Arc::new(LocalTransport::new()),
+                    root: root.clone(),
+                    init: InitSettings::default(),
+                };
                 hosts.insert(DEFAULT_HOST.to_string(), Arc::new(local));
             }
         }
@@ -121,7 +134,7 @@ impl MetalConfig {
                 )));
             }
             let transport: Arc<dyn Transport> = Arc::new(SshTransport::new(m.ssh.clone()));
-            hosts.insert(name.clone(), Arc::new(Host { name: name.clone(), transport, root: m.root.clone() }));
+            hosts.insert(name.clone(), Arc::new(Host { name: name.clone(), transport, root: m.root.clone(), init: m.init.clone() }));
         }
         Ok(Self { root, hosts, machines })
     }
@@ -157,15 +170,22 @@ fn host_entry(name: &str, host: &Value, local_root: &Path, ssh: &SshDefaults, pr
         .ok_or_else(|| ProviderError::permanent(format!("{at} must be a table like {{ transport = \"local\" }}, found {host}")))?;
     match table.get("transport").map(|v| v.as_str()) {
         Some(Some("local")) => {
-            if let Some(other) = table.keys().find(|k| *k != "transport") {
-                return Err(ProviderError::permanent(format!("unknown key `{other}` in {at} (known keys: transport)")));
+            if let Some(other) = table.keys().find(|k| *k != "transport" && !init::KEYS.contains(&k.as_str())) {
+                return Err(ProviderError::permanent(format!(
+                    "unknown key `{other}` in {at} (known keys: transport, {})",
+                    init::KEYS.join(", ")
+                )));
             }
-            Ok(Host { name: name.into(), transport: Arc::new(LocalTransport::new()), root: local_root.to_path_buf() })
+            let init = InitSettings::from_table(&at, table)?;
+            Ok(Host { name: name.into(), transport: Arc::new(LocalTransport::new()), root: local_root.to_path_buf(), init })
         }
         Some(Some("ssh")) => {
-            let target = inventory::ssh_target(name, &at, table, ssh, project_dir, &["transport", "root"])?;
+            let mut extra = vec!["transport", "root"];
+            extra.extend_from_slice(init::KEYS);
+            let target = inventory::ssh_target(name, &at, table, ssh, project_dir, &extra)?;
             let root = inventory::remote_root(&format!("{at}.root"), table.get("root"))?;
-            Ok(Host { name: name.into(), transport: Arc::new(SshTransport::new(target)), root })
+            let init = InitSettings::from_table(&at, table)?;
+            Ok(Host { name: name.into(), transport: Arc::new(SshTransport::new(target)), root, init })
         }
         Some(Some(other)) => {
             Err(ProviderError::permanent(format!("unknown transport `{other}` for {at}.transport (supported: local, ssh)")))

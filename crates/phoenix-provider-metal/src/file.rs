@@ -34,6 +34,16 @@ fn outputs(sha256: String, path: &Path) -> Attrs {
     o
 }
 
+/// Whether a file owned by `found` (`user:group`) has the owner `wanted`
+/// (`user` or `user:group`; a user alone says nothing about the group).
+fn owner_matches(wanted: &str, found: &str) -> bool {
+    let (fu, fg) = found.split_once(':').unwrap_or((found, ""));
+    match wanted.split_once(':') {
+        Some((u, g)) => u == fu && g == fg,
+        None => wanted == fu,
+    }
+}
+
 /// Create and update: write the whole file atomically.
 pub async fn write(cfg: &MetalConfig, inputs: &Attrs) -> Result<Attrs, ProviderError> {
     let h = cfg.host(host(inputs))?;
@@ -41,7 +51,7 @@ pub async fn write(cfg: &MetalConfig, inputs: &Attrs) -> Result<Attrs, ProviderE
     let path = location(&h, inputs, None)?;
     let content = req_str(inputs, "content")?;
     let mode = mode(inputs)?;
-    t.write_file(&path, content.as_bytes(), mode).await?;
+    t.write_file(&path, content.as_bytes(), mode, opt_str(inputs, "owner")?).await?;
     Ok(outputs(sha256_hex(content.as_bytes()), &path))
 }
 
@@ -59,6 +69,11 @@ pub async fn refresh(cfg: &MetalConfig, item: &RefreshItem) -> Result<Option<Obs
     if mode(&item.inputs).ok() != Some(found.mode) {
         inputs.insert("mode".into(), Value::String(format!("{:04o}", found.mode)));
     }
+    if let Ok(Some(wanted)) = opt_str(&item.inputs, "owner")
+        && !owner_matches(wanted, &found.owner)
+    {
+        inputs.insert("owner".into(), Value::String(found.owner.clone()));
+    }
     Ok(Some(Observed { inputs, outputs: outputs(found.sha256, &path) }))
 }
 
@@ -69,7 +84,8 @@ pub async fn adopt(cfg: &MetalConfig, req: &AdoptRequest) -> Result<Option<Obser
     let path = location(&h, &req.inputs, None)?;
     let Some(found) = t.read_file(&path).await? else { return Ok(None) };
     let wanted = req.inputs.get("content").and_then(Value::as_str).map(|c| sha256_hex(c.as_bytes()));
-    if wanted.as_deref() != Some(found.sha256.as_str()) || mode(&req.inputs).ok() != Some(found.mode) {
+    let owner_ok = opt_str(&req.inputs, "owner")?.is_none_or(|o| owner_matches(o, &found.owner));
+    if wanted.as_deref() != Some(found.sha256.as_str()) || mode(&req.inputs).ok() != Some(found.mode) || !owner_ok {
         // Half-written or someone else's: create overwrites it.
         return Ok(None);
     }

@@ -26,6 +26,7 @@ use std::time::Duration;
 use phoenix_core::provider::ProviderError;
 use phoenix_core::value::{Attrs, Value};
 
+use crate::init::InitSettings;
 use crate::redfish::{Bmc, BmcConfig};
 use crate::ssh::{HostKeyCheck, SshTarget};
 
@@ -45,6 +46,8 @@ pub struct Machine {
     pub root: PathBuf,
     pub wipe: Vec<String>,
     pub power_off_on_release: bool,
+    /// How services run on it.
+    pub init: InitSettings,
 }
 
 impl Machine {
@@ -183,7 +186,9 @@ pub fn remote_root(at: &str, v: Option<&Value>) -> Result<PathBuf, ProviderError
 pub fn machine(name: &str, v: &Value, defaults: &SshDefaults, project_dir: &Path) -> Result<Machine, ProviderError> {
     let at = format!("providers.metal.machines.{name}");
     let t = table(&at, v)?;
-    let ssh = ssh_target(name, &at, t, defaults, project_dir, &["labels", "bmc", "root", "wipe", "power_off_on_release"])?;
+    let mut extra = vec!["labels", "bmc", "root", "wipe", "power_off_on_release"];
+    extra.extend_from_slice(crate::init::KEYS);
+    let ssh = ssh_target(name, &at, t, defaults, project_dir, &extra)?;
     let mut labels = BTreeMap::new();
     if let Some(l) = t.get("labels") {
         for (k, v) in table(&format!("{at}.labels"), l)? {
@@ -219,6 +224,7 @@ pub fn machine(name: &str, v: &Value, defaults: &SshDefaults, project_dir: &Path
         root: remote_root(&format!("{at}.root"), t.get("root"))?,
         wipe,
         power_off_on_release,
+        init: InitSettings::from_table(&at, t)?,
     })
 }
 

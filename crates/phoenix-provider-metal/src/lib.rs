@@ -43,6 +43,7 @@ mod config;
 mod exec;
 mod file;
 mod http_check;
+pub mod init;
 pub mod inventory;
 pub mod local;
 mod machine;
@@ -50,6 +51,7 @@ pub mod redfish;
 pub mod schemas;
 mod service;
 pub mod ssh;
+mod supervise;
 mod tls;
 pub mod transport;
 

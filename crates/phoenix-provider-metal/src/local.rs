@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::unistd::{Gid, Group, Pid, Uid, User};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
@@ -116,10 +116,11 @@ impl Transport for LocalTransport {
         Ok(ExitInfo { code: status.code(), signal: status.signal() })
     }
 
-    async fn write_file(&self, path: &Path, content: &[u8], mode: u32) -> Result<(), TransportError> {
+    async fn write_file(&self, path: &Path, content: &[u8], mode: u32, owner: Option<&str>) -> Result<(), TransportError> {
         let path = path.to_path_buf();
         let content = content.to_vec();
-        blocking(move || write_atomic(&path, &content, mode).map_err(|e| TransportError::io("write", &path, e))).await
+        let ids = owner.map(owner_ids).transpose()?;
+        blocking(move || write_atomic(&path, &content, mode, ids).map_err(|e| TransportError::io("write", &path, e))).await
     }
 
     async fn read_file(&self, path: &Path) -> Result<Option<FileInfo>, TransportError> {
@@ -130,9 +131,10 @@ impl Transport for LocalTransport {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(TransportError::io("read", &path, e)),
             };
-            let mode = fs::metadata(&path).map_err(|e| TransportError::io("read", &path, e))?.permissions().mode() & 0o7777;
+            let meta = fs::metadata(&path).map_err(|e| TransportError::io("read", &path, e))?;
+            let mode = meta.permissions().mode() & 0o7777;
             let sha256 = sha256_hex(&content);
-            Ok(Some(FileInfo { content, sha256, mode }))
+            Ok(Some(FileInfo { content, sha256, mode, owner: owner_names(meta.uid(), meta.gid()) }))
         })
         .await
     }
@@ -192,7 +194,7 @@ impl Transport for LocalTransport {
         let err_log = log.try_clone().map_err(|e| TransportError::io("open log", &spec.log_path, e))?;
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
-            .arg(&spec.command)
+            .arg(crate::supervise::supervised(&spec.command, spec.restart))
             .current_dir(&spec.workdir)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .envs(spec.mark.vars.iter().map(|(k, v)| (k, v)))
@@ -285,7 +287,35 @@ async fn pump(stream: Option<impl AsyncRead + Unpin>, which: OutputStream, on_li
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+/// `user` or `user:group` (names or numbers) as ids; a user alone keeps the file's group.
+fn owner_ids(owner: &str) -> Result<(Option<Uid>, Option<Gid>), TransportError> {
+    let (user, group) = match owner.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (owner, None),
+    };
+    let unknown = |what: &str, name: &str| TransportError::Other(format!("no {what} `{name}` on this machine (owner `{owner}`)"));
+    let uid = match user.parse::<u32>() {
+        Ok(n) => Uid::from_raw(n),
+        Err(_) => User::from_name(user).ok().flatten().ok_or_else(|| unknown("user", user))?.uid,
+    };
+    let gid = match group {
+        None => None,
+        Some(g) => Some(match g.parse::<u32>() {
+            Ok(n) => Gid::from_raw(n),
+            Err(_) => Group::from_name(g).ok().flatten().ok_or_else(|| unknown("group", g))?.gid,
+        }),
+    };
+    Ok((Some(uid), gid))
+}
+
+/// `user:group` by name, by number where there is no name (as `stat -c %U:%G` prints).
+fn owner_names(uid: u32, gid: u32) -> String {
+    let user = User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string());
+    let group = Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name).unwrap_or_else(|| gid.to_string());
+    format!("{user}:{group}")
+}
+
+fn write_atomic(path: &Path, content: &[u8], mode: u32, owner: Option<(Option<Uid>, Option<Gid>)>) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent directory"))?;
     let mut attempt = 0;
     loop {
@@ -296,6 +326,9 @@ fn write_atomic(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
             let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             f.write_all(content)?;
             f.set_permissions(fs::Permissions::from_mode(mode))?;
+            if let Some((uid, gid)) = owner {
+                nix::unistd::fchown(&f, uid, gid).map_err(io::Error::from)?;
+            }
             f.sync_all()?;
             fs::rename(&tmp, path)
         })();

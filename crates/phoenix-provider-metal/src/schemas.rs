@@ -97,6 +97,34 @@ pub fn http_url(value: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// `user` or `user:group`: POSIX-ish names or numeric ids.
+fn owner_spec(value: &Value) -> Result<(), String> {
+    let Some(s) = value.as_str() else { return Ok(()) };
+    if has_reference(s) {
+        return Ok(());
+    }
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 32
+            && (n.bytes().all(|b| b.is_ascii_digit())
+                || (n.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                    && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' || b == b'.')))
+    };
+    let ok = match s.split_once(':') {
+        Some((u, g)) => name_ok(u) && name_ok(g),
+        None => name_ok(s),
+    };
+    if ok { Ok(()) } else { Err(format!("`{s}` is not an owner: use `user` or `user:group` (names or numeric ids)")) }
+}
+
+fn restart_policy(value: &Value) -> Result<(), String> {
+    match value.as_str() {
+        None | Some("on-failure" | "always" | "no") => Ok(()),
+        Some(s) if has_reference(s) => Ok(()),
+        Some(s) => Err(format!("`{s}`: use \"on-failure\", \"always\" or \"no\"")),
+    }
+}
+
 fn check_from(value: &Value) -> Result<(), String> {
     match value.as_str() {
         None | Some("phoenix" | "host") => Ok(()),
@@ -198,6 +226,12 @@ pub fn all() -> Vec<ResourceSchema> {
                 AttrSchema::optional("mode", AttrType::String, "permission bits in octal, like \"0644\"")
                     .default(json!("0644"))
                     .validate_with(octal_mode),
+                AttrSchema::optional(
+                    "owner",
+                    AttrType::String,
+                    "`user` or `user:group` (names or ids) the file is given before it appears; needs the rights to chown",
+                )
+                .validate_with(owner_spec),
                 AttrSchema::computed(
                     "sha256",
                     AttrType::String,
@@ -212,7 +246,7 @@ pub fn all() -> Vec<ResourceSchema> {
         },
         ResourceSchema {
             type_name: SERVICE,
-            description: "A long-running process started detached (`sh -c`) in its own process group, logged to a file and marked with PHOENIX_OWNER",
+            description: "A long-running command: a systemd unit (written, enabled, started) on hosts that run systemd, else a supervised process in its own process group; logged to a file and marked with PHOENIX_OWNER",
             attrs: vec![
                 host(),
                 AttrSchema::required(
@@ -231,7 +265,17 @@ pub fn all() -> Vec<ResourceSchema> {
                 AttrSchema::optional("stop_timeout_secs", AttrType::Int, "seconds between SIGTERM and SIGKILL when stopping")
                     .default(json!(10))
                     .validate_with(validators::non_negative),
-                AttrSchema::computed("pid", AttrType::Int, "the process id (also its process group id)"),
+                AttrSchema::optional(
+                    "restart",
+                    AttrType::String,
+                    "when the command is started again after it ends: \"on-failure\" (the default), \"always\" or \"no\"",
+                )
+                .default(json!("on-failure"))
+                .validate_with(restart_policy),
+                AttrSchema::computed("pid", AttrType::Int, "the main process id (for a process: also its process group id)"),
+                AttrSchema::computed("manager", AttrType::String, "what runs it: \"systemd\" or \"process\" (chosen by the host's `init`)")
+                    .stable(),
+                AttrSchema::computed("unit", AttrType::String, "the systemd unit's name (empty for a process)").stable(),
                 AttrSchema::computed("log_path", AttrType::String, "where stdout and stderr are appended").stable(),
                 AttrSchema::computed(
                     "owner",
@@ -327,6 +371,9 @@ mod tests {
         assert!(resource_path(&json!("${dir.path}/x")).is_ok());
         assert!(http_url(&json!("http://127.0.0.1:80/")).is_ok());
         assert!(http_url(&json!("https://example.com")).is_err());
+        assert!(owner_spec(&json!("www-data")).is_ok() && owner_spec(&json!("nobody:nogroup")).is_ok());
+        assert!(owner_spec(&json!("0:0")).is_ok() && owner_spec(&json!("Root")).is_err() && owner_spec(&json!("a:b:c")).is_err());
+        assert!(restart_policy(&json!("always")).is_ok() && restart_policy(&json!("sometimes")).is_err());
     }
 
     #[test]

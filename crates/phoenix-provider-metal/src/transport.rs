@@ -63,6 +63,8 @@ pub struct FileInfo {
     pub sha256: String,
     /// Permission bits (`0o644`).
     pub mode: u32,
+    /// `user:group` by name (by number when the host has no name for it).
+    pub owner: String,
 }
 
 /// Environment variables that mark a process as Phoenix's: a service is found
@@ -73,7 +75,31 @@ pub struct OwnerMark {
     pub vars: Vec<(String, String)>,
 }
 
-/// A long-running process to start detached.
+/// When a service's command is started again after it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Restart {
+    No,
+    #[default]
+    OnFailure,
+    Always,
+}
+
+impl Restart {
+    /// Also systemd's spelling (`Restart=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::No => "no",
+            Restart::OnFailure => "on-failure",
+            Restart::Always => "always",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Restart::No, Restart::OnFailure, Restart::Always].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// A long-running process to start detached, under [`crate::supervise`].
 #[derive(Debug, Clone)]
 pub struct ServiceSpec {
     /// For messages and the log header.
@@ -87,6 +113,7 @@ pub struct ServiceSpec {
     pub mark: OwnerMark,
     /// stdout and stderr are appended here; its directory is created.
     pub log_path: PathBuf,
+    pub restart: Restart,
 }
 
 /// What [`Transport::stop_service`] had to do.
@@ -141,7 +168,8 @@ impl From<TransportError> for ProviderError {
 ///
 /// # Behavior
 /// - `write_file` is atomic (a reader sees the old or the new content, never
-///   a mix), creates missing parent directories and sets exactly `mode`.
+///   a mix), creates missing parent directories and sets exactly `mode`, and
+///   `owner` (`user` or `user:group`) when given, before the file appears.
 /// - `read_file` and `tail_file` return `None` for a missing file; `remove_file`
 ///   of a missing file is `Ok(false)`.
 /// - `remove_empty_dirs` tries each directory in order and silently keeps the
@@ -162,7 +190,7 @@ pub trait Transport: Send + Sync + fmt::Debug {
 
     async fn exec(&self, spec: &ExecSpec, on_line: LineSink<'_>) -> Result<ExitInfo, TransportError>;
 
-    async fn write_file(&self, path: &Path, content: &[u8], mode: u32) -> Result<(), TransportError>;
+    async fn write_file(&self, path: &Path, content: &[u8], mode: u32, owner: Option<&str>) -> Result<(), TransportError>;
     async fn read_file(&self, path: &Path) -> Result<Option<FileInfo>, TransportError>;
     /// At most the last `max_bytes` of a file.
     async fn tail_file(&self, path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, TransportError>;

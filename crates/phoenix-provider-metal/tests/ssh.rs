@@ -2,7 +2,10 @@
 //! 127.0.0.1 with keys made for this run (see peers/). Files, services,
 //! commands and checks through the provider; host-key refusal and first use;
 //! a failing command's stderr tail; a connection dropped mid-command; a
-//! timed-out command's process group killed on the host.
+//! timed-out command's process group killed on the host; file owners; a
+//! supervised service restarted; services as systemd units (driven by
+//! docker-systemctl-replacement, a systemctl that runs units without a
+//! systemd daemon, confined with `--root` to a directory of the test).
 
 mod peers;
 
@@ -33,14 +36,20 @@ fn host() -> Host {
 
 impl Host {
     fn provider(&self, known_hosts: &Path, check: &str) -> Result<MetalProvider, ProviderError> {
-        let config = json!({
-            "known_hosts": known_hosts.display().to_string(),
-            "hosts": { "box": {
-                "transport": "ssh", "address": "127.0.0.1", "port": self.sshd.port, "user": self.sshd.user,
-                "key": self.sshd.key.display().to_string(), "root": self.root.display().to_string(),
-                "host_key_check": check, "connect_attempts": 2,
-            }},
+        self.provider_with(known_hosts, check, json!({}))
+    }
+
+    /// With more keys in the host's table (`init`, `systemctl`...).
+    fn provider_with(&self, known_hosts: &Path, check: &str, extra: Value) -> Result<MetalProvider, ProviderError> {
+        let mut host = json!({
+            "transport": "ssh", "address": "127.0.0.1", "port": self.sshd.port, "user": self.sshd.user,
+            "key": self.sshd.key.display().to_string(), "root": self.root.display().to_string(),
+            "host_key_check": check, "connect_attempts": 2,
         });
+        for (k, v) in extra.as_object().unwrap() {
+            host[k] = v.clone();
+        }
+        let config = json!({ "known_hosts": known_hosts.display().to_string(), "hosts": { "box": host } });
         let p = MetalProvider::new();
         p.configure(&ProviderContext {
             environment: "sshtest".into(),
@@ -109,6 +118,12 @@ fn marked(owner: &str) -> Vec<u32> {
     out
 }
 
+/// The process group of a process.
+fn pgid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// Kills whatever a failed test left with this owner mark.
 struct Reaper(String);
 impl Drop for Reaper {
@@ -170,7 +185,10 @@ async fn files_services_commands_and_checks_over_ssh() {
     let svc_in = json!({"command": format!("exec python3 -m http.server {port} --bind 127.0.0.1 --directory site")});
     let svc_out = create(&p, SERVICE, "web", svc_in.clone(), log.clone()).await.unwrap();
     let pid = svc_out["pid"].as_u64().unwrap() as u32;
-    assert_eq!(marked(&ownership("web").key()), vec![pid], "one marked process, the service itself");
+    // The service is its supervisor (the group leader) and the command it runs, both in one group.
+    let procs = marked(&ownership("web").key());
+    assert!(procs.contains(&pid) && procs.len() == 2, "supervisor and command: {procs:?}");
+    assert!(procs.iter().all(|p| pgid(*p) == Some(pid)), "all in the service's process group: {procs:?}");
     let check_in =
         json!({"url": format!("http://127.0.0.1:{port}/index.html"), "contains": "changed", "timeout_secs": 20, "interval_ms": 50});
     create(&p, HTTP_CHECK, "ready", check_in, log.clone()).await.unwrap();
@@ -305,4 +323,133 @@ async fn an_unreachable_host_is_retried_then_reported() {
     let err = create(&p, FILE, "f", json!({"path": "x", "content": "x"}), log).await.unwrap_err();
     assert!(err.message.contains("cannot reach box over SSH") && err.message.contains("after 3 attempts"), "{}", err.message);
     assert_eq!(err.class, ErrorClass::Transient);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_gets_its_owner_and_owner_drift_is_seen() {
+    let h = host();
+    let p = h.provider(&h.sshd.known_hosts(), "strict").unwrap();
+    let (log, _) = collecting();
+    let input = json!({"path": "etc/app.conf", "content": "x=1\n", "mode": "0640", "owner": "nobody:nogroup"});
+    let out = create(&p, FILE, "conf", input.clone(), log).await.unwrap();
+    let path = h.root.join("etc/app.conf");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&path).unwrap();
+    let nobody = String::from_utf8(std::process::Command::new("id").args(["-u", "nobody"]).output().unwrap().stdout).unwrap();
+    assert_eq!(meta.uid().to_string(), nobody.trim(), "chowned over SSH before the rename");
+    assert_eq!(refresh(&p, FILE, "conf", input.clone(), &out).await.unwrap().inputs, with_host(input.clone()), "no drift");
+    std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
+    let seen = refresh(&p, FILE, "conf", input.clone(), &out).await.unwrap();
+    assert_eq!(seen.inputs["owner"], json!("root:root"), "the owner drift is read back");
+    let err = create(&p, FILE, "bad", json!({"path": "x", "content": "", "owner": "no-such-user-here"}), collecting().0).await;
+    assert!(err.unwrap_err().message.contains("no-such-user-here"));
+    delete(&p, FILE, "conf", input, out).await.unwrap();
+    assert!(!path.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervised_service_comes_back_and_a_start_that_fails_at_once_is_reported() {
+    let h = host();
+    let _reaper = (Reaper(ownership("flaky").key()), Reaper(ownership("broken").key()));
+    let p = h.provider_with(&h.sshd.known_hosts(), "strict", json!({"init": "process"})).unwrap();
+    // Runs a second, then fails: the supervisor starts it again (on-failure is the default).
+    let runs = h.root.join("runs");
+    let flaky = json!({"command": format!("echo run >> {}; sleep 1; exit 1", runs.display())});
+    let out = create(&p, SERVICE, "flaky", flaky.clone(), collecting().0).await.unwrap();
+    assert_eq!(out["manager"], json!("process"));
+    let count = || std::fs::read_to_string(&runs).map(|s| s.lines().count()).unwrap_or(0);
+    assert!(wait_until(10, || count() >= 2), "restarted after it failed: {} runs", count());
+    assert!(refresh(&p, SERVICE, "flaky", flaky.clone(), &out).await.is_some(), "the service as a whole is up");
+    delete(&p, SERVICE, "flaky", flaky, out).await.unwrap();
+    assert!(wait_until(5, || marked(&ownership("flaky").key()).is_empty()), "supervisor and command stopped");
+
+    let err = create(&p, SERVICE, "broken", json!({"command": "echo 'config missing' >&2; exit 3"}), collecting().0).await.unwrap_err();
+    assert!(err.message.contains("exited within") && err.message.contains("config missing"), "{}", err.message);
+    assert!(wait_until(5, || marked(&ownership("broken").key()).is_empty()), "not left restarting in a loop");
+}
+
+/// `python3 systemctl3.py --root=DIR`: the docker-systemctl-replacement that `tests/run` installs.
+fn systemctl(root: &Path) -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys, importlib.util as u; print(sys.executable); print(u.find_spec('systemctl2.systemctl3').origin)"])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let (Some(python), Some(script)) = (lines.next(), lines.next()) else {
+        panic!("docker-systemctl-replacement is not installed (tests/run installs it): {}", String::from_utf8_lossy(&out.stderr))
+    };
+    format!("{python} {script} --root={}", root.display())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_on_a_systemd_host_is_a_unit_enabled_started_and_removed() {
+    let h = host();
+    // systemctl3.py keeps paths under its --root as they are: the host's root lives inside it.
+    let sys_root = h.sshd.dir.path().join("sys/root");
+    let unit_dir = sys_root.join("etc/systemd/system");
+    std::fs::create_dir_all(&unit_dir).unwrap();
+    let root = sys_root.join("srv");
+    let host = Host { sshd: h.sshd, root: root.clone(), project: h.project };
+    let extra = json!({"init": "systemd", "systemctl": systemctl(&sys_root), "unit_dir": unit_dir.display().to_string()});
+    let p = host.provider_with(&host.sshd.known_hosts(), "strict", extra).unwrap();
+    let _reaper = Reaper(ownership("api").key());
+
+    let port = free_port();
+    let command = |greeting: &str| {
+        json!({
+            "command": format!("echo \"$GREETING from $PHOENIX_OWNER\" > greeting.txt; exec python3 -m http.server {port} --bind 127.0.0.1"),
+            "environment": {"GREETING": greeting},
+        })
+    };
+    let input = command("s3cret-hello");
+    let out = create(&p, SERVICE, "api", input.clone(), collecting().0).await.unwrap();
+    let unit = out["unit"].as_str().unwrap().to_string();
+    assert_eq!(out["manager"], json!("systemd"));
+    assert!(unit.starts_with("phoenix-sshtest-api-") && unit.ends_with(".service"), "{unit}");
+    let unit_text = std::fs::read_to_string(unit_dir.join(&unit)).unwrap();
+    assert!(unit_text.contains("ExecStart=/bin/sh \"") && unit_text.contains("Restart=on-failure"), "{unit_text}");
+    assert!(!unit_text.contains("s3cret"), "the environment's values stay out of the unit");
+    let env_file = root.join(".phoenix-metal/env/api.env");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(unit_dir.join("multi-user.target.wants").join(&unit).exists(), "enabled");
+    // Started by systemctl with the environment file and the owner mark.
+    let greeting = || std::fs::read_to_string(root.join("greeting.txt")).unwrap_or_default();
+    assert!(wait_until(10, || greeting().contains("s3cret-hello from sshtest")), "{:?}", greeting());
+    let pid = out["pid"].as_u64().unwrap() as u32;
+    assert!(pid > 1 && marked(&ownership("api").key()).contains(&pid), "MainPID is the marked service");
+    assert!(refresh(&p, SERVICE, "api", input.clone(), &out).await.is_some());
+
+    // An update rewrites the unit and restarts it: a new main process with the new environment.
+    let changed = command("bonjour");
+    let updated = p
+        .update(UpdateRequest {
+            addr: addr("api"),
+            type_name: SERVICE.into(),
+            prior_inputs: with_host(input.clone()),
+            prior_outputs: out.clone(),
+            inputs: with_host(changed.clone()),
+            changed: vec!["environment".into()],
+            ownership: ownership("api"),
+            log: collecting().0,
+        })
+        .await
+        .unwrap();
+    assert_ne!(updated["pid"], out["pid"], "restarted");
+    assert!(wait_until(10, || std::fs::read_to_string(root.join("greeting.txt")).is_ok_and(|g| g.contains("bonjour"))));
+
+    // Stopped out of band: refresh sees it gone, so the next plan starts it again.
+    let sc = systemctl(&sys_root);
+    let stop = std::process::Command::new("sh").arg("-c").arg(format!("{sc} stop {unit}")).output().unwrap();
+    assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
+    assert!(refresh(&p, SERVICE, "api", changed.clone(), &updated).await.is_none());
+    let again = create(&p, SERVICE, "api", changed.clone(), collecting().0).await.unwrap();
+    assert_eq!(again["unit"], json!(unit), "the same unit, started again");
+
+    delete(&p, SERVICE, "api", changed.clone(), again.clone()).await.unwrap();
+    assert!(!unit_dir.join(&unit).exists() && !unit_dir.join("multi-user.target.wants").join(&unit).exists(), "disabled and removed");
+    assert!(!env_file.exists() && !root.join(".phoenix-metal/run/api.sh").exists(), "the environment file and script are gone");
+    assert!(wait_until(5, || marked(&ownership("api").key()).is_empty()), "stopped");
+    assert!(refresh(&p, SERVICE, "api", changed, &again).await.is_none());
 }

@@ -144,6 +144,19 @@ pub fn owned_processes(owner_prefix: &str) -> Vec<(u32, String)> {
     out
 }
 
+/// The services among [`owned_processes`]: the marked processes that lead
+/// their own process group (a service's supervisor; its command runs in the
+/// same group, marked too).
+#[allow(dead_code)] // not every test binary counts services
+pub fn owned_services(owner_prefix: &str) -> Vec<(u32, String)> {
+    owned_processes(owner_prefix).into_iter().filter(|(pid, _)| process_group(*pid) == Some(*pid)).collect()
+}
+
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split_whitespace().nth(2)?.parse().ok()
+}
+
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()

@@ -146,9 +146,9 @@ impl Transport for SshTransport {
         }
     }
 
-    async fn write_file(&self, path: &Path, content: &[u8], mode: u32) -> Result<(), TransportError> {
+    async fn write_file(&self, path: &Path, content: &[u8], mode: u32, owner: Option<&str>) -> Result<(), TransportError> {
         // The whole file is sent each time, so a retry after a drop is safe.
-        self.run_idempotent(&format!("writing `{}`", path.display()), &shell::write_script(path, mode), content).await?;
+        self.run_idempotent(&format!("writing `{}`", path.display()), &shell::write_script(path, mode, owner), content).await?;
         Ok(())
     }
 
@@ -161,11 +161,12 @@ impl Transport for SshTransport {
         if head == "absent" {
             return Ok(None);
         }
-        let mode = u32::from_str_radix(head.trim(), 8)
+        let (mode, owner) = head.trim().split_once(' ').unwrap_or((head.trim(), ""));
+        let mode = u32::from_str_radix(mode, 8)
             .map_err(|_| TransportError::Other(format!("unexpected file mode `{head}` for `{}`", path.display())))?;
         let content = out.stdout[n + 1..].to_vec();
         let sha256 = sha256_hex(&content);
-        Ok(Some(FileInfo { content, sha256, mode }))
+        Ok(Some(FileInfo { content, sha256, mode, owner: owner.to_string() }))
     }
 
     async fn tail_file(&self, path: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>, TransportError> {
@@ -200,7 +201,8 @@ impl Transport for SshTransport {
         check_env(&spec.mark.vars)?;
         let mut env = spec.env.clone();
         env.extend(spec.mark.vars.iter().cloned());
-        let script = shell::start_service_script(&spec.name, &spec.command, &spec.workdir, &env, &spec.log_path, crate::LOG_HEADER);
+        let run = crate::supervise::supervised(&spec.command, spec.restart);
+        let script = shell::start_service_script(&spec.name, &spec.command, &run, &spec.workdir, &env, &spec.log_path, crate::LOG_HEADER);
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let mut collect = |s: OutputStream, b: &[u8]| match s {
             OutputStream::Stdout => stdout.extend_from_slice(b),

@@ -52,7 +52,16 @@ pub fn exec_script(command: &str, workdir: &Path, env: &[(String, String)]) -> S
 /// session and gets no SIGHUP), appending to its log, and prints its pid.
 /// `setsid` does not fork here: a background job of a non-interactive shell
 /// is not a process group leader, so `$!` is the service's pid and pgid.
-pub fn start_service_script(name: &str, command: &str, workdir: &Path, env: &[(String, String)], log: &Path, header: &str) -> String {
+/// `command` is what the log header shows; `run` is what runs (the supervisor around it).
+pub fn start_service_script(
+    name: &str,
+    command: &str,
+    run: &str,
+    workdir: &Path,
+    env: &[(String, String)],
+    log: &Path,
+    header: &str,
+) -> String {
     let log_dir = log.parent().map(qpath).unwrap_or_else(|| "/".into());
     format!(
         "[ -d {wd} ] || {{ printf '{MARKER}NOWORKDIR\\n' >&2; exit {NO_WORKDIR_EXIT}; }}\n\
@@ -60,7 +69,7 @@ pub fn start_service_script(name: &str, command: &str, workdir: &Path, env: &[(S
          umask 077\n\
          mkdir -p {log_dir} || exit 1\n\
          printf '%s%s at unix time %s: %s\\n' {header} {name} \"$(date +%s)\" {cmd} >> {log} || exit 1\n\
-         {exports}setsid sh -c {cmd} </dev/null >>{log} 2>&1 &\n\
+         {exports}setsid sh -c {run} </dev/null >>{log} 2>&1 &\n\
          echo \"$!\"\n",
         wd = qpath(workdir),
         log = qpath(log),
@@ -68,6 +77,7 @@ pub fn start_service_script(name: &str, command: &str, workdir: &Path, env: &[(S
         name = quote(name),
         exports = exports(env),
         cmd = quote(command),
+        run = quote(run),
     )
 }
 
@@ -118,19 +128,21 @@ pub fn find_script(mark: &OwnerMark) -> String {
     )
 }
 
-/// Atomic replace: a temporary file in the same directory, renamed over the target.
-pub fn write_script(path: &Path, mode: u32) -> String {
+/// Atomic replace: a temporary file in the same directory, given its mode
+/// and owner, then renamed over the target.
+pub fn write_script(path: &Path, mode: u32, owner: Option<&str>) -> String {
     let dir = path.parent().map(qpath).unwrap_or_else(|| "/".into());
+    let chown = owner.map(|o| format!("chown {} \"$t\"\n", quote(o))).unwrap_or_default();
     format!(
-        "set -e\nmkdir -p {dir}\nt=$(mktemp {dir}/.phoenix-tmp.XXXXXX)\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\nchmod {mode:o} \"$t\"\nsync \"$t\" 2>/dev/null || true\nmv -f \"$t\" {p}\ntrap - EXIT\n",
+        "set -e\nmkdir -p {dir}\nt=$(mktemp {dir}/.phoenix-tmp.XXXXXX)\ntrap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\nchmod {mode:o} \"$t\"\n{chown}sync \"$t\" 2>/dev/null || true\nmv -f \"$t\" {p}\ntrap - EXIT\n",
         p = qpath(path),
     )
 }
 
-/// Prints `absent`, or the octal mode on one line followed by the content.
+/// Prints `absent`, or `MODE USER:GROUP` on one line followed by the content.
 pub fn read_script(path: &Path) -> String {
     let p = qpath(path);
-    format!("[ -f {p} ] || {{ echo absent; exit 0; }}\nstat -c %a {p} && cat {p}\n")
+    format!("[ -f {p} ] || {{ echo absent; exit 0; }}\nstat -c '%a %U:%G' {p} && cat {p}\n")
 }
 
 pub fn tail_script(path: &Path, max_bytes: u64) -> String {
@@ -183,7 +195,7 @@ mod tests {
     fn file_scripts_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a b/c'd.txt");
-        let w = write_script(&path, 0o640);
+        let w = write_script(&path, 0o640, None);
         let out = Command::new("sh")
             .arg("-c")
             .arg(&w)
@@ -196,7 +208,8 @@ mod tests {
             })
             .unwrap();
         assert!(out.success());
-        assert_eq!(sh(&read_script(&path)).0, "640\nhello\n");
+        let me = format!("{}:{}", sh("id -un").0.trim(), sh("id -gn").0.trim());
+        assert_eq!(sh(&read_script(&path)).0, format!("640 {me}\nhello\n"));
         assert_eq!(sh(&tail_script(&path, 3)).0, "present\nlo\n");
         assert_eq!(sh(&remove_script(&path)).0, "removed\n");
         assert_eq!(sh(&remove_script(&path)).0, "absent\n");

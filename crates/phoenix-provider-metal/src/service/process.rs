@@ -1,4 +1,6 @@
-//! `metal.service`.
+//! `metal.service` as a supervised process (hosts without systemd): started
+//! detached in its own process group under [`crate::supervise`], found again
+//! by its owner mark.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,13 +11,13 @@ use phoenix_core::state::Ownership;
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
-use crate::config::{Host, MetalConfig};
+use super::{restart, stop_timeout};
+use crate::config::Host;
+use crate::init::Manager;
+use crate::supervise::EXIT_MARK;
 use crate::transport::{OwnerMark, ServiceSpec, Transport, TransportError};
-use crate::{LOG_HEADER, OWNER_ENV, env_vars, host, int, prune, req_str, workdir};
+use crate::{LOG_HEADER, OWNER_ENV, env_vars, prune, req_str, workdir};
 
-/// How long a new service must stay up before it counts as started.
-const STARTUP_GRACE: Duration = Duration::from_millis(200);
-const DEFAULT_STOP_TIMEOUT: i64 = 10;
 const LOG_TAIL_LINES: usize = 20;
 
 /// `PHOENIX_OWNER=<ownership key>`: finds a service again and tells it from
@@ -25,15 +27,13 @@ fn owner_mark(key: String) -> OwnerMark {
     OwnerMark { vars: vec![(OWNER_ENV.to_string(), key)] }
 }
 
-fn stop_timeout(inputs: &Attrs) -> Duration {
-    Duration::from_secs(int(inputs, "stop_timeout_secs", DEFAULT_STOP_TIMEOUT).unwrap_or(DEFAULT_STOP_TIMEOUT).max(0) as u64)
-}
-
 fn outputs(pid: u32, log_path: &std::path::Path, ownership: &Ownership) -> Attrs {
     let mut o = Attrs::new();
     o.insert("pid".into(), json!(pid));
     o.insert("log_path".into(), Value::String(log_path.display().to_string()));
     o.insert("owner".into(), Value::String(ownership.key()));
+    o.insert("manager".into(), Value::String(Manager::Process.as_str().into()));
+    o.insert("unit".into(), Value::String(String::new()));
     o
 }
 
@@ -50,25 +50,37 @@ async fn read_pid_file(t: &dyn Transport, path: &std::path::Path) -> Option<u32>
     String::from_utf8_lossy(&f.content).trim().parse().ok()
 }
 
-/// The lines the latest start wrote to the log.
-async fn log_tail(t: &dyn Transport, path: &std::path::Path) -> String {
-    let Ok(Some(bytes)) = t.tail_file(path, 16 * 1024).await else { return "(no log)".into() };
+/// What the latest start wrote to the log (the lines after its header).
+pub(super) async fn since_start(t: &dyn Transport, path: &std::path::Path) -> Option<String> {
+    let bytes = t.tail_file(path, 16 * 1024).await.ok()??;
     let text = String::from_utf8_lossy(&bytes);
-    let since_start = text.rfind(LOG_HEADER).and_then(|i| text[i..].find('\n').map(|j| &text[i + j + 1..])).unwrap_or(&text);
-    let lines: Vec<&str> = since_start.lines().collect();
+    Some(text.rfind(LOG_HEADER).and_then(|i| text[i..].find('\n').map(|j| text[i + j + 1..].to_string())).unwrap_or(text.into_owned()))
+}
+
+/// The last lines the latest start wrote to the log, indented, for an error.
+pub(super) async fn log_tail(t: &dyn Transport, path: &std::path::Path) -> String {
+    let Some(text) = since_start(t, path).await else { return "(no log)".into() };
+    let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n  ");
     if tail.trim().is_empty() { "(the log is empty)".into() } else { format!("  {tail}") }
 }
 
-pub async fn start(cfg: &MetalConfig, addr: &ResourceAddr, inputs: &Attrs, ownership: &Ownership) -> Result<Attrs, ProviderError> {
-    let h = cfg.host(host(inputs))?;
+pub async fn start(h: &Host, addr: &ResourceAddr, inputs: &Attrs, ownership: &Ownership) -> Result<Attrs, ProviderError> {
     let t = h.transport.clone();
     let command = req_str(inputs, "command")?.to_string();
-    let workdir = workdir(&h, inputs).await?;
+    let workdir = workdir(h, inputs).await?;
     let env = env_vars(inputs, "environment")?
         .ok_or_else(|| ProviderError::permanent("`environment` is sealed: its values are needed to start the service"))?;
     let log_path = h.log_path(addr.as_str());
-    let spec = ServiceSpec { name: addr.to_string(), command, workdir, env, mark: owner_mark(ownership.key()), log_path: log_path.clone() };
+    let spec = ServiceSpec {
+        name: addr.to_string(),
+        command,
+        workdir,
+        env,
+        mark: owner_mark(ownership.key()),
+        log_path: log_path.clone(),
+        restart: restart(inputs)?,
+    };
     let pid = match t.start_service(&spec).await {
         Err(TransportError::MissingWorkdir(d)) if d == h.root => {
             // A concurrent delete pruned the (then empty) root after it was made.
@@ -77,18 +89,24 @@ pub async fn start(cfg: &MetalConfig, addr: &ResourceAddr, inputs: &Attrs, owner
         }
         r => r?,
     };
-    tokio::time::sleep(STARTUP_GRACE).await;
-    if !t.service_running(pid, &owner_mark(ownership.key())).await? {
+    tokio::time::sleep(super::STARTUP_GRACE).await;
+    let running = t.service_running(pid, &owner_mark(ownership.key())).await?;
+    // The supervisor keeps a crashing command alive: its exit line in the log tells.
+    let exited = since_start(t.as_ref(), &log_path).await.is_some_and(|l| l.contains(EXIT_MARK));
+    if !running || exited {
         let tail = log_tail(t.as_ref(), &log_path).await;
+        if running {
+            stop(h, t.as_ref(), addr, pid, ownership, stop_timeout(inputs)).await?;
+        }
         return Err(ProviderError::permanent(format!(
             "service `{addr}` exited within {} ms of starting; last lines of {}:\n{tail}",
-            STARTUP_GRACE.as_millis(),
+            super::STARTUP_GRACE.as_millis(),
             log_path.display()
         )));
     }
     let out = outputs(pid, &log_path, ownership);
     let pid_path = h.pid_path(addr.as_str());
-    if let Err(e) = t.write_file(&pid_path, format!("{pid}\n").as_bytes(), 0o644).await {
+    if let Err(e) = t.write_file(&pid_path, format!("{pid}\n").as_bytes(), 0o644, None).await {
         // It runs: record it (tainted) rather than leak it.
         return Err(ProviderError::from(e).with_created(out));
     }
@@ -109,8 +127,7 @@ async fn stop(
 }
 
 /// Any change restarts the service (stop, then start), except a change of the stop timeout alone.
-pub async fn update(cfg: &MetalConfig, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-    let h = cfg.host(host(&req.inputs))?;
+pub async fn update(h: &Host, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
     let t = h.transport.clone();
     let pid = recorded_pid(&req.prior_outputs);
     let only_timeout = !req.changed.is_empty() && req.changed.iter().all(|c| c == "stop_timeout_secs");
@@ -121,27 +138,29 @@ pub async fn update(cfg: &MetalConfig, req: &UpdateRequest) -> Result<Attrs, Pro
         return Ok(req.prior_outputs.clone());
     }
     if let Some(pid) = pid {
-        stop(&h, t.as_ref(), &req.addr, pid, &req.ownership, stop_timeout(&req.prior_inputs)).await?;
+        stop(h, t.as_ref(), &req.addr, pid, &req.ownership, stop_timeout(&req.prior_inputs)).await?;
     }
-    start(cfg, &req.addr, &req.inputs, &req.ownership).await
+    start(h, &req.addr, &req.inputs, &req.ownership).await
 }
 
 /// Running: the recorded pid is alive and carries this resource's owner mark
 /// (not a dead service whose pid was reused).
-pub async fn refresh(cfg: &MetalConfig, item: &RefreshItem) -> Result<Option<Observed>, ProviderError> {
-    let h = cfg.host(host(&item.inputs))?;
+pub async fn refresh(h: &Host, item: &RefreshItem) -> Result<Option<Observed>, ProviderError> {
     let t = h.transport.clone();
     let (Some(pid), Some(owner)) = (recorded_pid(&item.outputs), item.outputs.get("owner").and_then(Value::as_str)) else {
         return Ok(None);
     };
     let running = t.service_running(pid, &owner_mark(owner.to_string())).await?;
-    Ok(running.then(|| Observed { inputs: item.inputs.clone(), outputs: item.outputs.clone() }))
+    let mut outputs = item.outputs.clone();
+    // Recorded before services had managers: it is a process.
+    outputs.entry("manager".to_string()).or_insert_with(|| Value::String(Manager::Process.as_str().into()));
+    outputs.entry("unit".to_string()).or_insert_with(|| Value::String(String::new()));
+    Ok(running.then(|| Observed { inputs: item.inputs.clone(), outputs }))
 }
 
 /// Finds the service an interrupted create started, by its owner mark. When
 /// several run (more than one interrupted run), keeps one and stops the others.
-pub async fn adopt(cfg: &MetalConfig, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-    let h = cfg.host(host(&req.inputs))?;
+pub async fn adopt(h: &Host, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
     let t = h.transport.clone();
     let found = t.find_services(&owner_mark(req.ownership.key())).await?;
     let Some(&oldest) = found.first() else { return Ok(None) };
@@ -150,10 +169,10 @@ pub async fn adopt(cfg: &MetalConfig, req: &AdoptRequest) -> Result<Option<Obser
     let keep = recorded.filter(|p| found.contains(p)).unwrap_or(oldest);
     for &other in found.iter().filter(|&&p| p != keep) {
         tracing::info!(addr = %req.addr, pid = other, kept = keep, "stopping a duplicate service");
-        stop(&h, t.as_ref(), &req.addr, other, &req.ownership, stop_timeout(&req.inputs)).await?;
+        stop(h, t.as_ref(), &req.addr, other, &req.ownership, stop_timeout(&req.inputs)).await?;
     }
     if recorded != Some(keep) {
-        t.write_file(&pid_path, format!("{keep}\n").as_bytes(), 0o644).await?;
+        t.write_file(&pid_path, format!("{keep}\n").as_bytes(), 0o644, None).await?;
     }
     let log_path = h.log_path(req.addr.as_str());
     Ok(Some(Observed { inputs: req.inputs.clone(), outputs: outputs(keep, &log_path, &req.ownership) }))
@@ -161,12 +180,11 @@ pub async fn adopt(cfg: &MetalConfig, req: &AdoptRequest) -> Result<Option<Obser
 
 /// Stops the recorded process (SIGTERM to its group, SIGKILL after
 /// `stop_timeout_secs`) and removes its pid file and log. Already dead is fine.
-pub async fn delete(cfg: &MetalConfig, req: &DeleteRequest) -> Result<(), ProviderError> {
-    let h = cfg.host(host(&req.inputs))?;
+pub async fn delete(h: &Host, req: &DeleteRequest) -> Result<(), ProviderError> {
     let t = h.transport.clone();
     let pid = recorded_pid(&req.outputs);
     if let Some(pid) = pid {
-        stop(&h, t.as_ref(), &req.addr, pid, &req.ownership, stop_timeout(&req.inputs)).await?;
+        stop(h, t.as_ref(), &req.addr, pid, &req.ownership, stop_timeout(&req.inputs)).await?;
     }
     // The pid file and log are shared by every process of this resource (a
     // create-before-destroy replacement runs beside the old one): keep them
@@ -178,7 +196,7 @@ pub async fn delete(cfg: &MetalConfig, req: &DeleteRequest) -> Result<(), Provid
     };
     if !other_live {
         t.remove_file(&pid_path).await?;
-        t.remove_file(&log_path(&h, &req.addr, Some(&req.outputs))).await?;
+        t.remove_file(&log_path(h, &req.addr, Some(&req.outputs))).await?;
     }
-    prune(&h, Vec::new()).await
+    prune(h, Vec::new()).await
 }
