@@ -401,9 +401,10 @@ async fn service_restarts_on_update_and_stops_on_delete() {
 async fn service_that_dies_at_once_fails_with_its_log() {
     let e = env();
     let err = e.create(SERVICE, "bad", json!({"command": "echo 'cannot bind port' >&2; exit 3"})).await.unwrap_err();
-    assert!(err.message.contains("exited within 200 ms"), "{}", err.message);
+    assert!(err.message.contains("exited within 1000 ms"), "{}", err.message);
     assert!(err.message.contains("cannot bind port"), "{}", err.message);
     assert!(err.created.is_none());
+    assert!(e.services("bad").await.is_empty(), "its supervisor is not left restarting it");
 }
 
 #[tokio::test]

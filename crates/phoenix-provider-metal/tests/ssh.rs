@@ -352,9 +352,9 @@ async fn a_supervised_service_comes_back_and_a_start_that_fails_at_once_is_repor
     let h = host();
     let _reaper = (Reaper(ownership("flaky").key()), Reaper(ownership("broken").key()));
     let p = h.provider_with(&h.sshd.known_hosts(), "strict", json!({"init": "process"})).unwrap();
-    // Runs a second, then fails: the supervisor starts it again (on-failure is the default).
+    // Runs two seconds, then fails: the supervisor starts it again (on-failure is the default).
     let runs = h.root.join("runs");
-    let flaky = json!({"command": format!("echo run >> {}; sleep 1; exit 1", runs.display())});
+    let flaky = json!({"command": format!("echo run >> {}; sleep 2; exit 1", runs.display())});
     let out = create(&p, SERVICE, "flaky", flaky.clone(), collecting().0).await.unwrap();
     assert_eq!(out["manager"], json!("process"));
     let count = || std::fs::read_to_string(&runs).map(|s| s.lines().count()).unwrap_or(0);

@@ -14,11 +14,14 @@ use serde_json::json;
 use super::{restart, stop_timeout};
 use crate::config::Host;
 use crate::init::Manager;
-use crate::supervise::EXIT_MARK;
+use crate::supervise::exited_within;
 use crate::transport::{OwnerMark, ServiceSpec, Transport, TransportError};
 use crate::{LOG_HEADER, OWNER_ENV, env_vars, prune, req_str, workdir};
 
 const LOG_TAIL_LINES: usize = 20;
+/// A command that ends sooner than this after its start failed to start (a
+/// bad flag, a missing file), rather than crashed while serving.
+const FAILED_START_MS: u64 = 1000;
 
 /// `PHOENIX_OWNER=<ownership key>`: finds a service again and tells it from
 /// an unrelated process that got a dead service's pid. The key holds the state
@@ -92,15 +95,14 @@ pub async fn start(h: &Host, addr: &ResourceAddr, inputs: &Attrs, ownership: &Ow
     tokio::time::sleep(super::STARTUP_GRACE).await;
     let running = t.service_running(pid, &owner_mark(ownership.key())).await?;
     // The supervisor keeps a crashing command alive: its exit line in the log tells.
-    let exited = since_start(t.as_ref(), &log_path).await.is_some_and(|l| l.contains(EXIT_MARK));
+    let exited = since_start(t.as_ref(), &log_path).await.is_some_and(|l| exited_within(&l, FAILED_START_MS));
     if !running || exited {
         let tail = log_tail(t.as_ref(), &log_path).await;
         if running {
             stop(h, t.as_ref(), addr, pid, ownership, stop_timeout(inputs)).await?;
         }
         return Err(ProviderError::permanent(format!(
-            "service `{addr}` exited within {} ms of starting; last lines of {}:\n{tail}",
-            super::STARTUP_GRACE.as_millis(),
+            "service `{addr}` exited within {FAILED_START_MS} ms of starting; last lines of {}:\n{tail}",
             log_path.display()
         )));
     }
