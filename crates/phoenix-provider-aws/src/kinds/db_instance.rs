@@ -174,35 +174,37 @@ async fn create_new(aws: &Aws, req: &CreateRequest, id: &str) -> Result<(), Prov
     Ok(())
 }
 
-/// Restores from a snapshot; RestoreDBInstanceFromDBSnapshot takes no password, so the
-/// definition's password is set once the instance is available.
+/// Starts a restore from a snapshot. RestoreDBInstanceFromDBSnapshot takes no password:
+/// [`set_password`] sets the definition's once the instance is available.
 async fn restore(aws: &Aws, req: &CreateRequest, id: &str, snapshot: &str) -> Result<(), ProviderError> {
     let i = &req.inputs;
     let groups = str_list(i, "vpc_security_group_ids");
-    {
-        let _p = aws.permit().await;
-        aws.rds
-            .restore_db_instance_from_db_snapshot()
-            .db_instance_identifier(id)
-            .db_snapshot_identifier(snapshot)
-            .db_instance_class(req_str(i, "instance_class")?)
-            .set_multi_az(flag(i, "multi_az"))
-            .set_db_subnet_group_name(opt_str(i, "db_subnet_group_name").map(str::to_string))
-            .set_db_parameter_group_name(opt_str(i, "parameter_group_name").map(str::to_string))
-            .set_vpc_security_group_ids((!groups.is_empty()).then_some(groups))
-            .set_publicly_accessible(flag(i, "publicly_accessible"))
-            .copy_tags_to_snapshot(true)
-            .set_tags(Some(rds_tags(&req.ownership, i.get("tags"))))
-            .send()
-            .await
-            .map_err(|e| sdk("RestoreDBInstanceFromDBSnapshot", e))?;
-    }
+    let _p = aws.permit().await;
+    aws.rds
+        .restore_db_instance_from_db_snapshot()
+        .db_instance_identifier(id)
+        .db_snapshot_identifier(snapshot)
+        .db_instance_class(req_str(i, "instance_class")?)
+        .set_multi_az(flag(i, "multi_az"))
+        .set_db_subnet_group_name(opt_str(i, "db_subnet_group_name").map(str::to_string))
+        .set_db_parameter_group_name(opt_str(i, "parameter_group_name").map(str::to_string))
+        .set_vpc_security_group_ids((!groups.is_empty()).then_some(groups))
+        .set_publicly_accessible(flag(i, "publicly_accessible"))
+        .copy_tags_to_snapshot(true)
+        .set_tags(Some(rds_tags(&req.ownership, i.get("tags"))))
+        .send()
+        .await
+        .map_err(|e| sdk("RestoreDBInstanceFromDBSnapshot", e))?;
+    Ok(())
+}
+
+async fn set_password(aws: &Aws, id: &str, inputs: &Attrs) -> Result<(), ProviderError> {
     wait_available(aws, id).await?;
     let _p = aws.permit().await;
     aws.rds
         .modify_db_instance()
         .db_instance_identifier(id)
-        .master_user_password(password(i)?)
+        .master_user_password(password(inputs)?)
         .apply_immediately(true)
         .send()
         .await
@@ -291,7 +293,10 @@ impl Kind for DbInstance {
         match opt_str(&req.inputs, "snapshot_identifier") {
             Some(snapshot) => {
                 (req.log)(&req.addr, &format!("restoring {id} from snapshot {snapshot}"));
-                restore(aws, req, id, snapshot).await.map_err(|e| if code_is_new(&e) { e } else { e.with_created(made.clone()) })?;
+                password(&req.inputs)?;
+                restore(aws, req, id, snapshot).await?;
+                // The instance exists from here on: a failure hands it to the engine, never leaks it.
+                set_password(aws, id, &req.inputs).await.map_err(|e| e.with_created(made.clone()))?;
             }
             None => create_new(aws, req, id).await?,
         }
@@ -377,9 +382,4 @@ impl Kind for DbInstance {
         })
         .await
     }
-}
-
-/// A restore that was refused outright made nothing: no created object to hand back.
-fn code_is_new(e: &ProviderError) -> bool {
-    e.message.starts_with("RestoreDBInstanceFromDBSnapshot:")
 }

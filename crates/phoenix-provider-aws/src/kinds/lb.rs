@@ -44,13 +44,15 @@ pub(crate) fn elb_tags(o: &Ownership, user: Option<&Value>) -> Vec<Tag> {
 pub(crate) async fn tags_of(aws: &Aws, arns: &[String]) -> Result<HashMap<String, Vec<(String, String)>>, ProviderError> {
     let mut found = HashMap::new();
     for chunk in arns.chunks(20) {
-        let out = {
+        let res = {
             let _p = aws.permit().await;
-            match aws.elb.describe_tags().set_resource_arns(Some(chunk.to_vec())).send().await {
+            aws.elb.describe_tags().set_resource_arns(Some(chunk.to_vec())).send().await
+        };
+        let out = {
+            match res {
                 Ok(o) => o,
                 // One ARN gone between the describe and this call: read the rest one by one.
                 Err(e) if is_not_found(&e) && chunk.len() > 1 => {
-                    drop(_p);
                     for arn in chunk {
                         found.extend(Box::pin(tags_of(aws, std::slice::from_ref(arn))).await?);
                     }
