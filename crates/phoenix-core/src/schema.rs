@@ -103,6 +103,10 @@ pub struct AttrSchema {
     /// A computed attribute that an in-place update never changes (an id, an ARN).
     /// Others are "known after apply" whenever their resource is updated.
     pub stable: bool,
+    /// A computed attribute worth showing at a glance (`phoenix status` prints it
+    /// under its resource): a load balancer's DNS name, healthy targets, instance counts.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub highlight: bool,
     pub default: Option<Value>,
     #[serde(skip)]
     pub validator: Option<Validator>,
@@ -120,6 +124,7 @@ impl AttrSchema {
             force_new: false,
             sensitive: false,
             stable: false,
+            highlight: false,
             default: None,
             validator: None,
         }
@@ -143,6 +148,10 @@ impl AttrSchema {
     }
     pub fn stable(mut self) -> Self {
         self.stable = true;
+        self
+    }
+    pub fn highlight(mut self) -> Self {
+        self.highlight = true;
         self
     }
     pub fn default(mut self, value: Value) -> Self {

@@ -1,4 +1,5 @@
-//! One EC2 client per run, shared by every resource type, with the limits
+//! One client per AWS service per run (EC2, ELBv2, Auto Scaling, RDS, Route 53),
+//! built from one SdkConfig and shared by every resource type, with the limits
 //! that keep `--parallelism 200` from flooding the API: a concurrency cap and
 //! a request-rate token bucket, plus a counter of requests actually sent.
 
@@ -65,6 +66,10 @@ impl Bucket {
 /// The shared AWS context of a run.
 pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    pub rds: aws_sdk_rds::Client,
+    pub route53: aws_sdk_route53::Client,
     pub region: String,
     pub wait_timeout: Duration,
     calls: Arc<AtomicU64>,
@@ -117,9 +122,20 @@ impl Aws {
             }
         }
         let calls = Arc::new(AtomicU64::new(0));
-        let ec2_config = aws_sdk_ec2::config::Builder::from(&sdk).interceptor(CallCounter(calls.clone())).build();
+        // Every service client counts its requests on the same counter and goes
+        // through the same permit(): the limits are per provider, not per service.
+        let counter = CallCounter(calls.clone());
+        let ec2_config = aws_sdk_ec2::config::Builder::from(&sdk).interceptor(counter.clone()).build();
+        let elb_config = aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk).interceptor(counter.clone()).build();
+        let asg_config = aws_sdk_autoscaling::config::Builder::from(&sdk).interceptor(counter.clone()).build();
+        let rds_config = aws_sdk_rds::config::Builder::from(&sdk).interceptor(counter.clone()).build();
+        let r53_config = aws_sdk_route53::config::Builder::from(&sdk).interceptor(counter).build();
         Ok(Self {
             ec2: aws_sdk_ec2::Client::from_conf(ec2_config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb_config),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(asg_config),
+            rds: aws_sdk_rds::Client::from_conf(rds_config),
+            route53: aws_sdk_route53::Client::from_conf(r53_config),
             region,
             wait_timeout: Duration::from_secs(config.wait_timeout_secs),
             calls,

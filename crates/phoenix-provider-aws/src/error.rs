@@ -33,7 +33,11 @@ pub fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
     e.code()
 }
 
-/// `InvalidVpcID.NotFound`, `InvalidInstanceID.NotFound`, … : the object is gone (or not visible yet).
+/// `InvalidVpcID.NotFound`, `InvalidInstanceID.NotFound`, `LoadBalancerNotFound`,
+/// `InvalidLaunchTemplateName.NotFoundException`, `DBSubnetGroupNotFoundFault`,
+/// `NoSuchHostedZone` … : the object is gone (or not visible yet).
 pub fn is_not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
-    e.code().is_some_and(|c| c.ends_with(".NotFound") || c.ends_with("NotFound") || c == "InvalidAllocationID.NotFound")
+    e.code().is_some_and(|c| {
+        c.ends_with("NotFound") || c.ends_with("NotFoundException") || c.ends_with("NotFoundFault") || c.starts_with("NoSuch")
+    })
 }

@@ -15,6 +15,12 @@ pub fn default_name(o: &Ownership) -> String {
 
 /// Ownership tags, `Name`, and the user's `tags` attribute (which may override `Name`).
 pub fn all_tags(o: &Ownership, user: Option<&Value>) -> Vec<Tag> {
+    pairs(o, user).into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+/// [`all_tags`] as key/value pairs, for the services whose `Tag` types differ from EC2's
+/// (ELBv2, Auto Scaling, RDS, Route 53): one rule for every service.
+pub fn pairs(o: &Ownership, user: Option<&Value>) -> Vec<(String, String)> {
     let mut tags: Vec<(String, String)> = o.tags().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     let user: Vec<(String, String)> = user
         .and_then(Value::as_object)
@@ -24,7 +30,30 @@ pub fn all_tags(o: &Ownership, user: Option<&Value>) -> Vec<Tag> {
         tags.push(("Name".into(), default_name(o)));
     }
     tags.extend(user.into_iter().filter(|(k, _)| !k.starts_with("phoenix:")));
-    tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+    tags
+}
+
+/// Whether tags (as pairs) name exactly the object `o` describes: what adoption by name checks
+/// before taking over an object, so that a same-named object of someone else is never adopted.
+pub fn owned_by(tags: &[(String, String)], o: &Ownership) -> bool {
+    let get = |k: &str| tags.iter().find(|(tk, _)| tk == k).map(|(_, v)| v.as_str());
+    get("phoenix:lineage") == Some(o.lineage.as_str())
+        && get("phoenix:resource") == Some(o.resource.as_str())
+        && get("phoenix:environment") == Some(o.environment.as_str())
+}
+
+/// Tag keys the user removed from `tags` in this update (never Phoenix's own).
+pub fn removed_keys(prior: &Attrs, now: &Attrs) -> Vec<String> {
+    let keys =
+        |a: &Attrs| -> Vec<String> { a.get("tags").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default() };
+    let now = keys(now);
+    keys(prior).into_iter().filter(|k| !now.contains(k) && !k.starts_with("phoenix:")).collect()
+}
+
+/// [`observe_tags`] for pairs.
+pub fn observe_pairs(inputs: &mut Attrs, prior: &Attrs, pairs: &[(String, String)]) {
+    let tags: Vec<Tag> = pairs.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    observe_tags(inputs, prior, &tags);
 }
 
 pub fn spec(resource_type: ResourceType, tags: Vec<Tag>) -> TagSpecification {

@@ -9,7 +9,7 @@ use phoenix_core::validate::dependency_graph;
 use phoenix_core::value::is_sealed;
 
 use crate::args::{EnvArgs, Global, LockArgs};
-use crate::commands::plan::make_plan;
+use crate::commands::plan::refresh_and_plan;
 use crate::context;
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::printer::Printer;
@@ -60,11 +60,13 @@ pub fn graph(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
 
 pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool) -> CmdResult {
     let env = context::load(g, printer, args)?;
-    let state = env.read_state()?;
+    let mut state = env.read_state()?;
     let mut live: Option<std::collections::BTreeMap<ResourceAddr, &'static str>> = None;
     if refresh {
         env.configure_providers(printer, &state)?;
-        let plan = make_plan(&env, &state, false, &[]).await?;
+        let (read, plan) = refresh_and_plan(&env, &state, false, &[]).await?;
+        // Show what the providers read now (DNS names, healthy targets, instance counts), not the last run's values.
+        state = read;
         live = Some(
             plan.changes
                 .iter()
@@ -90,6 +92,7 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
                 serde_json::json!({
                     "addr": a, "type": r.type_name, "id": r.outputs.get("id"), "tainted": r.tainted,
                     "status": live.as_ref().and_then(|l| l.get(a)).copied(),
+                    "highlights": highlights(&env, r).into_iter().collect::<serde_json::Map<_, _>>(),
                 })
             })
             .collect();
@@ -122,6 +125,14 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
         let st = live.as_ref().and_then(|l| l.get(a)).map(|s| format!("  [{s}]")).unwrap_or_default();
         let taint = if r.tainted { "  (tainted)" } else { "" };
         println!("  {:width$}  {:22} {id}{st}{taint}", a.as_str(), r.type_name, width = width);
+        let marks = highlights(&env, r);
+        if !marks.is_empty() {
+            let text: Vec<String> = marks.iter().map(|(k, v)| format!("{k}: {}", phoenix_core::value::display_plain(v))).collect();
+            println!("  {:width$}    {}", "", style(text.join("  ")).dim(), width = width);
+        }
+    }
+    if !refresh && state.resources.values().any(|r| !highlights(&env, r).is_empty()) {
+        println!("  (values as of the last run; `--refresh` reads them now)");
     }
     for a in state.pending.keys() {
         println!("  {} {a}: an interrupted operation; the next `up` will finish it", style("!").yellow());
@@ -133,6 +144,18 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
         }
     }
     Ok(Exit::Ok)
+}
+
+/// The attributes a resource's type marks as worth seeing at a glance (load balancer
+/// DNS names, healthy targets, instance counts), as recorded in `r`; never sensitive ones.
+fn highlights(env: &context::Env, r: &phoenix_core::state::ResourceState) -> Vec<(String, serde_json::Value)> {
+    let Some(schema) = env.registry.schema(&r.type_name) else { return Vec::new() };
+    schema
+        .attrs
+        .iter()
+        .filter(|a| a.highlight && !a.sensitive)
+        .filter_map(|a| r.outputs.get(a.name).filter(|v| !is_sealed(v)).map(|v| (a.name.to_string(), v.clone())))
+        .collect()
 }
 
 pub fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<&str>) -> CmdResult {

@@ -15,6 +15,11 @@ use crate::printer::Printer;
 
 /// Refreshes state through the providers and diffs the definition against it.
 pub async fn make_plan(env: &Env, state: &StateDoc, destroy: bool, targets: &[String]) -> Result<Plan, Failure> {
+    Ok(refresh_and_plan(env, state, destroy, targets).await?.1)
+}
+
+/// [`make_plan`], also returning the state as the providers read it (for `status --refresh`).
+pub async fn refresh_and_plan(env: &Env, state: &StateDoc, destroy: bool, targets: &[String]) -> Result<(StateDoc, Plan), Failure> {
     let targets = targets
         .iter()
         .map(|t| {
@@ -30,7 +35,8 @@ pub async fn make_plan(env: &Env, state: &StateDoc, destroy: bool, targets: &[St
         anyhow!("refresh failed; nothing was changed:\n{}", lines.join("\n"))
     })?;
     let opts = PlanOptions { destroy, targets };
-    Ok(diff(&env.loaded.definition, &refreshed, &env.registry, &opts))
+    let plan = diff(&env.loaded.definition, &refreshed, &env.registry, &opts);
+    Ok((refreshed.state, plan))
 }
 
 pub async fn plan(

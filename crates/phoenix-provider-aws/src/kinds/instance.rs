@@ -140,7 +140,7 @@ async fn wait_gone(aws: &Aws, id: &str) -> Result<(), ProviderError> {
 /// The AMI to launch and its root device name (needed only to size the root volume).
 /// By name: the newest image matching the pattern among the owner's, as production
 /// code does it; an id is used as given, and looked up only when its root device is needed.
-async fn resolve_ami(aws: &Aws, inputs: &Attrs) -> Result<(String, Option<String>), ProviderError> {
+pub(crate) async fn resolve_ami(aws: &Aws, inputs: &Attrs) -> Result<(String, Option<String>), ProviderError> {
     let need_root = opt_i64(inputs, "root_volume_size").is_some();
     let query = format!("{:?}|{:?}|{:?}|{need_root}", opt_str(inputs, "ami"), opt_str(inputs, "ami_name"), opt_str(inputs, "ami_owner"));
     aws.image(query, || lookup_ami(aws, inputs, need_root)).await

@@ -19,10 +19,21 @@ use phoenix_core::value::{Attrs, Value};
 
 use crate::client::Aws;
 
+pub mod autoscaling_group;
+pub mod autoscaling_policy;
+pub mod db_instance;
+pub mod db_parameter_group;
+pub mod db_subnet_group;
 pub mod eip;
 pub mod instance;
 pub mod internet_gateway;
 pub mod key_pair;
+pub mod launch_template;
+pub mod lb;
+pub mod lb_listener;
+pub mod lb_target_group;
+pub mod route53_record;
+pub mod route53_zone;
 pub mod route_table;
 pub mod security_group;
 pub mod subnet;
@@ -54,6 +65,17 @@ pub fn all() -> &'static [&'static dyn Kind] {
         &volume::Volume,
         &volume_attachment::VolumeAttachment,
         &eip::Eip,
+        &lb::Lb,
+        &lb_target_group::LbTargetGroup,
+        &lb_listener::LbListener,
+        &launch_template::LaunchTemplate,
+        &autoscaling_group::AutoscalingGroup,
+        &autoscaling_policy::AutoscalingPolicy,
+        &db_subnet_group::DbSubnetGroup,
+        &db_parameter_group::DbParameterGroup,
+        &db_instance::DbInstance,
+        &route53_zone::Route53Zone,
+        &route53_record::Route53Record,
     ]
 }
 

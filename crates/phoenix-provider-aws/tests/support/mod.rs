@@ -61,6 +61,52 @@ impl MotoExt for Moto {
     }
 }
 
+/// Independent clients of the application-tier services, like [`MotoExt::ec2`].
+macro_rules! client {
+    ($name:ident, $sdk:ident) => {
+        pub fn $name(moto: &Moto) -> $sdk::Client {
+            let conf = $sdk::Config::builder()
+                .behavior_version($sdk::config::BehaviorVersion::latest())
+                .region($sdk::config::Region::new(REGION))
+                .endpoint_url(moto.endpoint())
+                .credentials_provider($sdk::config::Credentials::new("testing", "testing", None, None, "test"))
+                .build();
+            $sdk::Client::from_conf(conf)
+        }
+    };
+}
+client!(elb, aws_sdk_elasticloadbalancingv2);
+client!(autoscaling, aws_sdk_autoscaling);
+client!(rds, aws_sdk_rds);
+client!(route53, aws_sdk_route53);
+
+/// A VPC with three subnets in three zones, made independently of the provider: (vpc, [subnets]).
+pub async fn three_zone_network(ec2: &aws_sdk_ec2::Client) -> (String, Vec<String>) {
+    let vpc = ec2.create_vpc().cidr_block("10.7.0.0/16").send().await.unwrap().vpc().unwrap().vpc_id().unwrap().to_string();
+    let mut subnets = Vec::new();
+    for (i, z) in ["a", "b", "c"].iter().enumerate() {
+        let s = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("10.7.{i}.0/24"))
+            .availability_zone(format!("{REGION}{z}"))
+            .send()
+            .await
+            .unwrap();
+        subnets.push(s.subnet().unwrap().subnet_id().unwrap().to_string());
+    }
+    (vpc, subnets)
+}
+
+/// The observed inputs of one object through the provider's batched refresh.
+pub async fn observe(p: &AwsProvider, ty: &str, name: &str, inputs: &Attrs, outputs: &Attrs) -> Option<Observed> {
+    p.refresh(vec![refresh_item(ty, name, inputs, outputs)]).await.remove(0).unwrap()
+}
+
+pub fn adopt_request(ty: &str, name: &str, inputs: serde_json::Value) -> AdoptRequest {
+    AdoptRequest { addr: ResourceAddr::parse(name).unwrap(), type_name: ty.into(), inputs: attrs(inputs), ownership: ownership(name) }
+}
+
 pub fn ownership(name: &str) -> Ownership {
     Ownership { environment: "test".into(), instance: None, resource: ResourceAddr::parse(name).unwrap(), lineage: "lineage-test".into() }
 }
