@@ -30,7 +30,7 @@ use phoenix_state::{RunJournal, StateError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::client::Cond;
-use crate::lease::Lease;
+use crate::lease::LeaseWatch;
 use crate::store::S3Store;
 
 /// Batches after which a run folds its journal into `state.json` mid-run,
@@ -57,7 +57,7 @@ pub struct S3Journal {
 }
 
 impl S3Journal {
-    pub(crate) fn start(store: S3Store, lease: Arc<Lease>, active: Arc<AtomicBool>, base: StateDoc, epoch: String, etag: String) -> Self {
+    pub(crate) fn start(store: S3Store, lease: LeaseWatch, active: Arc<AtomicBool>, base: StateDoc, epoch: String, etag: String) -> Self {
         let shared = Arc::new(Shared { doc: Mutex::new(base.clone()) });
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = Writer {
@@ -120,7 +120,7 @@ impl RunJournal for S3Journal {
 
 struct Writer {
     store: S3Store,
-    lease: Arc<Lease>,
+    lease: LeaseWatch,
     shared: Arc<Shared>,
     epoch: String,
     /// Batch objects written (numbered 1..=written).

@@ -84,6 +84,7 @@ struct Shared {
     /// Our current ETag of the lock object; `None` once released.
     etag: tokio::sync::Mutex<Option<String>>,
     lost: AtomicBool,
+    released: AtomicBool,
 }
 
 impl Lease {
@@ -122,6 +123,7 @@ impl Lease {
             lease,
             etag: tokio::sync::Mutex::new(Some(etag)),
             lost: AtomicBool::new(false),
+            released: AtomicBool::new(false),
         });
         let renewer = tokio::spawn(renew(shared.clone(), info.clone()));
         Lease { shared, renewer: Some(renewer), info: info.clone() }
@@ -131,15 +133,16 @@ impl Lease {
         &self.info
     }
 
+    /// A handle that tells whether the lease is still ours without keeping
+    /// it alive (the journal's writer task holds one: the lease must be
+    /// released when the lock is dropped, not when a task happens to end).
+    pub fn watch(&self) -> LeaseWatch {
+        LeaseWatch { shared: self.shared.clone() }
+    }
+
     /// `Err(LockLost)` once a renewal found the lock taken from us.
     pub fn check(&self) -> Result<(), StateError> {
-        if self.shared.lost.load(Ordering::Acquire) {
-            return Err(StateError::LockLost {
-                location: format!("s3://{}/{}", self.shared.bucket.name, self.shared.key),
-                reason: "another run took the lock over (our lease expired before it was renewed, or `phoenix unlock --force`)".into(),
-            });
-        }
-        Ok(())
+        self.watch().check()
     }
 
     async fn release(shared: Arc<Shared>) {
@@ -158,6 +161,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let Some(renewer) = self.renewer.take() else { return };
         renewer.abort();
+        self.shared.released.store(true, Ordering::Release);
         if self.shared.lost.load(Ordering::Acquire) {
             return;
         }
@@ -178,6 +182,24 @@ impl Drop for Lease {
                 .join();
             }
         }
+    }
+}
+
+/// Whether a lease is still ours; see [`Lease::watch`].
+#[derive(Clone)]
+pub(crate) struct LeaseWatch {
+    shared: Arc<Shared>,
+}
+
+impl LeaseWatch {
+    pub fn check(&self) -> Result<(), StateError> {
+        if self.shared.lost.load(Ordering::Acquire) || self.shared.released.load(Ordering::Acquire) {
+            return Err(StateError::LockLost {
+                location: format!("s3://{}/{}", self.shared.bucket.name, self.shared.key),
+                reason: "another run took the lock over (our lease expired before it was renewed, or `phoenix unlock --force`), or it was released".into(),
+            });
+        }
+        Ok(())
     }
 }
 

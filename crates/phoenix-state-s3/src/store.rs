@@ -447,6 +447,6 @@ impl LockedState for S3Locked {
         if self.journal_active.swap(true, Ordering::AcqRel) {
             return Err(StateError::JournalActive { dir: self.store.location().into() });
         }
-        Ok(Arc::new(S3Journal::start(self.store.clone(), self.lease.clone(), self.journal_active.clone(), base, epoch, etag)))
+        Ok(Arc::new(S3Journal::start(self.store.clone(), self.lease.watch(), self.journal_active.clone(), base, epoch, etag)))
     }
 }
