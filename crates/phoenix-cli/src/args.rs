@@ -126,6 +126,13 @@ pub enum Command {
         /// Apply a plan saved by `phoenix plan --out`; refused if state changed since.
         #[arg(long, value_name = "FILE")]
         plan: Option<PathBuf>,
+        /// Mark the instance for `phoenix gc` after this long (e.g. 2h): stored in state and tagged on every object.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// After a successful run, write the outputs to FILE for the next CI step
+        /// (JSON if it ends in `.json`, else dotenv). Sensitive outputs are left out.
+        #[arg(long, value_name = "FILE")]
+        outputs_file: Option<PathBuf>,
     },
     /// Destroy everything the environment made, in reverse dependency order.
     #[command(after_help = "Examples:\n  phoenix down dev\n  phoenix down ci --instance pr-1234 --yes")]
@@ -145,12 +152,43 @@ pub enum Command {
         refresh: bool,
     },
     /// Print the environment's outputs, or one of them (raw, for scripts).
-    #[command(after_help = "Examples:\n  phoenix output dev\n  curl \"$(phoenix output dev url)\"")]
+    #[command(
+        after_help = "Examples:\n  phoenix output dev\n  curl \"$(phoenix output dev url)\"\n  phoenix output ci --instance pr-1234 --format dotenv --out outputs.env"
+    )]
     Output {
         #[command(flatten)]
         env: EnvArgs,
         /// Only this output, printed raw.
         name: Option<String>,
+        /// Print (or write) all outputs as dotenv (`NAME='value'`) or one JSON object.
+        #[arg(long, value_enum)]
+        format: Option<OutputFormat>,
+        /// Write to FILE (mode 0600) instead of stdout; sensitive outputs are left out.
+        #[arg(long, value_name = "FILE", requires = "format")]
+        out: Option<PathBuf>,
+    },
+    /// List the instances of an environment: age, expiry, resources, lock.
+    #[command(after_help = "Examples:\n  phoenix instances ci\n  phoenix instances ci --json")]
+    Instances {
+        /// Environment name (environments/NAME.toml).
+        env: String,
+    },
+    /// Destroy expired instances, then sweep the providers for objects Phoenix
+    /// tagged that no state knows (leaks of killed runs).
+    #[command(
+        after_help = "Examples:\n  phoenix gc --dry-run            show what would be destroyed\n  phoenix gc ci --yes             for the ci environment only\n\nOnly objects carrying Phoenix's ownership tags of a scanned environment are ever touched;\nobjects of an instance whose lock is held (a run in progress) are left alone."
+    )]
+    Gc {
+        /// Environments to collect (default: every file in environments/).
+        envs: Vec<String>,
+        /// Destroy without asking (required when stdin is not a terminal).
+        #[arg(short = 'y', long)]
+        yes: bool,
+        /// Only show what would be destroyed.
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// Print the dependency graph in Graphviz DOT.
     #[command(after_help = "Examples:\n  phoenix graph staging | dot -Tsvg > staging.svg")]
@@ -162,10 +200,16 @@ pub enum Command {
     #[command(subcommand)]
     State(StateCommand),
     /// Release a lock left by a run that died (shows who held it).
-    #[command(after_help = "Examples:\n  phoenix unlock prod")]
+    #[command(
+        after_help = "Examples:\n  phoenix unlock prod\n  phoenix unlock ci --instance pr-1234 --force   # S3: remove a lease that has not expired"
+    )]
     Unlock {
         #[command(flatten)]
         env: EnvArgs,
+        /// S3 state: remove the lock even though its lease has not expired
+        /// (its holder, if alive, stops at its next renewal). A local kernel lock is never forced.
+        #[arg(long)]
+        force: bool,
     },
     /// Bring an existing object under management: read it by id and record it
     /// as a declared resource (the next plan shows any difference from the definition).
@@ -180,6 +224,12 @@ pub enum Command {
         #[command(flatten)]
         lock: LockArgs,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Dotenv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

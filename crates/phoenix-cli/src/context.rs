@@ -7,7 +7,7 @@ use anyhow::{Context as _, anyhow};
 use phoenix_config::{Diagnostics, LoadOptions, LoadedEnvironment, Project, StateSpec};
 use phoenix_core::provider::{ProviderContext, Registry};
 use phoenix_core::state::StateDoc;
-use phoenix_state::{LocalStore, LockInfo, StateError, StateLock};
+use phoenix_state::{LocalRoot, LockInfo, LockedState, StateBackend, StateError, StateRoot};
 
 use crate::args::{EnvArgs, Global};
 use crate::exit::{Exit, Failure};
@@ -90,50 +90,70 @@ impl Env {
         if problems.is_empty() { Ok(()) } else { Err(invalid(printer, problems)) }
     }
 
+    /// Where this environment's states live (every instance's).
+    pub async fn root(&self) -> Result<Arc<dyn StateRoot>, Failure> {
+        state_root(&self.project, &self.loaded.state).await
+    }
+
     /// The state store of this environment (and instance).
-    pub fn store(&self) -> Result<LocalStore, Failure> {
-        let key = self.loaded.state_key();
-        match &self.loaded.state {
-            StateSpec::Local { dir: None } => Ok(LocalStore::new(self.project.data_dir().join("state").join(key))),
-            StateSpec::Local { dir: Some(d) } => Ok(LocalStore::new(self.project.root.join(d).join(key))),
-            StateSpec::S3 { bucket, prefix } => Err(Failure::new(
-                Exit::Error,
-                anyhow!(
-                    "state `s3://{bucket}/{prefix}`: the S3 state backend is not built into this phoenix yet; use the local backend (state = \"local\")"
-                ),
-            )),
-        }
+    pub async fn store(&self) -> Result<Arc<dyn StateBackend>, Failure> {
+        Ok(self.root().await?.open(&self.loaded.name, self.loaded.instance.as_deref()))
     }
 
     /// Reads state without locking (for read-only commands).
-    pub fn read_state(&self) -> Result<StateDoc, Failure> {
-        let store = self.store()?;
-        store.load(&self.loaded.name, self.loaded.instance.as_deref()).map_err(state_failure)
+    pub async fn read_state(&self) -> Result<StateDoc, Failure> {
+        let store = self.store().await?;
+        store.load(&self.loaded.name, self.loaded.instance.as_deref()).await.map_err(state_failure)
     }
 
     /// Locks state for a changing command and finishes whatever a crashed run left in the journal.
-    pub fn lock_state(
+    pub async fn lock_state(
         &self,
         operation: &str,
         run_id: &str,
         timeout: std::time::Duration,
         printer: &Printer,
-    ) -> Result<(LocalStore, StateLock, StateDoc), Failure> {
-        let store = self.store()?;
+    ) -> Result<(Box<dyn LockedState>, StateDoc), Failure> {
+        let store = self.store().await?;
         let info = LockInfo::new(operation, run_id);
-        let lock = if timeout.is_zero() { store.lock(info) } else { store.lock_wait(info, timeout) }.map_err(state_failure)?;
-        let (state, replayed) = store.recover(&lock, &self.loaded.name, self.loaded.instance.as_deref()).map_err(state_failure)?;
+        let lock = store.lock(info, timeout).await.map_err(state_failure)?;
+        let (state, replayed) = lock.recover(&self.loaded.name, self.loaded.instance.as_deref()).await.map_err(state_failure)?;
         if replayed > 0 {
             printer.note(&format!("recovered {replayed} journal record(s) from an interrupted run"));
         }
-        Ok((store, lock, state))
+        Ok((lock, state))
+    }
+}
+
+/// The state root a `state =` setting names. Only this function names backends.
+pub async fn state_root(project: &Project, spec: &StateSpec) -> Result<Arc<dyn StateRoot>, Failure> {
+    match spec {
+        StateSpec::Local { dir: None } => Ok(Arc::new(LocalRoot::new(project.data_dir().join("state")))),
+        StateSpec::Local { dir: Some(d) } => Ok(Arc::new(LocalRoot::new(project.root.join(d)))),
+        #[cfg(feature = "s3")]
+        StateSpec::S3 { bucket, prefix } => {
+            let mut root = phoenix_state_s3::S3Root::connect(bucket, prefix).await;
+            if let Ok(lease) = std::env::var("PHOENIX_LOCK_LEASE") {
+                let lease =
+                    crate::args::parse_duration(&lease).map_err(|e| Failure::new(Exit::Error, anyhow!("PHOENIX_LOCK_LEASE: {e}")))?;
+                root = root.with_lease(lease);
+            }
+            Ok(Arc::new(root))
+        }
+        #[cfg(not(feature = "s3"))]
+        StateSpec::S3 { bucket, prefix } => Err(Failure::new(
+            Exit::Error,
+            anyhow!(
+                "state `s3://{bucket}/{prefix}`: this phoenix was built without the `s3` feature; rebuild with it or use state = \"local\""
+            ),
+        )),
     }
 }
 
 /// Maps state errors to exit codes (a lock held elsewhere is not a plain error).
 pub fn state_failure(e: StateError) -> Failure {
     match e {
-        StateError::Locked(_) => Failure::new(Exit::Locked, anyhow!("{e}")),
+        StateError::Locked(_) | StateError::Leased { .. } => Failure::new(Exit::Locked, anyhow!("{e}")),
         other => Failure::new(Exit::Error, anyhow!("{other}")),
     }
 }

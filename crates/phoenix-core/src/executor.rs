@@ -277,6 +277,7 @@ struct Shared {
     environment: String,
     instance: Option<String>,
     salt: String,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What a finished operation hands to its dependents: the resource's attributes.
@@ -306,6 +307,7 @@ pub async fn apply(
         environment: plan.environment.clone(),
         instance: plan.instance.clone(),
         salt: plan.lineage.clone(),
+        expires_at: plan.expires_at,
     });
     let changes: HashMap<&ResourceAddr, &PlannedChange> = plan.changes.iter().filter(|c| !c.deposed).map(|c| (&c.addr, c)).collect();
     let deposed: HashMap<&ResourceAddr, &PlannedChange> = plan.changes.iter().filter(|c| c.deposed).map(|c| (&c.addr, c)).collect();
@@ -512,6 +514,7 @@ async fn run_op(shared: &Shared, task: Task) -> Result<Produced, OpFailure> {
         instance: shared.instance.clone(),
         resource: task.addr.clone(),
         lineage: shared.salt.clone(),
+        expires_at: shared.expires_at,
     };
     let reporter = shared.reporter.clone();
     let log: LogSink = Arc::new(move |addr: &ResourceAddr, line: &str| {

@@ -122,6 +122,9 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
     pub lineage: String,
+    /// The instance's expiry (`--ttl`), tagged onto every object it creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The state serial the plan was computed against; applying a saved plan
     /// against any other serial is refused.
     pub state_serial: u64,

@@ -92,6 +92,7 @@ pub async fn refresh(state: &StateDoc, registry: &Registry) -> Result<Refreshed,
             instance: state.instance.clone(),
             resource: addr.clone(),
             lineage: state.lineage.clone(),
+            expires_at: state.expires_at,
         };
         let req = AdoptRequest { addr: addr.clone(), type_name: intent.type_name.clone(), inputs: intent.inputs.clone(), ownership };
         *out.calls.entry(provider.name().to_string()).or_default() += 1;
@@ -297,6 +298,7 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
         environment: state.environment.clone(),
         instance: state.instance.clone(),
         lineage: state.lineage.clone(),
+        expires_at: state.expires_at,
         state_serial: state.serial,
         destroy: opts.destroy,
         changes,

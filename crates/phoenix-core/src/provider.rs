@@ -97,6 +97,26 @@ pub struct Observed {
     pub outputs: Attrs,
 }
 
+/// An object found at a provider carrying Phoenix's ownership marks (for `phoenix gc`).
+#[derive(Debug, Clone)]
+pub struct OwnedObject {
+    pub type_name: String,
+    /// Read back from the object's marks (tags, labels).
+    pub ownership: Ownership,
+    /// What a delete needs, as a read would observe it (e.g. the VPC an internet gateway is attached to).
+    pub inputs: Attrs,
+    /// At least `id`.
+    pub outputs: Attrs,
+}
+
+/// What [`Provider::list_owned`] found.
+#[derive(Debug, Clone, Default)]
+pub struct OwnedListing {
+    pub objects: Vec<OwnedObject>,
+    /// Types that cannot be listed (yet): `gc` reports them as not swept.
+    pub unsupported: Vec<String>,
+}
+
 /// Whether retrying can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -151,6 +171,16 @@ pub trait Provider: Send + Sync {
     async fn create(&self, req: CreateRequest) -> Result<Attrs, ProviderError>;
     async fn update(&self, req: UpdateRequest) -> Result<Attrs, ProviderError>;
     async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError>;
+    /// Every live object carrying Phoenix's ownership marks, of every
+    /// environment (for `phoenix gc` to find leaks no state knows).
+    ///
+    /// # Behavior
+    /// Read-only. Objects without ownership marks are never returned. The
+    /// default lists nothing and reports every type as unsupported, so a
+    /// provider that cannot list is visibly not swept rather than silently clean.
+    async fn list_owned(&self) -> Result<OwnedListing, ProviderError> {
+        Ok(OwnedListing { objects: Vec::new(), unsupported: self.schemas().iter().map(|s| s.type_name.to_string()).collect() })
+    }
     /// API requests sent so far (retries included), for `--json` and `-v` reports.
     fn api_calls(&self) -> u64 {
         0

@@ -74,8 +74,13 @@ pub struct StateDoc {
     pub environment: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// When `phoenix gc` may destroy this instance (`up --ttl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// When the first run of this state started (set by the CLI, so that
+    /// `new` stays deterministic): the age `phoenix instances` shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
     pub resources: BTreeMap<ResourceAddr, ResourceState>,
     /// Old objects of create-before-destroy replacements that still have to be destroyed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -98,6 +103,7 @@ impl StateDoc {
             environment: environment.to_string(),
             instance: instance.map(str::to_string),
             expires_at: None,
+            created_at: None,
             resources: BTreeMap::new(),
             deposed: BTreeMap::new(),
             pending: BTreeMap::new(),
@@ -196,6 +202,10 @@ pub struct Ownership {
     /// The state's lineage: two checkouts of one environment (or a restored
     /// copy) never mistake each other's objects for their own.
     pub lineage: String,
+    /// When the instance may be destroyed by `phoenix gc` (`--ttl`). Tagged
+    /// on the object too, so a leak swept by `gc` shows when it was due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Ownership {
@@ -209,7 +219,22 @@ impl Ownership {
         if let Some(i) = &self.instance {
             tags.push(("phoenix:instance", i.clone()));
         }
+        if let Some(t) = &self.expires_at {
+            tags.push(("phoenix:expires", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        }
         tags
+    }
+
+    /// Reads ownership back from tags as [`Ownership::tags`] wrote them;
+    /// `None` unless environment, resource and lineage are all present.
+    pub fn from_tags<'a>(mut get: impl FnMut(&str) -> Option<&'a str>) -> Option<Ownership> {
+        Some(Ownership {
+            environment: get("phoenix:environment")?.to_string(),
+            resource: ResourceAddr::parse(get("phoenix:resource")?).ok()?,
+            lineage: get("phoenix:lineage")?.to_string(),
+            instance: get("phoenix:instance").map(str::to_string),
+            expires_at: get("phoenix:expires").and_then(|t| t.parse().ok()),
+        })
     }
 
     /// One string naming the owner uniquely: `env[/instance]/resource@lineage`.

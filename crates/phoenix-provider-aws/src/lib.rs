@@ -141,6 +141,20 @@ impl Provider for AwsProvider {
         kind(&req.type_name)?.delete(aws, &req).await
     }
 
+    async fn list_owned(&self) -> Result<phoenix_core::provider::OwnedListing, ProviderError> {
+        let aws = self.aws().await?;
+        let mut listing = phoenix_core::provider::OwnedListing::default();
+        let found =
+            futures::future::join_all(kinds::all().iter().map(|k| async move { (k.schema().type_name, k.list_owned(aws).await) })).await;
+        for (type_name, result) in found {
+            match result? {
+                Some(objects) => listing.objects.extend(objects),
+                None => listing.unsupported.push(type_name.to_string()),
+            }
+        }
+        Ok(listing)
+    }
+
     fn api_calls(&self) -> u64 {
         self.client.get().map_or(0, |a| a.calls())
     }

@@ -126,6 +126,7 @@ mod tests {
             instance: None,
             resource: phoenix_core::ResourceAddr::parse("m").unwrap(),
             lineage: "l1".into(),
+            expires_at: None,
         }
     }
 

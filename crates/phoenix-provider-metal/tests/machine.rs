@@ -83,7 +83,13 @@ impl Lab {
 }
 
 fn ownership(env: &str, name: &str) -> Ownership {
-    Ownership { environment: env.into(), instance: None, resource: ResourceAddr::parse(name).unwrap(), lineage: "lineage-1".into() }
+    Ownership {
+        environment: env.into(),
+        instance: None,
+        resource: ResourceAddr::parse(name).unwrap(),
+        lineage: "lineage-1".into(),
+        expires_at: None,
+    }
 }
 
 fn collecting() -> (LogSink, Arc<Mutex<Vec<String>>>) {

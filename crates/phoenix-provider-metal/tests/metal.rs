@@ -80,7 +80,7 @@ impl Env {
     }
 
     fn ownership(&self, name: &str) -> Ownership {
-        Ownership { environment: "test".into(), instance: None, resource: addr(name), lineage: self.lineage.clone() }
+        Ownership { environment: "test".into(), instance: None, resource: addr(name), lineage: self.lineage.clone(), expires_at: None }
     }
 
     async fn create_with(&self, ty: &str, name: &str, inputs: Value, log: LogSink) -> Result<Attrs, ProviderError> {

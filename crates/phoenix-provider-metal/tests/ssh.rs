@@ -67,7 +67,13 @@ fn addr(name: &str) -> ResourceAddr {
 }
 
 fn ownership(name: &str) -> Ownership {
-    Ownership { environment: "sshtest".into(), instance: None, resource: addr(name), lineage: format!("l{}", std::process::id()) }
+    Ownership {
+        environment: "sshtest".into(),
+        instance: None,
+        resource: addr(name),
+        lineage: format!("l{}", std::process::id()),
+        expires_at: None,
+    }
 }
 
 fn collecting() -> (LogSink, Arc<Mutex<Vec<String>>>) {

@@ -20,6 +20,40 @@ pub enum StateError {
     )]
     Locked(LockInfo),
 
+    /// A leased lock (remote backends) is held and its lease has not run out.
+    ///
+    /// The holder renews the lease while it runs; a holder that died stops
+    /// renewing, and the lock can be taken over once `expires_at` has passed.
+    #[error(
+        "state is locked: {holder}; its lease runs until {}: wait for it (`--lock-timeout`), or if that run is dead, `phoenix unlock` after the lease expires",
+        expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )]
+    Leased {
+        /// Who holds it.
+        holder: LockInfo,
+        /// When the lease runs out unless renewed.
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+
+    /// This process's lease was taken over (it stopped renewing in time, or
+    /// `phoenix unlock --force` removed it): it must stop writing.
+    #[error("the state lock at {location} is no longer ours: {reason}")]
+    LockLost {
+        /// Where the state lives.
+        location: String,
+        /// What happened.
+        reason: String,
+    },
+
+    /// A request to a remote backend failed.
+    #[error("{location}: {message}")]
+    Remote {
+        /// The object or URL involved.
+        location: String,
+        /// What failed, with the service's error code.
+        message: String,
+    },
+
     /// A state file failed its integrity check or could not be parsed. It is
     /// never overwritten automatically.
     #[error("`{}` is corrupt: {reason}{}", path.display(), previous_hint(previous.as_deref()))]

@@ -46,18 +46,24 @@
 
 #![warn(missing_docs)]
 
+mod backend;
+#[cfg(any(test, feature = "testkit"))]
+pub mod conformance;
 mod disk;
 mod error;
 mod fsio;
 mod history;
 mod journal;
 mod journal_log;
+mod local;
 mod lock;
 mod state_file;
 mod store;
 
+pub use backend::{LockStatus, LockedState, RunJournal, StateBackend, StateRoot, StoredState, Version, state_key};
 pub use error::StateError;
 pub use journal::FileJournal;
+pub use local::LocalRoot;
 pub use lock::{LockInfo, StateLock};
 pub use store::{DEFAULT_COMPACTION_FLOOR, DEFAULT_HISTORY, LocalStore};
 

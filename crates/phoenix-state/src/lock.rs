@@ -134,6 +134,9 @@ pub(crate) struct LockHandle {
     /// Set while a `FileJournal` owns the journal file: whole-document writes
     /// would otherwise race the journal's writer thread.
     pub(crate) journal_active: AtomicBool,
+    /// Serializes whole-document writes made under this lock (from several
+    /// tasks of one process): read-check-commit must not interleave.
+    pub(crate) write_guard: std::sync::Mutex<()>,
 }
 
 impl LockHandle {
@@ -230,7 +233,13 @@ pub(crate) fn try_acquire(dir: &Path, info: &LockInfo) -> Result<StateLock, Stat
     file.write_all_at(&bytes, 0).map_err(io_at(&path))?;
     tracing::debug!(dir = %dir.display(), "state lock acquired");
     Ok(StateLock {
-        inner: Arc::new(LockHandle { file, dir: dir.to_path_buf(), info: info.clone(), journal_active: AtomicBool::new(false) }),
+        inner: Arc::new(LockHandle {
+            file,
+            dir: dir.to_path_buf(),
+            info: info.clone(),
+            journal_active: AtomicBool::new(false),
+            write_guard: std::sync::Mutex::new(()),
+        }),
     })
 }
 

@@ -97,6 +97,7 @@ impl LocalStore {
     /// (0, and no write, if there was nothing to recover). Idempotent.
     pub fn recover(&self, lock: &StateLock, environment: &str, instance: Option<&str>) -> Result<(StateDoc, usize), StateError> {
         self.check_lock(lock)?;
+        let _serial = lock.inner.write_guard.lock().unwrap_or_else(|e| e.into_inner());
         self.check_no_journal(lock)?;
         let mut disk = disk::read(&self.layout, environment, instance)?;
         self.fold_journal(&mut disk)?;
@@ -151,6 +152,7 @@ impl LocalStore {
     /// the journal. Returns the document as written.
     pub fn write(&self, lock: &StateLock, doc: &StateDoc) -> Result<StateDoc, StateError> {
         self.check_lock(lock)?;
+        let _serial = lock.inner.write_guard.lock().unwrap_or_else(|e| e.into_inner());
         self.check_no_journal(lock)?;
         let disk = disk::read(&self.layout, &doc.environment, doc.instance.as_deref())?;
         Self::check_base(&disk, doc)?;

@@ -16,19 +16,51 @@ use crate::exit::{CmdResult, Exit, Failure};
 use crate::printer::Printer;
 use crate::progress::{Mode, Progress, json_event};
 
-pub async fn up(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs, saved: Option<&Path>) -> CmdResult {
-    execute(g, printer, args, opts, false, saved).await
+pub async fn up(
+    g: &Global,
+    printer: &Printer,
+    args: &EnvArgs,
+    opts: &ApplyArgs,
+    saved: Option<&Path>,
+    ttl: Option<std::time::Duration>,
+    outputs_file: Option<&Path>,
+) -> CmdResult {
+    execute(g, printer, args, opts, false, saved, Extras { ttl, outputs_file }).await
 }
 
 pub async fn down(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs) -> CmdResult {
-    execute(g, printer, args, opts, true, None).await
+    execute(g, printer, args, opts, true, None, Extras::default()).await
 }
 
-async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs, destroy: bool, saved: Option<&Path>) -> CmdResult {
+/// What only `up` takes.
+#[derive(Default)]
+struct Extras<'a> {
+    ttl: Option<std::time::Duration>,
+    outputs_file: Option<&'a Path>,
+}
+
+async fn execute(
+    g: &Global,
+    printer: &Printer,
+    args: &EnvArgs,
+    opts: &ApplyArgs,
+    destroy: bool,
+    saved: Option<&Path>,
+    extras: Extras<'_>,
+) -> CmdResult {
     let operation = if destroy { "down" } else { "up" };
     let env = context::load(g, printer, args)?;
     let run_id = uuid::Uuid::new_v4().to_string();
-    let (store, lock, mut state) = env.lock_state(operation, &run_id, opts.lock.lock_timeout, printer)?;
+    let (lock, mut state) = env.lock_state(operation, &run_id, opts.lock.lock_timeout, printer).await?;
+    if state.created_at.is_none() {
+        state.created_at = Some(chrono::Utc::now());
+    }
+    if let Some(ttl) = extras.ttl {
+        // The expiry is durable before any object exists, so `gc` finds even
+        // an instance whose first run is killed half-way.
+        state.expires_at = Some(chrono::Utc::now() + ttl);
+        state = lock.write(&state).await.map_err(context::state_failure)?;
+    }
     let saved_plan = saved.map(read_saved_plan).transpose()?;
     if let Some(p) = &saved_plan
         && state.serial == 0
@@ -42,6 +74,7 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
         json_event(serde_json::json!({
             "event": "run_started", "run_id": run_id, "operation": operation,
             "environment": env.loaded.name, "instance": env.loaded.instance,
+            "state": env.store().await?.location(), "expires_at": state.expires_at,
         }));
     }
     let plan = make_plan(&env, &state, destroy, &opts.targets).await?;
@@ -61,6 +94,9 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
         printer.plan(&plan);
     }
     if !plan.has_work() {
+        if let Some(path) = extras.outputs_file {
+            super::outputs::write_file(&env.project.root.join(path), &state.outputs)?;
+        }
         if printer.json {
             json_event(
                 serde_json::json!({"event": "run_finished", "run_id": run_id, "success": true, "changes": 0, "outputs": visible_outputs(&state.outputs)}),
@@ -72,7 +108,7 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
         confirm(operation, &env.loaded.name)?;
     }
 
-    let journal = store.journal(&lock, state.clone()).map_err(context::state_failure)?;
+    let journal = lock.journal(state.clone()).await.map_err(context::state_failure)?;
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(watch_signals(cancel_tx));
     let total_ops = operation_graph(&plan).len();
@@ -89,9 +125,10 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
     signals.abort();
     // Fold the journal into the state document whatever happened: every recorded
     // operation must survive, including those of a failed or interrupted run.
-    let final_state = journal.finish().map_err(context::state_failure)?;
+    let final_state = journal.finish().await.map_err(context::state_failure)?;
     let report = result.map_err(|e| Failure::new(Exit::Error, anyhow!("{e}")))?;
     let bytes = journal.bytes_written();
+    let state_requests = journal.requests();
 
     let counts = count(&report);
     if printer.json {
@@ -107,7 +144,7 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
             "event": "run_finished", "run_id": run_id, "success": report.is_success(), "interrupted": report.interrupted,
             "created": counts.0, "updated": counts.1, "destroyed": counts.2, "failed": failed, "skipped": report.skipped(),
             "elapsed_ms": report.elapsed_ms, "outputs": visible_outputs(&final_state.outputs),
-            "state_serial": final_state.serial, "state_bytes_written": bytes,
+            "state_serial": final_state.serial, "state_bytes_written": bytes, "state_requests": state_requests,
             "resources": final_state.resources.len(),
             "api_calls": context::api_calls(&env.registry), "refresh_api_calls": refresh_calls,
         }));
@@ -123,6 +160,11 @@ async fn execute(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs
             println!("state: serial {}, {} bytes written this run", final_state.serial, bytes);
             println!("API calls: {} in all, {} of them to refresh", context::api_calls(&env.registry), refresh_calls);
         }
+    }
+    if let Some(path) = extras.outputs_file
+        && report.is_success()
+    {
+        super::outputs::write_file(&env.project.root.join(path), &final_state.outputs)?;
     }
     if report.interrupted {
         return Ok(Exit::Interrupted);

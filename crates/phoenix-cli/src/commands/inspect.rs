@@ -13,7 +13,6 @@ use crate::commands::plan::refresh_and_plan;
 use crate::context;
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::printer::Printer;
-use phoenix_core::state::Journal as _;
 
 pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     let env = context::load(g, printer, args)?;
@@ -60,7 +59,7 @@ pub fn graph(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
 
 pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool) -> CmdResult {
     let env = context::load(g, printer, args)?;
-    let mut state = env.read_state()?;
+    let mut state = env.read_state().await?;
     let mut live: Option<std::collections::BTreeMap<ResourceAddr, &'static str>> = None;
     if refresh {
         env.configure_providers(printer, &state)?;
@@ -83,7 +82,7 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
                 .collect(),
         );
     }
-    let holder = env.store()?.lock_holder().ok().flatten();
+    let holder = env.store().await?.lock_holder().await.ok().flatten().map(|s| (s.info, s.live));
     if printer.json {
         let resources: Vec<_> = state
             .resources
@@ -158,12 +157,12 @@ fn highlights(env: &context::Env, r: &phoenix_core::state::ResourceState) -> Vec
         .collect()
 }
 
-pub fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<&str>) -> CmdResult {
+pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<&str>) -> CmdResult {
     let project = context::project(g)?;
     let opts = phoenix_config::LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
     let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
     let env = context::Env { project, loaded, registry: context::registry() };
-    let state = env.read_state()?;
+    let state = env.read_state().await?;
     let shown = |v: &serde_json::Value| if is_sealed(v) { serde_json::Value::String("(sensitive)".into()) } else { v.clone() };
     match name {
         Some(n) => {
@@ -197,21 +196,28 @@ pub fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<&str>)
     Ok(Exit::Ok)
 }
 
-pub fn unlock(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
+pub async fn unlock(g: &Global, printer: &Printer, args: &EnvArgs, force: bool) -> CmdResult {
     let project = context::project(g)?;
     let opts = phoenix_config::LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
     let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
     let env = context::Env { project, loaded, registry: context::registry() };
-    match env.store()?.unlock().map_err(context::state_failure)? {
+    let store = env.store().await?;
+    // Show who holds it first, whatever happens next.
+    if let Some(status) = store.lock_holder().await.map_err(context::state_failure)? {
+        let state = if status.live { "live" } else { "stale" };
+        let lease = status.lease_expires_at.map(|t| format!(", lease until {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+        eprintln!("Lock of {} ({state}): {}{}", env.loaded.state_key(), status.info, lease.unwrap_or_default());
+    }
+    match store.unlock(force).await.map_err(context::state_failure)? {
         Some(info) => println!("Released the lock left by {info}."),
         None => println!("{} is not locked.", env.loaded.state_key()),
     }
     Ok(Exit::Ok)
 }
 
-pub fn state_list(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
+pub async fn state_list(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     let env = context::load(g, printer, args)?;
-    let state = env.read_state()?;
+    let state = env.read_state().await?;
     if printer.json {
         let list: Vec<_> = state.resources.iter().map(|(a, r)| serde_json::json!({"addr": a, "type": r.type_name})).collect();
         println!("{}", serde_json::Value::Array(list));
@@ -223,18 +229,18 @@ pub fn state_list(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     Ok(Exit::Ok)
 }
 
-pub fn state_show(g: &Global, printer: &Printer, args: &EnvArgs, resource: &str) -> CmdResult {
+pub async fn state_show(g: &Global, printer: &Printer, args: &EnvArgs, resource: &str) -> CmdResult {
     let env = context::load(g, printer, args)?;
-    let state = env.read_state()?;
+    let state = env.read_state().await?;
     let addr = ResourceAddr::new_unchecked(resource);
     let r = state.resources.get(&addr).ok_or_else(|| anyhow!("`{resource}` is not in the state of {}", env.loaded.state_key()))?;
     println!("{}", serde_json::to_string_pretty(&serde_json::json!({"addr": addr, "resource": r}))?);
     Ok(Exit::Ok)
 }
 
-pub fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: &[String], yes: bool, lock: &LockArgs) -> CmdResult {
+pub async fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: &[String], yes: bool, lock: &LockArgs) -> CmdResult {
     let env = context::load(g, printer, args)?;
-    let (store, guard, mut state) = env.lock_state("state rm", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer)?;
+    let (guard, mut state) = env.lock_state("state rm", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer).await?;
     let mut removed = Vec::new();
     for r in resources {
         let addr = ResourceAddr::new_unchecked(r.as_str());
@@ -257,7 +263,7 @@ pub fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: &[Stri
             return Err(Failure::new(Exit::Error, anyhow!("cancelled: nothing was changed")));
         }
     }
-    let written = store.write(&guard, &state).map_err(context::state_failure)?;
+    let written = guard.write(&state).await.map_err(context::state_failure)?;
     println!("Removed {} resource(s) from state (serial {}).", removed.len(), written.serial);
     Ok(Exit::Ok)
 }
@@ -270,7 +276,7 @@ pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &st
     let config = env.loaded.definition.resources.get(&addr).ok_or_else(|| {
         anyhow!("`{resource}` is not declared in {}; declare it first, then import the object as it", env.loaded.source.name)
     })?;
-    let (store, guard, state) = env.lock_state("import", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer)?;
+    let (guard, state) = env.lock_state("import", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer).await?;
     if state.resources.contains_key(&addr) {
         return Err(Failure::new(
             Exit::Error,
@@ -298,9 +304,9 @@ pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &st
         tainted: false,
         create_before_destroy: false,
     };
-    let journal = store.journal(&guard, state).map_err(context::state_failure)?;
+    let journal = guard.journal(state).await.map_err(context::state_failure)?;
     journal.record(JournalRecord::Put { addr: addr.clone(), resource: resource_state }).await.map_err(|e| anyhow!("{e}"))?;
-    let written = journal.finish().map_err(context::state_failure)?;
+    let written = journal.finish().await.map_err(context::state_failure)?;
     println!(
         "Imported {id} as {resource} ({}); state serial {}. Run `phoenix plan {}` to see how it differs from the definition.",
         config.type_name, written.serial, args.env

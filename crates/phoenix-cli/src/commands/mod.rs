@@ -1,7 +1,9 @@
 //! One module per group of commands. Each returns an [`Exit`] or a [`Failure`].
 
 mod apply;
+mod gc;
 mod inspect;
+mod outputs;
 mod plan;
 
 use crate::args::{Cli, Command, StateCommand};
@@ -16,16 +18,25 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Render { env } => inspect::render(g, &printer, &env),
         Command::Graph { env } => inspect::graph(g, &printer, &env),
         Command::Status { env, refresh } => inspect::status(g, &printer, &env, refresh).await,
-        Command::Output { env, name } => inspect::output(g, &printer, &env, name.as_deref()),
-        Command::Unlock { env } => inspect::unlock(g, &printer, &env),
+        Command::Output { env, name, format: Some(format), out } => {
+            outputs::export(g, &printer, &env, name.as_deref(), format, out.as_deref()).await
+        }
+        Command::Output { env, name, format: None, .. } => inspect::output(g, &printer, &env, name.as_deref()).await,
+        Command::Instances { env } => gc::instances(g, &printer, &env).await,
+        Command::Gc { envs, yes, dry_run, lock } => gc::gc(g, &printer, &envs, yes, dry_run, &lock).await,
+        Command::Unlock { env, force } => inspect::unlock(g, &printer, &env, force).await,
         Command::Import { env, resource, id, lock } => inspect::import(g, &printer, &env, &resource, &id, &lock).await,
-        Command::State(StateCommand::List { env }) => inspect::state_list(g, &printer, &env),
-        Command::State(StateCommand::Show { env, resource }) => inspect::state_show(g, &printer, &env, &resource),
-        Command::State(StateCommand::Rm { env, resources, yes, lock }) => inspect::state_rm(g, &printer, &env, &resources, yes, &lock),
+        Command::State(StateCommand::List { env }) => inspect::state_list(g, &printer, &env).await,
+        Command::State(StateCommand::Show { env, resource }) => inspect::state_show(g, &printer, &env, &resource).await,
+        Command::State(StateCommand::Rm { env, resources, yes, lock }) => {
+            inspect::state_rm(g, &printer, &env, &resources, yes, &lock).await
+        }
         Command::Plan { env, destroy, out, detailed_exitcode, targets } => {
             plan::plan(g, &printer, &env, destroy, out.as_deref(), detailed_exitcode, &targets).await
         }
-        Command::Up { env, apply, plan } => apply::up(g, &printer, &env, &apply, plan.as_deref()).await,
+        Command::Up { env, apply, plan, ttl, outputs_file } => {
+            apply::up(g, &printer, &env, &apply, plan.as_deref(), ttl, outputs_file.as_deref()).await
+        }
         Command::Down { env, apply } => apply::down(g, &printer, &env, &apply).await,
     };
     match result {

@@ -49,7 +49,7 @@ pub async fn plan(
     targets: &[String],
 ) -> CmdResult {
     let env = context::load(g, printer, args)?;
-    let state = env.read_state()?;
+    let state = env.read_state().await?;
     env.configure_providers(printer, &state)?;
     let plan = make_plan(&env, &state, destroy, targets).await?;
     let calls = context::api_calls(&env.registry);

@@ -271,6 +271,13 @@ impl Kind for Instance {
         Ok(in_item_order(items, found))
     }
 
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        // Terminated instances linger in DescribeInstances for a while: not leaks.
+        let live = Filter::builder().name("instance-state-name").set_values(Some(LIVE.iter().map(|s| s.to_string()).collect())).build();
+        let found = describe(aws, vec![super::owned_filter(), live]).await?;
+        Ok(Some(found.iter().filter_map(|i| super::owned(self, i.tags(), observed(i, &Attrs::new()))).collect()))
+    }
+
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let mut filters = tags::owner_filters(&req.ownership);
         filters.push(Filter::builder().name("instance-state-name").set_values(Some(LIVE.iter().map(|s| s.to_string()).collect())).build());

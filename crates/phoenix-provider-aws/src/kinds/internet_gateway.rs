@@ -83,6 +83,18 @@ impl Kind for InternetGateway {
         Ok(in_item_order(items, found))
     }
 
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        let _p = aws.permit().await;
+        let out = aws
+            .ec2
+            .describe_internet_gateways()
+            .filters(super::owned_filter())
+            .send()
+            .await
+            .map_err(|e| sdk("DescribeInternetGateways", e))?;
+        Ok(Some(out.internet_gateways().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
+    }
+
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let _p = aws.permit().await;
         let out = aws

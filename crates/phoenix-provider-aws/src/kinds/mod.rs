@@ -13,7 +13,9 @@
 //!   is gone when dependents' deletes would otherwise fail.
 
 use async_trait::async_trait;
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
+use phoenix_core::provider::{
+    AdoptRequest, CreateRequest, DeleteRequest, Observed, OwnedObject, ProviderError, RefreshItem, UpdateRequest,
+};
 use phoenix_core::schema::ResourceSchema;
 use phoenix_core::value::{Attrs, Value};
 
@@ -50,6 +52,30 @@ pub trait Kind: Send + Sync {
     async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError>;
     async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError>;
     async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError>;
+
+    /// Every live object of this kind carrying Phoenix's ownership tags, of
+    /// any environment: what `phoenix gc` compares with every state to find
+    /// leaks. `Ok(None)` (the default) means this kind cannot be listed, and
+    /// `gc` reports it as not swept.
+    ///
+    /// A kind implements it with one `Describe*` filtered on [`owned_filter`]
+    /// (plus a state filter where deleted objects linger), mapping each object
+    /// through [`owned`] with the same `observed` its `read` uses.
+    async fn list_owned(&self, _aws: &Aws) -> Result<Option<Vec<OwnedObject>>, ProviderError> {
+        Ok(None)
+    }
+}
+
+/// `tag-key=phoenix:environment`: every object Phoenix made, whoever's.
+pub fn owned_filter() -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder().name("tag-key").values("phoenix:environment").build()
+}
+
+/// An object as `gc` sees it: its ownership read back from its tags (`None`
+/// when they are incomplete: such an object is never touched).
+pub fn owned(kind: &dyn Kind, tags: &[aws_sdk_ec2::types::Tag], observed: Observed) -> Option<OwnedObject> {
+    let ownership = phoenix_core::state::Ownership::from_tags(|k| crate::tags::tag(tags, k))?;
+    Some(OwnedObject { type_name: kind.schema().type_name.to_string(), ownership, inputs: observed.inputs, outputs: observed.outputs })
 }
 
 /// Every type, in the order they usually depend on each other.

@@ -226,6 +226,12 @@ impl Kind for RouteTable {
         Ok(in_item_order(items, found))
     }
 
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        let _p = aws.permit().await;
+        let out = aws.ec2.describe_route_tables().filters(super::owned_filter()).send().await.map_err(|e| sdk("DescribeRouteTables", e))?;
+        Ok(Some(out.route_tables().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
+    }
+
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let _p = aws.permit().await;
         let out = aws

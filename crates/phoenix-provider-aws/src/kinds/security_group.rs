@@ -349,6 +349,13 @@ impl Kind for SecurityGroup {
         Ok(in_item_order(items, found))
     }
 
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        let _p = aws.permit().await;
+        let out =
+            aws.ec2.describe_security_groups().filters(super::owned_filter()).send().await.map_err(|e| sdk("DescribeSecurityGroups", e))?;
+        Ok(Some(out.security_groups().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
+    }
+
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let _p = aws.permit().await;
         let out = aws

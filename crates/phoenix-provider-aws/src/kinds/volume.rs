@@ -140,6 +140,51 @@ impl Kind for Volume {
         Ok(in_item_order(items, found))
     }
 
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        let live = Filter::builder().name("status").set_values(Some(LIVE.iter().map(|s| s.to_string()).collect())).build();
+        let found = describe(aws, vec![super::owned_filter(), live]).await?;
+        // An instance's root volume carries the instance's ownership tags
+        // (RunInstances tags its volumes) but is part of the instance and goes
+        // with it: not an `aws.volume` of its own, never a leak. It is told
+        // apart by being attached to an instance with the same owner (moto,
+        // unlike EC2, does not report DeleteOnTermination).
+        let attached: Vec<String> =
+            found.iter().flat_map(|v| v.attachments()).filter_map(|a| a.instance_id().map(str::to_string)).collect();
+        let mut owners = HashMap::new();
+        for ids in attached.chunks(200).filter(|c| !c.is_empty()) {
+            let out = {
+                let _p = aws.permit().await;
+                aws.ec2
+                    .describe_instances()
+                    .filters(tags::id_filter("instance-id", ids))
+                    .send()
+                    .await
+                    .map_err(|e| sdk("DescribeInstances", e))?
+            };
+            for i in out.reservations().iter().flat_map(|r| r.instances()) {
+                let owner = (
+                    tags::tag(i.tags(), "phoenix:lineage").map(str::to_string),
+                    tags::tag(i.tags(), "phoenix:resource").map(str::to_string),
+                );
+                owners.insert(i.instance_id().unwrap_or_default().to_string(), owner);
+            }
+        }
+        let part_of_an_instance = |v: &Ec2Volume| {
+            let own =
+                (tags::tag(v.tags(), "phoenix:lineage").map(str::to_string), tags::tag(v.tags(), "phoenix:resource").map(str::to_string));
+            v.attachments()
+                .iter()
+                .any(|a| a.delete_on_termination() == Some(true) || a.instance_id().and_then(|i| owners.get(i)).is_some_and(|o| *o == own))
+        };
+        Ok(Some(
+            found
+                .iter()
+                .filter(|v| !part_of_an_instance(v))
+                .filter_map(|v| super::owned(self, v.tags(), observed(v, &Attrs::new())))
+                .collect(),
+        ))
+    }
+
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let mut filters = tags::owner_filters(&req.ownership);
         filters.push(

@@ -74,6 +74,12 @@ impl Kind for Vpc {
         Ok(in_item_order(items, found))
     }
 
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        let _p = aws.permit().await;
+        let out = aws.ec2.describe_vpcs().filters(super::owned_filter()).send().await.map_err(|e| sdk("DescribeVpcs", e))?;
+        Ok(Some(out.vpcs().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
+    }
+
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let _p = aws.permit().await;
         let out = aws

@@ -108,7 +108,13 @@ pub fn adopt_request(ty: &str, name: &str, inputs: serde_json::Value) -> AdoptRe
 }
 
 pub fn ownership(name: &str) -> Ownership {
-    Ownership { environment: "test".into(), instance: None, resource: ResourceAddr::parse(name).unwrap(), lineage: "lineage-test".into() }
+    Ownership {
+        environment: "test".into(),
+        instance: None,
+        resource: ResourceAddr::parse(name).unwrap(),
+        lineage: "lineage-test".into(),
+        expires_at: None,
+    }
 }
 
 pub fn attrs(v: serde_json::Value) -> Attrs {
