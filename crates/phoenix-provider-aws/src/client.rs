@@ -65,6 +65,8 @@ impl Bucket {
 /// The shared AWS context of a run.
 pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
+    /// The loaded configuration, for clients of other regions (snapshot copies).
+    sdk: aws_config::SdkConfig,
     pub region: String,
     pub wait_timeout: Duration,
     calls: Arc<AtomicU64>,
@@ -120,6 +122,7 @@ impl Aws {
         let ec2_config = aws_sdk_ec2::config::Builder::from(&sdk).interceptor(CallCounter(calls.clone())).build();
         Ok(Self {
             ec2: aws_sdk_ec2::Client::from_conf(ec2_config),
+            sdk: sdk.clone(),
             region,
             wait_timeout: Duration::from_secs(config.wait_timeout_secs),
             calls,
@@ -153,6 +156,19 @@ impl Aws {
     }
 
     /// Requests sent so far.
+    /// An EC2 client of another region, on the same credentials, endpoint,
+    /// retries and call counter (`region` is this one's: the shared client).
+    pub fn ec2_in(&self, region: &str) -> aws_sdk_ec2::Client {
+        if region == self.region {
+            return self.ec2.clone();
+        }
+        let conf = aws_sdk_ec2::config::Builder::from(&self.sdk)
+            .region(aws_config::Region::new(region.to_string()))
+            .interceptor(CallCounter(self.calls.clone()))
+            .build();
+        aws_sdk_ec2::Client::from_conf(conf)
+    }
+
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
