@@ -22,6 +22,7 @@ pub mod graph;
 pub mod plan;
 pub mod planner;
 pub mod provider;
+pub mod recovery;
 pub mod schema;
 pub mod state;
 pub mod validate;

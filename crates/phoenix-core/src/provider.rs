@@ -70,6 +70,20 @@ pub struct DeleteRequest {
     pub log: LogSink,
 }
 
+/// Arguments of [`Provider::snapshot`].
+pub struct SnapshotRequest {
+    pub addr: ResourceAddr,
+    pub type_name: String,
+    /// As last applied (sensitive ones sealed).
+    pub inputs: Attrs,
+    pub outputs: Attrs,
+    /// The object's owner: the snapshot is tagged with it and with `point`.
+    pub ownership: Ownership,
+    /// The recovery point's id.
+    pub point: String,
+    pub log: LogSink,
+}
+
 /// One resource to refresh.
 #[derive(Debug, Clone)]
 pub struct RefreshItem {
@@ -184,6 +198,34 @@ pub trait Provider: Send + Sync {
     /// API requests sent so far (retries included), for `--json` and `-v` reports.
     fn api_calls(&self) -> u64 {
         0
+    }
+
+    /// For a type whose objects hold data (volumes, disks, databases): the
+    /// input a new object is created from a snapshot with (`snapshot_id`...).
+    /// `None` (the default): nothing to snapshot.
+    fn restore_attr(&self, _type_name: &str) -> Option<&'static str> {
+        None
+    }
+
+    /// Takes a snapshot of one object of a [`restore_attr`](Self::restore_attr)
+    /// type, tagged with its owner and the recovery point, and waits until it is complete.
+    async fn snapshot(&self, req: SnapshotRequest) -> Result<crate::recovery::SnapshotRef, ProviderError> {
+        Err(ProviderError::permanent(format!("provider `{}` cannot snapshot `{}`", self.name(), req.type_name)))
+    }
+
+    /// Copies a snapshot to another region and waits until the copy is complete.
+    async fn copy_snapshot(
+        &self,
+        type_name: &str,
+        _snapshot: &crate::recovery::SnapshotRef,
+        _to_region: &str,
+    ) -> Result<crate::recovery::SnapshotRef, ProviderError> {
+        Err(ProviderError::permanent(format!("provider `{}` cannot copy `{type_name}` snapshots between regions", self.name())))
+    }
+
+    /// Deletes a snapshot; one that is already gone is fine.
+    async fn delete_snapshot(&self, type_name: &str, _snapshot: &crate::recovery::SnapshotRef) -> Result<(), ProviderError> {
+        Err(ProviderError::permanent(format!("provider `{}` cannot delete `{type_name}` snapshots", self.name())))
     }
 }
 

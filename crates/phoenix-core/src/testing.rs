@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::addr::ResourceAddr;
 use crate::definition::{Definition, ResourceConfig};
 use crate::provider::*;
+use crate::recovery::SnapshotRef;
 use crate::schema::{AttrSchema, AttrType, ResourceSchema};
 use crate::state::{Journal, JournalRecord, StateDoc};
 use crate::value::{Attrs, Value};
@@ -63,6 +64,7 @@ pub fn thing_schema() -> ResourceSchema {
             AttrSchema::optional("size", AttrType::Int, "forces replacement").force_new(),
             AttrSchema::optional("password", AttrType::String, "sensitive").sensitive(),
             AttrSchema::optional("port", AttrType::Int, "has a default").default(json!(80)),
+            AttrSchema::optional("from_snapshot", AttrType::String, "the snapshot it was made from").force_new(),
             AttrSchema::computed("id", AttrType::String, "id").stable(),
             AttrSchema::computed("echo", AttrType::String, "the name, as last applied"),
         ],
@@ -102,6 +104,13 @@ impl Provider for FakeProvider {
     }
     async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError> {
         self.call("delete", &req.addr).await
+    }
+    fn restore_attr(&self, _type_name: &str) -> Option<&'static str> {
+        Some("from_snapshot")
+    }
+    async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
+        self.call("snapshot", &req.addr).await?;
+        Ok(SnapshotRef { id: format!("snap-{}-{}", req.addr, req.point), region: Some("r1".into()) })
     }
 }
 
@@ -154,6 +163,26 @@ pub fn registry(p: Arc<FakeProvider>) -> Registry {
     let mut r = Registry::new();
     r.register(p);
     r
+}
+
+/// Plans `def` against `state` and applies it with a fresh fake provider: the resulting state.
+pub async fn applied(def: &Definition, state: &StateDoc) -> StateDoc {
+    use crate::planner::{PlanOptions, diff, refresh};
+    let reg = registry(Arc::new(FakeProvider::default()));
+    let plan = diff(def, &refresh(state, &reg).await.unwrap(), &reg, &PlanOptions::default());
+    let journal = Arc::new(MemoryJournal::default());
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let report = crate::executor::apply(
+        &plan,
+        &reg,
+        journal.clone(),
+        Arc::new(crate::executor::NullReporter),
+        crate::executor::ApplyOptions { parallelism: 4, cancel: rx },
+    )
+    .await
+    .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    journal.replay(state)
 }
 
 pub fn empty_state() -> StateDoc {

@@ -70,6 +70,8 @@ pub struct Aws {
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub rds: aws_sdk_rds::Client,
     pub route53: aws_sdk_route53::Client,
+    /// The loaded configuration, for clients of other regions (snapshot copies).
+    sdk: aws_config::SdkConfig,
     pub region: String,
     pub wait_timeout: Duration,
     calls: Arc<AtomicU64>,
@@ -136,6 +138,7 @@ impl Aws {
             autoscaling: aws_sdk_autoscaling::Client::from_conf(asg_config),
             rds: aws_sdk_rds::Client::from_conf(rds_config),
             route53: aws_sdk_route53::Client::from_conf(r53_config),
+            sdk: sdk.clone(),
             region,
             wait_timeout: Duration::from_secs(config.wait_timeout_secs),
             calls,
@@ -169,6 +172,19 @@ impl Aws {
     }
 
     /// Requests sent so far.
+    /// An EC2 client of another region, on the same credentials, endpoint,
+    /// retries and call counter (`region` is this one's: the shared client).
+    pub fn ec2_in(&self, region: &str) -> aws_sdk_ec2::Client {
+        if region == self.region {
+            return self.ec2.clone();
+        }
+        let conf = aws_sdk_ec2::config::Builder::from(&self.sdk)
+            .region(aws_config::Region::new(region.to_string()))
+            .interceptor(CallCounter(self.calls.clone()))
+            .build();
+        aws_sdk_ec2::Client::from_conf(conf)
+    }
+
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }

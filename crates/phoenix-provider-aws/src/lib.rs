@@ -26,8 +26,10 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use phoenix_core::provider::{
-    AdoptRequest, CreateRequest, DeleteRequest, Observed, Provider, ProviderContext, ProviderError, RefreshItem, UpdateRequest,
+    AdoptRequest, CreateRequest, DeleteRequest, Observed, Provider, ProviderContext, ProviderError, RefreshItem, SnapshotRequest,
+    UpdateRequest,
 };
+use phoenix_core::recovery::SnapshotRef;
 use phoenix_core::schema::ResourceSchema;
 use phoenix_core::value::Attrs;
 use tokio::sync::OnceCell;
@@ -36,6 +38,7 @@ mod client;
 mod config;
 mod error;
 pub mod kinds;
+mod recovery;
 mod tags;
 mod wait;
 
@@ -157,5 +160,21 @@ impl Provider for AwsProvider {
 
     fn api_calls(&self) -> u64 {
         self.client.get().map_or(0, |a| a.calls())
+    }
+
+    fn restore_attr(&self, type_name: &str) -> Option<&'static str> {
+        recovery::restore_attr(type_name)
+    }
+
+    async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
+        recovery::snapshot(self.aws().await?, &req).await
+    }
+
+    async fn copy_snapshot(&self, type_name: &str, snapshot: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        recovery::copy(self.aws().await?, type_name, snapshot, to_region).await
+    }
+
+    async fn delete_snapshot(&self, type_name: &str, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
+        recovery::delete(self.aws().await?, type_name, snapshot).await
     }
 }

@@ -11,26 +11,6 @@ async fn plan_of(def: &Definition, state: &StateDoc, opts: PlanOptions) -> Plan 
     diff(def, &refreshed, &reg, &opts)
 }
 
-/// Applies a plan with the fake provider and returns the resulting state.
-async fn applied(def: &Definition, state: &StateDoc) -> StateDoc {
-    let p = Arc::new(FakeProvider::default());
-    let reg = registry(p);
-    let plan = diff(def, &refresh(state, &reg).await.unwrap(), &reg, &PlanOptions::default());
-    let journal = Arc::new(MemoryJournal::default());
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let report = crate::executor::apply(
-        &plan,
-        &reg,
-        journal.clone(),
-        Arc::new(crate::executor::NullReporter),
-        crate::executor::ApplyOptions { parallelism: 4, cancel: rx },
-    )
-    .await
-    .unwrap();
-    assert!(report.is_success(), "{report:?}");
-    journal.replay(state)
-}
-
 fn action(plan: &Plan, name: &str) -> Action {
     plan.changes.iter().find(|c| c.addr.as_str() == name).map(|c| c.action).unwrap()
 }

@@ -1,0 +1,132 @@
+//! Snapshots of AWS's stateful types for recovery points (see
+//! `phoenix_core::recovery`): EBS volumes, restored through `aws.volume`'s
+//! `snapshot_id`. Snapshots carry the source's ownership tags plus
+//! `phoenix:recovery-point`, are waited on until `completed`, copied across
+//! regions with `CopySnapshot` (called in the destination region), and
+//! deleted by id in the region they live in.
+
+use aws_sdk_ec2::types::{ResourceType, SnapshotState, Tag};
+use phoenix_core::provider::{ProviderError, SnapshotRequest};
+use phoenix_core::recovery::SnapshotRef;
+
+use crate::client::Aws;
+use crate::error::{is_not_found, sdk};
+use crate::kinds::id_of;
+use crate::tags::{all_tags, spec};
+use crate::wait;
+
+pub const POINT_TAG: &str = "phoenix:recovery-point";
+
+/// The input a new object is created from a snapshot with.
+pub fn restore_attr(type_name: &str) -> Option<&'static str> {
+    match type_name {
+        "aws.volume" => Some("snapshot_id"),
+        _ => None,
+    }
+}
+
+fn unsupported(type_name: &str) -> ProviderError {
+    ProviderError::permanent(format!("`{type_name}` holds no data Phoenix snapshots"))
+}
+
+pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
+    match req.type_name.as_str() {
+        "aws.volume" => ebs_snapshot(aws, req).await,
+        other => Err(unsupported(other)),
+    }
+}
+
+pub async fn copy(aws: &Aws, type_name: &str, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+    match type_name {
+        "aws.volume" => ebs_copy(aws, snap, to_region).await,
+        other => Err(unsupported(other)),
+    }
+}
+
+pub async fn delete(aws: &Aws, type_name: &str, snap: &SnapshotRef) -> Result<(), ProviderError> {
+    match type_name {
+        "aws.volume" => {
+            let ec2 = aws.ec2_in(snap.region.as_deref().unwrap_or(&aws.region));
+            let _p = aws.permit().await;
+            match ec2.delete_snapshot().snapshot_id(&snap.id).send().await {
+                Ok(_) => Ok(()),
+                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) => Err(sdk("DeleteSnapshot", e)),
+            }
+        }
+        other => Err(unsupported(other)),
+    }
+}
+
+fn point_tags(req: &SnapshotRequest) -> Vec<Tag> {
+    let mut tags = all_tags(&req.ownership, None);
+    tags.retain(|t| t.key() != Some("Name"));
+    tags.push(Tag::builder().key("Name").value(format!("{}-{}-{}", req.ownership.environment, req.addr, req.point)).build());
+    tags.push(Tag::builder().key(POINT_TAG).value(&req.point).build());
+    tags
+}
+
+async fn ebs_snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
+    let volume = id_of(&req.outputs)?;
+    let out = {
+        let _p = aws.permit().await;
+        aws.ec2
+            .create_snapshot()
+            .volume_id(volume)
+            .description(format!("Phoenix recovery point {} of {}/{}", req.point, req.ownership.environment, req.addr))
+            .tag_specifications(spec(ResourceType::Snapshot, point_tags(req)))
+            .send()
+            .await
+            .map_err(|e| sdk("CreateSnapshot", e))?
+    };
+    let id = out.snapshot_id().ok_or_else(|| ProviderError::permanent("CreateSnapshot returned no id"))?.to_string();
+    (req.log)(&req.addr, &format!("snapshot {id} of {volume} started"));
+    wait_completed(aws, &aws.ec2, &id).await?;
+    Ok(SnapshotRef { id, region: Some(aws.region.clone()) })
+}
+
+async fn ebs_copy(aws: &Aws, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+    let from = snap.region.clone().unwrap_or_else(|| aws.region.clone());
+    let source = {
+        let _p = aws.permit().await;
+        aws.ec2_in(&from).describe_snapshots().snapshot_ids(&snap.id).send().await.map_err(|e| sdk("DescribeSnapshots", e))?
+    };
+    let tags: Vec<Tag> = source.snapshots().first().map(|s| s.tags().to_vec()).unwrap_or_default();
+    let ec2 = aws.ec2_in(to_region);
+    let out = {
+        let _p = aws.permit().await;
+        let mut call = ec2
+            .copy_snapshot()
+            .source_region(&from)
+            .source_snapshot_id(&snap.id)
+            .description(format!("Phoenix copy of {} from {from}", snap.id));
+        if !tags.is_empty() {
+            call = call.tag_specifications(spec(ResourceType::Snapshot, tags));
+        }
+        call.send().await.map_err(|e| sdk("CopySnapshot", e))?
+    };
+    let id = out.snapshot_id().ok_or_else(|| ProviderError::permanent("CopySnapshot returned no id"))?.to_string();
+    wait_completed(aws, &ec2, &id).await?;
+    Ok(SnapshotRef { id, region: Some(to_region.to_string()) })
+}
+
+async fn wait_completed(aws: &Aws, ec2: &aws_sdk_ec2::Client, id: &str) -> Result<(), ProviderError> {
+    wait::until(&format!("snapshot {id} to complete"), aws.wait_timeout, || async {
+        let out = {
+            let _p = aws.permit().await;
+            wait::consistent(|| async {
+                ec2.describe_snapshots().snapshot_ids(id).send().await.map_err(|e| (is_not_found(&e), sdk("DescribeSnapshots", e)))
+            })
+            .await?
+        };
+        match out.snapshots().first().and_then(|s| s.state()) {
+            Some(SnapshotState::Completed) => Ok(Some(())),
+            Some(SnapshotState::Error) => {
+                let why = out.snapshots().first().and_then(|s| s.state_message()).unwrap_or("no message");
+                Err(ProviderError::permanent(format!("snapshot {id} failed: {why}")))
+            }
+            _ => Ok(None),
+        }
+    })
+    .await
+}
