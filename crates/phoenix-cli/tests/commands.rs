@@ -198,10 +198,22 @@ fn every_shipped_environment_validates_without_any_cloud() {
         .collect();
     assert!(envs.len() >= 2, "{envs:?}");
     for env in envs {
-        // No credentials, no endpoints: validation makes no API call.
-        let mut c = support::command(&p.dir, &["validate", &env]);
-        c.env_remove("AWS_ACCESS_KEY_ID").env("AWS_EC2_METADATA_DISABLED", "true");
-        let out = c.output().unwrap();
+        // Secrets come from the environment (env() in templates, e.g. a database password): each
+        // variable a template says is missing gets a placeholder, so the file itself is what is checked.
+        let mut secrets: Vec<String> = Vec::new();
+        let out = loop {
+            // No credentials, no endpoints: validation makes no API call.
+            let mut c = support::command(&p.dir, &["validate", &env]);
+            c.env_remove("AWS_ACCESS_KEY_ID").env("AWS_EC2_METADATA_DISABLED", "true");
+            c.envs(secrets.iter().map(|k| (k.as_str(), "placeholder-for-validation")));
+            let out = c.output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            let missing = stderr.split("environment variable `").nth(1).and_then(|s| s.split('`').next()).map(str::to_string);
+            match missing {
+                Some(var) if out.status.code() == Some(3) && !secrets.contains(&var) && secrets.len() < 8 => secrets.push(var),
+                _ => break out,
+            }
+        };
         assert!(out.status.success(), "{env} does not validate:\n{}", String::from_utf8_lossy(&out.stderr));
     }
 }
