@@ -6,7 +6,7 @@
 //! target/release/phoenix-bench                 # everything
 //! target/release/phoenix-bench scale 10000     # validate/plan/apply of 10,000 data resources
 //! target/release/phoenix-bench delay           # executor vs the critical-path lower bound
-//! target/release/phoenix-bench aws             # the AWS web stack on moto: up, no-change plan, down
+//! target/release/phoenix-bench aws             # the AWS web stack on moto: up, no-change plan, snapshot, down, restore, down
 //! ```
 //!
 //! Each phoenix command runs as a child of a fresh measuring process, so its
@@ -203,8 +203,10 @@ fn process_floor(layers: usize, width: usize, parallelism: usize) -> anyhow::Res
 }
 
 /// The repository's `staging` web stack against a fresh moto: wall time and
-/// API calls of `up`, a no-change `plan` and `down`, counted both by Phoenix
-/// and by moto's own request log.
+/// API calls of `up`, a no-change `plan`, a recovery point (`snapshot`),
+/// `down`, a `restore` from the point with the state gone too (its wall time
+/// is the recovery time), and `down` again, counted both by Phoenix and by
+/// moto's own request log.
 fn aws(phoenix: &Path, web_counts: &[usize]) -> anyhow::Result<()> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     for &n in web_counts {
@@ -225,11 +227,21 @@ fn aws(phoenix: &Path, web_counts: &[usize]) -> anyhow::Result<()> {
         let resources = 7 + 3 * n + usize::from(n > 0);
         println!("== staging web stack, web_count = {n} ({resources} resources), on moto");
         let var = format!("web_count={n}");
+        // The recovery point `snapshot` takes, for `restore` after everything (state too) is gone.
+        let mut point = String::new();
         for (phase, args) in [
             ("up", vec!["--json", "up", "staging", "--yes", "--var", &var]),
             ("plan (no changes)", vec!["--json", "plan", "staging", "--detailed-exitcode", "--var", &var]),
+            ("snapshot", vec!["--json", "snapshot", "staging", "--var", &var]),
             ("down", vec!["--json", "down", "staging", "--yes", "--var", &var]),
+            ("restore (all lost)", vec!["--json", "restore", "staging", "--from", "POINT", "--yes", "--var", &var]),
+            ("down (restored)", vec!["--json", "down", "staging", "--yes", "--var", &var]),
         ] {
+            let args: Vec<&str> = args.into_iter().map(|a| if a == "POINT" { point.as_str() } else { a }).collect();
+            if phase.starts_with("restore") {
+                // Lost with the environment: its state (the recovery point lives apart from it).
+                std::fs::remove_dir_all(project.path().join(".phoenix/state/staging"))?;
+            }
             let before = requests();
             let start = Instant::now();
             let out = Command::new(phoenix).arg("-C").arg(project.path()).args(&args).envs(moto.env()).env("CI", "1").output()?;
@@ -245,6 +257,9 @@ fn aws(phoenix: &Path, web_counts: &[usize]) -> anyhow::Result<()> {
             let events: Vec<serde_json::Value> =
                 String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
             let phoenix_calls = events.iter().rev().find_map(|e| e["api_calls"]["aws"].as_u64()).unwrap_or(0);
+            if let Some(id) = events.iter().find_map(|e| e["point"]["id"].as_str()) {
+                point = id.to_string();
+            }
             std::thread::sleep(std::time::Duration::from_millis(200)); // let moto flush its log
             let moto_calls = requests() - before;
             let per_resource =

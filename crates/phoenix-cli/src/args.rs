@@ -133,6 +133,39 @@ pub enum Command {
         /// (JSON if it ends in `.json`, else dotenv). Sensitive outputs are left out.
         #[arg(long, value_name = "FILE")]
         outputs_file: Option<PathBuf>,
+        /// Rebuild from a recovery point instead (the same as `phoenix restore ENV --from ID`).
+        #[arg(long, value_name = "ID", conflicts_with_all = ["plan", "ttl"])]
+        from_snapshot: Option<String>,
+    },
+    /// Take a recovery point: snapshot every stateful object (volumes,
+    /// databases) in parallel and keep the definition to rebuild from.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Examples:\n  phoenix snapshot prod\n  phoenix snapshot prod --copy-to-region us-east-2 --keep 7\n  phoenix snapshot list prod\n  phoenix snapshot show prod rp-20261124-020500-1a2b\n  phoenix snapshot delete prod rp-20261124-020500-1a2b"
+    )]
+    Snapshot {
+        #[command(subcommand)]
+        command: Option<SnapshotCommand>,
+        #[command(flatten)]
+        take: TakeArgs,
+    },
+    /// Rebuild an environment from a recovery point: everything that is missing
+    /// is created, stateful objects from their snapshots; what exists is kept.
+    #[command(
+        after_help = "Examples:\n  phoenix restore prod --from rp-20261124-020500-1a2b\n  phoenix restore prod --from rp-20261124-020500-1a2b --region us-east-2\n  phoenix restore prod --from rp-20261124-020500-1a2b --instance drill-1 --yes   # a restore drill beside prod\n  phoenix down prod --instance drill-1 --yes"
+    )]
+    Restore {
+        #[command(flatten)]
+        env: EnvArgs,
+        /// The recovery point (see `phoenix snapshot list ENV`).
+        #[arg(long = "from", value_name = "ID")]
+        from: String,
+        /// Restore into this region, from the snapshots copied there (`phoenix snapshot --copy-to-region`).
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        #[command(flatten)]
+        apply: ApplyArgs,
     },
     /// Destroy everything the environment made, in reverse dependency order.
     #[command(after_help = "Examples:\n  phoenix down dev\n  phoenix down ci --instance pr-1234 --yes")]
@@ -224,6 +257,47 @@ pub enum Command {
         #[command(flatten)]
         lock: LockArgs,
     },
+}
+
+/// `phoenix snapshot ENV`: taking a recovery point.
+#[derive(Debug, Args, Clone)]
+pub struct TakeArgs {
+    /// Environment name (environments/NAME.toml).
+    #[arg(required = true)]
+    pub env: Option<String>,
+    /// Set a variable declared under [vars]: --var web_count=6 (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// The instance to snapshot.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: Option<String>,
+    /// Also copy every snapshot to this region (repeatable), for restores there.
+    #[arg(long, value_name = "REGION")]
+    pub copy_to_region: Vec<String>,
+    /// Afterwards keep only the newest N recovery points, deleting older ones and their snapshots.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: Option<u32>,
+    /// Snapshots taken at once.
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub parallelism: u32,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+impl TakeArgs {
+    pub fn env_args(&self) -> EnvArgs {
+        EnvArgs { env: self.env.clone().unwrap_or_default(), vars: self.vars.clone(), instance: self.instance.clone() }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// List an environment's recovery points, oldest first.
+    List { env: String },
+    /// Show a recovery point: its snapshots, copies and state serial.
+    Show { env: String, id: String },
+    /// Delete a recovery point and its snapshots (and their copies).
+    Delete { env: String, id: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -81,7 +81,13 @@ impl Env {
                 instance: self.loaded.instance.clone(),
                 project_dir: self.project.root.clone(),
                 data_dir: self.data_dir(),
-                config: self.loaded.provider_config(&name),
+                config: {
+                    let mut config = self.loaded.provider_config(&name);
+                    if let Some(overrides) = state.provider_overrides.get(&name) {
+                        config.extend(overrides.clone());
+                    }
+                    config
+                },
             };
             if let Err(e) = provider.configure(&cx) {
                 problems.push(self.loaded.provider_diagnostic(&name, format!("provider `{name}`: {}", e.message)));
@@ -93,6 +99,11 @@ impl Env {
     /// Where this environment's states live (every instance's).
     pub async fn root(&self) -> Result<Arc<dyn StateRoot>, Failure> {
         state_root(&self.project, &self.loaded.state).await
+    }
+
+    /// Where this environment's recovery points live.
+    pub async fn recovery_store(&self) -> Result<Arc<dyn phoenix_state::RecoveryStore>, Failure> {
+        recovery_store(&self.project, &self.loaded.state).await
     }
 
     /// The state store of this environment (and instance).
@@ -147,6 +158,18 @@ pub async fn state_root(project: &Project, spec: &StateSpec) -> Result<Arc<dyn S
                 "state `s3://{bucket}/{prefix}`: this phoenix was built without the `s3` feature; rebuild with it or use state = \"local\""
             ),
         )),
+    }
+}
+
+/// Where an environment's recovery points live: beside its states, in the same backend.
+pub async fn recovery_store(project: &Project, spec: &StateSpec) -> Result<Arc<dyn phoenix_state::RecoveryStore>, Failure> {
+    match spec {
+        StateSpec::Local { dir: None } => Ok(Arc::new(phoenix_state::LocalRecoveryStore::new(project.data_dir().join("state")))),
+        StateSpec::Local { dir: Some(d) } => Ok(Arc::new(phoenix_state::LocalRecoveryStore::new(project.root.join(d)))),
+        #[cfg(feature = "s3")]
+        StateSpec::S3 { bucket, prefix } => Ok(Arc::new(phoenix_state_s3::S3Root::connect(bucket, prefix).await.recovery_store())),
+        #[cfg(not(feature = "s3"))]
+        StateSpec::S3 { .. } => state_root(project, spec).await.map(|_| unreachable!("state_root refuses S3 without the feature")),
     }
 }
 

@@ -199,6 +199,16 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
                 }
             }
             let prior = state.resources.get(&addr);
+            // The snapshot an object was restored from matters only when it is
+            // made: a definition that no longer names it (the environment file
+            // after a `phoenix restore`) keeps the object, not replaces it.
+            if let Some(p) = prior
+                && let Some(attr) = registry.provider_for(&config.type_name).and_then(|pr| pr.restore_attr(&config.type_name))
+                && desired.get(attr).is_none_or(Value::is_null)
+                && let Some(was) = p.inputs.get(attr)
+            {
+                desired.insert(attr.to_string(), was.clone());
+            }
             let mut reasons = Vec::new();
             let mut attr_changes = Vec::new();
             let action = match prior {

@@ -163,6 +163,7 @@ pub async fn take(
                 instance: state.instance.clone(),
                 resource: addr.clone(),
                 lineage: state.lineage.clone(),
+                expires_at: state.expires_at,
             },
             point: point.to_string(),
             log: log.clone(),

@@ -92,6 +92,12 @@ pub struct StateDoc {
     pub outputs: BTreeMap<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
+    /// Provider settings this state's objects were made with where they
+    /// differ from the environment file, by provider (a restore into another
+    /// region records `aws.region`): every later command on this state uses
+    /// them, so a `down` finds the objects where they are.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub provider_overrides: BTreeMap<String, Attrs>,
 }
 
 impl StateDoc {
@@ -109,6 +115,7 @@ impl StateDoc {
             pending: BTreeMap::new(),
             outputs: BTreeMap::new(),
             updated_at: None,
+            provider_overrides: BTreeMap::new(),
         }
     }
 

@@ -185,6 +185,18 @@ impl Aws {
         aws_sdk_ec2::Client::from_conf(conf)
     }
 
+    /// An RDS client of another region (like [`Aws::ec2_in`]).
+    pub fn rds_in(&self, region: &str) -> aws_sdk_rds::Client {
+        if region == self.region {
+            return self.rds.clone();
+        }
+        let conf = aws_sdk_rds::config::Builder::from(&self.sdk)
+            .region(aws_config::Region::new(region.to_string()))
+            .interceptor(CallCounter(self.calls.clone()))
+            .build();
+        aws_sdk_rds::Client::from_conf(conf)
+    }
+
     pub fn calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }

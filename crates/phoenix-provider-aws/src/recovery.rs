@@ -1,9 +1,10 @@
 //! Snapshots of AWS's stateful types for recovery points (see
 //! `phoenix_core::recovery`): EBS volumes, restored through `aws.volume`'s
-//! `snapshot_id`. Snapshots carry the source's ownership tags plus
-//! `phoenix:recovery-point`, are waited on until `completed`, copied across
-//! regions with `CopySnapshot` (called in the destination region), and
-//! deleted by id in the region they live in.
+//! `snapshot_id`, and RDS instances, restored through `aws.db_instance`'s
+//! `snapshot_identifier`. Snapshots carry the source's ownership tags plus
+//! `phoenix:recovery-point`, are waited on until complete, copied across
+//! regions by a call in the destination region, and deleted by id in the
+//! region they live in.
 
 use aws_sdk_ec2::types::{ResourceType, SnapshotState, Tag};
 use phoenix_core::provider::{ProviderError, SnapshotRequest};
@@ -21,6 +22,7 @@ pub const POINT_TAG: &str = "phoenix:recovery-point";
 pub fn restore_attr(type_name: &str) -> Option<&'static str> {
     match type_name {
         "aws.volume" => Some("snapshot_id"),
+        "aws.db_instance" => Some("snapshot_identifier"),
         _ => None,
     }
 }
@@ -32,6 +34,7 @@ fn unsupported(type_name: &str) -> ProviderError {
 pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
     match req.type_name.as_str() {
         "aws.volume" => ebs_snapshot(aws, req).await,
+        "aws.db_instance" => rds::snapshot(aws, req).await,
         other => Err(unsupported(other)),
     }
 }
@@ -39,6 +42,7 @@ pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, P
 pub async fn copy(aws: &Aws, type_name: &str, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
     match type_name {
         "aws.volume" => ebs_copy(aws, snap, to_region).await,
+        "aws.db_instance" => rds::copy(aws, snap, to_region).await,
         other => Err(unsupported(other)),
     }
 }
@@ -54,6 +58,7 @@ pub async fn delete(aws: &Aws, type_name: &str, snap: &SnapshotRef) -> Result<()
                 Err(e) => Err(sdk("DeleteSnapshot", e)),
             }
         }
+        "aws.db_instance" => rds::delete(aws, snap).await,
         other => Err(unsupported(other)),
     }
 }
@@ -129,4 +134,96 @@ async fn wait_completed(aws: &Aws, ec2: &aws_sdk_ec2::Client, id: &str) -> Resul
         }
     })
     .await
+}
+
+/// RDS: DB snapshots named `<instance id>-<point id>`.
+mod rds {
+    use aws_sdk_rds::error::ProvideErrorMetadata;
+    use aws_sdk_rds::types::Tag as RdsTag;
+
+    use super::*;
+
+    fn tags(req: &SnapshotRequest) -> Vec<RdsTag> {
+        point_tags(req).into_iter().filter_map(|t| Some(RdsTag::builder().key(t.key()?).value(t.value()?).build())).collect()
+    }
+
+    fn not_found<E: aws_sdk_rds::error::ProvideErrorMetadata, R>(e: &aws_sdk_rds::error::SdkError<E, R>) -> bool {
+        e.code().is_some_and(|c| c.contains("NotFound"))
+    }
+
+    pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
+        let instance = id_of(&req.outputs)?;
+        let id = format!("{instance}-{}", req.point).replace("--", "-");
+        {
+            let _p = aws.permit().await;
+            aws.rds
+                .create_db_snapshot()
+                .db_instance_identifier(instance)
+                .db_snapshot_identifier(&id)
+                .set_tags(Some(tags(req)))
+                .send()
+                .await
+                .map_err(|e| sdk("CreateDBSnapshot", e))?;
+        }
+        (req.log)(&req.addr, &format!("DB snapshot {id} of {instance} started"));
+        wait_available(aws, &aws.rds, &id).await?;
+        Ok(SnapshotRef { id, region: Some(aws.region.clone()) })
+    }
+
+    pub async fn copy(aws: &Aws, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        let from = snap.region.clone().unwrap_or_else(|| aws.region.clone());
+        let source = {
+            let _p = aws.permit().await;
+            aws.rds_in(&from)
+                .describe_db_snapshots()
+                .db_snapshot_identifier(&snap.id)
+                .send()
+                .await
+                .map_err(|e| sdk("DescribeDBSnapshots", e))?
+        };
+        let arn = source
+            .db_snapshots()
+            .first()
+            .and_then(|s| s.db_snapshot_arn())
+            .ok_or_else(|| ProviderError::permanent(format!("DB snapshot {} not found in {from}", snap.id)))?
+            .to_string();
+        let rds = aws.rds_in(to_region);
+        {
+            let _p = aws.permit().await;
+            rds.copy_db_snapshot()
+                .source_db_snapshot_identifier(&arn)
+                .target_db_snapshot_identifier(&snap.id)
+                .copy_tags(true)
+                .send()
+                .await
+                .map_err(|e| sdk("CopyDBSnapshot", e))?;
+        }
+        wait_available(aws, &rds, &snap.id).await?;
+        Ok(SnapshotRef { id: snap.id.clone(), region: Some(to_region.to_string()) })
+    }
+
+    pub async fn delete(aws: &Aws, snap: &SnapshotRef) -> Result<(), ProviderError> {
+        let rds = aws.rds_in(snap.region.as_deref().unwrap_or(&aws.region));
+        let _p = aws.permit().await;
+        match rds.delete_db_snapshot().db_snapshot_identifier(&snap.id).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(sdk("DeleteDBSnapshot", e)),
+        }
+    }
+
+    async fn wait_available(aws: &Aws, rds: &aws_sdk_rds::Client, id: &str) -> Result<(), ProviderError> {
+        wait::until(&format!("DB snapshot {id} to be available"), aws.wait_timeout, || async {
+            let out = {
+                let _p = aws.permit().await;
+                rds.describe_db_snapshots().db_snapshot_identifier(id).send().await.map_err(|e| sdk("DescribeDBSnapshots", e))?
+            };
+            match out.db_snapshots().first().and_then(|s| s.status()) {
+                Some("available") => Ok(Some(())),
+                Some("failed" | "error") => Err(ProviderError::permanent(format!("DB snapshot {id} failed"))),
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
 }

@@ -6,6 +6,7 @@
 //!     ├── state.json                       {format_version, journal_epoch, journal_applied, state}
 //!     ├── lock.json                        {holder: user, host, pid, run id, operation, start; lease}
 //!     └── journal/<epoch>/<n>.jsonl        one object per group-committed batch of records
+//! └── @recovery/<env>/<id>.json            recovery points (`phoenix snapshot`), created once
 //! ```
 //!
 //! - **No lost update.** Every write of `state.json` is conditional on the
@@ -27,7 +28,9 @@
 mod client;
 mod journal;
 mod lease;
+mod recovery;
 mod store;
 
 pub use journal::{COMPACT_EVERY, S3Journal};
+pub use recovery::S3RecoveryStore;
 pub use store::{DEFAULT_LEASE, S3Root, S3Store};

@@ -90,6 +90,11 @@ impl S3Root {
         self
     }
 
+    /// The recovery points under this root.
+    pub fn recovery_store(&self) -> crate::S3RecoveryStore {
+        crate::S3RecoveryStore::new(self.bucket.clone(), &self.prefix)
+    }
+
     /// The store of one environment (or instance).
     pub fn store(&self, environment: &str, instance: Option<&str>) -> S3Store {
         S3Store { bucket: self.bucket.clone(), keys: Keys::new(&self.prefix, environment, instance), lease: self.lease }

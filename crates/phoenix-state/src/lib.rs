@@ -57,6 +57,7 @@ mod journal;
 mod journal_log;
 mod local;
 mod lock;
+pub mod recovery;
 mod state_file;
 mod store;
 
@@ -64,6 +65,7 @@ pub use backend::{LockStatus, LockedState, RunJournal, StateBackend, StateRoot, 
 pub use error::StateError;
 pub use journal::FileJournal;
 pub use local::LocalRoot;
+pub use recovery::{LocalRecoveryStore, RecoveryStore};
 pub use lock::{LockInfo, StateLock};
 pub use store::{DEFAULT_COMPACTION_FLOOR, DEFAULT_HISTORY, LocalStore};
 

@@ -11,6 +11,7 @@ use phoenix_core::value::is_sealed;
 
 use crate::args::{ApplyArgs, EnvArgs, Global};
 use crate::commands::plan::{check_saved_plan, make_plan, read_saved_plan};
+use crate::commands::recovery::{self, RestoreSpec};
 use crate::context;
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::printer::Printer;
@@ -25,11 +26,16 @@ pub async fn up(
     ttl: Option<std::time::Duration>,
     outputs_file: Option<&Path>,
 ) -> CmdResult {
-    execute(g, printer, args, opts, false, saved, Extras { ttl, outputs_file }).await
+    execute(g, printer, args, opts, false, saved, Extras { ttl, outputs_file, restore: None }).await
 }
 
 pub async fn down(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs) -> CmdResult {
     execute(g, printer, args, opts, true, None, Extras::default()).await
+}
+
+/// `up` from a recovery point (`phoenix restore`).
+pub async fn restore(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs, spec: RestoreSpec) -> CmdResult {
+    execute(g, printer, args, opts, false, None, Extras { restore: Some(spec), ..Extras::default() }).await
 }
 
 /// What only `up` takes.
@@ -37,6 +43,7 @@ pub async fn down(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArg
 struct Extras<'a> {
     ttl: Option<std::time::Duration>,
     outputs_file: Option<&'a Path>,
+    restore: Option<RestoreSpec>,
 }
 
 async fn execute(
@@ -48,7 +55,12 @@ async fn execute(
     saved: Option<&Path>,
     extras: Extras<'_>,
 ) -> CmdResult {
-    let operation = if destroy { "down" } else { "up" };
+    let started = std::time::Instant::now();
+    let operation = match (destroy, &extras.restore) {
+        (true, _) => "down",
+        (false, Some(_)) => "restore",
+        (false, None) => "up",
+    };
     let env = context::load(g, printer, args)?;
     let run_id = uuid::Uuid::new_v4().to_string();
     let (lock, mut state) = env.lock_state(operation, &run_id, opts.lock.lock_timeout, printer).await?;
@@ -59,6 +71,11 @@ async fn execute(
         // The expiry is durable before any object exists, so `gc` finds even
         // an instance whose first run is killed half-way.
         state.expires_at = Some(chrono::Utc::now() + ttl);
+        state = lock.write(&state).await.map_err(context::state_failure)?;
+    }
+    if let Some(region) = extras.restore.as_ref().and_then(|r| r.region.as_deref()) {
+        // Durable before any object is made there: later commands find them in that region.
+        recovery::override_region(&mut state, region)?;
         state = lock.write(&state).await.map_err(context::state_failure)?;
     }
     let saved_plan = saved.map(read_saved_plan).transpose()?;
@@ -77,7 +94,10 @@ async fn execute(
             "state": env.store().await?.location(), "expires_at": state.expires_at,
         }));
     }
-    let plan = make_plan(&env, &state, destroy, &opts.targets).await?;
+    let (plan, restored) = match &extras.restore {
+        Some(spec) => recovery::plan(&env, &state, spec).await?,
+        None => (make_plan(&env, &state, destroy, &opts.targets).await?, Vec::new()),
+    };
     let refresh_calls = context::api_calls(&env.registry);
     if let (Some(path), Some(saved_plan)) = (saved, &saved_plan) {
         check_saved_plan(path, saved_plan, &plan)?;
@@ -165,6 +185,11 @@ async fn execute(
         && report.is_success()
     {
         super::outputs::write_file(&env.project.root.join(path), &final_state.outputs)?;
+    }
+    if let Some(spec) = &extras.restore
+        && report.is_success()
+    {
+        recovery::report(printer, spec, &restored, started.elapsed().as_millis(), &env);
     }
     if report.interrupted {
         return Ok(Exit::Interrupted);

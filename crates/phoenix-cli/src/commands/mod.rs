@@ -5,8 +5,9 @@ mod gc;
 mod inspect;
 mod outputs;
 mod plan;
+mod recovery;
 
-use crate::args::{Cli, Command, StateCommand};
+use crate::args::{Cli, Command, SnapshotCommand, StateCommand};
 use crate::exit::{Exit, Failure};
 use crate::printer::Printer;
 
@@ -34,9 +35,15 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Plan { env, destroy, out, detailed_exitcode, targets } => {
             plan::plan(g, &printer, &env, destroy, out.as_deref(), detailed_exitcode, &targets).await
         }
-        Command::Up { env, apply, plan, ttl, outputs_file } => {
+        Command::Up { env, apply, from_snapshot: Some(id), .. } => recovery::restore(g, &printer, &env, &id, None, &apply).await,
+        Command::Up { env, apply, plan, ttl, outputs_file, from_snapshot: None } => {
             apply::up(g, &printer, &env, &apply, plan.as_deref(), ttl, outputs_file.as_deref()).await
         }
+        Command::Snapshot { command: None, take } => recovery::take(g, &printer, &take).await,
+        Command::Snapshot { command: Some(SnapshotCommand::List { env }), .. } => recovery::list(g, &printer, &env).await,
+        Command::Snapshot { command: Some(SnapshotCommand::Show { env, id }), .. } => recovery::show_point(g, &printer, &env, &id).await,
+        Command::Snapshot { command: Some(SnapshotCommand::Delete { env, id }), .. } => recovery::delete(g, &printer, &env, &id).await,
+        Command::Restore { env, from, region, apply } => recovery::restore(g, &printer, &env, &from, region.as_deref(), &apply).await,
         Command::Down { env, apply } => apply::down(g, &printer, &env, &apply).await,
     };
     match result {

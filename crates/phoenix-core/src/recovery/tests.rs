@@ -92,6 +92,24 @@ async fn only_what_is_missing_is_restored_from_its_snapshot() {
 }
 
 #[tokio::test]
+async fn after_a_restore_the_everyday_definition_keeps_the_restored_objects() {
+    let d = def(&[("disk", json!({"name": "data"}))]);
+    let state = applied(&d, &empty_state()).await;
+    let reg = registry(Arc::new(FakeProvider::default()));
+    let p = point(&d, &state, &reg, take(&state, &reg, "rp-1", 4, no_log()).await.unwrap());
+    let (restore_def, _) = restore_definition(&p, &d, &BTreeSet::new(), None).unwrap();
+    let restored = applied(&restore_def, &empty_state()).await;
+    assert_eq!(restored.resources[&addr("disk")].inputs["from_snapshot"], json!("snap-disk-rp-1"));
+    // The environment file does not name the snapshot: nothing to replace.
+    let plan = diff(&d, &refresh(&restored, &reg).await.unwrap(), &reg, &PlanOptions::default());
+    assert!(!plan.summary().has_changes(), "{:#?}", plan.changes);
+    // Naming another snapshot still replaces it (it is force-new).
+    let other = def(&[("disk", json!({"name": "data", "from_snapshot": "snap-other"}))]);
+    let plan = diff(&other, &refresh(&restored, &reg).await.unwrap(), &reg, &PlanOptions::default());
+    assert_eq!(plan.changes[0].action, Action::Replace);
+}
+
+#[tokio::test]
 async fn another_region_needs_copies_there() {
     let d = def(&[("disk", json!({}))]);
     let state = applied(&d, &empty_state()).await;

@@ -317,6 +317,7 @@ mod tests {
             instance: instance.map(String::from),
             resource: ResourceAddr::parse("api").unwrap(),
             lineage: "0f3a9c2e-77aa-4b1e".into(),
+            expires_at: None,
         }
     }
 

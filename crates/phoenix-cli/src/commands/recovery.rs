@@ -1,0 +1,343 @@
+//! Disaster recovery: `phoenix snapshot` takes a recovery point (a snapshot of
+//! every stateful object plus the definition to rebuild from), `phoenix
+//! snapshot list|show|delete` manage them, and `phoenix restore` rebuilds an
+//! environment from one (through `up`'s plan/confirm/apply path, see
+//! `apply::restore`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use console::style;
+use futures::stream::{self, StreamExt};
+use phoenix_core::plan::Plan;
+use phoenix_core::planner::{PlanOptions, diff, refresh};
+use phoenix_core::provider::{LogSink, ProviderError, Registry};
+use phoenix_core::recovery::{self, RecoveryPoint, Restored, SnapshotRecord, restore_definition, sealed_definition};
+use phoenix_core::state::StateDoc;
+use phoenix_core::value::{Value, seal};
+use phoenix_core::{Attrs, ResourceAddr};
+use phoenix_state::RecoveryStore;
+
+use crate::args::{ApplyArgs, EnvArgs, Global, TakeArgs};
+use crate::context::{self, Env};
+use crate::exit::{CmdResult, Exit, Failure};
+use crate::printer::Printer;
+use crate::progress::json_event;
+
+fn fail(e: impl std::fmt::Display) -> Failure {
+    Failure::new(Exit::Error, anyhow!("{e}"))
+}
+
+/// A log line of a snapshot in progress, for people or as a JSON event.
+fn log_sink(json: bool) -> LogSink {
+    Arc::new(move |addr: &ResourceAddr, line: &str| {
+        if json {
+            json_event(serde_json::json!({"event": "log", "addr": addr, "line": line}));
+        } else {
+            eprintln!("  {} {line}", style(format!("{addr}:")).dim());
+        }
+    })
+}
+
+/// `phoenix snapshot ENV`.
+pub async fn take(g: &Global, printer: &Printer, t: &TakeArgs) -> CmdResult {
+    let started = Instant::now();
+    let args = t.env_args();
+    let env = context::load(g, printer, &args)?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    // Held while snapshotting: no `up` changes the objects half-way.
+    let (lock, state) = env.lock_state("snapshot", &run_id, t.lock.lock_timeout, printer).await?;
+    env.configure_providers(printer, &state)?;
+    let store = env.recovery_store().await?;
+    let now = chrono::Utc::now();
+    let id = RecoveryPoint::new_id(now);
+    let stateful = recovery::stateful(&state, &env.registry);
+    if stateful.is_empty() {
+        printer.note("no stateful objects (volumes, databases) in state: the recovery point holds the definition only");
+    }
+    if !printer.json {
+        eprintln!("Taking recovery point {} of {}: {} snapshot(s)", style(&id).bold(), env.loaded.name, stateful.len());
+    }
+    let parallelism = t.parallelism as usize;
+    let mut snapshots = match recovery::take(&state, &env.registry, &id, parallelism, log_sink(printer.json)).await {
+        Ok(s) => s,
+        Err((taken, failed)) => {
+            discard(&env.registry, &taken, printer).await;
+            let lines: Vec<String> = failed.iter().map(|(a, e)| format!("  {a}: {}", e.message)).collect();
+            return Err(fail(format!("no recovery point was taken; these snapshots failed:\n{}", lines.join("\n"))));
+        }
+    };
+    for region in &t.copy_to_region {
+        if let Err(e) = copy_all(&env.registry, &mut snapshots, region, parallelism).await {
+            discard(&env.registry, &snapshots, printer).await;
+            return Err(fail(format!("no recovery point was taken; copying to {region} failed:\n{e}")));
+        }
+    }
+    let point = RecoveryPoint {
+        id: id.clone(),
+        environment: env.loaded.name.clone(),
+        instance: env.loaded.instance.clone(),
+        created_at: now,
+        took_ms: started.elapsed().as_millis() as u64,
+        lineage: state.lineage.clone(),
+        serial: state.serial,
+        variables: sealed_variables(&env, &state.lineage),
+        definition: sealed_definition(&env.loaded.definition, &env.registry, &state.lineage),
+        snapshots,
+    };
+    if let Err(e) = store.save(&point).await {
+        discard(&env.registry, &point.snapshots, printer).await;
+        return Err(fail(format!("the recovery point could not be stored at {}: {e}", store.location())));
+    }
+    drop(lock);
+    let removed = match t.keep {
+        Some(keep) => retain(&env, store.as_ref(), keep as usize, printer).await?,
+        None => Vec::new(),
+    };
+    if printer.json {
+        json_event(serde_json::json!({"event": "snapshot_finished", "point": summary(&point), "removed": removed, "store": store.location()}));
+    } else {
+        show(&point);
+        println!("Recovery point {} taken in {:.1}s; stored at {}.", style(&id).bold(), point.took_ms as f64 / 1000.0, store.location());
+        for r in &removed {
+            println!("Removed recovery point {r} (--keep {}).", t.keep.unwrap_or_default());
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// Declared variables, with any whose value ends up in a sensitive attribute sealed.
+fn sealed_variables(env: &Env, salt: &str) -> Attrs {
+    let mut secrets = BTreeSet::new();
+    for r in env.loaded.definition.resources.values() {
+        let Some(schema) = env.registry.schema(&r.type_name) else { continue };
+        for (k, v) in &r.attrs {
+            if schema.attr(k).is_some_and(|a| a.sensitive) {
+                secrets.insert(v.to_string());
+                if let Some(s) = v.as_str() {
+                    secrets.insert(Value::String(s.to_string()).to_string());
+                }
+            }
+        }
+    }
+    env.loaded.vars.iter().map(|(k, v)| (k.clone(), if secrets.contains(&v.to_string()) { seal(v, salt) } else { v.clone() })).collect()
+}
+
+async fn copy_all(registry: &Registry, snapshots: &mut [SnapshotRecord], region: &str, parallelism: usize) -> Result<(), String> {
+    let jobs = snapshots.iter().enumerate().map(|(i, s)| {
+        let provider = registry.provider_for(&s.type_name).cloned();
+        let (type_name, snap) = (s.type_name.clone(), s.snapshot.clone());
+        async move {
+            let provider = provider.ok_or_else(|| ProviderError::permanent(format!("no provider for `{type_name}`")))?;
+            provider.copy_snapshot(&type_name, &snap, region).await.map(|c| (i, c))
+        }
+    });
+    let results: Vec<_> = stream::iter(jobs).buffer_unordered(parallelism.max(1)).collect().await;
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok((i, copy)) => {
+                snapshots[i].copies.insert(region.to_string(), copy);
+            }
+            Err(e) => errors.push(e.message),
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
+}
+
+/// Deletes snapshots (and their copies); failures are reported, not fatal.
+async fn discard(registry: &Registry, snapshots: &[SnapshotRecord], printer: &Printer) -> Vec<String> {
+    let mut failed = Vec::new();
+    for s in snapshots {
+        let Some(provider) = registry.provider_for(&s.type_name) else { continue };
+        for snap in std::iter::once(&s.snapshot).chain(s.copies.values()) {
+            if let Err(e) = provider.delete_snapshot(&s.type_name, snap).await {
+                failed.push(format!("{} ({}): {}", snap.id, s.addr, e.message));
+            }
+        }
+    }
+    for f in &failed {
+        printer.note(&format!("could not delete snapshot {f}; delete it by hand"));
+    }
+    failed
+}
+
+/// Keeps the newest `keep` points of the environment; older ones go with their snapshots.
+async fn retain(env: &Env, store: &dyn RecoveryStore, keep: usize, printer: &Printer) -> Result<Vec<String>, Failure> {
+    let points = store.list(&env.loaded.name).await.map_err(fail)?;
+    let excess = points.len().saturating_sub(keep);
+    let mut removed = Vec::new();
+    for p in points.into_iter().take(excess) {
+        if discard(&env.registry, &p.snapshots, printer).await.is_empty() {
+            store.delete(&p.environment, &p.id).await.map_err(fail)?;
+            removed.push(p.id);
+        }
+    }
+    Ok(removed)
+}
+
+fn summary(p: &RecoveryPoint) -> serde_json::Value {
+    serde_json::json!({
+        "id": p.id, "environment": p.environment, "instance": p.instance, "created_at": p.created_at,
+        "took_ms": p.took_ms, "serial": p.serial, "resources": p.definition.resources.len(),
+        "snapshots": p.snapshots, "regions": p.copied_regions(),
+    })
+}
+
+fn show(p: &RecoveryPoint) {
+    println!(
+        "{} of {} at {} (state serial {}, {} resources, {} snapshot(s))",
+        style(&p.id).bold(),
+        p.environment,
+        p.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        p.serial,
+        p.definition.resources.len(),
+        p.snapshots.len()
+    );
+    for s in &p.snapshots {
+        let copies: Vec<String> = s.copies.iter().map(|(r, c)| format!("{r}: {}", c.id)).collect();
+        let copies = if copies.is_empty() { String::new() } else { format!("  (copies: {})", copies.join(", ")) };
+        println!("  {:<24} {:<18} {}{copies}", s.addr.to_string(), s.type_name, s.snapshot.id);
+    }
+}
+
+/// The environment's recovery store, from its `state =` setting.
+async fn store_of(g: &Global, printer: &Printer, env: &str) -> Result<(Env, Arc<dyn RecoveryStore>), Failure> {
+    let args = EnvArgs { env: env.to_string(), vars: Vec::new(), instance: None };
+    let env = context::load(g, printer, &args)?;
+    let store = env.recovery_store().await?;
+    Ok((env, store))
+}
+
+pub async fn list(g: &Global, printer: &Printer, env: &str) -> CmdResult {
+    let (env, store) = store_of(g, printer, env).await?;
+    let points = store.list(&env.loaded.name).await.map_err(fail)?;
+    if printer.json {
+        println!("{}", serde_json::json!({"event": "recovery_points", "points": points.iter().map(summary).collect::<Vec<_>>()}));
+    } else if points.is_empty() {
+        println!("No recovery points of {} (take one with `phoenix snapshot {}`).", env.loaded.name, env.loaded.name);
+    } else {
+        println!("{:<28} {:<20} {:>9} {:>8}  regions", "ID", "TAKEN (UTC)", "SNAPSHOTS", "TOOK");
+        for p in &points {
+            let regions: Vec<String> = p.copied_regions().into_iter().collect();
+            println!(
+                "{:<28} {:<20} {:>9} {:>7.1}s  {}",
+                p.id,
+                p.created_at.format("%Y-%m-%d %H:%M:%S"),
+                p.snapshots.len(),
+                p.took_ms as f64 / 1000.0,
+                regions.join(",")
+            );
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+async fn find(store: &dyn RecoveryStore, env: &str, id: &str) -> Result<RecoveryPoint, Failure> {
+    store
+        .get(env, id)
+        .await
+        .map_err(fail)?
+        .ok_or_else(|| fail(format!("no recovery point `{id}` of {env} at {} (see `phoenix snapshot list {env}`)", store.location())))
+}
+
+pub async fn show_point(g: &Global, printer: &Printer, env: &str, id: &str) -> CmdResult {
+    let (env, store) = store_of(g, printer, env).await?;
+    let point = find(store.as_ref(), &env.loaded.name, id).await?;
+    if printer.json {
+        println!("{}", serde_json::json!({"event": "recovery_point", "point": summary(&point), "variables": point.variables}));
+    } else {
+        show(&point);
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn delete(g: &Global, printer: &Printer, env: &str, id: &str) -> CmdResult {
+    let (env, store) = store_of(g, printer, env).await?;
+    let point = find(store.as_ref(), &env.loaded.name, id).await?;
+    env.configure_providers(printer, &StateDoc::new(&env.loaded.name, None, point.lineage.clone()))?;
+    let failed = discard(&env.registry, &point.snapshots, printer).await;
+    if !failed.is_empty() {
+        return Err(fail(format!("recovery point {id} kept: {} snapshot(s) could not be deleted", failed.len())));
+    }
+    store.delete(&env.loaded.name, id).await.map_err(fail)?;
+    if printer.json {
+        println!("{}", serde_json::json!({"event": "recovery_point_deleted", "id": id, "snapshots": point.snapshots.len()}));
+    } else {
+        println!("Deleted recovery point {id} and its {} snapshot(s).", point.snapshots.len());
+    }
+    Ok(Exit::Ok)
+}
+
+/// What `up` needs to restore: the point and where.
+pub struct RestoreSpec {
+    pub point: RecoveryPoint,
+    pub region: Option<String>,
+}
+
+/// `phoenix restore ENV --from ID`: finds the point, then runs `up` with it.
+pub async fn restore(g: &Global, printer: &Printer, args: &EnvArgs, from: &str, region: Option<&str>, apply: &ApplyArgs) -> CmdResult {
+    let (env, store) = store_of(g, printer, &args.env).await?;
+    let point = find(store.as_ref(), &env.loaded.name, from).await?;
+    drop(env);
+    super::apply::restore(g, printer, args, apply, RestoreSpec { point, region: region.map(str::to_string) }).await
+}
+
+/// Records in `state` that its objects live in `region` (the AWS provider's
+/// `region`). A state whose objects already live elsewhere is refused: one
+/// state, one region.
+pub fn override_region(state: &mut StateDoc, region: &str) -> Result<(), Failure> {
+    let aws = state.provider_overrides.entry("aws".to_string()).or_default();
+    match aws.get("region").and_then(Value::as_str) {
+        Some(r) if r != region => {
+            return Err(fail(format!("this state's objects live in {r}; restore into {region} as another instance (--instance)")));
+        }
+        _ if aws.get("region").is_none() && !state.resources.is_empty() => {
+            return Err(fail(format!(
+                "this state already holds objects in the environment's own region; restore into {region} as another instance (--instance)"
+            )));
+        }
+        _ => {}
+    }
+    aws.insert("region".into(), Value::String(region.to_string()));
+    Ok(())
+}
+
+/// The plan of a restore: reality is read first, so that what still exists
+/// is kept and only what is missing is created (stateful objects from their snapshots).
+pub async fn plan(env: &Env, state: &StateDoc, spec: &RestoreSpec) -> Result<(Plan, Vec<Restored>), Failure> {
+    let refreshed = refresh(state, &env.registry).await.map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.addr, e.error.message)).collect();
+        fail(format!("refresh failed; nothing was changed:\n{}", lines.join("\n")))
+    })?;
+    let existing: BTreeSet<ResourceAddr> = refreshed.state.resources.keys().cloned().collect();
+    let (def, restored) = restore_definition(&spec.point, &env.loaded.definition, &existing, spec.region.as_deref()).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        Failure::new(Exit::Invalid, anyhow!("recovery point {} cannot be restored as asked:\n{}", spec.point.id, lines.join("\n")))
+    })?;
+    Ok((diff(&def, &refreshed, &env.registry, &PlanOptions::default()), restored))
+}
+
+/// The final report of a restore.
+pub fn report(printer: &Printer, spec: &RestoreSpec, restored: &[Restored], recovery_ms: u128, env: &Env) {
+    if printer.json {
+        json_event(serde_json::json!({
+            "event": "restore_finished", "point": spec.point.id, "environment": env.loaded.name,
+            "instance": env.loaded.instance, "region": spec.region, "recovery_time_ms": recovery_ms, "restored": restored,
+        }));
+        return;
+    }
+    println!(
+        "\n{} {}{} from recovery point {} in {} (recovery time).",
+        style("Restored").green().bold(),
+        env.loaded.name,
+        env.loaded.instance.as_deref().map(|i| format!(" (instance {i})")).unwrap_or_default(),
+        spec.point.id,
+        style(format!("{:.1}s", recovery_ms as f64 / 1000.0)).bold()
+    );
+    for r in restored {
+        println!("  {:<24} {} = {}", r.addr.to_string(), r.restore_attr, r.snapshot.id);
+    }
+}

@@ -1,0 +1,209 @@
+//! Disaster recovery end to end on moto, through the binary as a user runs it:
+//! recovery points of `prod` (its RDS database) and `staging` (its EBS data
+//! volumes); restores after losing everything (objects and state), after
+//! losing part, into another region from copied snapshots, and as a drill
+//! beside the original. Every claim is checked with independent SDK clients.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::Filter;
+use phoenix_testkit::Moto;
+use support::{Output, Project};
+
+const DB_PASSWORD: &str = "pw-dr-3b9e-never-printed";
+
+fn run(project: &Project, moto: &Moto, args: &[&str]) -> Output {
+    let mut c = support::command(&project.dir, args);
+    c.envs(moto.env()).env("PROD_DB_PASSWORD", DB_PASSWORD);
+    let out = c.output().expect("phoenix runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn ok(out: Output, what: &str) -> Output {
+    assert_eq!(out.code, 0, "{what} failed:\n{}\n{}", out.stdout, out.stderr);
+    out
+}
+
+macro_rules! client {
+    ($name:ident, $sdk:ident) => {
+        fn $name(moto: &Moto, region: &str) -> $sdk::Client {
+            let conf = $sdk::Config::builder()
+                .behavior_version($sdk::config::BehaviorVersion::latest())
+                .region($sdk::config::Region::new(region.to_string()))
+                .endpoint_url(moto.endpoint())
+                .credentials_provider($sdk::config::Credentials::new("testing", "testing", None, None, "test"))
+                .build();
+            $sdk::Client::from_conf(conf)
+        }
+    };
+}
+client!(ec2, aws_sdk_ec2);
+client!(rds, aws_sdk_rds);
+client!(elb, aws_sdk_elasticloadbalancingv2);
+client!(autoscaling, aws_sdk_autoscaling);
+
+fn tag(k: &str, v: &str) -> Filter {
+    Filter::builder().name(format!("tag:{k}")).values(v).build()
+}
+
+/// Data volumes of an environment (instance) by resource name: (volume id, snapshot it was made from).
+async fn volumes(ec2: &aws_sdk_ec2::Client, env: &str, instance: Option<&str>) -> BTreeMap<String, (String, String)> {
+    let mut req = ec2.describe_volumes().filters(tag("phoenix:environment", env));
+    if let Some(i) = instance {
+        req = req.filters(tag("phoenix:instance", i));
+    }
+    let out = req.send().await.unwrap();
+    out.volumes()
+        .iter()
+        .filter(|v| instance.is_some() || !v.tags().iter().any(|t| t.key() == Some("phoenix:instance")))
+        .filter_map(|v| {
+            let name = v.tags().iter().find(|t| t.key() == Some("phoenix:resource"))?.value()?.to_string();
+            name.starts_with("data-").then(|| (name, (v.volume_id().unwrap().to_string(), v.snapshot_id().unwrap_or_default().to_string())))
+        })
+        .collect()
+}
+
+/// The snapshot ids of a recovery point's JSON, by resource: (snapshot, copies by region).
+fn snapshots_of(point: &serde_json::Value) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
+    point["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let copies = s["copies"].as_object().map(|m| m.iter().map(|(r, c)| (r.clone(), c["id"].as_str().unwrap().to_string())).collect());
+            (s["addr"].as_str().unwrap().to_string(), (s["snapshot"]["id"].as_str().unwrap().to_string(), copies.unwrap_or_default()))
+        })
+        .collect()
+}
+
+fn restored_of(out: &Output) -> BTreeMap<String, String> {
+    let ev = out.event("restore_finished").unwrap_or_else(|| panic!("no restore report:\n{}", out.stdout));
+    assert!(ev["recovery_time_ms"].as_u64().is_some(), "the recovery time is measured: {ev}");
+    ev["restored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["addr"].as_str().unwrap().to_string(), r["snapshot"]["id"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prod_comes_back_from_a_recovery_point_after_losing_everything() {
+    let moto = Moto::start();
+    let project = Project::repo();
+    let (rds, elb, asg) = (rds(&moto, Moto::REGION), elb(&moto, Moto::REGION), autoscaling(&moto, Moto::REGION));
+    ok(run(&project, &moto, &["--json", "up", "prod", "--yes"]), "up prod");
+
+    let taken = ok(run(&project, &moto, &["--json", "snapshot", "prod"]), "snapshot prod");
+    let point = taken.event("snapshot_finished").unwrap()["point"].clone();
+    let id = point["id"].as_str().unwrap().to_string();
+    let snaps = snapshots_of(&point);
+    assert_eq!(snaps.keys().collect::<Vec<_>>(), ["db"], "the database is prod's stateful object");
+    let db_snapshot = snaps["db"].0.clone();
+    let s = rds.describe_db_snapshots().db_snapshot_identifier(&db_snapshot).send().await.unwrap();
+    let s = &s.db_snapshots()[0];
+    assert_eq!((s.status(), s.db_instance_identifier()), (Some("available"), Some("prod-db")));
+    let listed = ok(run(&project, &moto, &["--json", "snapshot", "list", "prod"]), "snapshot list");
+    assert_eq!(listed.event("recovery_points").unwrap()["points"][0]["id"], serde_json::json!(id));
+    assert!(!std::fs::read_dir(project.dir.join(".phoenix/state/@recovery/prod")).unwrap().any(|e| {
+        std::fs::read_to_string(e.unwrap().path()).unwrap().contains(DB_PASSWORD)
+    }));
+
+    // Everything is lost: every object, and the state with it.
+    ok(run(&project, &moto, &["down", "prod", "--yes"]), "down prod");
+    std::fs::remove_dir_all(project.dir.join(".phoenix/state/prod")).unwrap();
+    assert!(rds.describe_db_instances().db_instance_identifier("prod-db").send().await.is_err(), "the database is gone");
+
+    let restore = ok(run(&project, &moto, &["--json", "restore", "prod", "--from", &id, "--yes"]), "restore prod");
+    assert_eq!(restored_of(&restore), BTreeMap::from([("db".to_string(), db_snapshot.clone())]));
+    // The whole environment exists again, the database from the recovery point's snapshot.
+    let db = rds.describe_db_instances().db_instance_identifier("prod-db").send().await.unwrap().db_instances()[0].clone();
+    assert_eq!(db.db_instance_status(), Some("available"));
+    let shown = ok(run(&project, &moto, &["state", "show", "prod", "db"]), "state show");
+    assert!(shown.stdout.contains(&db_snapshot), "the database records the snapshot it came from:\n{}", shown.stdout);
+    let lbs = elb.describe_load_balancers().names("prod-front").names("prod-back").send().await.unwrap();
+    assert_eq!(lbs.load_balancers().len(), 2);
+    let g = asg.describe_auto_scaling_groups().auto_scaling_group_names("prod-front").send().await.unwrap();
+    assert_eq!(g.auto_scaling_groups()[0].instances().len(), 6);
+    // The everyday definition (no snapshot named) finds nothing to do.
+    let plan = run(&project, &moto, &["plan", "prod", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "clean after the restore:\n{}\n{}", plan.stdout, plan.stderr);
+    assert!(!restore.stdout.contains(DB_PASSWORD) && !restore.stderr.contains(DB_PASSWORD));
+    ok(run(&project, &moto, &["down", "prod", "--yes"]), "down prod again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staging_volumes_come_back_after_partial_loss_in_another_region_and_as_a_drill() {
+    let moto = Moto::start();
+    let project = Project::repo();
+    let (west, east) = (ec2(&moto, Moto::REGION), ec2(&moto, "us-east-2"));
+    let vars = ["--var", "web_count=2"];
+    let with = |args: &[&str]| -> Vec<String> { args.iter().chain(vars.iter()).map(|s| s.to_string()).collect() };
+    let call = |args: Vec<String>| run(&project, &moto, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    ok(call(with(&["up", "staging", "--yes"])), "up staging");
+    let before = volumes(&west, "staging", None).await;
+    assert_eq!(before.len(), 2);
+
+    let taken = ok(call(with(&["--json", "snapshot", "staging", "--copy-to-region", "us-east-2"])), "snapshot");
+    let point = taken.event("snapshot_finished").unwrap()["point"].clone();
+    let id = point["id"].as_str().unwrap().to_string();
+    let snaps = snapshots_of(&point);
+    assert_eq!(snaps.keys().collect::<Vec<_>>(), ["data-0", "data-1"]);
+    assert!(snaps.values().all(|(_, c)| c.contains_key("us-east-2")), "copied: {snaps:?}");
+    let tagged = west.describe_snapshots().filters(tag("phoenix:recovery-point", &id)).send().await.unwrap();
+    assert_eq!(tagged.snapshots().len(), 2, "tagged with the recovery point");
+
+    // Part is lost: both instances, and one data volume.
+    let running = west
+        .describe_instances()
+        .filters(tag("phoenix:environment", "staging"))
+        .filters(Filter::builder().name("instance-state-name").values("running").build())
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<String> = running.reservations().iter().flat_map(|r| r.instances()).filter_map(|i| i.instance_id().map(String::from)).collect();
+    assert_eq!(ids.len(), 2);
+    let lost = before["data-1"].0.clone();
+    west.detach_volume().volume_id(&lost).send().await.unwrap();
+    west.terminate_instances().set_instance_ids(Some(ids)).send().await.unwrap();
+    west.delete_volume().volume_id(&lost).send().await.unwrap();
+
+    let restore = ok(call(with(&["--json", "restore", "staging", "--from", &id, "--yes"])), "restore staging");
+    assert_eq!(restored_of(&restore), BTreeMap::from([("data-1".to_string(), snaps["data-1"].0.clone())]), "only what was lost");
+    let after = volumes(&west, "staging", None).await;
+    assert_eq!(after["data-0"].0, before["data-0"].0, "the surviving volume is kept");
+    assert_ne!(after["data-1"].0, lost);
+    assert_eq!(after["data-1"].1, snaps["data-1"].0, "the lost volume is made from its snapshot");
+    let plan = call(with(&["plan", "staging", "--detailed-exitcode"]));
+    assert_eq!(plan.code, 0, "complete again:\n{}\n{}", plan.stdout, plan.stderr);
+
+    // A drill in another region, beside the original, from the copies there.
+    let drill = ok(
+        call(with(&["--json", "restore", "staging", "--from", &id, "--region", "us-east-2", "--instance", "drill-1", "--yes"])),
+        "restore drill",
+    );
+    let expected: BTreeMap<String, String> = snaps.iter().map(|(a, (_, c))| (a.clone(), c["us-east-2"].clone())).collect();
+    assert_eq!(restored_of(&drill), expected);
+    let there = volumes(&east, "staging", Some("drill-1")).await;
+    let made_from: BTreeMap<String, String> = there.iter().map(|(a, (_, s))| (a.clone(), s.clone())).collect();
+    assert_eq!(made_from, expected, "the drill's volumes come from the copies in us-east-2");
+    assert_eq!(volumes(&west, "staging", None).await, after, "the original is untouched");
+    // The drill's state remembers its region: down removes it there, not in the file's region.
+    ok(call(with(&["down", "staging", "--instance", "drill-1", "--yes"])), "down drill");
+    assert!(volumes(&east, "staging", Some("drill-1")).await.is_empty(), "the drill is gone");
+    ok(call(with(&["down", "staging", "--yes"])), "down staging");
+
+    ok(call(vec!["snapshot".into(), "delete".into(), "staging".into(), id.clone()]), "snapshot delete");
+    for (ec2, region) in [(&west, Moto::REGION), (&east, "us-east-2")] {
+        let left = ec2.describe_snapshots().filters(tag("phoenix:recovery-point", &id)).send().await.unwrap();
+        assert!(left.snapshots().is_empty(), "snapshots left in {region}: {:?}", left.snapshots());
+    }
+    let listed = ok(call(vec!["--json".into(), "snapshot".into(), "list".into(), "staging".into()]), "list");
+    assert_eq!(listed.event("recovery_points").unwrap()["points"], serde_json::json!([]));
+}
