@@ -48,11 +48,45 @@ pub fn load(global: &Global, printer: &Printer, args: &EnvArgs) -> Result<Env, F
     let loaded = project.load(&args.env, &opts).map_err(|d| invalid(printer, d))?;
     let registry = registry();
     let names: Vec<&str> = registry.provider_names().filter(|n| *n != phoenix_core::builtin::PROVIDER_NAME).collect();
-    let problems = loaded.validate(registry.schemas(), &names);
+    let mut problems = loaded.validate(registry.schemas(), &names);
+    if problems.is_empty() {
+        problems = instance_names(&loaded, &registry);
+    }
     if !problems.is_empty() {
         return Err(invalid(printer, problems));
     }
     Ok(Env { project, loaded, registry })
+}
+
+/// With `--instance`, every name the provider needs unique must contain the
+/// instance name: otherwise two CI jobs' copies would fight over one name
+/// (the second create fails, or worse, a delete hits the other's object).
+fn instance_names(loaded: &LoadedEnvironment, registry: &Registry) -> Diagnostics {
+    let mut out = Diagnostics::default();
+    let Some(instance) = &loaded.instance else { return out };
+    for r in loaded.definition.resources.values() {
+        let Some(provider) = registry.provider_for(&r.type_name) else { continue };
+        for (type_name, attr) in provider.unique_names() {
+            if *type_name != r.type_name {
+                continue;
+            }
+            // A reference takes its value from something else in this instance.
+            let Some(value) = r.attrs.get(*attr).and_then(|v| v.as_str()) else { continue };
+            if value.contains("${") || value.contains(instance.as_str()) {
+                continue;
+            }
+            let d = phoenix_config::Diagnostic::new(
+                phoenix_core::validate::ErrorKind::InvalidValue,
+                format!("`{attr}` = \"{value}\" is the same in every instance, so concurrent instances would collide on it"),
+            )
+            .with_help(Some(format!(
+                "put the instance in the name, e.g. `{attr} = \"{{{{ environment }}}}-{{{{ instance }}}}-...\"` (the template context has `instance`)"
+            )))
+            .about(r.addr.to_string(), Some(attr.to_string()));
+            out.push(loaded.sources.locate(d, loaded.sources.resources.get(&r.addr), Some(attr)));
+        }
+    }
+    out
 }
 
 /// Prints diagnostics and turns them into the "invalid" exit.

@@ -185,6 +185,13 @@ pub trait Provider: Send + Sync {
     async fn create(&self, req: CreateRequest) -> Result<Attrs, ProviderError>;
     async fn update(&self, req: UpdateRequest) -> Result<Attrs, ProviderError>;
     async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError>;
+    /// Attributes whose value must be unique across the provider's namespace
+    /// (a region, a VPC), as `(type, attribute)`: two `--instance` copies of
+    /// one environment would collide on them, so the CLI requires their
+    /// values to contain the instance name. Default: none.
+    fn unique_names(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
     /// Every live object carrying Phoenix's ownership marks, of every
     /// environment (for `phoenix gc` to find leaks no state knows).
     ///
