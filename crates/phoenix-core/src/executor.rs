@@ -299,6 +299,9 @@ pub async fn apply(
     for addr in &plan.stale_intents {
         journal.record(JournalRecord::ClearIntent { addr: addr.clone() }).await.map_err(ApplyError::Journal)?;
     }
+    for addr in &plan.gone {
+        journal.record(JournalRecord::Remove { addr: addr.clone() }).await.map_err(ApplyError::Journal)?;
+    }
     let shared = Arc::new(Shared {
         registry: registry.clone(),
         journal: journal.clone(),
