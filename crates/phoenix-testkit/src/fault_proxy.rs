@@ -491,6 +491,13 @@ mod tests {
     }
 
     #[test]
+    fn dropped_responses_are_drawn_at_their_rate() {
+        let mut inner = Inner { plan: FaultPlan::dropped_responses(5, 0.1), rng: Rng(5), counts: FaultCounts::default(), hook: None };
+        let dropped = (0..1000).filter(|_| decide(&mut inner, "X").0 == Fault::DropResponse).count();
+        assert!((60..=140).contains(&dropped), "about 10 % of 1000: {dropped}");
+    }
+
+    #[test]
     fn action_comes_from_the_form_body_or_the_query() {
         let r = Request { head: b"POST / HTTP/1.1\r\n\r\n".to_vec(), body: b"Action=RunInstances&Version=2016-11-15".to_vec() };
         assert_eq!(r.action(), "RunInstances");

@@ -180,6 +180,10 @@ impl<O> Made<O> {
     }
 }
 
+/// "Not found" codes of things a user names (an image, a key, a snapshot)
+/// rather than of a parent just created: waiting will not make them appear.
+const NEVER_APPEARS: [&str; 3] = ["InvalidAMIID.NotFound", "InvalidKeyPair.NotFound", "InvalidSnapshot.NotFound"];
+
 /// Attempts of [`create_once`] whose outcome was unknown.
 const CREATE_ATTEMPTS: u32 = 6;
 
@@ -214,7 +218,11 @@ where
         };
         let e = match sent {
             Ok(o) => return Ok(Made::Answered(o)),
-            Err(e) if crate::error::is_not_found(&e) && started.elapsed() < std::time::Duration::from_secs(30) => {
+            Err(e)
+                if crate::error::is_not_found(&e)
+                    && !crate::error::code(&e).is_some_and(|c| NEVER_APPEARS.contains(&c))
+                    && started.elapsed() < std::time::Duration::from_secs(30) =>
+            {
                 tokio::time::sleep(crate::wait::jitter(delay)).await;
                 delay = (delay * 2).min(std::time::Duration::from_secs(4));
                 continue;
