@@ -16,6 +16,27 @@ use crate::diagnostics::{Diagnostic, Source};
 /// Instructions a template may execute: generous for 100,000-resource graphs, finite for runaway loops.
 const FUEL: u64 = 2_000_000_000;
 
+/// Bytes one template may render: ample for 100,000 resources, and a bound
+/// on what fuel does not count (`"x" * 100000000` is one instruction). Found
+/// by the hostile-input corpus: a 100 MB render took minutes to diagnose.
+const MAX_OUTPUT: usize = 64 << 20;
+
+/// A render target that refuses to grow past [`MAX_OUTPUT`].
+struct CappedOutput(Vec<u8>);
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_OUTPUT {
+            return Err(std::io::Error::other(format!("the template renders more than {} MiB", MAX_OUTPUT >> 20)));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One rendered template.
 #[derive(Debug, Clone)]
 pub struct Rendered {
@@ -97,7 +118,11 @@ pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json
         }
     });
 
-    let result = env.get_template(file).and_then(|t| t.render(minijinja::Value::from_serialize(context)));
+    let result = env.get_template(file).and_then(|t| {
+        let mut out = CappedOutput(Vec::new());
+        t.render_captured_to(minijinja::Value::from_serialize(context), &mut out)?;
+        String::from_utf8(out.0).map_err(|_| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "the output is not UTF-8"))
+    });
     match result {
         Ok(output) => Ok(Rendered { name: name.to_string(), template: source, output }),
         Err(err) => {
