@@ -46,6 +46,9 @@ pub struct Rendered {
     pub template: Source,
     /// What rendering produced.
     pub output: String,
+    /// Values `env()` returned: masked wherever the rendered text is shown
+    /// (diagnostics), since they may be secrets.
+    pub env_values: Vec<String>,
 }
 
 /// Finds the file of a template name: `web` -> `web.toml.j2`, `web.j2`, `web.toml` or `web`.
@@ -107,9 +110,14 @@ pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json
     env.set_loader(move |name| load_confined(&dir, name).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e)));
     let missing_env: Arc<Mutex<Vec<String>>> = Arc::default();
     let missing = missing_env.clone();
+    let read_env: Arc<Mutex<Vec<String>>> = Arc::default();
+    let read = read_env.clone();
     env.add_function("env", move |name: String, default: Option<String>| -> Result<String, minijinja::Error> {
         match (std::env::var(&name), default) {
-            (Ok(v), _) => Ok(v),
+            (Ok(v), _) => {
+                read.lock().expect("not poisoned").push(v.clone());
+                Ok(v)
+            }
             (Err(_), Some(d)) => Ok(d),
             (Err(_), None) => {
                 missing.lock().expect("not poisoned").push(name.clone());
@@ -124,7 +132,10 @@ pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json
         String::from_utf8(out.0).map_err(|_| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "the output is not UTF-8"))
     });
     match result {
-        Ok(output) => Ok(Rendered { name: name.to_string(), template: source, output }),
+        Ok(output) => {
+            let env_values = std::mem::take(&mut *read_env.lock().expect("not poisoned"));
+            Ok(Rendered { name: name.to_string(), template: source, output, env_values })
+        }
         Err(err) => {
             let kind = if !missing_env.lock().expect("not poisoned").is_empty() {
                 ErrorKind::MissingEnvironmentVariable
