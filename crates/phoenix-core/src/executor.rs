@@ -646,4 +646,6 @@ pub fn millis(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
