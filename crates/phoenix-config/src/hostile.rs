@@ -81,7 +81,9 @@ fn load_in(dir: &Path, case: &[u8]) -> Result<Outcome, Violation> {
         files.push((p, body));
     }
     for (path, content) in files {
-        std::fs::write(path, content).map_err(io)?;
+        // A name the filesystem refuses (too long …) is a file the project
+        // cannot have: it is left out, as if the header were not there.
+        let _ = std::fs::write(path, content);
     }
 
     match Project::new(dir).load("fuzz", &LoadOptions::default()) {
@@ -109,7 +111,14 @@ fn target(dir: &Path, header: &str) -> Option<PathBuf> {
         return Some(dir.join(header));
     }
     let name = header.strip_prefix("templates/")?;
-    let plain = !name.is_empty() && !name.contains('/') && !name.contains('\\') && name != "." && name != "..";
+    // No separators, no NUL or control characters: a name the filesystem takes as one file in templates/.
+    let plain = !name.is_empty()
+        && !name.contains('/')
+        && !name.contains('\\')
+        && !name.chars().any(char::is_control)
+        && name.len() <= 200
+        && name != "."
+        && name != "..";
     plain.then(|| dir.join("templates").join(name))
 }
 
@@ -131,6 +140,8 @@ mod tests {
         assert!(matches!(load_case(b"\xff\x00[[[").unwrap(), Outcome::Refused(_)));
         assert_eq!(target(Path::new("/p"), "templates/../outside.txt"), None);
         assert_eq!(target(Path::new("/p"), "environments/other.toml"), None);
+        // Found by the fuzzer: a NUL in a header made the harness itself fail.
+        assert_eq!(target(Path::new("/p"), "templates/main.\0toml.j2"), None);
     }
 
     #[test]
