@@ -52,7 +52,7 @@ impl Printer {
             Some(i) => format!("{} (instance {i})", plan.environment),
             None => plan.environment.clone(),
         };
-        if changed.is_empty() && plan.stale_intents.is_empty() {
+        if changed.is_empty() && plan.stale_intents.is_empty() && plan.gone.is_empty() {
             out.push_str(&format!("{} {target} matches its definition.\n", style("No changes.").green().bold()));
         } else {
             out.push_str(&format!("Phoenix will perform these actions on {}:\n\n", style(&target).bold()));
@@ -61,6 +61,9 @@ impl Printer {
             }
             for a in &plan.stale_intents {
                 out.push_str(&format!("  {} {a}: forget an interrupted create that left nothing behind\n\n", style("•").dim()));
+            }
+            for a in &plan.gone {
+                out.push_str(&format!("  {} {a}: forget an object that no longer exists\n\n", style("•").dim()));
             }
             let s = plan.summary();
             out.push_str(&format!(

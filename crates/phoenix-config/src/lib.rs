@@ -13,6 +13,7 @@
 
 pub mod diagnostics;
 pub mod environment;
+pub mod hostile;
 pub mod parse;
 pub mod render;
 

@@ -91,6 +91,18 @@ impl SourceMap {
     }
 }
 
+/// The rendered text as diagnostics may show it: every value read through
+/// `env()` (possibly a secret) replaced by as many `*` as it has bytes, so
+/// spans into the text stay valid. Values under 4 bytes are left alone: masking
+/// every `1` would garble the snippet and hide nothing worth hiding.
+fn masked(output: &str, env_values: &[String]) -> String {
+    let mut text = output.to_string();
+    for v in env_values.iter().filter(|v| v.len() >= 4) {
+        text = text.replace(v.as_str(), &"*".repeat(v.len()));
+    }
+    text
+}
+
 /// Parses every rendered template into one definition.
 pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<Diagnostic>> {
     let mut def = Definition::default();
@@ -99,7 +111,7 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
     for r in rendered {
         let idx = map.sources.len();
         let rs = RenderedSource {
-            rendered: Source::new(format!("{} (rendered)", r.template.name), r.output.clone()),
+            rendered: Source::new(format!("{} (rendered)", r.template.name), masked(&r.output, &r.env_values)),
             template: r.template.clone(),
         };
         map.sources.push(rs.clone());

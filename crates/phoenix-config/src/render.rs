@@ -16,6 +16,27 @@ use crate::diagnostics::{Diagnostic, Source};
 /// Instructions a template may execute: generous for 100,000-resource graphs, finite for runaway loops.
 const FUEL: u64 = 2_000_000_000;
 
+/// Bytes one template may render: ample for 100,000 resources, and a bound
+/// on what fuel does not count (`"x" * 100000000` is one instruction). Found
+/// by the hostile-input corpus: a 100 MB render took minutes to diagnose.
+const MAX_OUTPUT: usize = 64 << 20;
+
+/// A render target that refuses to grow past [`MAX_OUTPUT`].
+struct CappedOutput(Vec<u8>);
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_OUTPUT {
+            return Err(std::io::Error::other(format!("the template renders more than {} MiB", MAX_OUTPUT >> 20)));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One rendered template.
 #[derive(Debug, Clone)]
 pub struct Rendered {
@@ -25,6 +46,9 @@ pub struct Rendered {
     pub template: Source,
     /// What rendering produced.
     pub output: String,
+    /// Values `env()` returned: masked wherever the rendered text is shown
+    /// (diagnostics), since they may be secrets.
+    pub env_values: Vec<String>,
 }
 
 /// Finds the file of a template name: `web` -> `web.toml.j2`, `web.j2`, `web.toml` or `web`.
@@ -86,9 +110,14 @@ pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json
     env.set_loader(move |name| load_confined(&dir, name).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e)));
     let missing_env: Arc<Mutex<Vec<String>>> = Arc::default();
     let missing = missing_env.clone();
+    let read_env: Arc<Mutex<Vec<String>>> = Arc::default();
+    let read = read_env.clone();
     env.add_function("env", move |name: String, default: Option<String>| -> Result<String, minijinja::Error> {
         match (std::env::var(&name), default) {
-            (Ok(v), _) => Ok(v),
+            (Ok(v), _) => {
+                read.lock().expect("not poisoned").push(v.clone());
+                Ok(v)
+            }
             (Err(_), Some(d)) => Ok(d),
             (Err(_), None) => {
                 missing.lock().expect("not poisoned").push(name.clone());
@@ -97,9 +126,16 @@ pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json
         }
     });
 
-    let result = env.get_template(file).and_then(|t| t.render(minijinja::Value::from_serialize(context)));
+    let result = env.get_template(file).and_then(|t| {
+        let mut out = CappedOutput(Vec::new());
+        t.render_captured_to(minijinja::Value::from_serialize(context), &mut out)?;
+        String::from_utf8(out.0).map_err(|_| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, "the output is not UTF-8"))
+    });
     match result {
-        Ok(output) => Ok(Rendered { name: name.to_string(), template: source, output }),
+        Ok(output) => {
+            let env_values = std::mem::take(&mut *read_env.lock().expect("not poisoned"));
+            Ok(Rendered { name: name.to_string(), template: source, output, env_values })
+        }
         Err(err) => {
             let kind = if !missing_env.lock().expect("not poisoned").is_empty() {
                 ErrorKind::MissingEnvironmentVariable

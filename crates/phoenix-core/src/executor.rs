@@ -300,6 +300,9 @@ pub async fn apply(
     for addr in &plan.stale_intents {
         journal.record(JournalRecord::ClearIntent { addr: addr.clone() }).await.map_err(ApplyError::Journal)?;
     }
+    for addr in &plan.gone {
+        journal.record(JournalRecord::Remove { addr: addr.clone() }).await.map_err(ApplyError::Journal)?;
+    }
     let shared = Arc::new(Shared {
         registry: registry.clone(),
         journal: journal.clone(),
@@ -645,5 +648,7 @@ pub fn millis(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

@@ -135,6 +135,11 @@ pub struct Plan {
     /// Announced creates of resources no longer declared and not found: cleared on apply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stale_intents: Vec<ResourceAddr>,
+    /// Recorded objects the refresh found gone that nothing recreates (a
+    /// destroy, or no longer declared) — e.g. a delete that ran but whose run
+    /// was killed before recording it: forgotten on apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gone: Vec<ResourceAddr>,
 }
 
 impl Plan {
@@ -154,7 +159,7 @@ impl Plan {
 
     /// Whether applying would do anything at all (including recording adopted objects).
     pub fn has_work(&self) -> bool {
-        self.summary().has_changes() || self.changes.iter().any(|c| c.adopt) || !self.stale_intents.is_empty()
+        self.summary().has_changes() || self.changes.iter().any(|c| c.adopt) || !self.stale_intents.is_empty() || !self.gone.is_empty()
     }
 
     /// The plan with every sensitive value sealed: what may be printed or saved.

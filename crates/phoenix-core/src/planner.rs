@@ -103,12 +103,16 @@ pub async fn refresh(state: &StateDoc, registry: &Registry) -> Result<Refreshed,
                     ResourceState {
                         type_name: intent.type_name.clone(),
                         inputs: intent.inputs.clone(),
-                        outputs: observed.outputs,
+                        outputs: observed.outputs.clone(),
                         depends_on: Vec::new(),
                         tainted: false,
                         create_before_destroy: false,
                     },
                 );
+                // Diff the object as it is, not as the create intended: a run killed
+                // between a create and its follow-up calls (attach, attributes)
+                // leaves an object that still needs them.
+                apply_observed(&mut out, addr, observed);
                 out.adopted.insert(addr.clone());
             }
             Ok(None) => {}
@@ -303,6 +307,7 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
         .filter(|(a, i)| i.op == IntentOp::Create && !state.resources.contains_key(*a) && !planned.contains_key(*a))
         .map(|(a, _)| a.clone())
         .collect();
+    let gone = refreshed.gone.iter().filter(|a| !planned.contains_key(*a)).cloned().collect();
 
     let mut plan = Plan {
         environment: state.environment.clone(),
@@ -314,6 +319,7 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
         changes,
         outputs: BTreeMap::new(),
         stale_intents,
+        gone,
     };
     if !opts.targets.is_empty() {
         restrict_to_targets(&mut plan, &opts.targets);

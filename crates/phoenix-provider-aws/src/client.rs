@@ -37,6 +37,41 @@ impl Intercept for CallCounter {
     }
 }
 
+/// Retry policy of calls that create objects: the SDK may retry only when
+/// the service answered that it refused the request (4xx: throttling and the
+/// like, or 503: throttled). A call that got no answer (reset, timeout, lost
+/// response) or a 500 may have run; retrying it blindly makes a second object
+/// when the API has no idempotency token (CreateVpc, AllocateAddress …) or
+/// ignores it. Those failures come back to `kinds::create_once`, which looks
+/// the object up by its ownership tags before trying again.
+#[derive(Debug)]
+struct AnsweredRefusalsOnly;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for AnsweredRefusalsOnly {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        match ctx.output_or_error() {
+            None | Some(Ok(_)) => RetryAction::NoActionIndicated,
+            Some(Err(_)) => match ctx.response().map(|r| r.status().as_u16()) {
+                Some(status) if (400..500).contains(&status) || status == 503 => RetryAction::NoActionIndicated,
+                _ => RetryAction::RetryForbidden,
+            },
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "PhoenixAnsweredRefusalsOnly"
+    }
+}
+
+/// The per-call configuration of a create (see [`AnsweredRefusalsOnly`]).
+pub fn create_call_config() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_classifier(AnsweredRefusalsOnly)
+}
+
 /// A token bucket: `rate` requests per second, bursts up to `burst`.
 struct Bucket {
     rate: f64,

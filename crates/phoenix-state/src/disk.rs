@@ -30,6 +30,8 @@ pub(crate) const HISTORY_DIR: &str = "history";
 pub(crate) struct Layout {
     pub dir: PathBuf,
     pub keep_history: usize,
+    /// Encryption at rest: the key from `PHOENIX_STATE_KEY`, or why it is unusable.
+    pub key: Result<Option<crate::crypt::StateKey>, crate::crypt::CryptError>,
 }
 
 impl Layout {
@@ -44,6 +46,21 @@ impl Layout {
     }
     pub fn history(&self) -> PathBuf {
         self.dir.join(HISTORY_DIR)
+    }
+    /// The encryption key, if any; a malformed `PHOENIX_STATE_KEY` is an error.
+    pub fn key(&self) -> Result<Option<&crate::crypt::StateKey>, StateError> {
+        self.key.as_ref().map(Option::as_ref).map_err(|e| StateError::Encryption { path: self.dir.clone(), reason: e.to_string() })
+    }
+    /// The bytes of a state file as stored (sealed when a key is set).
+    pub fn seal(&self, bytes: &[u8]) -> Result<Vec<u8>, StateError> {
+        Ok(match self.key()? {
+            Some(k) => crate::crypt::seal(k, bytes),
+            None => bytes.to_vec(),
+        })
+    }
+    /// The plain bytes of a stored state file at `path`.
+    pub fn open<'a>(&self, path: &Path, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, StateError> {
+        crate::crypt::open(self.key()?, bytes).map_err(|e| StateError::Encryption { path: path.to_path_buf(), reason: e.to_string() })
     }
 }
 
@@ -78,7 +95,8 @@ fn scope(environment: &str, instance: Option<&str>) -> String {
 }
 
 fn corrupt(layout: &Layout, path: PathBuf, reason: String) -> StateError {
-    StateError::Corrupt { path, reason, previous: history::newest_intact(&layout.history()) }
+    let opens = |bytes: &[u8]| layout.open(Path::new(""), bytes).ok().map(|b| b.into_owned());
+    StateError::Corrupt { path, reason, previous: history::newest_intact(&layout.history(), opens) }
 }
 
 /// Reads `state.json` and replays the journal on top, in memory.
@@ -92,11 +110,14 @@ pub(crate) fn read(layout: &Layout, environment: &str, instance: Option<&str>) -
     // already includes. The other order could pair an old state.json with a
     // journal continuing a newer one, which looks like a gap.
     let journal_bytes = fsio::read_optional(&journal_path)?.unwrap_or_default();
-    let journal = journal_log::parse(&journal_bytes);
+    let journal = journal_log::parse_with(&journal_bytes, layout.key()?);
+    if let Some(e) = &journal.sealed_error {
+        return Err(StateError::Encryption { path: journal_path, reason: e.to_string() });
+    }
     let stored = match fsio::read_optional(&state_path)? {
         None => None,
-        Some(bytes) => match state_file::decode(&bytes) {
-            Ok((doc, seq)) => Some((doc, seq, bytes.len() as u64)),
+        Some(stored) => match state_file::decode(&layout.open(&state_path, &stored)?) {
+            Ok((doc, seq)) => Some((doc, seq, stored.len() as u64)),
             Err(DecodeError::Corrupt(reason)) => return Err(corrupt(layout, state_path, reason)),
             Err(DecodeError::Unsupported(found)) => {
                 return Err(StateError::UnsupportedFormat { path: state_path, found, supported: STATE_FORMAT_VERSION });
@@ -179,6 +200,7 @@ pub(crate) fn read(layout: &Layout, environment: &str, instance: Option<&str>) -
 /// version it replaces (whose serial is `replaced`) into history first.
 /// Returns the number of bytes written.
 pub(crate) fn commit(layout: &Layout, bytes: &[u8], replaced: Option<u64>) -> Result<u64, StateError> {
+    let bytes = &layout.seal(bytes)?;
     fsio::ensure_dir(&layout.dir)?;
     let state = layout.state();
     let history_dir = layout.history();

@@ -66,6 +66,16 @@ pub enum StateError {
         previous: Option<PathBuf>,
     },
 
+    /// A state file is encrypted and cannot be opened (no key, another key,
+    /// or altered), or `PHOENIX_STATE_KEY` is unusable. Nothing is written.
+    #[error("`{}`: {reason}; nothing was read or written", path.display())]
+    Encryption {
+        /// The file (or the state directory, for a bad key).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A state file was written by a newer Phoenix.
     #[error("`{}` uses state format {found}, this Phoenix reads up to format {supported}; upgrade Phoenix", path.display())]
     UnsupportedFormat {

@@ -72,7 +72,11 @@ pub(crate) fn prune(history_dir: &Path, keep: usize) -> Result<(), StateError> {
 }
 
 /// The newest version that still verifies, offered when `state.json` is damaged.
-pub(crate) fn newest_intact(history_dir: &Path) -> Option<PathBuf> {
+pub(crate) fn newest_intact(history_dir: &Path, open: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Option<PathBuf> {
     let versions = list(history_dir).ok()?;
-    versions.into_iter().rev().map(|(_, path)| path).find(|path| fs::read(path).is_ok_and(|bytes| state_file::decode(&bytes).is_ok()))
+    versions
+        .into_iter()
+        .rev()
+        .map(|(_, path)| path)
+        .find(|path| fs::read(path).ok().and_then(|bytes| open(&bytes)).is_some_and(|bytes| state_file::decode(&bytes).is_ok()))
 }

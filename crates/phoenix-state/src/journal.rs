@@ -274,10 +274,14 @@ impl Writer {
         }
         let mut buf = Vec::with_capacity(batch.iter().map(|p| p.json.len() + 40).sum::<usize>() + 80);
         if !self.header_written {
-            journal_log::push_header(&mut buf, &Header { lineage: self.lineage.clone(), after_seq: self.seq });
+            journal_log::push_header(
+                &mut buf,
+                &Header { lineage: self.lineage.clone(), after_seq: self.seq },
+                self.layout.key.as_ref().ok().and_then(Option::as_ref),
+            );
         }
         for (i, p) in batch.iter().enumerate() {
-            journal_log::push_entry(&mut buf, self.seq + 1 + i as u64, &p.json);
+            journal_log::push_entry(&mut buf, self.seq + 1 + i as u64, &p.json, self.layout.key.as_ref().ok().and_then(Option::as_ref));
         }
         let result = self.file.write_all(&buf).and_then(|()| self.file.sync_data());
         self.shared.syncs.fetch_add(1, Ordering::Relaxed);

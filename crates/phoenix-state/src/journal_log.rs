@@ -27,6 +27,8 @@ use std::io::Write;
 use phoenix_core::state::JournalRecord;
 use serde::{Deserialize, Serialize};
 
+use crate::crypt::StateKey;
+
 /// The first line of every journal generation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Header {
@@ -53,6 +55,8 @@ pub(crate) struct Parsed {
     /// Whole, valid-looking lines after the damage: more than a torn tail,
     /// worth a warning.
     pub lines_after_damage: usize,
+    /// A sealed line that did not open (no key, another key): reading stopped there.
+    pub sealed_error: Option<crate::crypt::CryptError>,
 }
 
 impl Parsed {
@@ -62,8 +66,17 @@ impl Parsed {
     }
 }
 
-/// Appends `<crc> <parts…>\n`, the CRC covering the concatenated parts.
-fn push_line(out: &mut Vec<u8>, parts: &[&[u8]]) {
+/// Appends `<crc> <parts…>\n`, the CRC covering the concatenated parts; with
+/// a key, the parts are sealed first (one line still: see [`crate::crypt`]).
+fn push_line(out: &mut Vec<u8>, parts: &[&[u8]], key: Option<&StateKey>) {
+    let sealed;
+    let parts = match key {
+        Some(k) => {
+            sealed = crate::crypt::seal(k, &parts.concat());
+            &[sealed.as_slice()][..]
+        }
+        None => parts,
+    };
     let mut crc = crc32fast::Hasher::new();
     parts.iter().for_each(|p| crc.update(p));
     write!(out, "{:08x} ", crc.finalize()).expect("writing to a Vec");
@@ -72,17 +85,17 @@ fn push_line(out: &mut Vec<u8>, parts: &[&[u8]]) {
 }
 
 /// Appends the header line.
-pub(crate) fn push_header(out: &mut Vec<u8>, header: &Header) {
+pub(crate) fn push_header(out: &mut Vec<u8>, header: &Header, key: Option<&StateKey>) {
     let json = serde_json::to_vec(header).expect("Header serializes");
-    push_line(out, &[&json]);
+    push_line(out, &[&json], key);
 }
 
 /// Appends one entry; `record_json` is the record already serialized (done by
 /// the recording task, so serialization runs in parallel and not on the
 /// writer thread).
-pub(crate) fn push_entry(out: &mut Vec<u8>, seq: u64, record_json: &[u8]) {
+pub(crate) fn push_entry(out: &mut Vec<u8>, seq: u64, record_json: &[u8], key: Option<&StateKey>) {
     let prefix = format!("{{\"seq\":{seq},\"rec\":");
-    push_line(out, &[prefix.as_bytes(), record_json, b"}"]);
+    push_line(out, &[prefix.as_bytes(), record_json, b"}"], key);
 }
 
 /// Returns the verified payload of a complete line, or `None` if damaged.
@@ -95,8 +108,16 @@ fn payload(line: &[u8]) -> Option<&[u8]> {
     (crc32fast::hash(payload) == crc).then_some(payload)
 }
 
-/// Reads a journal up to its first damaged line.
+/// Reads a plain journal up to its first damaged line.
+#[cfg(test)]
 pub(crate) fn parse(bytes: &[u8]) -> Parsed {
+    parse_with(bytes, None)
+}
+
+/// Reads a journal up to its first damaged line, opening sealed lines with
+/// `key`. A sealed line that does not open stops the reading with
+/// [`Parsed::sealed_error`] set: that is not damage a crash can cause.
+pub(crate) fn parse_with(bytes: &[u8], key: Option<&StateKey>) -> Parsed {
     let mut parsed = Parsed::default();
     let mut rest = bytes;
     let mut next_seq = 0;
@@ -104,7 +125,15 @@ pub(crate) fn parse(bytes: &[u8]) -> Parsed {
         // A line without its newline was cut short by a crash.
         let Some(end) = rest.iter().position(|&b| b == b'\n') else { break };
         let line = &rest[..end];
-        let ok = payload(line).and_then(|p| {
+        let opened = match payload(line).map(|p| crate::crypt::open(key, p)) {
+            Some(Err(e)) => {
+                parsed.sealed_error = Some(e);
+                break;
+            }
+            Some(Ok(p)) => Some(p),
+            None => None,
+        };
+        let ok = opened.as_deref().and_then(|p| {
             if parsed.header.is_none() {
                 let header: Header = serde_json::from_slice(p).ok()?;
                 next_seq = header.after_seq + 1;
@@ -139,10 +168,10 @@ mod tests {
 
     fn journal(n: u64) -> Vec<u8> {
         let mut out = Vec::new();
-        push_header(&mut out, &Header { lineage: "l".into(), after_seq: 10 });
+        push_header(&mut out, &Header { lineage: "l".into(), after_seq: 10 }, None);
         for seq in 11..11 + n {
             let rec = JournalRecord::Remove { addr: ResourceAddr::new_unchecked(format!("r{seq}")) };
-            push_entry(&mut out, seq, &serde_json::to_vec(&rec).unwrap());
+            push_entry(&mut out, seq, &serde_json::to_vec(&rec).unwrap(), None);
         }
         out
     }
@@ -181,7 +210,7 @@ mod tests {
     fn stops_at_a_sequence_gap() {
         let mut bytes = journal(1);
         let rec = serde_json::to_vec(&JournalRecord::Remove { addr: ResourceAddr::new_unchecked("x") }).unwrap();
-        push_entry(&mut bytes, 13, &rec);
+        push_entry(&mut bytes, 13, &rec, None);
         assert_eq!(parse(&bytes).entries.len(), 1);
     }
 }

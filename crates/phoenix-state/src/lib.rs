@@ -41,6 +41,9 @@
 //! The backend is Unix-only: it relies on `flock(2)`, file modes, hard
 //! links and fsync of directories.
 //!
+//! With `PHOENIX_STATE_KEY` set, `state.json`, its history and every journal
+//! line are encrypted (AES-256-GCM, see [`crypt`]).
+//!
 //! The byte-level formats are documented in the `state_file` and
 //! `journal_log` modules.
 
@@ -49,6 +52,7 @@
 mod backend;
 #[cfg(any(test, feature = "testkit"))]
 pub mod conformance;
+pub mod crypt;
 mod disk;
 mod error;
 mod fsio;

@@ -38,7 +38,10 @@ impl LocalStore {
     /// A store for `dir`. Nothing is touched on disk until something is
     /// locked or written.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { layout: Layout { dir: dir.into(), keep_history: DEFAULT_HISTORY }, compaction_floor: DEFAULT_COMPACTION_FLOOR }
+        Self {
+            layout: Layout { dir: dir.into(), keep_history: DEFAULT_HISTORY, key: crate::crypt::StateKey::from_env() },
+            compaction_floor: DEFAULT_COMPACTION_FLOOR,
+        }
     }
 
     /// Keeps the last `keep` versions of `state.json` in `history/` (0 keeps none).

@@ -1,6 +1,8 @@
 //! Helpers for driving the `phoenix` binary the way a user does.
 #![allow(dead_code)]
 
+pub mod aws_stack;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

@@ -15,7 +15,8 @@ use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
 use super::{Kind, delete_retrying, id_attr, id_chunks, id_of, in_item_order, opt_str, priors, tags_attr, update_tags};
-use crate::client::Aws;
+use super::{Made, create_once};
+use crate::client::{Aws, create_call_config};
 use crate::error::{code, is_not_found, sdk};
 use crate::tags;
 
@@ -151,18 +152,22 @@ impl Kind for Eip {
     async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
         let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
         // AllocateAddress has no ClientToken; an interrupted allocation is adopted by its tags.
-        let out = {
-            let _p = aws.permit().await;
+        let made = create_once(aws, self, req, "AllocateAddress", || {
             aws.ec2
                 .allocate_address()
                 .domain(DomainType::Vpc)
-                .tag_specifications(tags::spec(ResourceType::ElasticIp, tags))
+                .tag_specifications(tags::spec(ResourceType::ElasticIp, tags.clone()))
+                .customize()
+                .config_override(create_call_config())
                 .send()
-                .await
-                .map_err(|e| sdk("AllocateAddress", e))?
-        };
-        let id = out.allocation_id().ok_or_else(|| ProviderError::permanent("AllocateAddress returned no allocation id"))?;
-        let ip = out.public_ip().unwrap_or_default();
+        })
+        .await?;
+        let id = &made.id(|o| o.allocation_id(), "AllocateAddress")?;
+        let ip = &match &made {
+            Made::Answered(o) => o.public_ip().map(str::to_string),
+            Made::Found(obs) => obs.outputs.get("public_ip").and_then(Value::as_str).map(str::to_string),
+        }
+        .unwrap_or_default();
         let Some(instance) = opt_str(&req.inputs, "instance_id") else { return Ok(outputs(id, ip, None)) };
         // The address exists now: a failed association must not leak it.
         let association = associate(aws, id, instance).await.map_err(|e| e.with_created(outputs(id, ip, None)))?;

@@ -15,8 +15,9 @@ use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
+use super::create_once;
 use super::{Kind, id_attr, id_chunks, id_of, in_item_order, opt_i64, opt_str, priors, req_str, str_list, tags_attr, update_tags};
-use crate::client::Aws;
+use crate::client::{Aws, create_call_config};
 use crate::error::{is_not_found, sdk};
 use crate::tags;
 
@@ -324,16 +325,11 @@ impl Kind for Instance {
             let ebs = EbsBlockDevice::builder().volume_size(size).delete_on_termination(true).build();
             run = run.block_device_mappings(BlockDeviceMapping::builder().device_name(device).ebs(ebs).build());
         }
-        let out = {
-            let _p = aws.permit().await;
-            run.send().await.map_err(|e| sdk("RunInstances", e))?
-        };
-        let id = out
-            .instances()
-            .first()
-            .and_then(|i| i.instance_id())
-            .ok_or_else(|| ProviderError::permanent("RunInstances returned no instance"))?
-            .to_string();
+        // The ClientToken covers a retried call on AWS; emulators may ignore it, so a
+        // lost answer is also looked up by tags (`create_once`).
+        let made =
+            create_once(aws, self, req, "RunInstances", || run.clone().customize().config_override(create_call_config()).send()).await?;
+        let id = made.id(|o| o.instances().first().and_then(|i| i.instance_id()), "RunInstances")?;
         // The instance exists from here on: any failure must hand it to the engine (recorded tainted), never leak it.
         let made: Attrs = [("id".to_string(), json!(id)), ("image_id".to_string(), json!(image))].into_iter().collect();
         let running = wait_for(aws, &id, InstanceStateName::Running).await.map_err(|e| e.with_created(made.clone()))?;

@@ -13,8 +13,9 @@ use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
+use super::create_once;
 use super::{Kind, all_pages, delete_retrying, id_attr, id_chunks, id_of, in_item_order, priors, req_str, tags_attr, update_tags};
-use crate::client::Aws;
+use crate::client::{Aws, create_call_config};
 use crate::error::{code, is_not_found, sdk};
 use crate::tags;
 
@@ -111,20 +112,16 @@ impl Kind for InternetGateway {
         let vpc = req_str(&req.inputs, "vpc_id")?;
         let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
         // No ClientToken on CreateInternetGateway: an interrupted create is adopted by its tags.
-        let out = {
-            let _p = aws.permit().await;
+        let made = create_once(aws, self, req, "CreateInternetGateway", || {
             aws.ec2
                 .create_internet_gateway()
-                .tag_specifications(tags::spec(ResourceType::InternetGateway, tags))
+                .tag_specifications(tags::spec(ResourceType::InternetGateway, tags.clone()))
+                .customize()
+                .config_override(create_call_config())
                 .send()
-                .await
-                .map_err(|e| sdk("CreateInternetGateway", e))?
-        };
-        let id = out
-            .internet_gateway()
-            .and_then(|g| g.internet_gateway_id())
-            .ok_or_else(|| ProviderError::permanent("CreateInternetGateway returned no id"))?
-            .to_string();
+        })
+        .await?;
+        let id = made.id(|o| o.internet_gateway().and_then(|g| g.internet_gateway_id()), "CreateInternetGateway")?;
         let made: Attrs = [("id".to_string(), json!(id))].into_iter().collect();
         // The gateway exists now: a failed attach must not leak it. Either side
         // may be too new to be visible yet (NotFound is retried for a while).

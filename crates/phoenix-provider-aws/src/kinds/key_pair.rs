@@ -15,7 +15,8 @@ use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
 use super::{Kind, delete_retrying, id_attr, id_chunks, id_of, in_item_order, priors, req_str, tags_attr, update_tags};
-use crate::client::Aws;
+use super::{Made, create_once};
+use crate::client::{Aws, create_call_config};
 use crate::error::sdk;
 use crate::tags;
 
@@ -123,19 +124,23 @@ impl Kind for KeyPair {
         let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
         // No ClientToken; a second import of the same name fails (InvalidKeyPair.Duplicate)
         // rather than duplicating, and an interrupted import is adopted by its tags.
-        let out = {
-            let _p = aws.permit().await;
+        let made = create_once(aws, self, req, "ImportKeyPair", || {
             aws.ec2
                 .import_key_pair()
                 .key_name(name)
                 .public_key_material(Blob::new(key.trim().as_bytes()))
-                .tag_specifications(tags::spec(ResourceType::KeyPair, tags))
+                .tag_specifications(tags::spec(ResourceType::KeyPair, tags.clone()))
+                .customize()
+                .config_override(create_call_config())
                 .send()
-                .await
-                .map_err(|e| sdk("ImportKeyPair", e))?
+        })
+        .await?;
+        let id = made.id(|o| o.key_pair_id(), "ImportKeyPair")?;
+        let fingerprint = match &made {
+            Made::Answered(o) => o.key_fingerprint().map(str::to_string),
+            Made::Found(obs) => obs.outputs.get("fingerprint").and_then(Value::as_str).map(str::to_string),
         };
-        let id = out.key_pair_id().ok_or_else(|| ProviderError::permanent("ImportKeyPair returned no key pair id"))?;
-        Ok(outputs(id, out.key_fingerprint().unwrap_or_default()))
+        Ok(outputs(&id, &fingerprint.unwrap_or_default()))
     }
 
     async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {

@@ -208,6 +208,97 @@ pub fn priors(items: &[RefreshItem]) -> std::collections::HashMap<&str, &Attrs> 
     items.iter().filter_map(|i| Some((i.outputs.get("id")?.as_str()?, &i.inputs))).collect()
 }
 
+/// How a create call ended.
+pub enum Made<O> {
+    /// The service answered with the new object.
+    Answered(O),
+    /// The answer was lost (or the call failed ambiguously) but the object
+    /// exists: found by its ownership tags, as adoption would.
+    Found(Observed),
+}
+
+impl<O> Made<O> {
+    /// The id: from the answer through `answered`, or the one found.
+    pub fn id(&self, answered: impl FnOnce(&O) -> Option<&str>, what: &str) -> Result<String, ProviderError> {
+        match self {
+            Made::Answered(o) => answered(o).map(str::to_string),
+            Made::Found(obs) => obs.outputs.get("id").and_then(Value::as_str).map(str::to_string),
+        }
+        .ok_or_else(|| ProviderError::permanent(format!("{what} returned no id")))
+    }
+}
+
+/// "Not found" codes of things a user names (an image, a key, a snapshot)
+/// rather than of a parent just created: waiting will not make them appear.
+const NEVER_APPEARS: [&str; 3] = ["InvalidAMIID.NotFound", "InvalidKeyPair.NotFound", "InvalidSnapshot.NotFound"];
+
+/// Attempts of [`create_once`] whose outcome was unknown.
+const CREATE_ATTEMPTS: u32 = 6;
+
+/// Runs a create call (built with [`crate::client::create_call_config`]) so
+/// that a lost answer never makes a second object: after a failure that may
+/// have created it (no answer, 5xx, throttled out) the object is looked up by
+/// its ownership tags (set atomically by the create's TagSpecifications); only
+/// if it is absent is the call tried again. "Not found" answers (a parent
+/// created a moment ago and not yet visible: EC2 is eventually consistent)
+/// are retried for about 30 seconds. Refusals (4xx) fail at once.
+pub async fn create_once<O, F, Fut, E, R>(
+    aws: &Aws,
+    kind: &dyn Kind,
+    req: &CreateRequest,
+    what: &str,
+    mut call: F,
+) -> Result<Made<O>, ProviderError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<O, aws_sdk_ec2::error::SdkError<E, R>>>,
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use phoenix_core::provider::ErrorClass;
+    let started = std::time::Instant::now();
+    let mut unknown = 0;
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        let sent = {
+            let _p = aws.permit().await;
+            call().await
+        };
+        let e = match sent {
+            Ok(o) => return Ok(Made::Answered(o)),
+            Err(e)
+                if crate::error::is_not_found(&e)
+                    && !crate::error::code(&e).is_some_and(|c| NEVER_APPEARS.contains(&c))
+                    && started.elapsed() < std::time::Duration::from_secs(30) =>
+            {
+                tokio::time::sleep(crate::wait::jitter(delay)).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(4));
+                continue;
+            }
+            Err(e) => crate::error::sdk(what, e),
+        };
+        if e.class == ErrorClass::Permanent {
+            return Err(e);
+        }
+        let adopt = AdoptRequest {
+            addr: req.addr.clone(),
+            type_name: req.type_name.clone(),
+            inputs: req.inputs.clone(),
+            ownership: req.ownership.clone(),
+        };
+        if let Some(found) = kind.find(aws, &adopt).await? {
+            tracing::debug!(resource = %req.addr, "{what}: the answer was lost but the object exists; adopting it");
+            return Ok(Made::Found(found));
+        }
+        unknown += 1;
+        if unknown >= CREATE_ATTEMPTS {
+            return Err(e);
+        }
+        tokio::time::sleep(crate::wait::jitter(delay)).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(4));
+    }
+}
+
 /// Every page of a paginated call; each page waits for a permit like any request.
 pub async fn all_pages<O, E, R>(
     aws: &Aws,

@@ -15,10 +15,11 @@ use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
+use super::create_once;
 use super::{
     Kind, all_pages, delete_retrying, id_attr, id_chunks, id_of, in_item_order, priors, req_str, str_list, tags_attr, update_tags,
 };
-use crate::client::Aws;
+use crate::client::{Aws, create_call_config};
 use crate::error::{code, is_not_found, sdk};
 use crate::tags;
 
@@ -247,22 +248,18 @@ impl Kind for RouteTable {
     async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
         let vpc = req_str(&req.inputs, "vpc_id")?;
         let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
-        let out = crate::wait::consistent(|| async {
-            let _p = aws.permit().await;
+        let made = create_once(aws, self, req, "CreateRouteTable", || {
             aws.ec2
                 .create_route_table()
                 .vpc_id(vpc)
                 .client_token(&req.idempotency_token)
                 .tag_specifications(tags::spec(ResourceType::RouteTable, tags.clone()))
+                .customize()
+                .config_override(create_call_config())
                 .send()
-                .await
-                .map_err(|e| (is_not_found(&e), sdk("CreateRouteTable", e)))
         })
         .await?;
-        let id = out
-            .route_table()
-            .and_then(|t| t.route_table_id())
-            .ok_or_else(|| ProviderError::permanent("CreateRouteTable returned no id"))?;
+        let id = &made.id(|o| o.route_table().and_then(|t| t.route_table_id()), "CreateRouteTable")?;
         let made: Attrs = [("id".to_string(), json!(id))].into_iter().collect();
         // The table exists now: a failed route or association must not leak it.
         reconcile(aws, id, &req.inputs, None).await.map_err(|e| e.with_created(made.clone()))?;

@@ -19,9 +19,10 @@ use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
+use super::create_once;
 use super::{Kind, all_pages, delete_retrying, id_attr, id_chunks, id_of, in_item_order, priors, req_str, tags_attr, update_tags};
-use crate::client::Aws;
-use crate::error::{code, is_not_found, sdk};
+use crate::client::{Aws, create_call_config};
+use crate::error::{code, sdk};
 use crate::tags;
 
 pub struct SecurityGroup;
@@ -374,20 +375,19 @@ impl Kind for SecurityGroup {
         let description = req.inputs.get("description").and_then(Value::as_str).unwrap_or("Managed by Phoenix");
         let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
         // No ClientToken here; an interrupted create is adopted by its tags (and the name is unique per VPC).
-        let out = crate::wait::consistent(|| async {
-            let _p = aws.permit().await;
+        let made = create_once(aws, self, req, "CreateSecurityGroup", || {
             aws.ec2
                 .create_security_group()
                 .group_name(name)
                 .description(description)
                 .vpc_id(vpc)
                 .tag_specifications(tags::spec(ResourceType::SecurityGroup, tags.clone()))
+                .customize()
+                .config_override(create_call_config())
                 .send()
-                .await
-                .map_err(|e| (is_not_found(&e), sdk("CreateSecurityGroup", e)))
         })
         .await?;
-        let id = out.group_id().ok_or_else(|| ProviderError::permanent("CreateSecurityGroup returned no id"))?;
+        let id = &made.id(|o| o.group_id(), "CreateSecurityGroup")?;
         let made: Attrs = [("id".to_string(), json!(id))].into_iter().collect();
         // A new group has no inbound rules and EC2's allow-all outbound rule:
         // known without a describe. The group exists now: failures must not leak it.

@@ -17,7 +17,8 @@ use serde_json::json;
 use super::{
     Kind, all_pages, delete_retrying, id_attr, id_chunks, id_of, in_item_order, opt_i64, opt_str, priors, req_str, tags_attr, update_tags,
 };
-use crate::client::Aws;
+use super::{Made, create_once};
+use crate::client::{Aws, create_call_config};
 use crate::error::{is_not_found, sdk};
 use crate::tags;
 
@@ -143,22 +144,24 @@ impl Kind for Subnet {
         let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
         // CreateSubnet has no ClientToken; an interrupted create is adopted by its tags instead.
         // The VPC may have been created a moment ago and not be visible yet.
-        let out = crate::wait::consistent(|| async {
-            let _p = aws.permit().await;
+        let made = create_once(aws, self, req, "CreateSubnet", || {
             aws.ec2
                 .create_subnet()
                 .vpc_id(vpc)
                 .cidr_block(cidr)
                 .set_availability_zone(zone.clone())
                 .tag_specifications(tags::spec(ResourceType::Subnet, tags.clone()))
+                .customize()
+                .config_override(create_call_config())
                 .send()
-                .await
-                .map_err(|e| (is_not_found(&e), sdk("CreateSubnet", e)))
         })
         .await?;
-        let s = out.subnet().ok_or_else(|| ProviderError::permanent("CreateSubnet returned no subnet"))?;
-        let id = s.subnet_id().ok_or_else(|| ProviderError::permanent("CreateSubnet returned no id"))?.to_string();
-        let made = outputs(&id, s.availability_zone().unwrap_or_default());
+        let id = made.id(|o| o.subnet().and_then(|s| s.subnet_id()), "CreateSubnet")?;
+        let zone = match &made {
+            Made::Answered(o) => o.subnet().and_then(|s| s.availability_zone()).map(str::to_string),
+            Made::Found(obs) => obs.outputs.get("availability_zone").and_then(Value::as_str).map(str::to_string),
+        };
+        let made = outputs(&id, &zone.unwrap_or_default());
         if req.inputs.get("map_public_ip_on_launch").and_then(Value::as_bool).unwrap_or(false) {
             // The subnet exists now: a failure here must not leak it.
             crate::wait::consistent(|| set_public_ip(aws, &id, true)).await.map_err(|e| e.with_created(made.clone()))?;

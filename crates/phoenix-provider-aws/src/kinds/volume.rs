@@ -11,8 +11,9 @@ use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
+use super::create_once;
 use super::{Kind, id_attr, id_chunks, id_of, in_item_order, opt_i64, opt_str, priors, req_str, tags_attr, update_tags};
-use crate::client::Aws;
+use crate::client::{Aws, create_call_config};
 use crate::error::{code, is_not_found, sdk};
 use crate::tags;
 
@@ -210,22 +211,24 @@ impl Kind for Volume {
         }
         let volume_type = opt_str(&req.inputs, "volume_type").unwrap_or("gp3");
         let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
-        let out = {
-            let _p = aws.permit().await;
+        let zone = req_str(&req.inputs, "availability_zone")?;
+        // The ClientToken makes a retried call return the same volume on AWS; emulators may
+        // ignore it, so a lost answer is also looked up by tags (`create_once`).
+        let made = create_once(aws, self, req, "CreateVolume", || {
             aws.ec2
                 .create_volume()
-                .availability_zone(req_str(&req.inputs, "availability_zone")?)
+                .availability_zone(zone)
                 .set_size(size)
                 .set_snapshot_id(snapshot.map(str::to_string))
                 .volume_type(VolumeType::from(volume_type))
-                // A retried call whose first response was lost gets the same volume back.
                 .client_token(&req.idempotency_token)
-                .tag_specifications(tags::spec(ResourceType::Volume, tags))
+                .tag_specifications(tags::spec(ResourceType::Volume, tags.clone()))
+                .customize()
+                .config_override(create_call_config())
                 .send()
-                .await
-                .map_err(|e| sdk("CreateVolume", e))?
-        };
-        let id = out.volume_id().ok_or_else(|| ProviderError::permanent("CreateVolume returned no id"))?.to_string();
+        })
+        .await?;
+        let id = made.id(|o| o.volume_id(), "CreateVolume")?;
         // The volume exists from here on: a failure must hand it to the engine, never leak it.
         let made: Attrs = [("id".to_string(), json!(id))].into_iter().collect();
         let v = wait_available(aws, &id, None).await.map_err(|e| e.with_created(made))?;

@@ -9,8 +9,8 @@ use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
-use super::{Kind, delete_retrying, id_attr, id_chunks, id_of, in_item_order, priors, req_str, tags_attr, update_tags};
-use crate::client::Aws;
+use super::{Kind, create_once, delete_retrying, id_attr, id_chunks, id_of, in_item_order, priors, req_str, tags_attr, update_tags};
+use crate::client::{Aws, create_call_config};
 use crate::error::sdk;
 use crate::tags;
 
@@ -95,17 +95,18 @@ impl Kind for Vpc {
     async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
         let cidr = req_str(&req.inputs, "cidr_block")?;
         let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
-        let out = {
-            let _p = aws.permit().await;
+        // No ClientToken on CreateVpc: a lost answer is found by its tags (`create_once`).
+        let made = create_once(aws, self, req, "CreateVpc", || {
             aws.ec2
                 .create_vpc()
                 .cidr_block(cidr)
-                .tag_specifications(tags::spec(ResourceType::Vpc, tags))
+                .tag_specifications(tags::spec(ResourceType::Vpc, tags.clone()))
+                .customize()
+                .config_override(create_call_config())
                 .send()
-                .await
-                .map_err(|e| sdk("CreateVpc", e))?
-        };
-        let id = out.vpc().and_then(|v| v.vpc_id()).ok_or_else(|| ProviderError::permanent("CreateVpc returned no id"))?.to_string();
+        })
+        .await?;
+        let id = made.id(|o| o.vpc().and_then(|v| v.vpc_id()), "CreateVpc")?;
         let made: Attrs = [("id".to_string(), json!(id))].into_iter().collect();
         if req.inputs.get("enable_dns_hostnames").and_then(Value::as_bool).unwrap_or(true) {
             // The VPC exists now: a failure here must not leak it.

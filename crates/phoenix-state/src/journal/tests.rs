@@ -249,7 +249,7 @@ fn writer_on(file: File, store: &LocalStore) -> (Writer, Arc<Shared>) {
     let base = store.load("dev", None).unwrap();
     let shared = Arc::new(Shared { doc: Mutex::new(base.clone()), bytes_written: AtomicU64::new(0), syncs: AtomicU64::new(0) });
     let start = Start {
-        layout: Layout { dir: store.dir().to_path_buf(), keep_history: 10 },
+        layout: Layout { dir: store.dir().to_path_buf(), keep_history: 10, key: Ok(None) },
         file,
         base,
         last_seq: 0,
