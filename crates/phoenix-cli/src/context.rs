@@ -21,6 +21,8 @@ pub fn registry() -> Registry {
     r.register(Arc::new(phoenix_provider_metal::MetalProvider::new()));
     #[cfg(feature = "aws")]
     r.register(Arc::new(phoenix_provider_aws::AwsProvider::new()));
+    #[cfg(feature = "gcp")]
+    r.register(Arc::new(phoenix_provider_gcp::GcpProvider::new()));
     r
 }
 
