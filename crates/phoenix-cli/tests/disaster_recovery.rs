@@ -76,7 +76,8 @@ fn snapshots_of(point: &serde_json::Value) -> BTreeMap<String, (String, BTreeMap
         .unwrap()
         .iter()
         .map(|s| {
-            let copies = s["copies"].as_object().map(|m| m.iter().map(|(r, c)| (r.clone(), c["id"].as_str().unwrap().to_string())).collect());
+            let copies =
+                s["copies"].as_object().map(|m| m.iter().map(|(r, c)| (r.clone(), c["id"].as_str().unwrap().to_string())).collect());
             (s["addr"].as_str().unwrap().to_string(), (s["snapshot"]["id"].as_str().unwrap().to_string(), copies.unwrap_or_default()))
         })
         .collect()
@@ -111,9 +112,11 @@ async fn prod_comes_back_from_a_recovery_point_after_losing_everything() {
     assert_eq!((s.status(), s.db_instance_identifier()), (Some("available"), Some("prod-db")));
     let listed = ok(run(&project, &moto, &["--json", "snapshot", "list", "prod"]), "snapshot list");
     assert_eq!(listed.event("recovery_points").unwrap()["points"][0]["id"], serde_json::json!(id));
-    assert!(!std::fs::read_dir(project.dir.join(".phoenix/state/@recovery/prod")).unwrap().any(|e| {
-        std::fs::read_to_string(e.unwrap().path()).unwrap().contains(DB_PASSWORD)
-    }));
+    assert!(
+        !std::fs::read_dir(project.dir.join(".phoenix/state/@recovery/prod"))
+            .unwrap()
+            .any(|e| { std::fs::read_to_string(e.unwrap().path()).unwrap().contains(DB_PASSWORD) })
+    );
 
     // Everything is lost: every object, and the state with it.
     ok(run(&project, &moto, &["down", "prod", "--yes"]), "down prod");
@@ -167,7 +170,8 @@ async fn staging_volumes_come_back_after_partial_loss_in_another_region_and_as_a
         .send()
         .await
         .unwrap();
-    let ids: Vec<String> = running.reservations().iter().flat_map(|r| r.instances()).filter_map(|i| i.instance_id().map(String::from)).collect();
+    let ids: Vec<String> =
+        running.reservations().iter().flat_map(|r| r.instances()).filter_map(|i| i.instance_id().map(String::from)).collect();
     assert_eq!(ids.len(), 2);
     let lost = before["data-1"].0.clone();
     west.detach_volume().volume_id(&lost).send().await.unwrap();

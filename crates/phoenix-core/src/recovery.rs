@@ -174,14 +174,9 @@ pub async fn take(
                 return Err((addr, ProviderError::permanent(format!("no provider for `{type_name}`"))));
             };
             match provider.snapshot(req).await {
-                Ok(snapshot) => Ok(SnapshotRecord {
-                    addr,
-                    type_name,
-                    source_id,
-                    restore_attr: attr.to_string(),
-                    snapshot,
-                    copies: BTreeMap::new(),
-                }),
+                Ok(snapshot) => {
+                    Ok(SnapshotRecord { addr, type_name, source_id, restore_attr: attr.to_string(), snapshot, copies: BTreeMap::new() })
+                }
                 Err(e) => Err((addr, e)),
             }
         }
@@ -209,9 +204,13 @@ pub struct Restored {
 /// Why a recovery point cannot be restored as asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
-    #[error("`{addr}.{attr}` is sensitive, so the recovery point holds only its digest, and the environment as rendered now does not declare it; set it (e.g. through the variable or env() it came from) and run again")]
+    #[error(
+        "`{addr}.{attr}` is sensitive, so the recovery point holds only its digest, and the environment as rendered now does not declare it; set it (e.g. through the variable or env() it came from) and run again"
+    )]
     MissingSecret { addr: ResourceAddr, attr: String },
-    #[error("recovery point {point} has no copy of `{addr}`'s snapshot in region {region} (copied regions: {copied}); take one with `phoenix snapshot --copy-to-region {region}`")]
+    #[error(
+        "recovery point {point} has no copy of `{addr}`'s snapshot in region {region} (copied regions: {copied}); take one with `phoenix snapshot --copy-to-region {region}`"
+    )]
     NotInRegion { point: String, addr: ResourceAddr, region: String, copied: String },
 }
 

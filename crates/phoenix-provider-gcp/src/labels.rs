@@ -138,6 +138,7 @@ mod tests {
             instance: None,
             resource: ResourceAddr::new_unchecked("web-0"),
             lineage: "abc".into(),
+            expires_at: None,
         };
         let labels = all(&o, Some(&json!({"role": "web", "phoenix-resource": "spoof"})));
         assert!(owned_by(&labels, &o));

@@ -69,8 +69,8 @@ pub use backend::{LockStatus, LockedState, RunJournal, StateBackend, StateRoot, 
 pub use error::StateError;
 pub use journal::FileJournal;
 pub use local::LocalRoot;
-pub use recovery::{LocalRecoveryStore, RecoveryStore};
 pub use lock::{LockInfo, StateLock};
+pub use recovery::{LocalRecoveryStore, RecoveryStore};
 pub use store::{DEFAULT_COMPACTION_FLOOR, DEFAULT_HISTORY, LocalStore};
 
 #[cfg(test)]

@@ -81,9 +81,13 @@ impl RecoveryStore for LocalRecoveryStore {
         ensure_dir(&dir)?;
         let path = dir.join(format!("{}.json", point.id));
         if path.exists() {
-            return Err(StateError::Remote { location: path.display().to_string(), message: "a recovery point with this id exists".into() });
+            return Err(StateError::Remote {
+                location: path.display().to_string(),
+                message: "a recovery point with this id exists".into(),
+            });
         }
-        let bytes = serde_json::to_vec_pretty(point).map_err(|e| StateError::Remote { location: point.id.clone(), message: e.to_string() })?;
+        let bytes =
+            serde_json::to_vec_pretty(point).map_err(|e| StateError::Remote { location: point.id.clone(), message: e.to_string() })?;
         let temp = dir.join(format!(".{}.tmp", point.id));
         replace_atomically(&path, &temp, |f| std::io::Write::write_all(f, &bytes), || Ok(()))
     }

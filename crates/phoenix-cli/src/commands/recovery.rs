@@ -97,7 +97,9 @@ pub async fn take(g: &Global, printer: &Printer, t: &TakeArgs) -> CmdResult {
         None => Vec::new(),
     };
     if printer.json {
-        json_event(serde_json::json!({"event": "snapshot_finished", "point": summary(&point), "removed": removed, "store": store.location()}));
+        json_event(
+            serde_json::json!({"event": "snapshot_finished", "point": summary(&point), "removed": removed, "store": store.location()}),
+        );
     } else {
         show(&point);
         println!("Recovery point {} taken in {:.1}s; stored at {}.", style(&id).bold(), point.took_ms as f64 / 1000.0, store.location());

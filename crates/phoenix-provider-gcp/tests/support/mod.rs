@@ -27,7 +27,13 @@ pub fn provider(gce: &GceServer) -> Arc<GcpProvider> {
 }
 
 pub fn ownership(name: &str) -> Ownership {
-    Ownership { environment: "test".into(), instance: None, resource: ResourceAddr::parse(name).unwrap(), lineage: "lineage-test".into() }
+    Ownership {
+        environment: "test".into(),
+        instance: None,
+        resource: ResourceAddr::parse(name).unwrap(),
+        lineage: "lineage-test".into(),
+        expires_at: None,
+    }
 }
 
 pub fn attrs(v: serde_json::Value) -> Attrs {
