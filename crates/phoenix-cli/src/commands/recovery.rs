@@ -314,11 +314,29 @@ pub async fn plan(env: &Env, state: &StateDoc, spec: &RestoreSpec) -> Result<(Pl
         let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.addr, e.error.message)).collect();
         fail(format!("refresh failed; nothing was changed:\n{}", lines.join("\n")))
     })?;
-    let existing: BTreeSet<ResourceAddr> = refreshed.state.resources.keys().cloned().collect();
-    let (def, restored) = restore_definition(&spec.point, &env.loaded.definition, &existing, spec.region.as_deref()).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        Failure::new(Exit::Invalid, anyhow!("recovery point {} cannot be restored as asked:\n{}", spec.point.id, lines.join("\n")))
-    })?;
+    let mut existing: BTreeSet<ResourceAddr> = refreshed.state.resources.keys().cloned().collect();
+    let build = |existing: &BTreeSet<ResourceAddr>| {
+        restore_definition(&spec.point, &env.loaded.definition, existing, spec.region.as_deref()).map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            Failure::new(Exit::Invalid, anyhow!("recovery point {} cannot be restored as asked:\n{}", spec.point.id, lines.join("\n")))
+        })
+    };
+    let (def, restored) = build(&existing)?;
+    let plan = diff(&def, &refreshed, &env.registry, &PlanOptions::default());
+    // A surviving stateful object that must be replaced anyway (e.g. its
+    // placement depends on an instance being recreated) comes back from its
+    // snapshot too, never empty.
+    let replaced: Vec<ResourceAddr> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == phoenix_core::plan::Action::Replace && spec.point.snapshots.iter().any(|s| s.addr == c.addr))
+        .map(|c| c.addr.clone())
+        .collect();
+    if replaced.is_empty() {
+        return Ok((plan, restored));
+    }
+    existing.retain(|a| !replaced.contains(a));
+    let (def, restored) = build(&existing)?;
     Ok((diff(&def, &refreshed, &env.registry, &PlanOptions::default()), restored))
 }
 

@@ -151,8 +151,9 @@ impl Stack {
             proxy.set_hook(Arc::new(move |seen: &Seen| {
                 let p = pid.load(Ordering::SeqCst);
                 if seen.seq == n && p > 0 {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+                    // Marked before the signal: the parent may see the child gone before this thread runs on.
                     killed.store(true, Ordering::SeqCst);
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
                 }
             }));
         } else {
