@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use aws_sdk_ec2::types::Filter;
 use phoenix_testkit::Moto;
 use support::{Output, Project};
@@ -15,7 +17,7 @@ const DB_PASSWORD: &str = "pw-Xq7-never-printed-4c1e";
 
 fn run(project: &Project, moto: &Moto, args: &[&str]) -> Output {
     let mut c = support::command(&project.dir, args);
-    c.envs(moto.env()).env("PROD_DB_PASSWORD", DB_PASSWORD);
+    c.envs(moto.env()).env("PROD_DB_PASSWORD", DB_PASSWORD).env("INTEGRATION_DB_PASSWORD", DB_PASSWORD);
     let out = c.output().expect("phoenix runs");
     Output {
         code: out.status.code().unwrap_or(-1),
@@ -226,4 +228,153 @@ async fn prod_up_status_plan_scale_and_down_on_moto() {
     assert!(ec2.describe_internet_gateways().filters(prod()).send().await.unwrap().internet_gateways().is_empty());
     assert!(ec2.describe_route_tables().filters(prod()).send().await.unwrap().route_tables().is_empty());
     assert!(ec2.describe_launch_templates().filters(prod()).send().await.unwrap().launch_templates().is_empty());
+}
+
+fn tag_pairs<'a>(pairs: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>) -> BTreeMap<String, String> {
+    pairs.filter_map(|(k, v)| Some((k?.to_string(), v.unwrap_or_default().to_string()))).collect()
+}
+
+/// Every application-tier object (and the network under it) carrying
+/// `phoenix:instance = inst`, by type, read with the services' own APIs.
+async fn app_tier_of(moto: &Moto, inst: &str) -> BTreeMap<&'static str, usize> {
+    let (ec2, elb, asg, rds, r53) = (ec2(moto), elb(moto), autoscaling(moto), rds(moto), route53(moto));
+    let mine = |t: &BTreeMap<String, String>| t.get("phoenix:instance").map(String::as_str) == Some(inst);
+    let mut n = BTreeMap::new();
+    let by_tag = || Filter::builder().name("tag:phoenix:instance").values(inst).build();
+    n.insert("vpc", ec2.describe_vpcs().filters(by_tag()).send().await.unwrap().vpcs().len());
+    n.insert("launch_template", ec2.describe_launch_templates().filters(by_tag()).send().await.unwrap().launch_templates().len());
+    let running = Filter::builder().name("instance-state-name").values("pending").values("running").build();
+    let reservations = ec2.describe_instances().filters(by_tag()).filters(running).send().await.unwrap();
+    n.insert("instance", reservations.reservations().iter().map(|r| r.instances().len()).sum());
+    let lbs = elb.describe_load_balancers().send().await.unwrap();
+    let tgs = elb.describe_target_groups().send().await.unwrap();
+    let mut arns: Vec<(&'static str, String)> = Vec::new();
+    for lb in lbs.load_balancers() {
+        let arn = lb.load_balancer_arn().unwrap().to_string();
+        for l in elb.describe_listeners().load_balancer_arn(&arn).send().await.unwrap().listeners() {
+            arns.push(("lb_listener", l.listener_arn().unwrap().to_string()));
+        }
+        arns.push(("lb", arn));
+    }
+    arns.extend(tgs.target_groups().iter().map(|t| ("lb_target_group", t.target_group_arn().unwrap().to_string())));
+    for (kind, arn) in arns {
+        let d = elb.describe_tags().resource_arns(&arn).send().await.unwrap();
+        if mine(&tag_pairs(d.tag_descriptions()[0].tags().iter().map(|t| (t.key(), t.value())))) {
+            *n.entry(kind).or_default() += 1;
+        }
+    }
+    for g in asg.describe_auto_scaling_groups().send().await.unwrap().auto_scaling_groups() {
+        if mine(&tag_pairs(g.tags().iter().map(|t| (t.key(), t.value())))) {
+            *n.entry("autoscaling_group").or_default() += 1;
+        }
+    }
+    for d in rds.describe_db_instances().send().await.unwrap().db_instances() {
+        if mine(&tag_pairs(d.tag_list().iter().map(|t| (t.key(), t.value())))) {
+            *n.entry("db_instance").or_default() += 1;
+        }
+    }
+    for g in rds.describe_db_subnet_groups().send().await.unwrap().db_subnet_groups() {
+        let t = rds.list_tags_for_resource().resource_name(g.db_subnet_group_arn().unwrap()).send().await.unwrap();
+        if mine(&tag_pairs(t.tag_list().iter().map(|t| (t.key(), t.value())))) {
+            *n.entry("db_subnet_group").or_default() += 1;
+        }
+    }
+    for g in rds.describe_db_parameter_groups().send().await.unwrap().db_parameter_groups() {
+        let t = rds.list_tags_for_resource().resource_name(g.db_parameter_group_arn().unwrap()).send().await.unwrap();
+        if mine(&tag_pairs(t.tag_list().iter().map(|t| (t.key(), t.value())))) {
+            *n.entry("db_parameter_group").or_default() += 1;
+        }
+    }
+    for z in r53.list_hosted_zones().send().await.unwrap().hosted_zones() {
+        let id = z.id().rsplit('/').next().unwrap();
+        let t =
+            r53.list_tags_for_resource().resource_type(aws_sdk_route53::types::TagResourceType::Hostedzone).resource_id(id).send().await;
+        let Ok(t) = t else { continue };
+        if mine(&tag_pairs(t.resource_tag_set().unwrap().tags().iter().map(|t| (t.key(), t.value())))) {
+            *n.entry("route53_zone").or_default() += 1;
+            let sets = r53.list_resource_record_sets().hosted_zone_id(id).send().await.unwrap();
+            *n.entry("route53_record").or_default() += sets.resource_record_sets().len();
+        }
+    }
+    n.retain(|_, v| *v > 0);
+    n
+}
+
+/// `phoenix gc` on the application tier: a CI job's whole three-tier copy whose
+/// state was lost is found through every service (ELBv2, Auto Scaling, RDS,
+/// Route 53, EC2) and destroyed; a live copy — including a record someone added
+/// to its zone by hand and the instances its auto scaling groups launched,
+/// which no state lists — is left alone, and nothing is reported as not swept.
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_sweeps_a_leaked_application_tier_and_leaves_a_live_one_alone() {
+    let moto = Moto::start();
+    let project = Project::repo();
+    for inst in ["leak", "keep"] {
+        let up = run(&project, &moto, &["up", "integration", "--instance", inst, "--yes"]);
+        assert_eq!(up.code, 0, "up {inst}:\n{}\n{}", up.stdout, up.stderr);
+    }
+    let leak_before = app_tier_of(&moto, "leak").await;
+    for kind in
+        ["lb", "lb_listener", "lb_target_group", "launch_template", "autoscaling_group", "db_instance", "db_subnet_group", "route53_zone"]
+    {
+        assert!(leak_before.get(kind).is_some_and(|n| *n > 0), "{kind} made by up: {leak_before:?}");
+    }
+    // A record added by hand to the live copy's zone: no state knows it, no tag marks it.
+    let r53 = route53(&moto);
+    let zones = r53.list_hosted_zones().send().await.unwrap();
+    let mut keep_zone = None;
+    for z in zones.hosted_zones() {
+        let id = z.id().rsplit('/').next().unwrap().to_string();
+        let t =
+            r53.list_tags_for_resource().resource_type(aws_sdk_route53::types::TagResourceType::Hostedzone).resource_id(&id).send().await;
+        if t.unwrap().resource_tag_set().unwrap().tags().iter().any(|t| t.key() == Some("phoenix:instance") && t.value() == Some("keep")) {
+            keep_zone = Some((id, z.name().to_string()));
+        }
+    }
+    let (keep_zone, zone_name) = keep_zone.expect("keep's zone");
+    let by_hand = aws_sdk_route53::types::ResourceRecordSet::builder()
+        .name(format!("hand.{zone_name}"))
+        .r#type(aws_sdk_route53::types::RrType::Txt)
+        .ttl(60)
+        .resource_records(aws_sdk_route53::types::ResourceRecord::builder().value("\"made by hand\"").build().unwrap())
+        .build()
+        .unwrap();
+    let change = |action| {
+        let c = aws_sdk_route53::types::Change::builder().action(action).resource_record_set(by_hand.clone()).build().unwrap();
+        r53.change_resource_record_sets()
+            .hosted_zone_id(&keep_zone)
+            .change_batch(aws_sdk_route53::types::ChangeBatch::builder().changes(c).build().unwrap())
+            .send()
+    };
+    change(aws_sdk_route53::types::ChangeAction::Create).await.unwrap();
+    let keep_before = app_tier_of(&moto, "keep").await;
+
+    // The leaking job's state is lost for good.
+    std::fs::remove_dir_all(project.dir.join(".phoenix/state/integration.leak")).expect("leak's state directory");
+
+    let dry = run(&project, &moto, &["--json", "gc", "integration", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}{}", dry.stdout, dry.stderr);
+    let leaks: Vec<serde_json::Value> = dry.events().into_iter().filter(|e| e["event"] == "gc_leak").collect();
+    assert!(leaks.iter().all(|l| l["instance"] == "leak"), "only leak's objects: {leaks:?}");
+    let types: BTreeSet<String> = leaks.iter().map(|l| l["type"].as_str().unwrap().to_string()).collect();
+    for kind in leak_before.keys() {
+        assert!(types.contains(&format!("aws.{kind}")), "aws.{kind} is listed as a leak: {types:?}");
+    }
+    let fin = dry.event("gc_finished").expect("gc_finished");
+    assert_eq!(fin["unsupported_types"], serde_json::json!([]), "every AWS type is swept: {fin}");
+    assert_eq!(app_tier_of(&moto, "leak").await, leak_before, "a dry run changes nothing");
+
+    let gc = run(&project, &moto, &["gc", "integration", "--yes"]);
+    assert_eq!(gc.code, 0, "{}{}", gc.stdout, gc.stderr);
+    assert!(!gc.stdout.contains("not swept"), "{}", gc.stdout);
+    assert_eq!(app_tier_of(&moto, "leak").await, BTreeMap::new(), "nothing of the leaked copy is left");
+    assert_eq!(app_tier_of(&moto, "keep").await, keep_before, "the live copy, its hand-made record included, is untouched");
+
+    let again = run(&project, &moto, &["--json", "gc", "integration", "--yes"]);
+    let fin = again.event("gc_finished").expect("gc_finished");
+    assert_eq!(fin["leaks"], 0, "{fin}");
+    // Route 53 keeps a zone with records in it: the hand-made one goes first, by hand.
+    change(aws_sdk_route53::types::ChangeAction::Delete).await.unwrap();
+    let down = run(&project, &moto, &["down", "integration", "--instance", "keep", "--yes"]);
+    assert_eq!(down.code, 0, "{}{}", down.stdout, down.stderr);
 }

@@ -121,6 +121,11 @@ pub struct OwnedObject {
     pub inputs: Attrs,
     /// At least `id`.
     pub outputs: Attrs,
+    /// The id of the object this one lives in, for objects that carry no
+    /// marks of their own (a DNS record in a hosted zone) and are listed under
+    /// their container's ownership: `gc` counts one as a leak only when its
+    /// container is one too, so what someone added to a live zone is never touched.
+    pub container: Option<String>,
 }
 
 /// What [`Provider::list_owned`] found.

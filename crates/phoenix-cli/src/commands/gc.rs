@@ -221,6 +221,14 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
             leaks.push(Leak { environment: o.ownership.environment.clone(), object: o });
         }
     }
+    // An object listed under its container's ownership (a DNS record in a
+    // zone) is a leak only with its container: one in a live zone that no
+    // state knows was added by someone else.
+    let leaked: BTreeSet<String> =
+        leaks.iter().filter_map(|l| l.object.outputs.get("id").and_then(Value::as_str).map(str::to_string)).collect();
+    let before = leaks.len();
+    leaks.retain(|l| l.object.container.as_ref().is_none_or(|c| leaked.contains(c)));
+    left_alone += before - leaks.len();
     for l in &leaks {
         let o = &l.object;
         let id = o.outputs.get("id").and_then(Value::as_str).unwrap_or_default();

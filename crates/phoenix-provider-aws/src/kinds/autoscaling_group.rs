@@ -184,6 +184,18 @@ impl Kind for AutoscalingGroup {
         Ok(in_item_order(items, found))
     }
 
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        let owned = aws_sdk_autoscaling::types::Filter::builder().name("tag-key").values("phoenix:environment").build();
+        let pages = aws.autoscaling.describe_auto_scaling_groups().filters(owned).max_records(100).into_paginator().send();
+        let mut found = Vec::new();
+        for page in super::all_pages(aws, "DescribeAutoScalingGroups", pages).await? {
+            for g in page.auto_scaling_groups().iter().filter(|g| g.status().is_none()) {
+                found.extend(super::owned_pairs(self, &pairs(g), observed(g, &Attrs::new())));
+            }
+        }
+        Ok(Some(found))
+    }
+
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let name = req_str(&req.inputs, "name")?.to_string();
         let Some(g) = describe(aws, &[name]).await?.into_iter().next() else { return Ok(None) };

@@ -140,6 +140,12 @@ impl Kind for AutoscalingPolicy {
         Ok(in_item_order(items, found))
     }
 
+    /// Policies carry no tags and live inside their group: deleting a leaked
+    /// group deletes its policies with it, so there is nothing to list on its own.
+    async fn list_owned(&self, _aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        Ok(Some(Vec::new()))
+    }
+
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let group = req_str(&req.inputs, "autoscaling_group_name")?;
         let found = describe(aws, Some(group), &[req_str(&req.inputs, "name")?.to_string()]).await?;

@@ -275,6 +275,18 @@ impl Kind for DbInstance {
         Ok(in_item_order(items, found))
     }
 
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        // DescribeDBInstances filters on no tag, but carries each instance's tags.
+        let pages = aws.rds.describe_db_instances().into_paginator().send();
+        let mut found = Vec::new();
+        for page in super::all_pages(aws, "DescribeDBInstances", pages).await? {
+            for d in page.db_instances().iter().filter(|d| status_of(d) != "deleting") {
+                found.extend(super::owned_pairs(self, &pairs(d.tag_list()), observed(d, &Attrs::new())));
+            }
+        }
+        Ok(Some(found))
+    }
+
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let id = req_str(&req.inputs, "identifier")?;
         let Some(d) = one(aws, id).await? else { return Ok(None) };

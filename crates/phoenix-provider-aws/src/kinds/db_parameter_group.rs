@@ -133,6 +133,20 @@ impl Kind for DbParameterGroup {
         Ok(in_item_order(items, found))
     }
 
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        let pages = aws.rds.describe_db_parameter_groups().into_paginator().send();
+        let mut found = Vec::new();
+        for page in super::all_pages(aws, "DescribeDBParameterGroups", pages).await? {
+            // RDS's own `default.*` groups are never Phoenix's: skip their tag calls.
+            for g in page.db_parameter_groups().iter().filter(|g| !g.db_parameter_group_name().unwrap_or_default().starts_with("default."))
+            {
+                let tag_pairs = tags_of(aws, g.db_parameter_group_arn().unwrap_or_default()).await?;
+                found.extend(super::owned_pairs(self, &tag_pairs, observed(aws, g, &Attrs::new()).await?));
+            }
+        }
+        Ok(Some(found))
+    }
+
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let Some(g) = one(aws, req_str(&req.inputs, "name")?).await? else { return Ok(None) };
         if !tags::owned_by(&tags_of(aws, g.db_parameter_group_arn().unwrap_or_default()).await?, &req.ownership) {

@@ -132,6 +132,16 @@ impl Kind for DbSubnetGroup {
         Ok(in_item_order(items, found))
     }
 
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        // Groups carry no tags in their descriptions: one ListTagsForResource each.
+        let mut found = Vec::new();
+        for g in list(aws).await? {
+            let tag_pairs = tags_of(aws, g.db_subnet_group_arn().unwrap_or_default()).await?;
+            found.extend(super::owned_pairs(self, &tag_pairs, observed(&g, &tag_pairs, &Attrs::new())));
+        }
+        Ok(Some(found))
+    }
+
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let Some(g) = one(aws, req_str(&req.inputs, "name")?).await? else { return Ok(None) };
         let tag_pairs = tags_of(aws, g.db_subnet_group_arn().unwrap_or_default()).await?;

@@ -276,7 +276,19 @@ impl Kind for Instance {
         // Terminated instances linger in DescribeInstances for a while: not leaks.
         let live = Filter::builder().name("instance-state-name").set_values(Some(LIVE.iter().map(|s| s.to_string()).collect())).build();
         let found = describe(aws, vec![super::owned_filter(), live]).await?;
-        Ok(Some(found.iter().filter_map(|i| super::owned(self, i.tags(), observed(i, &Attrs::new()))).collect()))
+        Ok(Some(
+            found
+                .iter()
+                .filter_map(|i| {
+                    let mut o = super::owned(self, i.tags(), observed(i, &Attrs::new()))?;
+                    // An auto scaling group's instances carry the group's ownership tags
+                    // (propagated at launch) and no state holds their ids: they are the
+                    // group's, a leak only with it, and go when it is deleted.
+                    o.container = crate::tags::tag(i.tags(), "aws:autoscaling:groupName").map(str::to_string);
+                    Some(o)
+                })
+                .collect(),
+        ))
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {

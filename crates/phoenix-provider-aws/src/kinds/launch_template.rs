@@ -118,6 +118,17 @@ impl Kind for LaunchTemplate {
         Ok(in_item_order(items, found))
     }
 
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        let pages = aws.ec2.describe_launch_templates().filters(super::owned_filter()).into_paginator().send();
+        let mut found = Vec::new();
+        for page in super::all_pages(aws, "DescribeLaunchTemplates", pages).await? {
+            for t in page.launch_templates() {
+                found.extend(super::owned(self, t.tags(), observed(t, &Attrs::new(), &Attrs::new())));
+            }
+        }
+        Ok(Some(found))
+    }
+
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let _p = aws.permit().await;
         let out = aws

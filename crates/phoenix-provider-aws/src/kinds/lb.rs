@@ -8,7 +8,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, LoadBalancerSchemeEnum, LoadBalancerStateEnum, LoadBalancerTypeEnum, Tag};
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
+use phoenix_core::provider::{
+    AdoptRequest, CreateRequest, DeleteRequest, Observed, OwnedObject, ProviderError, RefreshItem, UpdateRequest,
+};
 use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
 use phoenix_core::state::Ownership;
 use phoenix_core::value::{Attrs, Value};
@@ -148,6 +150,17 @@ async fn describe(aws: &Aws, arns: &[String]) -> Result<Vec<LoadBalancer>, Provi
     Ok(found)
 }
 
+/// Every load balancer of the region (all pages) with the tags of those that
+/// carry any (ELBv2 lists no tags and filters on none: DescribeTags by ARN).
+pub(crate) async fn all_owned(aws: &Aws) -> Result<(Vec<LoadBalancer>, HashMap<String, Vec<(String, String)>>), ProviderError> {
+    let pages = aws.elb.describe_load_balancers().into_paginator().send();
+    let lbs: Vec<LoadBalancer> =
+        super::all_pages(aws, "DescribeLoadBalancers", pages).await?.iter().flat_map(|p| p.load_balancers().to_vec()).collect();
+    let arns: Vec<String> = lbs.iter().filter_map(|l| l.load_balancer_arn().map(str::to_string)).collect();
+    let tag_map = tags_of(aws, &arns).await?;
+    Ok((lbs, tag_map))
+}
+
 async fn by_name(aws: &Aws, name: &str) -> Result<Option<LoadBalancer>, ProviderError> {
     let _p = aws.permit().await;
     match aws.elb.describe_load_balancers().names(name).send().await {
@@ -212,6 +225,18 @@ impl Kind for Lb {
             found.insert(arn.clone(), observed(lb, tag_map.get(&arn).map_or(&[][..], Vec::as_slice), &p));
         }
         Ok(in_item_order(items, found))
+    }
+
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<OwnedObject>>, ProviderError> {
+        let (lbs, tag_map) = all_owned(aws).await?;
+        Ok(Some(
+            lbs.iter()
+                .filter_map(|lb| {
+                    let pairs = tag_map.get(lb.load_balancer_arn()?)?;
+                    super::owned_pairs(self, pairs, observed(lb, pairs, &Attrs::new()))
+                })
+                .collect(),
+        ))
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, Listener, ProtocolEnum};
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
+use phoenix_core::provider::{
+    AdoptRequest, CreateRequest, DeleteRequest, Observed, OwnedObject, ProviderError, RefreshItem, UpdateRequest,
+};
 use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
 use phoenix_core::value::Attrs;
 use serde_json::json;
@@ -101,6 +103,43 @@ impl Kind for LbListener {
             found.insert(arn.clone(), observed(l, tag_map.get(&arn).map_or(&[][..], Vec::as_slice), &p));
         }
         Ok(in_item_order(items, found))
+    }
+
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<OwnedObject>>, ProviderError> {
+        // Listeners are listed per load balancer (DescribeListeners needs one).
+        let (lbs, _) = super::lb::all_owned(aws).await?;
+        let mut listeners = Vec::new();
+        for arn in lbs.iter().filter_map(|l| l.load_balancer_arn()) {
+            let mut marker = None;
+            loop {
+                let res = {
+                    let _p = aws.permit().await;
+                    aws.elb.describe_listeners().load_balancer_arn(arn).set_marker(marker).send().await
+                };
+                let out = match res {
+                    Ok(out) => out,
+                    // Deleted since it was listed: so are its listeners.
+                    Err(e) if is_not_found(&e) => break,
+                    Err(e) => return Err(sdk("DescribeListeners", e)),
+                };
+                listeners.extend(out.listeners().iter().cloned());
+                marker = out.next_marker().map(str::to_string);
+                if marker.is_none() {
+                    break;
+                }
+            }
+        }
+        let arns: Vec<String> = listeners.iter().filter_map(|l| l.listener_arn().map(str::to_string)).collect();
+        let tag_map = tags_of(aws, &arns).await?;
+        Ok(Some(
+            listeners
+                .iter()
+                .filter_map(|l| {
+                    let pairs = tag_map.get(l.listener_arn()?)?;
+                    super::owned_pairs(self, pairs, observed(l, pairs, &Attrs::new()))
+                })
+                .collect(),
+        ))
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{Matcher, ProtocolEnum, TargetGroup, TargetHealthStateEnum, TargetTypeEnum};
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
+use phoenix_core::provider::{
+    AdoptRequest, CreateRequest, DeleteRequest, Observed, OwnedObject, ProviderError, RefreshItem, UpdateRequest,
+};
 use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
@@ -169,6 +171,24 @@ impl Kind for LbTargetGroup {
             found.insert(arn.clone(), observed(tg, tag_map.get(&arn).map_or(&[][..], Vec::as_slice), counts, &p));
         }
         Ok(in_item_order(items, found))
+    }
+
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<OwnedObject>>, ProviderError> {
+        let pages = aws.elb.describe_target_groups().into_paginator().send();
+        let groups: Vec<TargetGroup> =
+            super::all_pages(aws, "DescribeTargetGroups", pages).await?.iter().flat_map(|p| p.target_groups().to_vec()).collect();
+        let arns: Vec<String> = groups.iter().filter_map(|g| g.target_group_arn().map(str::to_string)).collect();
+        let tag_map = tags_of(aws, &arns).await?;
+        Ok(Some(
+            groups
+                .iter()
+                .filter_map(|tg| {
+                    let pairs = tag_map.get(tg.target_group_arn()?)?;
+                    // Target health is not needed to delete a leak: counts read as zero.
+                    super::owned_pairs(self, pairs, observed(tg, pairs, (0, 0), &Attrs::new()))
+                })
+                .collect(),
+        ))
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {

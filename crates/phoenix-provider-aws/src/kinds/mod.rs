@@ -75,7 +75,26 @@ pub fn owned_filter() -> aws_sdk_ec2::types::Filter {
 /// when they are incomplete: such an object is never touched).
 pub fn owned(kind: &dyn Kind, tags: &[aws_sdk_ec2::types::Tag], observed: Observed) -> Option<OwnedObject> {
     let ownership = phoenix_core::state::Ownership::from_tags(|k| crate::tags::tag(tags, k))?;
-    Some(OwnedObject { type_name: kind.schema().type_name.to_string(), ownership, inputs: observed.inputs, outputs: observed.outputs })
+    Some(OwnedObject {
+        type_name: kind.schema().type_name.to_string(),
+        ownership,
+        inputs: observed.inputs,
+        outputs: observed.outputs,
+        container: None,
+    })
+}
+
+/// [`owned`] for the APIs whose tags come as key/value pairs (ELBv2, RDS,
+/// Route 53, Auto Scaling): `None` unless every ownership tag is there.
+pub fn owned_pairs(kind: &dyn Kind, pairs: &[(String, String)], observed: Observed) -> Option<OwnedObject> {
+    let ownership = phoenix_core::state::Ownership::from_tags(|k| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()))?;
+    Some(OwnedObject {
+        type_name: kind.schema().type_name.to_string(),
+        ownership,
+        inputs: observed.inputs,
+        outputs: observed.outputs,
+        container: None,
+    })
 }
 
 /// Every type, in the order they usually depend on each other.

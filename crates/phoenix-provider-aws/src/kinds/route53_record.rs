@@ -15,8 +15,11 @@ use async_trait::async_trait;
 use aws_sdk_route53::types::{
     AliasTarget, Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover, RrType,
 };
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
+use phoenix_core::provider::{
+    AdoptRequest, CreateRequest, DeleteRequest, Observed, OwnedObject, ProviderError, RefreshItem, UpdateRequest,
+};
 use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
+use phoenix_core::state::Ownership;
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
@@ -242,6 +245,36 @@ impl Kind for Route53Record {
             }
         }
         Ok(in_item_order(items, found))
+    }
+
+    /// Record sets carry no tags: those of Phoenix's zones are listed under
+    /// their zone's ownership, with the zone as container (see
+    /// `OwnedObject::container`), so `gc` deletes them only with a leaked zone,
+    /// which Route 53 refuses to delete while they are in it. The zone's own
+    /// SOA and apex NS records go with it and are not listed.
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<OwnedObject>>, ProviderError> {
+        let mut found = Vec::new();
+        for (z, pairs) in super::route53_zone::owned_zones(aws).await? {
+            let zone = super::route53_zone::short_id(z.id()).to_string();
+            let Some(ownership) = Ownership::from_tags(|k| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())) else {
+                continue;
+            };
+            for r in zone_sets(aws, &zone).await?.unwrap_or_default() {
+                let apex = same_name(r.name(), z.name());
+                if apex && matches!(r.r#type(), RrType::Soa | RrType::Ns) {
+                    continue;
+                }
+                let o = observed(&zone, &r, &Attrs::new());
+                found.push(OwnedObject {
+                    type_name: "aws.route53_record".into(),
+                    ownership: ownership.clone(),
+                    inputs: o.inputs,
+                    outputs: o.outputs,
+                    container: Some(zone.clone()),
+                });
+            }
+        }
+        Ok(Some(found))
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {

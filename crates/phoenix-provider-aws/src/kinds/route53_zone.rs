@@ -49,6 +49,23 @@ fn observed(z: &HostedZone, tag_pairs: &[(String, String)], prior: &Attrs, prior
     Observed { inputs, outputs: outputs(z, None, prior_out) }
 }
 
+/// Every hosted zone carrying Phoenix's ownership tags, with those tags
+/// (Route 53 lists zones without tags: one ListTagsForResources per ten zones).
+pub(crate) async fn owned_zones(aws: &Aws) -> Result<Vec<(HostedZone, Vec<(String, String)>)>, ProviderError> {
+    let pages = aws.route53.list_hosted_zones().into_paginator().send();
+    let zones: Vec<HostedZone> =
+        super::all_pages(aws, "ListHostedZones", pages).await?.iter().flat_map(|p| p.hosted_zones().to_vec()).collect();
+    let ids: Vec<String> = zones.iter().map(|z| short_id(z.id()).to_string()).collect();
+    let mut tag_map = tags_of(aws, &ids).await?;
+    Ok(zones
+        .into_iter()
+        .filter_map(|z| {
+            let pairs = tag_map.remove(short_id(z.id()))?;
+            pairs.iter().any(|(k, _)| k == "phoenix:environment").then_some((z, pairs))
+        })
+        .collect())
+}
+
 /// Tags of many zones: ListTagsForResources takes ten ids per call.
 async fn tags_of(aws: &Aws, ids: &[String]) -> Result<HashMap<String, Vec<(String, String)>>, ProviderError> {
     let mut found = HashMap::new();
@@ -115,6 +132,16 @@ impl Kind for Route53Zone {
             found.insert(id.clone(), observed(z, tag_map.get(&id).map_or(&[][..], Vec::as_slice), &p, &po));
         }
         Ok(in_item_order(items, found))
+    }
+
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+        Ok(Some(
+            owned_zones(aws)
+                .await?
+                .iter()
+                .filter_map(|(z, pairs)| super::owned_pairs(self, pairs, observed(z, pairs, &Attrs::new(), &Attrs::new())))
+                .collect(),
+        ))
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {

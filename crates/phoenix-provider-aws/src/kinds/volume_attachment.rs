@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Volume as Ec2Volume, VolumeAttachment as Ec2Attachment, VolumeAttachmentState};
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
+use phoenix_core::provider::{
+    AdoptRequest, CreateRequest, DeleteRequest, Observed, OwnedObject, ProviderError, RefreshItem, UpdateRequest,
+};
 use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
@@ -99,6 +101,33 @@ impl Kind for VolumeAttachment {
                 Some(observed(&volume, &instance, a))
             })
             .collect())
+    }
+
+    /// Attachments carry no tags: those of Phoenix's volumes are listed under
+    /// their volume's ownership with the volume as container, so `gc` detaches
+    /// one only from a leaked volume (which cannot be deleted while in use).
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<OwnedObject>>, ProviderError> {
+        let in_use = aws_sdk_ec2::types::Filter::builder().name("status").values("in-use").build();
+        let mut found = Vec::new();
+        for v in describe_volumes(aws, vec![super::owned_filter(), in_use]).await? {
+            let volume = v.volume_id().unwrap_or_default();
+            let Some(ownership) = phoenix_core::state::Ownership::from_tags(|k| tags::tag(v.tags(), k)) else { continue };
+            for a in v.attachments() {
+                let Some(instance) = a.instance_id() else { continue };
+                if !matches!(a.state(), Some(VolumeAttachmentState::Attaching | VolumeAttachmentState::Attached)) {
+                    continue;
+                }
+                let o = observed(volume, instance, a);
+                found.push(OwnedObject {
+                    type_name: "aws.volume_attachment".into(),
+                    ownership: ownership.clone(),
+                    inputs: o.inputs,
+                    outputs: o.outputs,
+                    container: Some(volume.to_string()),
+                });
+            }
+        }
+        Ok(Some(found))
     }
 
     /// An attachment is identified by its volume and instance, so adoption reads them rather than tags.
