@@ -5,7 +5,8 @@
 //! cargo build --release -p phoenix-cli -p phoenix-bench
 //! target/release/phoenix-bench                 # everything
 //! target/release/phoenix-bench scale 10000     # validate/plan/apply of 10,000 data resources
-//! target/release/phoenix-bench delay           # executor vs the critical-path lower bound
+//! target/release/phoenix-bench delay           # executor vs the critical-path lower bound, `sleep 0.1` processes
+//! target/release/phoenix-bench executor        # the executor alone, in process, with 100 ms operations
 //! target/release/phoenix-bench aws             # the AWS web stack on moto: up, no-change plan, snapshot, down, restore, down
 //! ```
 //!
@@ -18,6 +19,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+mod executor;
+
 struct Measured {
     wall_s: f64,
     max_rss_mb: f64,
@@ -28,6 +31,9 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--measure") {
         return measure_child(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("executor") {
+        return executor::run(); // in process: no binary needed
     }
     let phoenix = phoenix_bin()?;
     match args.first().map(String::as_str) {
@@ -43,9 +49,10 @@ fn main() -> anyhow::Result<()> {
         None => {
             scale(&phoenix, 1000)?;
             scale(&phoenix, 10_000)?;
+            executor::run()?;
             delay(&phoenix)?;
         }
-        Some(other) => bail!("unknown benchmark `{other}`: use `scale [N]`, `delay` or `aws [WEB_COUNT…]`"),
+        Some(other) => bail!("unknown benchmark `{other}`: use `scale [N]`, `executor`, `delay` or `aws [WEB_COUNT…]`"),
     }
     Ok(())
 }
