@@ -56,6 +56,21 @@ fn saved_plan_applies_exactly_and_is_refused_once_state_moves() {
     assert!(changed.stderr.contains("changed since"), "{}", changed.stderr);
 }
 
+/// `-C DIR` is "as if started in DIR", like `terraform -chdir`: a relative
+/// plan file is written and read under DIR, wherever phoenix was started.
+#[test]
+fn relative_plan_files_live_under_the_chdir_directory() {
+    let p = data_project();
+    let out = phoenix(&p.dir, &["plan", "app", "--out", "saved/app.plan"]);
+    assert_eq!(out.code, 1, "the directory does not exist yet: {}", out.stderr);
+    std::fs::create_dir(p.dir.join("saved")).unwrap();
+    let out = phoenix(&p.dir, &["plan", "app", "--out", "saved/app.plan"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(p.dir.join("saved/app.plan").is_file(), "written under -C");
+    let up = phoenix(&p.dir, &["up", "app", "--plan", "saved/app.plan", "--yes"]);
+    assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
+}
+
 #[test]
 fn secrets_never_reach_state_plans_or_output() {
     let p = data_project();

@@ -78,6 +78,9 @@ async fn execute(
         recovery::override_region(&mut state, region)?;
         state = lock.write(&state).await.map_err(context::state_failure)?;
     }
+    // `-C DIR` means "as if started in DIR": relative paths are under it.
+    let saved = saved.map(|p| env.project.root.join(p));
+    let saved = saved.as_deref();
     let saved_plan = saved.map(read_saved_plan).transpose()?;
     if let Some(p) = &saved_plan
         && state.serial == 0

@@ -53,7 +53,9 @@ pub async fn plan(
     env.configure_providers(printer, &state)?;
     let plan = make_plan(&env, &state, destroy, targets).await?;
     let calls = context::api_calls(&env.registry);
-    if let Some(path) = out {
+    // `-C DIR` means "as if started in DIR": relative paths are under it.
+    let out = out.map(|p| env.project.root.join(p));
+    if let Some(path) = &out {
         save_plan(&plan, path)?;
     }
     if printer.json {
@@ -69,7 +71,7 @@ pub async fn plan(
         if g.verbose > 0 {
             eprintln!("API calls: {calls}");
         }
-        if let Some(path) = out {
+        if let Some(path) = &out {
             println!("\nSaved the plan to {}. Apply exactly it with: phoenix up {} --plan {}", path.display(), args.env, path.display());
         }
     }

@@ -98,7 +98,8 @@ pub async fn take(g: &Global, printer: &Printer, t: &TakeArgs) -> CmdResult {
     };
     if printer.json {
         json_event(
-            serde_json::json!({"event": "snapshot_finished", "point": summary(&point), "removed": removed, "store": store.location()}),
+            serde_json::json!({"event": "snapshot_finished", "point": summary(&point), "removed": removed, "store": store.location(),
+                "api_calls": context::api_calls(&env.registry)}),
         );
     } else {
         show(&point);
