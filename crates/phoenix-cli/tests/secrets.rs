@@ -91,6 +91,8 @@ fn a_canary_secret_never_reaches_state_plans_logs_events_or_errors() {
         outputs.push((name.to_string(), o));
     };
     step("validate", &["-vv", "validate", "vault"], 0, secret);
+    step("render", &["-vv", "render", "vault"], 0, secret);
+    step("render --json", &["--json", "render", "vault"], 0, secret);
     let plan_file = project.dir.join("vault.plan").display().to_string();
     step("plan --out", &["-vv", "plan", "vault", "--out", &plan_file], 0, secret);
     step("plan --json", &["--json", "-vv", "plan", "vault"], 0, secret);

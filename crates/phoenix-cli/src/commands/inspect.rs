@@ -38,14 +38,39 @@ pub fn render(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     let project = context::project(g)?;
     let opts = phoenix_config::LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
     let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
+    let secrets = sensitive_values(&loaded.definition, &context::registry());
     if printer.json {
         let templates: Vec<_> =
-            loaded.rendered.iter().map(|r| serde_json::json!({"template": r.template.name, "output": r.output})).collect();
+            loaded.rendered.iter().map(|r| serde_json::json!({"template": r.template.name, "output": mask(&r.output, &secrets)})).collect();
         println!("{}", serde_json::json!({"event": "rendered", "templates": templates}));
     } else {
-        print!("{}", loaded.rendered_text());
+        print!("{}", mask(&loaded.rendered_text(), &secrets));
     }
     Ok(Exit::Ok)
+}
+
+/// Literal values of sensitive attributes (a password read with `env()`):
+/// `render` shows the definition, never them.
+fn sensitive_values(def: &phoenix_core::definition::Definition, registry: &phoenix_core::provider::Registry) -> Vec<String> {
+    let mut out: Vec<String> = def
+        .resources
+        .values()
+        .flat_map(|r| {
+            let schema = registry.schema(&r.type_name);
+            r.attrs.iter().filter(move |(k, _)| schema.and_then(|s| s.attr(k)).is_some_and(|a| a.sensitive)).map(|(_, v)| v)
+        })
+        .filter_map(|v| v.as_str().map(str::to_string).or_else(|| (!v.is_null()).then(|| v.to_string())))
+        // A reference is not the secret itself, and a tiny value would mask half the text.
+        .filter(|v| !v.contains("${") && v.len() >= 4)
+        .collect();
+    // Longest first, so a secret containing another is masked whole.
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out.dedup();
+    out
+}
+
+fn mask(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "(sensitive)"))
 }
 
 pub fn graph(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
