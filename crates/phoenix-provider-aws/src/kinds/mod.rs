@@ -74,20 +74,17 @@ pub fn owned_filter() -> aws_sdk_ec2::types::Filter {
 /// An object as `gc` sees it: its ownership read back from its tags (`None`
 /// when they are incomplete: such an object is never touched).
 pub fn owned(kind: &dyn Kind, tags: &[aws_sdk_ec2::types::Tag], observed: Observed) -> Option<OwnedObject> {
-    let ownership = phoenix_core::state::Ownership::from_tags(|k| crate::tags::tag(tags, k))?;
-    Some(OwnedObject {
-        type_name: kind.schema().type_name.to_string(),
-        ownership,
-        inputs: observed.inputs,
-        outputs: observed.outputs,
-        container: None,
-    })
+    owned_by_tags(kind, |k| crate::tags::tag(tags, k), observed)
 }
 
 /// [`owned`] for the APIs whose tags come as key/value pairs (ELBv2, RDS,
-/// Route 53, Auto Scaling): `None` unless every ownership tag is there.
+/// Route 53, Auto Scaling).
 pub fn owned_pairs(kind: &dyn Kind, pairs: &[(String, String)], observed: Observed) -> Option<OwnedObject> {
-    let ownership = phoenix_core::state::Ownership::from_tags(|k| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()))?;
+    owned_by_tags(kind, |k| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()), observed)
+}
+
+fn owned_by_tags<'a>(kind: &dyn Kind, get: impl FnMut(&str) -> Option<&'a str>, observed: Observed) -> Option<OwnedObject> {
+    let ownership = phoenix_core::state::Ownership::from_tags(get)?;
     Some(OwnedObject {
         type_name: kind.schema().type_name.to_string(),
         ownership,
