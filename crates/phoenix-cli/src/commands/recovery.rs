@@ -284,7 +284,27 @@ pub async fn restore(g: &Global, printer: &Printer, args: &EnvArgs, from: &str, 
     let (env, store) = store_of(g, printer, &args.env).await?;
     let point = find(store.as_ref(), &env.loaded.name, from).await?;
     drop(env);
+    if let Some(r) = region {
+        region_movable(&point, r)?;
+    }
     super::apply::restore(g, printer, args, apply, RestoreSpec { point, region: region.map(str::to_string) }).await
+}
+
+/// `--region` moves AWS objects only (it records `aws.region`). GCP objects
+/// are placed by the `zone`/`region` their definition names, which the
+/// recovery point holds as rendered: restoring them "elsewhere" would make
+/// them where they were, so it is refused rather than done wrongly. (GCP
+/// snapshots are global: a GCP environment is restored without `--region`.)
+fn region_movable(point: &RecoveryPoint, region: &str) -> Result<(), Failure> {
+    let gcp: Vec<String> =
+        point.definition.resources.iter().filter(|(_, r)| r.provider_name() == "gcp").map(|(a, _)| a.to_string()).collect();
+    if gcp.is_empty() {
+        return Ok(());
+    }
+    Err(fail(format!(
+        "`--region {region}` cannot move GCP objects ({}): they are made in the zone and region their definition names; restore without --region (GCP snapshots are global)",
+        gcp.join(", ")
+    )))
 }
 
 /// Records in `state` that its objects live in `region` (the AWS provider's
