@@ -154,6 +154,12 @@ fn gcp_staging_disks_come_back_from_a_recovery_point_after_total_and_partial_los
 
     let restore = ok(run(&project, &gce, &["--json", "restore", "gcp-staging", "--from", &id, "--yes"]), "restore");
     let restored = restored_of(&restore);
+    eprintln!(
+        "gcp-staging: recovery point in {} ms; total-loss restore in {} ms ({} API calls)",
+        point["took_ms"],
+        restore.event("restore_finished").unwrap()["recovery_time_ms"],
+        restore.event("run_finished").map_or(Value::Null, |e| e["api_calls"]["gcp"].clone())
+    );
     assert_eq!(restored, snaps.iter().map(|(a, (s, _))| (a.clone(), s.clone())).collect::<BTreeMap<_, _>>());
     let after = data_disks(&gce);
     for (addr, (snap, _)) in &snaps {
