@@ -44,11 +44,11 @@ fn delete(gce: &GceServer, link: &str) {
     assert!(done["error"].is_null(), "DELETE {link}: {done}");
 }
 
-/// The environment's data disks by name: (id, sourceSnapshot, sourceSnapshotId).
+/// The environment's data disks by name (not an instance's): (id, sourceSnapshot, sourceSnapshotId).
 fn data_disks(gce: &GceServer) -> BTreeMap<String, (String, String, String)> {
     gce.list_all(&format!("projects/{PROJECT}/aggregated/disks"), Some(ENV_FILTER))
         .into_iter()
-        .filter(|d| d["name"].as_str().unwrap_or_default().contains("-data-"))
+        .filter(|d| d["name"].as_str().unwrap_or_default().contains("-data-") && d["labels"]["phoenix-instance"].is_null())
         .map(|d| {
             let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
             (s("name"), (s("id"), s("sourceSnapshot"), s("sourceSnapshotId")))
@@ -141,12 +141,49 @@ fn gcp_staging_disks_come_back_from_a_recovery_point_after_total_and_partial_los
     }
     assert_eq!(gce.list_all(&format!("projects/{PROJECT}/global/snapshots"), None).len(), 2, "no copies made");
 
-    // `--region` moves AWS objects only: for GCP objects it is refused, before anything is made.
-    let elsewhere =
-        run(&project, &gce, &["restore", "gcp-staging", "--from", &id, "--region", "europe-west1", "--instance", "dr", "--yes"]);
-    assert_ne!(elsewhere.code, 0, "{}\n{}", elsewhere.stdout, elsewhere.stderr);
-    assert!(elsewhere.stderr.contains("cannot move GCP objects"), "{}\n{}", elsewhere.stdout, elsewhere.stderr);
-    assert!(gce.list_all(&format!("projects/{PROJECT}/aggregated/disks"), Some("labels.phoenix-instance = \"dr\"")).is_empty());
+    // A drill in another region, beside the original: `--region` with a zone of it for the GCP objects.
+    let drill = ["restore", "gcp-staging", "--from", &id, "--region", "europe-west1", "--instance", "drill", "--yes"];
+    let no_zone = run(&project, &gce, &drill);
+    assert_ne!(no_zone.code, 0, "{}\n{}", no_zone.stdout, no_zone.stderr);
+    assert!(no_zone.stderr.contains("--zone"), "GCP objects need a zone: {}", no_zone.stderr);
+    let mut args = vec!["--json"];
+    args.extend(drill);
+    args.extend(["--zone", "europe-west1-b"]);
+    let restored = restored_of(&ok(run(&project, &gce, &args), "restore drill"));
+    let expected: BTreeMap<String, String> = snaps.iter().map(|(a, (_, c))| (a.clone(), c["europe-west1"].clone())).collect();
+    assert_eq!(restored, expected);
+    let drill_filter = "labels.phoenix-instance = \"drill\"";
+    let zone = |v: &Value| v["zone"].as_str().unwrap_or_default().rsplit('/').next().unwrap().to_string();
+    let disks = gce.list_all(&format!("projects/{PROJECT}/aggregated/disks"), Some(drill_filter));
+    let data: BTreeMap<String, (String, String)> = disks
+        .iter()
+        .filter(|d| d["name"].as_str().unwrap().contains("-data-"))
+        .map(|d| (d["name"].as_str().unwrap().to_string(), (zone(d), d["sourceSnapshot"].as_str().unwrap_or_default().to_string())))
+        .collect();
+    assert_eq!(
+        data,
+        BTreeMap::from([
+            ("gcp-staging-drill-data-0".to_string(), ("europe-west1-b".to_string(), snaps["gcp-data-0"].0.clone())),
+            ("gcp-staging-drill-data-1".to_string(), ("europe-west1-b".to_string(), snaps["gcp-data-1"].0.clone())),
+        ]),
+        "the drill's disks are made in the new zone from the point's snapshots"
+    );
+    let vms = gce.list_all(&format!("projects/{PROJECT}/aggregated/instances"), Some(drill_filter));
+    assert_eq!(vms.iter().map(zone).collect::<Vec<_>>(), ["europe-west1-b", "europe-west1-b"]);
+    gce.get(&format!("projects/{PROJECT}/regions/europe-west1/addresses/gcp-staging-drill-web-ip"));
+    gce.get(&format!("projects/{PROJECT}/regions/europe-west1/subnetworks/gcp-staging-drill-web"));
+    assert_eq!(data_disks(&gce), before, "the original is untouched");
+    // The drill's state remembers where it is: its own variables plan clean there, and down removes it.
+    let there = ["--var", "region=europe-west1", "--var", "zone=europe-west1-b"];
+    let mut args = vec!["plan", "gcp-staging", "--instance", "drill", "--detailed-exitcode"];
+    args.extend(there);
+    let plan = run(&project, &gce, &args);
+    assert_eq!(plan.code, 0, "the drill plans clean where it is:\n{}\n{}", plan.stdout, plan.stderr);
+    ok(run(&project, &gce, &["down", "gcp-staging", "--instance", "drill", "--yes"]), "down drill");
+    for coll in ["instances", "disks", "addresses"] {
+        assert!(gce.list_all(&format!("projects/{PROJECT}/aggregated/{coll}"), Some(drill_filter)).is_empty(), "drill {coll} left");
+    }
+    assert_eq!(gce.list_all(&format!("projects/{PROJECT}/aggregated/subnetworks"), None).len(), 1, "only the original's subnetwork");
 
     // Everything is lost: every object, and the state with it.
     lose_everything(&gce);
