@@ -1,8 +1,8 @@
 //! Disaster recovery of `gcp-staging` (the GCP web stack, whose data disks are
 //! its stateful objects) against the Compute Engine test server, through the
-//! binary as a user runs it: a recovery point; a restore after losing every
-//! object and the state; a restore after losing one data disk; deleting the
-//! point deletes its snapshots. Every claim is checked through the server's
+//! binary as a user runs it: a recovery point; a drill in another region
+//! beside the original; a restore after losing every object and the state; a
+//! restore after losing one data disk; deleting the point deletes its snapshots. Every claim is checked through the server's
 //! own API, never Phoenix's state.
 
 mod support;
@@ -115,7 +115,7 @@ fn lose_everything(gce: &GceServer) {
 }
 
 #[test]
-fn gcp_staging_disks_come_back_from_a_recovery_point_after_total_and_partial_loss() {
+fn gcp_staging_disks_come_back_from_a_recovery_point_in_a_drill_elsewhere_and_after_total_and_partial_loss() {
     let gce = GceServer::start();
     let project = Project::repo();
     ok(run(&project, &gce, &["up", "gcp-staging", "--yes"]), "up gcp-staging");
@@ -142,15 +142,16 @@ fn gcp_staging_disks_come_back_from_a_recovery_point_after_total_and_partial_los
     assert_eq!(gce.list_all(&format!("projects/{PROJECT}/global/snapshots"), None).len(), 2, "no copies made");
 
     // A drill in another region, beside the original: `--region` with a zone of it for the GCP objects.
-    let drill = ["restore", "gcp-staging", "--from", &id, "--region", "europe-west1", "--instance", "drill", "--yes"];
+    // A region the point was not "copied" to: GCE snapshots are global.
+    let drill = ["restore", "gcp-staging", "--from", &id, "--region", "europe-west4", "--instance", "drill", "--yes"];
     let no_zone = run(&project, &gce, &drill);
     assert_ne!(no_zone.code, 0, "{}\n{}", no_zone.stdout, no_zone.stderr);
     assert!(no_zone.stderr.contains("--zone"), "GCP objects need a zone: {}", no_zone.stderr);
     let mut args = vec!["--json"];
     args.extend(drill);
-    args.extend(["--zone", "europe-west1-b"]);
+    args.extend(["--zone", "europe-west4-a"]);
     let restored = restored_of(&ok(run(&project, &gce, &args), "restore drill"));
-    let expected: BTreeMap<String, String> = snaps.iter().map(|(a, (_, c))| (a.clone(), c["europe-west1"].clone())).collect();
+    let expected: BTreeMap<String, String> = snaps.iter().map(|(a, (s, _))| (a.clone(), s.clone())).collect();
     assert_eq!(restored, expected);
     let drill_filter = "labels.phoenix-instance = \"drill\"";
     let zone = |v: &Value| v["zone"].as_str().unwrap_or_default().rsplit('/').next().unwrap().to_string();
@@ -163,18 +164,18 @@ fn gcp_staging_disks_come_back_from_a_recovery_point_after_total_and_partial_los
     assert_eq!(
         data,
         BTreeMap::from([
-            ("gcp-staging-drill-data-0".to_string(), ("europe-west1-b".to_string(), snaps["gcp-data-0"].0.clone())),
-            ("gcp-staging-drill-data-1".to_string(), ("europe-west1-b".to_string(), snaps["gcp-data-1"].0.clone())),
+            ("gcp-staging-drill-data-0".to_string(), ("europe-west4-a".to_string(), snaps["gcp-data-0"].0.clone())),
+            ("gcp-staging-drill-data-1".to_string(), ("europe-west4-a".to_string(), snaps["gcp-data-1"].0.clone())),
         ]),
         "the drill's disks are made in the new zone from the point's snapshots"
     );
     let vms = gce.list_all(&format!("projects/{PROJECT}/aggregated/instances"), Some(drill_filter));
-    assert_eq!(vms.iter().map(zone).collect::<Vec<_>>(), ["europe-west1-b", "europe-west1-b"]);
-    gce.get(&format!("projects/{PROJECT}/regions/europe-west1/addresses/gcp-staging-drill-web-ip"));
-    gce.get(&format!("projects/{PROJECT}/regions/europe-west1/subnetworks/gcp-staging-drill-web"));
+    assert_eq!(vms.iter().map(zone).collect::<Vec<_>>(), ["europe-west4-a", "europe-west4-a"]);
+    gce.get(&format!("projects/{PROJECT}/regions/europe-west4/addresses/gcp-staging-drill-web-ip"));
+    gce.get(&format!("projects/{PROJECT}/regions/europe-west4/subnetworks/gcp-staging-drill-web"));
     assert_eq!(data_disks(&gce), before, "the original is untouched");
     // The drill's state remembers where it is: its own variables plan clean there, and down removes it.
-    let there = ["--var", "region=europe-west1", "--var", "zone=europe-west1-b"];
+    let there = ["--var", "region=europe-west4", "--var", "zone=europe-west4-a"];
     let mut args = vec!["plan", "gcp-staging", "--instance", "drill", "--detailed-exitcode"];
     args.extend(there);
     let plan = run(&project, &gce, &args);
