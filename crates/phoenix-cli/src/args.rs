@@ -153,7 +153,7 @@ pub enum Command {
     /// Rebuild an environment from a recovery point: everything that is missing
     /// is created, stateful objects from their snapshots; what exists is kept.
     #[command(
-        after_help = "Examples:\n  phoenix restore prod --from rp-20261124-020500-1a2b\n  phoenix restore prod --from rp-20261124-020500-1a2b --region us-east-2\n  phoenix restore prod --from rp-20261124-020500-1a2b --instance drill-1 --yes   # a restore drill beside prod\n  phoenix down prod --instance drill-1 --yes"
+        after_help = "Examples:\n  phoenix restore prod --from rp-20261124-020500-1a2b\n  phoenix restore prod --from rp-20261124-020500-1a2b --region us-east-2\n  phoenix restore gcp-staging --from rp-… --region europe-west1 --zone europe-west1-b --instance drill-1\n  phoenix restore prod --from rp-20261124-020500-1a2b --instance drill-1 --yes   # a restore drill beside prod\n  phoenix down prod --instance drill-1 --yes"
     )]
     Restore {
         #[command(flatten)]
@@ -164,6 +164,9 @@ pub enum Command {
         /// Restore into this region, from the snapshots copied there (`phoenix snapshot --copy-to-region`).
         #[arg(long, value_name = "REGION")]
         region: Option<String>,
+        /// With --region, for GCP objects: the zone (of REGION) they are made in.
+        #[arg(long, value_name = "ZONE", requires = "region")]
+        zone: Option<String>,
         #[command(flatten)]
         apply: ApplyArgs,
     },

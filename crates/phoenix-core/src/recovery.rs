@@ -32,7 +32,8 @@ use crate::value::{Value, is_sealed, seal};
 pub struct SnapshotRef {
     /// `snap-…` for EBS, the DB snapshot identifier for RDS.
     pub id: String,
-    /// Where it lives, for providers with regions.
+    /// Where it lives, for providers with regions. `None`: a global snapshot
+    /// (GCE's), usable in every region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
 }
@@ -56,10 +57,11 @@ pub struct SnapshotRecord {
 
 impl SnapshotRecord {
     /// The snapshot to restore from in `region` (`None`: where it was taken).
+    /// A global snapshot serves every region.
     pub fn in_region(&self, region: Option<&str>) -> Option<&SnapshotRef> {
         match region {
             None => Some(&self.snapshot),
-            Some(r) if self.snapshot.region.as_deref() == Some(r) => Some(&self.snapshot),
+            Some(r) if self.snapshot.region.as_deref().is_none_or(|here| here == r) => Some(&self.snapshot),
             Some(r) => self.copies.get(r),
         }
     }

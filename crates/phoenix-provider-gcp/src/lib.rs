@@ -28,8 +28,10 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use phoenix_core::provider::{
-    AdoptRequest, CreateRequest, DeleteRequest, Observed, Provider, ProviderContext, ProviderError, RefreshItem, UpdateRequest,
+    AdoptRequest, CreateRequest, DeleteRequest, Observed, Provider, ProviderContext, ProviderError, RefreshItem, SnapshotRequest,
+    UpdateRequest,
 };
+use phoenix_core::recovery::SnapshotRef;
 use phoenix_core::schema::ResourceSchema;
 use phoenix_core::value::Attrs;
 use tokio::sync::OnceCell;
@@ -38,6 +40,7 @@ mod config;
 pub mod gce;
 pub mod kinds;
 pub mod labels;
+pub mod recovery;
 
 pub use config::GcpConfig;
 pub use gce::Gce;
@@ -145,5 +148,21 @@ impl Provider for GcpProvider {
 
     fn api_calls(&self) -> u64 {
         self.client.get().map_or(0, |g| g.calls())
+    }
+
+    fn restore_attr(&self, type_name: &str) -> Option<&'static str> {
+        recovery::restore_attr(type_name)
+    }
+
+    async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
+        recovery::snapshot(self.gce().await?.0, &req).await
+    }
+
+    async fn copy_snapshot(&self, type_name: &str, snapshot: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        recovery::copy(self.gce().await?.0, type_name, snapshot, to_region).await
+    }
+
+    async fn delete_snapshot(&self, type_name: &str, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
+        recovery::delete(self.gce().await?.0, type_name, snapshot).await
     }
 }

@@ -73,9 +73,11 @@ async fn execute(
         state.expires_at = Some(chrono::Utc::now() + ttl);
         state = lock.write(&state).await.map_err(context::state_failure)?;
     }
-    if let Some(region) = extras.restore.as_ref().and_then(|r| r.region.as_deref()) {
+    if let Some(spec) = extras.restore.as_ref()
+        && let Some(region) = spec.region.as_deref()
+    {
         // Durable before any object is made there: later commands find them in that region.
-        recovery::override_region(&mut state, region)?;
+        recovery::override_region(&mut state, region, spec.zone.as_deref())?;
         state = lock.write(&state).await.map_err(context::state_failure)?;
     }
     // `-C DIR` means "as if started in DIR": relative paths are under it.

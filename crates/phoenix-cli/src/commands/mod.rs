@@ -35,7 +35,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Plan { env, destroy, out, detailed_exitcode, targets } => {
             plan::plan(g, &printer, &env, destroy, out.as_deref(), detailed_exitcode, &targets).await
         }
-        Command::Up { env, apply, from_snapshot: Some(id), .. } => recovery::restore(g, &printer, &env, &id, None, &apply).await,
+        Command::Up { env, apply, from_snapshot: Some(id), .. } => recovery::restore(g, &printer, &env, &id, None, None, &apply).await,
         Command::Up { env, apply, plan, ttl, outputs_file, from_snapshot: None } => {
             apply::up(g, &printer, &env, &apply, plan.as_deref(), ttl, outputs_file.as_deref()).await
         }
@@ -43,7 +43,9 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Snapshot { command: Some(SnapshotCommand::List { env }), .. } => recovery::list(g, &printer, &env).await,
         Command::Snapshot { command: Some(SnapshotCommand::Show { env, id }), .. } => recovery::show_point(g, &printer, &env, &id).await,
         Command::Snapshot { command: Some(SnapshotCommand::Delete { env, id }), .. } => recovery::delete(g, &printer, &env, &id).await,
-        Command::Restore { env, from, region, apply } => recovery::restore(g, &printer, &env, &from, region.as_deref(), &apply).await,
+        Command::Restore { env, from, region, zone, apply } => {
+            recovery::restore(g, &printer, &env, &from, region.as_deref(), zone.as_deref(), &apply).await
+        }
         Command::Down { env, apply } => apply::down(g, &printer, &env, &apply).await,
     };
     match result {

@@ -278,33 +278,106 @@ pub async fn delete(g: &Global, printer: &Printer, env: &str, id: &str) -> CmdRe
 pub struct RestoreSpec {
     pub point: RecoveryPoint,
     pub region: Option<String>,
+    /// With `region`: the zone GCP objects are made in.
+    pub zone: Option<String>,
 }
 
 /// `phoenix restore ENV --from ID`: finds the point, then runs `up` with it.
-pub async fn restore(g: &Global, printer: &Printer, args: &EnvArgs, from: &str, region: Option<&str>, apply: &ApplyArgs) -> CmdResult {
+pub async fn restore(
+    g: &Global,
+    printer: &Printer,
+    args: &EnvArgs,
+    from: &str,
+    region: Option<&str>,
+    zone: Option<&str>,
+    apply: &ApplyArgs,
+) -> CmdResult {
     let (env, store) = store_of(g, printer, &args.env).await?;
     let point = find(store.as_ref(), &env.loaded.name, from).await?;
     drop(env);
-    super::apply::restore(g, printer, args, apply, RestoreSpec { point, region: region.map(str::to_string) }).await
+    if let Some(r) = region {
+        gcp_placement(&point, r, zone)?;
+    }
+    let spec = RestoreSpec { point, region: region.map(str::to_string), zone: zone.map(str::to_string) };
+    super::apply::restore(g, printer, args, apply, spec).await
+}
+
+/// GCP objects are placed by their `zone`/`region` attributes (the point holds
+/// them as rendered) and the provider's defaults, not by `aws.region`: moving
+/// them takes a zone of the region too (`--zone`), as zone names differ between
+/// regions (`europe-west1` has `b`, `c`, `d`).
+fn gcp_placement(point: &RecoveryPoint, region: &str, zone: Option<&str>) -> Result<(), Failure> {
+    let gcp: Vec<String> =
+        point.definition.resources.iter().filter(|(_, r)| r.provider_name() == "gcp").map(|(a, _)| a.to_string()).collect();
+    if gcp.is_empty() {
+        return Ok(());
+    }
+    match zone {
+        None => Err(fail(format!(
+            "recovery point {} holds GCP objects ({}): with `--region {region}` name the zone to make them in too (`--zone {region}-b`)",
+            point.id,
+            gcp.join(", ")
+        ))),
+        Some(z) if !z.starts_with(&format!("{region}-")) => Err(fail(format!("--zone {z} is not a zone of --region {region}"))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Moves the GCP objects of a restore's definition to `region`/`zone`: their
+/// `region` and `zone` attributes (the other placements follow from them:
+/// machine types and disk types are resolved in the zone, references resolve
+/// to the new objects).
+fn relocate_gcp(def: &mut phoenix_core::definition::Definition, region: &str, zone: &str) {
+    for r in def.resources.values_mut().filter(|r| r.provider_name() == "gcp") {
+        for (attr, to) in [("region", region), ("zone", zone)] {
+            if let Some(v) = r.attrs.get_mut(attr) {
+                *v = Value::String(to.to_string());
+            }
+        }
+    }
+}
+
+/// GCE names are unique in a project, so a restore beside the original (a
+/// drill: another `--instance`) cannot reuse the point's names: each GCP
+/// object takes the `name` the environment renders for this instance now
+/// (templates put the instance in names), which later plans of it expect too.
+fn rename_gcp(def: &mut phoenix_core::definition::Definition, current: &phoenix_core::definition::Definition) {
+    for (addr, r) in def.resources.iter_mut().filter(|(_, r)| r.provider_name() == "gcp") {
+        if let Some(name @ Value::String(_)) = current.resources.get(addr).and_then(|c| c.attrs.get("name")) {
+            r.attrs.insert("name".into(), name.clone());
+        }
+    }
 }
 
 /// Records in `state` that its objects live in `region` (the AWS provider's
-/// `region`). A state whose objects already live elsewhere is refused: one
-/// state, one region.
-pub fn override_region(state: &mut StateDoc, region: &str) -> Result<(), Failure> {
-    let aws = state.provider_overrides.entry("aws".to_string()).or_default();
-    match aws.get("region").and_then(Value::as_str) {
-        Some(r) if r != region => {
-            return Err(fail(format!("this state's objects live in {r}; restore into {region} as another instance (--instance)")));
-        }
-        _ if aws.get("region").is_none() && !state.resources.is_empty() => {
-            return Err(fail(format!(
-                "this state already holds objects in the environment's own region; restore into {region} as another instance (--instance)"
-            )));
-        }
-        _ => {}
+/// `region`) and, given a zone, the GCP provider's `region` and `zone`. A
+/// state whose objects already live elsewhere is refused: one state, one place.
+pub fn override_region(state: &mut StateDoc, region: &str, zone: Option<&str>) -> Result<(), Failure> {
+    let mut settings = vec![("aws", vec![("region", region)])];
+    if let Some(z) = zone {
+        settings.push(("gcp", vec![("region", region), ("zone", z)]));
     }
-    aws.insert("region".into(), Value::String(region.to_string()));
+    for (provider, values) in settings {
+        let o = state.provider_overrides.entry(provider.to_string()).or_default();
+        for (key, want) in &values {
+            match o.get(*key).and_then(Value::as_str) {
+                Some(have) if have != *want => {
+                    return Err(fail(format!(
+                        "this state's {provider} objects live in {have}; restore into {want} as another instance (--instance)"
+                    )));
+                }
+                None if !state.resources.is_empty() => {
+                    return Err(fail(format!(
+                        "this state already holds objects in the environment's own region; restore into {region} as another instance (--instance)"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        for (key, want) in values {
+            o.insert(key.into(), Value::String(want.to_string()));
+        }
+    }
     Ok(())
 }
 
@@ -317,10 +390,18 @@ pub async fn plan(env: &Env, state: &StateDoc, spec: &RestoreSpec) -> Result<(Pl
     })?;
     let mut existing: BTreeSet<ResourceAddr> = refreshed.state.resources.keys().cloned().collect();
     let build = |existing: &BTreeSet<ResourceAddr>| {
-        restore_definition(&spec.point, &env.loaded.definition, existing, spec.region.as_deref()).map_err(|errors| {
-            let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-            Failure::new(Exit::Invalid, anyhow!("recovery point {} cannot be restored as asked:\n{}", spec.point.id, lines.join("\n")))
-        })
+        let (mut def, restored) =
+            restore_definition(&spec.point, &env.loaded.definition, existing, spec.region.as_deref()).map_err(|errors| {
+                let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+                Failure::new(Exit::Invalid, anyhow!("recovery point {} cannot be restored as asked:\n{}", spec.point.id, lines.join("\n")))
+            })?;
+        if spec.point.instance != env.loaded.instance {
+            rename_gcp(&mut def, &env.loaded.definition);
+        }
+        if let (Some(region), Some(zone)) = (&spec.region, &spec.zone) {
+            relocate_gcp(&mut def, region, zone);
+        }
+        Ok::<_, Failure>((def, restored))
     };
     let (def, restored) = build(&existing)?;
     let plan = diff(&def, &refreshed, &env.registry, &PlanOptions::default());

@@ -129,6 +129,19 @@ async fn another_region_needs_copies_there() {
     assert_eq!(def1.resources[&addr("disk")].attrs["from_snapshot"], json!("snap-disk-rp-1"), "the original's own region");
 }
 
+#[tokio::test]
+async fn a_global_snapshot_serves_every_region() {
+    let d = def(&[("disk", json!({}))]);
+    let state = applied(&d, &empty_state()).await;
+    let reg = registry(Arc::new(FakeProvider::default()));
+    let mut snaps = take(&state, &reg, "rp-1", 4, no_log()).await.unwrap();
+    snaps[0].snapshot.region = None;
+    let p = point(&d, &state, &reg, snaps);
+    let (def2, restored) = restore_definition(&p, &d, &BTreeSet::new(), Some("r2")).unwrap();
+    assert_eq!(def2.resources[&addr("disk")].attrs["from_snapshot"], json!("snap-disk-rp-1"), "no copy needed");
+    assert_eq!(restored[0].snapshot.region, None);
+}
+
 #[test]
 fn ids_sort_by_time() {
     let a = RecoveryPoint::new_id("2026-11-24T02:00:00Z".parse().unwrap());

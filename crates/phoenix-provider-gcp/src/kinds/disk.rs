@@ -38,7 +38,12 @@ impl Kind for Disk {
                     "source image: a self_link, or project/family such as debian-cloud/debian-12",
                 )
                 .force_new(),
-                AttrSchema::optional("snapshot", AttrType::String, "source snapshot: its self_link").force_new(),
+                AttrSchema::optional(
+                    "snapshot",
+                    AttrType::String,
+                    "source snapshot: its self_link (wins over `image`; what `phoenix restore` sets)",
+                )
+                .force_new(),
                 AttrSchema::computed("zone_link", AttrType::String, "the zone's URL").stable(),
             ],
         )
@@ -56,13 +61,14 @@ impl Kind for Disk {
             b.insert("sizeGb".into(), json!(s.to_string()));
         }
         b.insert("type".into(), json!(format!("zones/{zone}/diskTypes/{}", opt_str(inputs, "type").unwrap_or("pd-balanced"))));
+        // Both set is how a restore brings back a disk first made from an image
+        // (`phoenix restore` sets `snapshot`): its data is the snapshot's.
         match (opt_str(inputs, "image"), opt_str(inputs, "snapshot")) {
-            (Some(_), Some(_)) => return Err(ProviderError::permanent("set `image` or `snapshot`, not both")),
+            (_, Some(s)) => {
+                b.insert("sourceSnapshot".into(), json!(s));
+            }
             (Some(i), None) => {
                 b.insert("sourceImage".into(), json!(image_ref(i)));
-            }
-            (None, Some(s)) => {
-                b.insert("sourceSnapshot".into(), json!(s));
             }
             (None, None) => {}
         }

@@ -1,5 +1,5 @@
 //! A Compute Engine test server per test, and a `GcpProvider` configured against it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::sync::Arc;
 
