@@ -94,7 +94,7 @@ fn instance_names(loaded: &LoadedEnvironment, registry: &Registry) -> Diagnostic
 /// Prints diagnostics and turns them into the "invalid" exit.
 pub fn invalid(printer: &Printer, d: Diagnostics) -> Failure {
     printer.diagnostics(&d);
-    Failure::new(Exit::Invalid, anyhow!("{d}"))
+    Failure::new(Exit::Invalid, crate::exit::AlreadyShown(d.to_string()))
 }
 
 impl Env {

@@ -18,6 +18,19 @@ pub struct Failure {
     pub error: anyhow::Error,
 }
 
+/// An error already shown to the user (diagnostics with source snippets):
+/// the command's end prints nothing more for it.
+#[derive(Debug)]
+pub struct AlreadyShown(pub String);
+
+impl std::fmt::Display for AlreadyShown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AlreadyShown {}
+
 impl Failure {
     pub fn new(code: Exit, error: impl Into<anyhow::Error>) -> Self {
         Self { code, error: error.into() }

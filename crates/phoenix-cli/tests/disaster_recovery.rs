@@ -197,6 +197,12 @@ async fn staging_volumes_come_back_after_partial_loss_in_another_region_and_as_a
     let plan = call(with(&["plan", "staging", "--detailed-exitcode"]));
     assert_eq!(plan.code, 0, "complete again:\n{}\n{}", plan.stdout, plan.stderr);
 
+    // A region the point holds no copies in: refused before anything is made, and said why.
+    let nowhere = call(with(&["restore", "staging", "--from", &id, "--region", "us-west-2", "--instance", "drill-0", "--yes"]));
+    assert_eq!(nowhere.code, 3, "{}\n{}", nowhere.stdout, nowhere.stderr);
+    assert!(nowhere.stderr.contains("has no copy") && nowhere.stderr.contains("us-west-2"), "the reason is printed: {}", nowhere.stderr);
+    assert!(!project.dir.join(".phoenix/state/staging.drill-0").exists(), "no state is left behind");
+
     // A drill in another region, beside the original, from the copies there.
     let drill = ok(
         call(with(&["--json", "restore", "staging", "--from", &id, "--region", "us-east-2", "--instance", "drill-1", "--yes"])),

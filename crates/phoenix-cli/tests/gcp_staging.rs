@@ -169,3 +169,77 @@ fn gcp_staging_up_plan_change_and_down_on_the_test_server() {
     let left: BTreeMap<&str, usize> = leftovers(&gce).into_iter().filter(|(_, n)| *n > 0).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// Names of every live object marked for `instance` of gcp-staging, by collection.
+fn marked_for(gce: &GceServer, instance: &str) -> BTreeMap<&'static str, Vec<String>> {
+    let mut m: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for (coll, path) in [
+        ("instances", format!("projects/{PROJECT}/aggregated/instances")),
+        ("disks", format!("projects/{PROJECT}/aggregated/disks")),
+        ("addresses", format!("projects/{PROJECT}/aggregated/addresses")),
+    ] {
+        let filter = format!("{ENV_FILTER} (labels.phoenix-instance = \"{instance}\")");
+        m.insert(coll, gce.list_all(&path, Some(&filter)).iter().map(|v| v["name"].as_str().unwrap().to_string()).collect());
+    }
+    let mark = format!("phoenix: environment=gcp-staging instance={instance} ");
+    for (coll, path) in [
+        ("networks", format!("projects/{PROJECT}/global/networks")),
+        ("firewalls", format!("projects/{PROJECT}/global/firewalls")),
+        ("subnetworks", format!("projects/{PROJECT}/aggregated/subnetworks")),
+    ] {
+        let names = gce
+            .list_all(&path, None)
+            .iter()
+            .filter(|v| v["description"].as_str().is_some_and(|d| d.starts_with(&mark)))
+            .map(|v| v["name"].as_str().unwrap().to_string())
+            .collect();
+        m.insert(coll, names);
+    }
+    m.retain(|_, v| !v.is_empty());
+    m
+}
+
+/// `phoenix gc` on GCP: a copy whose state was lost is found through labels
+/// and description marks and destroyed (boot disks with their instances); a
+/// live copy and a disk made by hand are left alone; nothing is "not swept".
+#[test]
+fn gc_sweeps_a_leaked_gcp_copy_and_leaves_a_live_one_and_unmarked_disks_alone() {
+    let gce = GceServer::start();
+    let project = Project::repo();
+    for inst in ["leak", "keep"] {
+        let up = run(&project, &gce, &["up", "gcp-staging", "--instance", inst, "--yes"]);
+        assert_eq!(up.code, 0, "up {inst}:\n{}\n{}", up.stdout, up.stderr);
+    }
+    let leak_before = marked_for(&gce, "leak");
+    assert_eq!(leak_before.keys().count(), 6, "every collection has leak's objects: {leak_before:?}");
+    let hand = serde_json::json!({"name": "made-by-hand", "sizeGb": "10"});
+    let (code, op) = gce.request("POST", &format!("projects/{PROJECT}/zones/us-central1-a/disks"), Some(&hand));
+    assert_eq!(code, 200, "{op}");
+    gce.wait(&op);
+    let keep_before = marked_for(&gce, "keep");
+    std::fs::remove_dir_all(project.dir.join(".phoenix/state/gcp-staging.leak")).expect("leak's state directory");
+
+    let dry = run(&project, &gce, &["--json", "gc", "gcp-staging", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}{}", dry.stdout, dry.stderr);
+    let leaks: Vec<Value> = dry.events().into_iter().filter(|e| e["event"] == "gc_leak").collect();
+    assert!(leaks.iter().all(|l| l["instance"] == "leak"), "only leak's objects: {leaks:?}");
+    let mut types: Vec<&str> = leaks.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    types.sort();
+    types.dedup();
+    assert_eq!(types, ["gcp.address", "gcp.disk", "gcp.firewall", "gcp.instance", "gcp.network", "gcp.subnetwork"]);
+    let disks = leaks.iter().filter(|l| l["type"] == "gcp.disk").count();
+    assert_eq!(disks, leak_before["instances"].len(), "data disks only: boot disks go with their instances");
+    let fin = dry.event("gc_finished").expect("gc_finished");
+    assert_eq!(fin["unsupported_types"], serde_json::json!([]), "every GCP type is swept: {fin}");
+    assert_eq!(marked_for(&gce, "leak"), leak_before, "a dry run changes nothing");
+
+    let gc = run(&project, &gce, &["gc", "gcp-staging", "--yes"]);
+    assert_eq!(gc.code, 0, "{}{}", gc.stdout, gc.stderr);
+    assert_eq!(marked_for(&gce, "leak"), BTreeMap::new(), "nothing of the leaked copy is left");
+    assert_eq!(marked_for(&gce, "keep"), keep_before, "the live copy is untouched");
+    let hand = gce.get(&format!("projects/{PROJECT}/zones/us-central1-a/disks/made-by-hand"));
+    assert_eq!(hand["name"], "made-by-hand", "an unmarked disk is never touched: {hand}");
+
+    let down = run(&project, &gce, &["down", "gcp-staging", "--instance", "keep", "--yes"]);
+    assert_eq!(down.code, 0, "{}{}", down.stdout, down.stderr);
+}

@@ -207,6 +207,14 @@ pub trait Provider: Send + Sync {
     async fn list_owned(&self) -> Result<OwnedListing, ProviderError> {
         Ok(OwnedListing { objects: Vec::new(), unsupported: self.schemas().iter().map(|s| s.type_name.to_string()).collect() })
     }
+    /// Whether an owner read back by [`list_owned`](Self::list_owned) is
+    /// `environment` (and `instance`). Providers whose marks cannot hold
+    /// every name as is (GCE labels are lowercased and hashed) compare their
+    /// way; the default is equality.
+    fn same_owner(&self, listed: &Ownership, environment: &str, instance: Option<&str>) -> bool {
+        listed.environment == environment && listed.instance.as_deref() == instance
+    }
+
     /// API requests sent so far (retries included), for `--json` and `-v` reports.
     fn api_calls(&self) -> u64 {
         0

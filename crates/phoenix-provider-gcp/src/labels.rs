@@ -85,6 +85,38 @@ pub fn env_filter(environment: &str, instance: Option<&str>) -> String {
     f
 }
 
+/// The owner an object's labels name, as written (values sanitized; the
+/// expiry is not read back). `None` unless environment, resource and lineage are all there.
+pub fn ownership_of_labels(labels: &Value) -> Option<Ownership> {
+    let get = |k: &str| labels[format!("{PREFIX}{k}")].as_str();
+    Some(Ownership {
+        environment: get("environment")?.to_string(),
+        instance: get("instance").map(str::to_string),
+        resource: phoenix_core::addr::ResourceAddr::parse(get("resource")?).ok()?,
+        lineage: get("lineage")?.to_string(),
+        expires_at: None,
+    })
+}
+
+/// The owner a description's first line names (see [`description_mark`]).
+pub fn ownership_of_description(description: &str) -> Option<Ownership> {
+    let line = description.lines().next()?.strip_prefix("phoenix: ")?;
+    let fields: std::collections::HashMap<&str, &str> = line.split(' ').filter_map(|f| f.split_once('=')).collect();
+    Some(Ownership {
+        environment: fields.get("environment")?.to_string(),
+        instance: fields.get("instance").map(|s| s.to_string()),
+        resource: phoenix_core::addr::ResourceAddr::parse(fields.get("resource")?).ok()?,
+        lineage: fields.get("lineage")?.to_string(),
+        expires_at: None,
+    })
+}
+
+/// Whether `name` is what a mark holding `marked` was written from: as is
+/// (descriptions) or sanitized (labels).
+pub fn names(marked: &str, name: &str) -> bool {
+    marked == name || marked == sanitize(name)
+}
+
 /// The first line of the description of an unlabelled object.
 pub fn description_mark(o: &Ownership) -> String {
     let mut s = format!("phoenix: environment={}", o.environment);
@@ -146,5 +178,13 @@ mod tests {
         let d = description(&o, Some("front end"));
         assert!(description_owned_by(&d, &o));
         assert_eq!(user_description(&d), "front end");
+        // Read back (for gc): exact from a description, sanitized from labels.
+        let i = Ownership { instance: Some("Job-7".into()), ..o.clone() };
+        assert_eq!(ownership_of_description(&description(&i, Some("x"))), Some(i.clone()));
+        let back = ownership_of_labels(&all(&i, None)).unwrap();
+        assert_eq!((back.resource.as_str(), back.lineage.as_str()), ("web-0", "abc"));
+        assert!(names(&back.environment, "Staging") && names(back.instance.as_deref().unwrap(), "Job-7"));
+        assert!(!names(&back.environment, "staging2"));
+        assert_eq!(ownership_of_labels(&json!({"role": "web"})), None, "unmarked objects are nobody's");
     }
 }

@@ -41,6 +41,7 @@ pub mod gce;
 pub mod kinds;
 pub mod labels;
 pub mod recovery;
+mod sweep;
 
 pub use config::GcpConfig;
 pub use gce::Gce;
@@ -144,6 +145,21 @@ impl Provider for GcpProvider {
     async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError> {
         let (gce, _) = self.gce().await?;
         kind(&req.type_name)?.delete(gce, &req).await
+    }
+
+    async fn list_owned(&self) -> Result<phoenix_core::provider::OwnedListing, ProviderError> {
+        let (gce, _) = self.gce().await?;
+        sweep::list_owned(gce).await
+    }
+
+    /// Label values are sanitized (see `labels`): a name may be marked lowercased and hashed.
+    fn same_owner(&self, listed: &phoenix_core::state::Ownership, environment: &str, instance: Option<&str>) -> bool {
+        labels::names(&listed.environment, environment)
+            && match (&listed.instance, instance) {
+                (Some(marked), Some(name)) => labels::names(marked, name),
+                (None, None) => true,
+                _ => false,
+            }
     }
 
     fn api_calls(&self) -> u64 {

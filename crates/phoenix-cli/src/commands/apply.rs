@@ -62,6 +62,9 @@ async fn execute(
         (false, None) => "up",
     };
     let env = context::load(g, printer, args)?;
+    if let Some(spec) = extras.restore.as_ref() {
+        recovery::check_restorable(&env, spec)?;
+    }
     let run_id = uuid::Uuid::new_v4().to_string();
     let (lock, mut state) = env.lock_state(operation, &run_id, opts.lock.lock_timeout, printer).await?;
     if state.created_at.is_none() {

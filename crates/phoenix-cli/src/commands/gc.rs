@@ -212,8 +212,12 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
     let mut leaks = Vec::new();
     let mut left_alone = 0usize;
     for ((_, id), (_, o)) in objects {
-        let owner = (o.ownership.environment.clone(), o.ownership.instance.clone());
-        if !scanned.contains(o.ownership.environment.as_str()) || busy.contains(&owner) {
+        // Owners as the provider marks them (GCE labels hold names lowercased).
+        let provider = phoenix_core::definition::provider_of(&o.type_name);
+        let Some(p) = registries.get(provider).and_then(|r| r.provider(provider)) else { continue };
+        let of_scanned = scanned.iter().any(|env| p.same_owner(&o.ownership, env, o.ownership.instance.as_deref()));
+        let of_busy = busy.iter().any(|(env, inst)| p.same_owner(&o.ownership, env, inst.as_deref()));
+        if !of_scanned || of_busy {
             left_alone += 1;
             continue;
         }

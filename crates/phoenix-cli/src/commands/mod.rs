@@ -51,8 +51,9 @@ pub async fn run(cli: Cli) -> Exit {
     match result {
         Ok(code) => code,
         Err(Failure { code, error }) => {
-            // Invalid definitions were already printed as diagnostics.
-            if code != Exit::Invalid {
+            // Invalid definitions were already printed as diagnostics; any
+            // other failure, whatever its exit code, is printed here.
+            if !error.is::<crate::exit::AlreadyShown>() {
                 printer.error(&error);
             }
             code

@@ -381,6 +381,21 @@ pub fn override_region(state: &mut StateDoc, region: &str, zone: Option<&str>) -
     Ok(())
 }
 
+fn not_restorable(spec: &RestoreSpec, errors: &[phoenix_core::recovery::RestoreError]) -> Failure {
+    let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+    Failure::new(Exit::Invalid, anyhow!("recovery point {} cannot be restored as asked:\n{}", spec.point.id, lines.join("\n")))
+}
+
+/// Refuses, before any lock or state is taken, a restore that cannot be done
+/// as asked (no copies in `--region`, a secret the environment does not
+/// give): planned as if everything were missing, the case that needs most.
+/// Copies to a region are all or nothing, so nothing that exists changes the answer.
+pub fn check_restorable(env: &Env, spec: &RestoreSpec) -> Result<(), Failure> {
+    restore_definition(&spec.point, &env.loaded.definition, &BTreeSet::new(), spec.region.as_deref())
+        .map(|_| ())
+        .map_err(|errors| not_restorable(spec, &errors))
+}
+
 /// The plan of a restore: reality is read first, so that what still exists
 /// is kept and only what is missing is created (stateful objects from their snapshots).
 pub async fn plan(env: &Env, state: &StateDoc, spec: &RestoreSpec) -> Result<(Plan, Vec<Restored>), Failure> {
@@ -390,11 +405,8 @@ pub async fn plan(env: &Env, state: &StateDoc, spec: &RestoreSpec) -> Result<(Pl
     })?;
     let mut existing: BTreeSet<ResourceAddr> = refreshed.state.resources.keys().cloned().collect();
     let build = |existing: &BTreeSet<ResourceAddr>| {
-        let (mut def, restored) =
-            restore_definition(&spec.point, &env.loaded.definition, existing, spec.region.as_deref()).map_err(|errors| {
-                let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-                Failure::new(Exit::Invalid, anyhow!("recovery point {} cannot be restored as asked:\n{}", spec.point.id, lines.join("\n")))
-            })?;
+        let (mut def, restored) = restore_definition(&spec.point, &env.loaded.definition, existing, spec.region.as_deref())
+            .map_err(|errors| not_restorable(spec, &errors))?;
         if spec.point.instance != env.loaded.instance {
             rename_gcp(&mut def, &env.loaded.definition);
         }

@@ -223,7 +223,7 @@ pub fn by_name(type_name: &str) -> Option<&'static dyn Kind> {
 }
 
 /// Objects on their way out count as gone.
-fn alive(o: &Value) -> bool {
+pub(crate) fn alive(o: &Value) -> bool {
     !matches!(o["status"].as_str(), Some("DELETING" | "STOPPING_FOR_DELETE"))
 }
 
