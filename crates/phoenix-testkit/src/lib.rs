@@ -2,6 +2,7 @@
 //! dev-dependency; nothing here stands in for a provider.
 
 pub mod fault_proxy;
+pub mod requests;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

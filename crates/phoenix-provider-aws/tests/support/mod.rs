@@ -1,12 +1,11 @@
 //! A real moto server per test, on a free loopback port, stopped on drop;
 //! and an `AwsProvider` configured against it.
-#![allow(dead_code)]
+// Each test binary uses part of this module (and of what it re-exports).
+#![allow(dead_code, unused_imports)]
 
 use std::sync::Arc;
 
-use phoenix_core::ResourceAddr;
 use phoenix_core::provider::*;
-use phoenix_core::state::Ownership;
 use phoenix_core::value::Attrs;
 use phoenix_provider_aws::AwsProvider;
 
@@ -103,66 +102,4 @@ pub async fn observe(p: &AwsProvider, ty: &str, name: &str, inputs: &Attrs, outp
     p.refresh(vec![refresh_item(ty, name, inputs, outputs)]).await.remove(0).unwrap()
 }
 
-pub fn adopt_request(ty: &str, name: &str, inputs: serde_json::Value) -> AdoptRequest {
-    AdoptRequest { addr: ResourceAddr::parse(name).unwrap(), type_name: ty.into(), inputs: attrs(inputs), ownership: ownership(name) }
-}
-
-pub fn ownership(name: &str) -> Ownership {
-    Ownership {
-        environment: "test".into(),
-        instance: None,
-        resource: ResourceAddr::parse(name).unwrap(),
-        lineage: "lineage-test".into(),
-        expires_at: None,
-    }
-}
-
-pub fn attrs(v: serde_json::Value) -> Attrs {
-    serde_json::from_value(v).unwrap()
-}
-
-pub fn create_req(ty: &str, name: &str, inputs: serde_json::Value) -> CreateRequest {
-    CreateRequest {
-        addr: ResourceAddr::parse(name).unwrap(),
-        type_name: ty.into(),
-        inputs: attrs(inputs),
-        ownership: ownership(name),
-        idempotency_token: format!("token-{name}-{}", std::process::id()),
-        log: Arc::new(|_, _| {}),
-    }
-}
-
-pub fn delete_req(ty: &str, name: &str, inputs: &Attrs, outputs: &Attrs) -> DeleteRequest {
-    DeleteRequest {
-        addr: ResourceAddr::parse(name).unwrap(),
-        type_name: ty.into(),
-        inputs: inputs.clone(),
-        outputs: outputs.clone(),
-        ownership: ownership(name),
-        log: Arc::new(|_, _| {}),
-    }
-}
-
-pub fn update_req(
-    ty: &str,
-    name: &str,
-    prior_inputs: &Attrs,
-    prior_outputs: &Attrs,
-    inputs: serde_json::Value,
-    changed: &[&str],
-) -> UpdateRequest {
-    UpdateRequest {
-        addr: ResourceAddr::parse(name).unwrap(),
-        type_name: ty.into(),
-        prior_inputs: prior_inputs.clone(),
-        prior_outputs: prior_outputs.clone(),
-        inputs: attrs(inputs),
-        changed: changed.iter().map(|s| s.to_string()).collect(),
-        ownership: ownership(name),
-        log: Arc::new(|_, _| {}),
-    }
-}
-
-pub fn refresh_item(ty: &str, name: &str, inputs: &Attrs, outputs: &Attrs) -> RefreshItem {
-    RefreshItem { addr: ResourceAddr::parse(name).unwrap(), type_name: ty.into(), inputs: inputs.clone(), outputs: outputs.clone() }
-}
+pub use phoenix_testkit::requests::{adopt_req as adopt_request, attrs, create_req, delete_req, ownership, refresh_item, update_req};
