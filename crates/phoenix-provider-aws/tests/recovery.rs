@@ -83,3 +83,86 @@ async fn a_volume_snapshot_is_tagged_complete_copied_restorable_and_deletable() 
         .is_err()
     );
 }
+
+/// A provider like `moto.provider()`, but working in `region`.
+fn provider_in(moto: &Moto, region: &str) -> Arc<phoenix_provider_aws::AwsProvider> {
+    let p = Arc::new(phoenix_provider_aws::AwsProvider::new());
+    let mut config = moto.block();
+    config.insert("region".into(), json!(region));
+    p.configure(&ProviderContext {
+        environment: "test".into(),
+        instance: None,
+        project_dir: moto.dir.path().to_path_buf(),
+        data_dir: moto.dir.path().join(".phoenix"),
+        config,
+    })
+    .unwrap();
+    p
+}
+
+/// An independent RDS client in `region`.
+fn rds_in(moto: &Moto, region: &str) -> aws_sdk_rds::Client {
+    let conf = rds(moto).config().to_builder().region(aws_sdk_rds::config::Region::new(region.to_string())).build();
+    aws_sdk_rds::Client::from_conf(conf)
+}
+
+fn point_request(ty: &str, name: &str, inputs: serde_json::Value, outputs: &phoenix_core::value::Attrs) -> SnapshotRequest {
+    SnapshotRequest {
+        addr: ResourceAddr::parse(name).unwrap(),
+        type_name: ty.into(),
+        inputs: attrs(inputs),
+        outputs: outputs.clone(),
+        ownership: ownership(name),
+        point: "rp-7".into(),
+        log: Arc::new(|_, _| {}),
+    }
+}
+
+#[tokio::test]
+async fn a_db_snapshot_is_copied_to_another_region_and_an_instance_restored_from_the_copy_there() {
+    let moto = Moto::start();
+    let p = moto.provider();
+    assert_eq!(p.restore_attr("aws.db_instance"), Some("snapshot_identifier"));
+    let inputs = json!({
+        "identifier": "orders", "engine": "postgres", "instance_class": "db.t3.micro", "allocated_storage": 20,
+        "username": "app", "password": "correct-horse-battery", "skip_final_snapshot": true,
+    });
+    let out = p.create(create_req("aws.db_instance", "db", inputs.clone())).await.unwrap();
+    let snap = p.snapshot(point_request("aws.db_instance", "db", inputs.clone(), &out)).await.unwrap();
+    assert_eq!((snap.id.as_str(), snap.region.as_deref()), ("orders-rp-7", Some(REGION)));
+
+    // CopyDBSnapshot is called in the destination region with the source's ARN.
+    let copy = p.copy_snapshot("aws.db_instance", &snap, "us-east-2").await.unwrap();
+    assert_eq!(copy.region.as_deref(), Some("us-east-2"));
+    let east = rds_in(&moto, "us-east-2");
+    let there = east.describe_db_snapshots().db_snapshot_identifier(&copy.id).send().await.unwrap();
+    let s = &there.db_snapshots()[0];
+    assert_eq!(s.status(), Some("available"));
+    assert!(s.db_snapshot_arn().unwrap().starts_with("arn:aws:rds:us-east-2:"), "{:?}", s.db_snapshot_arn());
+    assert_eq!(s.engine(), Some("postgres"));
+    let tags = east.list_tags_for_resource().resource_name(s.db_snapshot_arn().unwrap()).send().await.unwrap();
+    let tag = |k: &str| tags.tag_list().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
+    assert_eq!((tag("phoenix:recovery-point"), tag("phoenix:resource")), (Some("rp-7".into()), Some("db".into())));
+    // The source stays where it was.
+    assert!(rds(&moto).describe_db_snapshots().db_snapshot_identifier(&snap.id).send().await.is_ok());
+
+    // Restored there by a provider working in us-east-2, from the copy's identifier.
+    let east_p = provider_in(&moto, "us-east-2");
+    let mut restored_in = inputs.clone();
+    restored_in["snapshot_identifier"] = json!(copy.id);
+    let r = east_p.create(create_req("aws.db_instance", "db", restored_in.clone())).await.unwrap();
+    assert_eq!(r["status"], json!("available"));
+    let d = east.describe_db_instances().db_instance_identifier("orders").send().await.unwrap().db_instances()[0].clone();
+    assert_eq!((d.engine(), d.db_instance_status()), (Some("postgres"), Some("available")));
+    assert!(d.db_instance_arn().unwrap().starts_with("arn:aws:rds:us-east-2:"));
+
+    // Deleted in their own regions; the copy's deletion leaves the source alone.
+    east_p.delete(delete_req("aws.db_instance", "db", &attrs(restored_in), &r)).await.unwrap();
+    p.delete_snapshot("aws.db_instance", &copy).await.unwrap();
+    p.delete_snapshot("aws.db_instance", &copy).await.unwrap();
+    assert!(east.describe_db_snapshots().db_snapshot_identifier(&copy.id).send().await.is_err());
+    assert!(rds(&moto).describe_db_snapshots().db_snapshot_identifier(&snap.id).send().await.is_ok());
+    p.delete_snapshot("aws.db_instance", &snap).await.unwrap();
+    assert!(rds(&moto).describe_db_snapshots().db_snapshot_identifier(&snap.id).send().await.is_err());
+    p.delete(delete_req("aws.db_instance", "db", &attrs(inputs), &out)).await.unwrap();
+}
