@@ -1,7 +1,8 @@
 //! Snapshots of AWS's stateful types for recovery points (see
 //! `phoenix_core::recovery`): EBS volumes, restored through `aws.volume`'s
-//! `snapshot_id`, and RDS instances, restored through `aws.db_instance`'s
-//! `snapshot_identifier`. Snapshots carry the source's ownership tags plus
+//! `snapshot_id`; RDS instances, restored through `aws.db_instance`'s
+//! `snapshot_identifier`; and Aurora clusters, restored through
+//! `aws.db_cluster`'s `snapshot_identifier`. Snapshots carry the source's ownership tags plus
 //! `phoenix:recovery-point`, are waited on until complete, copied across
 //! regions by a call in the destination region, and deleted by id in the
 //! region they live in.
@@ -22,7 +23,7 @@ pub const POINT_TAG: &str = "phoenix:recovery-point";
 pub fn restore_attr(type_name: &str) -> Option<&'static str> {
     match type_name {
         "aws.volume" => Some("snapshot_id"),
-        "aws.db_instance" => Some("snapshot_identifier"),
+        "aws.db_instance" | "aws.db_cluster" => Some("snapshot_identifier"),
         _ => None,
     }
 }
@@ -35,6 +36,7 @@ pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, P
     match req.type_name.as_str() {
         "aws.volume" => ebs_snapshot(aws, req).await,
         "aws.db_instance" => rds::snapshot(aws, req).await,
+        "aws.db_cluster" => cluster::snapshot(aws, req).await,
         other => Err(unsupported(other)),
     }
 }
@@ -43,6 +45,7 @@ pub async fn copy(aws: &Aws, type_name: &str, snap: &SnapshotRef, to_region: &st
     match type_name {
         "aws.volume" => ebs_copy(aws, snap, to_region).await,
         "aws.db_instance" => rds::copy(aws, snap, to_region).await,
+        "aws.db_cluster" => cluster::copy(aws, snap, to_region).await,
         other => Err(unsupported(other)),
     }
 }
@@ -59,6 +62,7 @@ pub async fn delete(aws: &Aws, type_name: &str, snap: &SnapshotRef) -> Result<()
             }
         }
         "aws.db_instance" => rds::delete(aws, snap).await,
+        "aws.db_cluster" => cluster::delete(aws, snap).await,
         other => Err(unsupported(other)),
     }
 }
@@ -143,11 +147,11 @@ mod rds {
 
     use super::*;
 
-    fn tags(req: &SnapshotRequest) -> Vec<RdsTag> {
+    pub(super) fn tags(req: &SnapshotRequest) -> Vec<RdsTag> {
         point_tags(req).into_iter().filter_map(|t| Some(RdsTag::builder().key(t.key()?).value(t.value()?).build())).collect()
     }
 
-    fn not_found<E: aws_sdk_rds::error::ProvideErrorMetadata, R>(e: &aws_sdk_rds::error::SdkError<E, R>) -> bool {
+    pub(super) fn not_found<E: aws_sdk_rds::error::ProvideErrorMetadata, R>(e: &aws_sdk_rds::error::SdkError<E, R>) -> bool {
         e.code().is_some_and(|c| c.contains("NotFound"))
     }
 
@@ -221,6 +225,94 @@ mod rds {
             match out.db_snapshots().first().and_then(|s| s.status()) {
                 Some("available") => Ok(Some(())),
                 Some("failed" | "error") => Err(ProviderError::permanent(format!("DB snapshot {id} failed"))),
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+}
+
+/// Aurora: DB cluster snapshots named `<cluster id>-<point id>`, the same
+/// calls as [`rds`] in their cluster forms.
+mod cluster {
+    use super::rds::{not_found, tags};
+    use super::*;
+
+    pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
+        let cluster = id_of(&req.outputs)?;
+        let id = format!("{cluster}-{}", req.point).replace("--", "-");
+        {
+            let _p = aws.permit().await;
+            aws.rds
+                .create_db_cluster_snapshot()
+                .db_cluster_identifier(cluster)
+                .db_cluster_snapshot_identifier(&id)
+                .set_tags(Some(tags(req)))
+                .send()
+                .await
+                .map_err(|e| sdk("CreateDBClusterSnapshot", e))?;
+        }
+        (req.log)(&req.addr, &format!("DB cluster snapshot {id} of {cluster} started"));
+        wait_available(aws, &aws.rds, &id).await?;
+        Ok(SnapshotRef { id, region: Some(aws.region.clone()) })
+    }
+
+    pub async fn copy(aws: &Aws, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        let from = snap.region.clone().unwrap_or_else(|| aws.region.clone());
+        let source = {
+            let _p = aws.permit().await;
+            aws.rds_in(&from)
+                .describe_db_cluster_snapshots()
+                .db_cluster_snapshot_identifier(&snap.id)
+                .send()
+                .await
+                .map_err(|e| sdk("DescribeDBClusterSnapshots", e))?
+        };
+        let arn = source
+            .db_cluster_snapshots()
+            .first()
+            .and_then(|s| s.db_cluster_snapshot_arn())
+            .ok_or_else(|| ProviderError::permanent(format!("DB cluster snapshot {} not found in {from}", snap.id)))?
+            .to_string();
+        // Called in the destination region, naming the source by its ARN.
+        let rds = aws.rds_in(to_region);
+        {
+            let _p = aws.permit().await;
+            rds.copy_db_cluster_snapshot()
+                .source_db_cluster_snapshot_identifier(&arn)
+                .target_db_cluster_snapshot_identifier(&snap.id)
+                .copy_tags(true)
+                .send()
+                .await
+                .map_err(|e| sdk("CopyDBClusterSnapshot", e))?;
+        }
+        wait_available(aws, &rds, &snap.id).await?;
+        Ok(SnapshotRef { id: snap.id.clone(), region: Some(to_region.to_string()) })
+    }
+
+    pub async fn delete(aws: &Aws, snap: &SnapshotRef) -> Result<(), ProviderError> {
+        let rds = aws.rds_in(snap.region.as_deref().unwrap_or(&aws.region));
+        let _p = aws.permit().await;
+        match rds.delete_db_cluster_snapshot().db_cluster_snapshot_identifier(&snap.id).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(sdk("DeleteDBClusterSnapshot", e)),
+        }
+    }
+
+    async fn wait_available(aws: &Aws, rds: &aws_sdk_rds::Client, id: &str) -> Result<(), ProviderError> {
+        wait::until(&format!("DB cluster snapshot {id} to be available"), aws.wait_timeout, || async {
+            let out = {
+                let _p = aws.permit().await;
+                rds.describe_db_cluster_snapshots()
+                    .db_cluster_snapshot_identifier(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk("DescribeDBClusterSnapshots", e))?
+            };
+            match out.db_cluster_snapshots().first().and_then(|s| s.status()) {
+                Some("available") => Ok(Some(())),
+                Some("failed" | "error") => Err(ProviderError::permanent(format!("DB cluster snapshot {id} failed"))),
                 _ => Ok(None),
             }
         })

@@ -166,3 +166,55 @@ async fn a_db_snapshot_is_copied_to_another_region_and_an_instance_restored_from
     assert!(rds(&moto).describe_db_snapshots().db_snapshot_identifier(&snap.id).send().await.is_err());
     p.delete(delete_req("aws.db_instance", "db", &attrs(inputs), &out)).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_aurora_cluster_snapshot_is_tagged_copied_to_another_region_restored_there_and_deleted() {
+    let moto = Moto::start();
+    let p = moto.provider();
+    assert_eq!(p.restore_attr("aws.db_cluster"), Some("snapshot_identifier"));
+    let inputs = json!({
+        "cluster_identifier": "ledger", "engine": "aurora-mysql", "master_username": "app",
+        "master_password": "correct-horse-battery", "skip_final_snapshot": true,
+    });
+    let out = p.create(create_req("aws.db_cluster", "db", inputs.clone())).await.unwrap();
+    let snap = p.snapshot(point_request("aws.db_cluster", "db", inputs.clone(), &out)).await.unwrap();
+    assert_eq!((snap.id.as_str(), snap.region.as_deref()), ("ledger-rp-7", Some(REGION)));
+
+    // Checked independently: available, of the cluster, tagged with its owner and the point.
+    let west = rds(&moto);
+    let found = west.describe_db_cluster_snapshots().db_cluster_snapshot_identifier(&snap.id).send().await.unwrap();
+    let s = &found.db_cluster_snapshots()[0];
+    assert_eq!((s.status(), s.db_cluster_identifier(), s.snapshot_type()), (Some("available"), Some("ledger"), Some("manual")));
+    let tags = west.list_tags_for_resource().resource_name(s.db_cluster_snapshot_arn().unwrap()).send().await.unwrap();
+    let tag = |k: &str| tags.tag_list().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
+    assert_eq!((tag("phoenix:recovery-point"), tag("phoenix:environment")), (Some("rp-7".into()), Some("test".into())));
+
+    // Copied by a call in the destination region; found there.
+    let copy = p.copy_snapshot("aws.db_cluster", &snap, "us-east-2").await.unwrap();
+    assert_eq!(copy.region.as_deref(), Some("us-east-2"));
+    let east = rds_in(&moto, "us-east-2");
+    let there = east.describe_db_cluster_snapshots().db_cluster_snapshot_identifier(&copy.id).send().await.unwrap();
+    let c = &there.db_cluster_snapshots()[0];
+    assert_eq!(c.status(), Some("available"));
+    assert!(c.db_cluster_snapshot_arn().unwrap().starts_with("arn:aws:rds:us-east-2:"), "{:?}", c.db_cluster_snapshot_arn());
+
+    // Restored there from the copy.
+    let east_p = provider_in(&moto, "us-east-2");
+    let mut restored_in = inputs.clone();
+    restored_in["snapshot_identifier"] = json!(copy.id);
+    let r = east_p.create(create_req("aws.db_cluster", "db", restored_in.clone())).await.unwrap();
+    assert_eq!(r["status"], json!("available"));
+    let d = east.describe_db_clusters().db_cluster_identifier("ledger").send().await.unwrap().db_clusters()[0].clone();
+    assert_eq!(d.engine(), Some("aurora-mysql"));
+    assert!(d.db_cluster_arn().unwrap().starts_with("arn:aws:rds:us-east-2:"));
+
+    // Deleted in their own regions; again is fine.
+    east_p.delete(delete_req("aws.db_cluster", "db", &attrs(restored_in), &r)).await.unwrap();
+    p.delete_snapshot("aws.db_cluster", &copy).await.unwrap();
+    p.delete_snapshot("aws.db_cluster", &copy).await.unwrap();
+    assert!(east.describe_db_cluster_snapshots().db_cluster_snapshot_identifier(&copy.id).send().await.is_err());
+    assert!(west.describe_db_cluster_snapshots().db_cluster_snapshot_identifier(&snap.id).send().await.is_ok());
+    p.delete_snapshot("aws.db_cluster", &snap).await.unwrap();
+    assert!(west.describe_db_cluster_snapshots().db_cluster_snapshot_identifier(&snap.id).send().await.is_err());
+    p.delete(delete_req("aws.db_cluster", "db", &attrs(inputs), &out)).await.unwrap();
+}

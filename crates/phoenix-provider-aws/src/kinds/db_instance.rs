@@ -31,7 +31,7 @@ pub struct DbInstance;
 const FAILED: [&str; 5] = ["failed", "incompatible-parameters", "incompatible-restore", "incompatible-network", "restore-error"];
 
 /// RDS identifiers: 1–63 lower-case letters, digits and hyphens, starting with a letter.
-fn check_identifier(value: &Value) -> Result<(), String> {
+pub(crate) fn check_identifier(value: &Value) -> Result<(), String> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if s.contains("${") {
         return Ok(());
