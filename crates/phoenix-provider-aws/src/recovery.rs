@@ -2,7 +2,9 @@
 //! `phoenix_core::recovery`): EBS volumes, restored through `aws.volume`'s
 //! `snapshot_id`; RDS instances, restored through `aws.db_instance`'s
 //! `snapshot_identifier`; and Aurora clusters, restored through
-//! `aws.db_cluster`'s `snapshot_identifier`. Snapshots carry the source's ownership tags plus
+//! `aws.db_cluster`'s `snapshot_identifier`; and instances that opt in with
+//! `stateful = true`, imaged (root volume included) by CreateImage and
+//! relaunched through `aws.instance`'s `recovery_image`. Snapshots carry the source's ownership tags plus
 //! `phoenix:recovery-point`, are waited on until complete, copied across
 //! regions by a call in the destination region, and deleted by id in the
 //! region they live in.
@@ -24,7 +26,18 @@ pub fn restore_attr(type_name: &str) -> Option<&'static str> {
     match type_name {
         "aws.volume" => Some("snapshot_id"),
         "aws.db_instance" | "aws.db_cluster" => Some("snapshot_identifier"),
+        "aws.instance" => Some("recovery_image"),
         _ => None,
+    }
+}
+
+/// Whether one object is snapshotted: every volume and database; an instance
+/// only when its definition says `stateful = true` (most instances are cattle,
+/// rebuilt from their AMI and user data).
+pub fn is_stateful(type_name: &str, inputs: &phoenix_core::value::Attrs) -> bool {
+    match type_name {
+        "aws.instance" => inputs.get("stateful").and_then(serde_json::Value::as_bool) == Some(true),
+        other => restore_attr(other).is_some(),
     }
 }
 
@@ -37,6 +50,7 @@ pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, P
         "aws.volume" => ebs_snapshot(aws, req).await,
         "aws.db_instance" => rds::snapshot(aws, req).await,
         "aws.db_cluster" => cluster::snapshot(aws, req).await,
+        "aws.instance" => image::snapshot(aws, req).await,
         other => Err(unsupported(other)),
     }
 }
@@ -46,6 +60,7 @@ pub async fn copy(aws: &Aws, type_name: &str, snap: &SnapshotRef, to_region: &st
         "aws.volume" => ebs_copy(aws, snap, to_region).await,
         "aws.db_instance" => rds::copy(aws, snap, to_region).await,
         "aws.db_cluster" => cluster::copy(aws, snap, to_region).await,
+        "aws.instance" => image::copy(aws, snap, to_region).await,
         other => Err(unsupported(other)),
     }
 }
@@ -63,6 +78,7 @@ pub async fn delete(aws: &Aws, type_name: &str, snap: &SnapshotRef) -> Result<()
         }
         "aws.db_instance" => rds::delete(aws, snap).await,
         "aws.db_cluster" => cluster::delete(aws, snap).await,
+        "aws.instance" => image::delete(aws, snap).await,
         other => Err(unsupported(other)),
     }
 }
@@ -313,6 +329,147 @@ mod cluster {
             match out.db_cluster_snapshots().first().and_then(|s| s.status()) {
                 Some("available") => Ok(Some(())),
                 Some("failed" | "error") => Err(ProviderError::permanent(format!("DB cluster snapshot {id} failed"))),
+                _ => Ok(None),
+            }
+        })
+        .await
+    }
+}
+
+/// Instances: AMIs taken without a reboot (crash-consistent, like an EBS
+/// snapshot of a running volume), named `<env>-<addr>-<point id>`.
+mod image {
+    use aws_sdk_ec2::types::{Image, ImageState};
+
+    use super::*;
+
+    /// AMI names: 3–128 of letters, digits and `()[] ./-'@_`.
+    fn image_name(req: &SnapshotRequest) -> String {
+        let raw = format!("{}-{}-{}", req.ownership.environment, req.addr, req.point);
+        let clean: String =
+            raw.chars().map(|c| if c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c) { c } else { '-' }).take(128).collect();
+        clean
+    }
+
+    fn snapshots_of(image: &Image) -> Vec<String> {
+        image.block_device_mappings().iter().filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_string)).collect()
+    }
+
+    /// Tags the image's EBS snapshots (CreateImage's TagSpecifications for
+    /// snapshots would do it at once on AWS, but moto 5.2.1 refuses them).
+    async fn tag_snapshots(aws: &Aws, ec2: &aws_sdk_ec2::Client, image: &Image, tags: Vec<Tag>) -> Result<(), ProviderError> {
+        let snaps = snapshots_of(image);
+        if snaps.is_empty() || tags.is_empty() {
+            return Ok(());
+        }
+        let _p = aws.permit().await;
+        ec2.create_tags().set_resources(Some(snaps)).set_tags(Some(tags)).send().await.map_err(|e| sdk("CreateTags", e))?;
+        Ok(())
+    }
+
+    pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
+        let instance = id_of(&req.outputs)?;
+        let out = {
+            let _p = aws.permit().await;
+            aws.ec2
+                .create_image()
+                .instance_id(instance)
+                .name(image_name(req))
+                .description(format!("Phoenix recovery point {} of {}/{}", req.point, req.ownership.environment, req.addr))
+                // The instance keeps serving: the image is what its disks held at this instant.
+                .no_reboot(true)
+                .tag_specifications(spec(ResourceType::Image, point_tags(req)))
+                .send()
+                .await
+                .map_err(|e| sdk("CreateImage", e))?
+        };
+        let id = out.image_id().ok_or_else(|| ProviderError::permanent("CreateImage returned no id"))?.to_string();
+        (req.log)(&req.addr, &format!("image {id} of {instance} started"));
+        let image = wait_available(aws, &aws.ec2, &id).await?;
+        tag_snapshots(aws, &aws.ec2, &image, point_tags(req)).await?;
+        Ok(SnapshotRef { id, region: Some(aws.region.clone()) })
+    }
+
+    pub async fn copy(aws: &Aws, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        let from = snap.region.clone().unwrap_or_else(|| aws.region.clone());
+        let source = {
+            let _p = aws.permit().await;
+            aws.ec2_in(&from).describe_images().image_ids(&snap.id).send().await.map_err(|e| sdk("DescribeImages", e))?
+        };
+        let source =
+            source.images().first().cloned().ok_or_else(|| ProviderError::permanent(format!("image {} not found in {from}", snap.id)))?;
+        let ec2 = aws.ec2_in(to_region);
+        let out = {
+            let _p = aws.permit().await;
+            ec2.copy_image()
+                .source_region(&from)
+                .source_image_id(&snap.id)
+                .name(source.name().unwrap_or(&snap.id))
+                .description(format!("Phoenix copy of {} from {from}", snap.id))
+                .send()
+                .await
+                .map_err(|e| sdk("CopyImage", e))?
+        };
+        let id = out.image_id().ok_or_else(|| ProviderError::permanent("CopyImage returned no id"))?.to_string();
+        let image = wait_available(aws, &ec2, &id).await?;
+        // CopyImage does not carry the source's tags: the copy and its snapshots get them here.
+        let tags = source.tags().to_vec();
+        if !tags.is_empty() {
+            let _p = aws.permit().await;
+            ec2.create_tags().resources(&id).set_tags(Some(tags.clone())).send().await.map_err(|e| sdk("CreateTags", e))?;
+        }
+        tag_snapshots(aws, &ec2, &image, tags).await?;
+        Ok(SnapshotRef { id, region: Some(to_region.to_string()) })
+    }
+
+    /// Deregisters the image, then deletes the EBS snapshots it held (they
+    /// outlive the image otherwise, and cost money).
+    pub async fn delete(aws: &Aws, snap: &SnapshotRef) -> Result<(), ProviderError> {
+        let ec2 = aws.ec2_in(snap.region.as_deref().unwrap_or(&aws.region));
+        let found = {
+            let _p = aws.permit().await;
+            match ec2.describe_images().image_ids(&snap.id).send().await {
+                Ok(out) => out.images().first().cloned(),
+                Err(e) if is_not_found(&e) => None,
+                Err(e) => return Err(sdk("DescribeImages", e)),
+            }
+        };
+        let Some(image) = found else { return Ok(()) };
+        {
+            let _p = aws.permit().await;
+            match ec2.deregister_image().image_id(&snap.id).send().await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(sdk("DeregisterImage", e)),
+            }
+        }
+        for s in snapshots_of(&image) {
+            let _p = aws.permit().await;
+            match ec2.delete_snapshot().snapshot_id(&s).send().await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(sdk("DeleteSnapshot", e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_available(aws: &Aws, ec2: &aws_sdk_ec2::Client, id: &str) -> Result<Image, ProviderError> {
+        wait::until(&format!("image {id} to be available"), aws.wait_timeout, || async {
+            let out = {
+                let _p = aws.permit().await;
+                wait::consistent(|| async {
+                    ec2.describe_images().image_ids(id).send().await.map_err(|e| (is_not_found(&e), sdk("DescribeImages", e)))
+                })
+                .await?
+            };
+            let Some(image) = out.images().first() else { return Ok(None) };
+            match image.state() {
+                Some(ImageState::Available) => Ok(Some(image.clone())),
+                Some(ImageState::Failed | ImageState::Error | ImageState::Invalid) => {
+                    let why = image.state_reason().and_then(|r| r.message()).unwrap_or("no message");
+                    Err(ProviderError::permanent(format!("image {id} failed: {why}")))
+                }
                 _ => Ok(None),
             }
         })

@@ -1,6 +1,8 @@
-//! Recovery-point snapshots of EBS volumes on moto: taken tagged and complete,
-//! copied to another region, restored into a new volume, deleted.
+//! Recovery-point snapshots on moto — EBS volumes, RDS instances, Aurora
+//! clusters and stateful instances' images: taken tagged and complete,
+//! copied to another region, restored from, deleted.
 
+mod compute;
 mod support;
 
 use std::sync::Arc;
@@ -217,4 +219,66 @@ async fn an_aurora_cluster_snapshot_is_tagged_copied_to_another_region_restored_
     p.delete_snapshot("aws.db_cluster", &snap).await.unwrap();
     assert!(west.describe_db_cluster_snapshots().db_cluster_snapshot_identifier(&snap.id).send().await.is_err());
     p.delete(delete_req("aws.db_cluster", "db", &attrs(inputs), &out)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stateful_instance_is_imaged_copied_relaunched_from_its_image_without_drift_and_the_image_deleted_with_its_snapshots() {
+    let moto = Moto::start();
+    let p = moto.provider();
+    let ec2 = moto.ec2().await;
+    let (subnet, [sg, _]) = compute::network(&ec2).await;
+    let ami = compute::newest_ami(&ec2, compute::AL2023, "amazon").await;
+    let mut inputs = json!({"ami": ami, "instance_type": "t3.micro", "subnet_id": subnet, "security_group_ids": [sg], "stateful": true});
+    // Only instances that opt in are snapshotted; the input they come back through is per type.
+    assert_eq!(p.restore_attr("aws.instance"), Some("recovery_image"));
+    assert!(p.is_stateful("aws.instance", &attrs(inputs.clone())));
+    assert!(!p.is_stateful("aws.instance", &attrs(json!({"ami": ami}))));
+    assert!(!p.is_stateful("aws.instance", &attrs(json!({"ami": ami, "stateful": false}))));
+    assert!(p.is_stateful("aws.volume", &attrs(json!({}))));
+    let out = compute::make_instance(&*p, "app", &inputs).await;
+
+    let snap = p.snapshot(point_request("aws.instance", "app", inputs.clone(), &out)).await.unwrap();
+    assert!(snap.id.starts_with("ami-") && snap.region.as_deref() == Some(REGION), "{snap:?}");
+    // Checked independently: available, named for the point, tagged, its EBS snapshots tagged too.
+    let img = ec2.describe_images().image_ids(&snap.id).send().await.unwrap().images()[0].clone();
+    assert_eq!(img.state(), Some(&aws_sdk_ec2::types::ImageState::Available));
+    assert_eq!(img.name(), Some("test-app-rp-7"));
+    assert_eq!(compute::tag(img.tags(), "phoenix:recovery-point").as_deref(), Some("rp-7"));
+    assert_eq!(compute::tag(img.tags(), "phoenix:resource").as_deref(), Some("app"));
+    let backing: Vec<String> =
+        img.block_device_mappings().iter().filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_string)).collect();
+    assert!(!backing.is_empty());
+    let s = ec2.describe_snapshots().set_snapshot_ids(Some(backing.clone())).send().await.unwrap();
+    assert!(s.snapshots().iter().all(|s| compute::tag(s.tags(), "phoenix:recovery-point").as_deref() == Some("rp-7")), "{s:?}");
+
+    // Copied by CopyImage in the destination region; tagged there too.
+    let copy = p.copy_snapshot("aws.instance", &snap, "us-east-2").await.unwrap();
+    assert_eq!(copy.region.as_deref(), Some("us-east-2"));
+    assert_ne!(copy.id, snap.id);
+    let east = aws_sdk_ec2::Client::from_conf(ec2.config().to_builder().region(aws_sdk_ec2::config::Region::new("us-east-2")).build());
+    let there = east.describe_images().image_ids(&copy.id).send().await.unwrap().images()[0].clone();
+    assert_eq!(there.state(), Some(&aws_sdk_ec2::types::ImageState::Available));
+    assert_eq!(compute::tag(there.tags(), "phoenix:recovery-point").as_deref(), Some("rp-7"));
+    let copy_backing: Vec<String> =
+        there.block_device_mappings().iter().filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_string)).collect();
+
+    // Relaunched from the image, the definition's `ami` untouched: no drift on refresh.
+    inputs["recovery_image"] = json!(snap.id);
+    let again = compute::make_instance(&*p, "app2", &inputs).await;
+    let i = compute::instance(&ec2, again["id"].as_str().unwrap()).await;
+    assert_eq!(i.image_id(), Some(snap.id.as_str()));
+    let obs = observe(&p, "aws.instance", "app2", &attrs(inputs.clone()), &again).await.unwrap();
+    assert_eq!((&obs.inputs["ami"], &obs.inputs["recovery_image"]), (&json!(ami), &json!(snap.id)));
+
+    // Deleted: the image deregistered and its snapshots gone, in each region; again is fine.
+    p.delete_snapshot("aws.instance", &copy).await.unwrap();
+    p.delete_snapshot("aws.instance", &copy).await.unwrap();
+    assert!(east.describe_images().image_ids(&copy.id).send().await.map(|o| o.images().is_empty()).unwrap_or(true));
+    let left = east.describe_snapshots().owner_ids("self").send().await.unwrap();
+    assert!(left.snapshots().iter().all(|s| !copy_backing.iter().any(|b| s.snapshot_id() == Some(b.as_str()))), "{left:?}");
+    assert!(ec2.describe_images().image_ids(&snap.id).send().await.is_ok_and(|o| o.images().len() == 1), "the source stays");
+    p.delete_snapshot("aws.instance", &snap).await.unwrap();
+    assert!(ec2.describe_images().image_ids(&snap.id).send().await.map(|o| o.images().is_empty()).unwrap_or(true));
+    let left = ec2.describe_snapshots().owner_ids("self").send().await.unwrap();
+    assert!(left.snapshots().iter().all(|s| !backing.iter().any(|b| s.snapshot_id() == Some(b.as_str()))), "{left:?}");
 }
