@@ -339,7 +339,7 @@ mod cluster {
 /// Instances: AMIs taken without a reboot (crash-consistent, like an EBS
 /// snapshot of a running volume), named `<env>-<addr>-<point id>`.
 mod image {
-    use aws_sdk_ec2::types::{Image, ImageState};
+    use aws_sdk_ec2::types::{BlockDeviceMapping, Image, ImageState};
 
     use super::*;
 
@@ -367,13 +367,34 @@ mod image {
         Ok(())
     }
 
+    /// The instance's EBS volumes other than its root: left out of the image
+    /// (`NoDevice`). They are `aws.volume`s with their own snapshots; imaged
+    /// too, a restored instance would come back with a second copy of each.
+    async fn other_volumes(aws: &Aws, instance: &str) -> Result<Vec<BlockDeviceMapping>, ProviderError> {
+        let out = {
+            let _p = aws.permit().await;
+            aws.ec2.describe_instances().instance_ids(instance).send().await.map_err(|e| sdk("DescribeInstances", e))?
+        };
+        let Some(i) = out.reservations().iter().flat_map(|r| r.instances()).next() else {
+            return Err(ProviderError::permanent(format!("instance {instance} no longer exists")));
+        };
+        Ok(i.block_device_mappings()
+            .iter()
+            .filter_map(|m| m.device_name())
+            .filter(|d| Some(*d) != i.root_device_name())
+            .map(|d| BlockDeviceMapping::builder().device_name(d).no_device("").build())
+            .collect())
+    }
+
     pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
         let instance = id_of(&req.outputs)?;
+        let others = other_volumes(aws, instance).await?;
         let out = {
             let _p = aws.permit().await;
             aws.ec2
                 .create_image()
                 .instance_id(instance)
+                .set_block_device_mappings((!others.is_empty()).then_some(others))
                 .name(image_name(req))
                 .description(format!("Phoenix recovery point {} of {}/{}", req.point, req.ownership.environment, req.addr))
                 // The instance keeps serving: the image is what its disks held at this instant.

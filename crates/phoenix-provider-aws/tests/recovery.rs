@@ -236,6 +236,10 @@ async fn a_stateful_instance_is_imaged_copied_relaunched_from_its_image_without_
     assert!(!p.is_stateful("aws.instance", &attrs(json!({"ami": ami, "stateful": false}))));
     assert!(p.is_stateful("aws.volume", &attrs(json!({}))));
     let out = compute::make_instance(&*p, "app", &inputs).await;
+    // A data volume attached beside the root: left out of the image (it is snapshotted as itself).
+    // moto accepts CreateImage's NoDevice mappings but ignores them, so only the call is exercised here.
+    let data = ec2.create_volume().availability_zone("eu-west-1a").size(2).send().await.unwrap().volume_id().unwrap().to_string();
+    ec2.attach_volume().volume_id(&data).instance_id(out["id"].as_str().unwrap()).device("/dev/sdf").send().await.unwrap();
 
     let snap = p.snapshot(point_request("aws.instance", "app", inputs.clone(), &out)).await.unwrap();
     assert!(snap.id.starts_with("ami-") && snap.region.as_deref() == Some(REGION), "{snap:?}");
