@@ -223,9 +223,10 @@ async fn staging_volumes_come_back_after_partial_loss_in_another_region_and_as_a
 }
 
 /// An instance that holds data (`stateful = true`) beside one that does not,
-/// and an Aurora cluster: the point images the first, snapshots the cluster,
-/// and a restore from nothing relaunches the instance from its image and the
-/// cluster from its snapshot — after which the everyday definition is clean.
+/// and an Aurora cluster with one DB instance: the point images the first and
+/// snapshots the cluster (not its instance), and a restore from nothing
+/// relaunches the instance from its image and the cluster from its snapshot,
+/// its DB instance joining it again — after which the everyday definition is clean.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stateful_instance_and_an_aurora_cluster_come_back_from_their_image_and_snapshot() {
     let moto = Moto::start();
@@ -263,6 +264,13 @@ engine = "aurora-postgresql"
 master_username = "app"
 master_password = "{{ env("PROD_DB_PASSWORD") }}"
 skip_final_snapshot = true
+
+[resource.ledger-1]
+type = "aws.db_instance"
+identifier = "ledger-{{ environment }}-1"
+engine = "aurora-postgresql"
+instance_class = "db.r6g.large"
+db_cluster_identifier = "${ledger.id}"
 "#,
     );
     let (west, rds) = (ec2(&moto, Moto::REGION), rds(&moto, Moto::REGION));
@@ -325,6 +333,8 @@ skip_final_snapshot = true
     assert_eq!(after["worker"].1, before["worker"].1);
     let c = rds.describe_db_clusters().db_cluster_identifier("ledger-ledger").send().await.unwrap().db_clusters()[0].clone();
     assert_eq!((c.status(), c.engine()), (Some("available"), Some("aurora-postgresql")));
+    let members: Vec<_> = c.db_cluster_members().iter().filter_map(|m| m.db_instance_identifier()).collect();
+    assert_eq!(members, ["ledger-ledger-1"], "its DB instance is back in the restored cluster");
     // The everyday definition (no image or snapshot named) finds nothing to do.
     let plan = run(&project, &moto, &["plan", "ledger", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "clean after the restore:\n{}\n{}", plan.stdout, plan.stderr);

@@ -31,12 +31,15 @@ pub fn restore_attr(type_name: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether one object is snapshotted: every volume and database; an instance
-/// only when its definition says `stateful = true` (most instances are cattle,
-/// rebuilt from their AMI and user data).
+/// Whether one object is snapshotted: every volume, database and cluster,
+/// except a cluster's DB instances; an instance only when its definition says
+/// `stateful = true` (most instances are cattle, rebuilt from their AMI and
+/// user data).
 pub fn is_stateful(type_name: &str, inputs: &phoenix_core::value::Attrs) -> bool {
     match type_name {
         "aws.instance" => inputs.get("stateful").and_then(serde_json::Value::as_bool) == Some(true),
+        // An Aurora cluster's instance: its data is the cluster's, snapshotted as the cluster.
+        "aws.db_instance" => inputs.get("db_cluster_identifier").is_none_or(serde_json::Value::is_null),
         other => restore_attr(other).is_some(),
     }
 }

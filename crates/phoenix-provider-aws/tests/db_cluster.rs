@@ -144,3 +144,66 @@ async fn an_aurora_cluster_is_created_read_in_one_call_changed_in_place_protecte
     assert!(e.message.contains("at least 8") && !e.message.contains("hunter2"), "{}", e.message);
     assert!(rds.describe_db_clusters().db_cluster_identifier("weak").send().await.is_err());
 }
+
+#[tokio::test]
+async fn db_instances_join_a_cluster_without_their_own_user_or_snapshots_and_leave_it_on_delete() {
+    let moto = Moto::start();
+    let p = moto.provider();
+    let rds = rds(&moto);
+    let cluster_in = json!({
+        "cluster_identifier": "ledger", "engine": "aurora-mysql", "master_username": "app",
+        "master_password": "correct-horse-battery", "skip_final_snapshot": true,
+    });
+    let c = p.create(create_req("aws.db_cluster", "ledger", cluster_in.clone())).await.unwrap();
+    let member =
+        |id: &str| json!({"identifier": id, "engine": "aurora-mysql", "instance_class": "db.r6g.large", "db_cluster_identifier": "ledger"});
+    let mut made = Vec::new();
+    for id in ["ledger-1", "ledger-2"] {
+        let inputs = member(id);
+        // Its data is the cluster's: recovery points snapshot the cluster, not it.
+        assert!(!p.is_stateful("aws.db_instance", &attrs(inputs.clone())));
+        let out = p.create(create_req("aws.db_instance", id, inputs.clone())).await.unwrap();
+        assert_eq!(out["status"], json!("available"));
+        made.push((id, inputs, out));
+    }
+    assert!(p.is_stateful("aws.db_instance", &attrs(json!({"identifier": "alone"}))));
+
+    // Checked independently: both are the cluster's, the first its writer.
+    let got = rds.describe_db_clusters().db_cluster_identifier("ledger").send().await.unwrap().db_clusters()[0].clone();
+    let mut members: Vec<_> =
+        got.db_cluster_members().iter().map(|m| (m.db_instance_identifier().unwrap().to_string(), m.is_cluster_writer())).collect();
+    members.sort();
+    assert_eq!(members, [("ledger-1".to_string(), Some(true)), ("ledger-2".to_string(), Some(false))]);
+    let d = rds.describe_db_instances().db_instance_identifier("ledger-2").send().await.unwrap().db_instances()[0].clone();
+    assert_eq!((d.db_cluster_identifier(), d.engine()), (Some("ledger"), Some("aurora-mysql")));
+    for (id, inputs, out) in &made {
+        let obs = observe(&p, "aws.db_instance", id, &attrs(inputs.clone()), out).await.unwrap();
+        for k in ["identifier", "engine", "instance_class", "db_cluster_identifier"] {
+            assert_eq!(obs.inputs[k], inputs[k], "{id}: {k}");
+        }
+        assert!(!obs.inputs.contains_key("username"), "the user is the cluster's: {:?}", obs.inputs);
+    }
+
+    // What is the cluster's is refused on an instance, naming the attribute and the cluster.
+    let mut wrong = member("ledger-3");
+    wrong["password"] = json!("another-long-secret");
+    let e = p.create(create_req("aws.db_instance", "ledger-3", wrong)).await.unwrap_err();
+    assert!(e.message.contains("`password`") && e.message.contains("ledger") && !e.message.contains("another-long"), "{}", e.message);
+    // A standalone instance still needs its user.
+    let e = p
+        .create(create_req("aws.db_instance", "alone", json!({"identifier": "alone", "engine": "mysql", "instance_class": "db.t3.micro"})))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("username"), "{}", e.message);
+
+    // Destroyed without final snapshots (RDS takes none of a cluster's instance), then the cluster.
+    for (id, inputs, out) in made {
+        p.delete(delete_req("aws.db_instance", id, &attrs(inputs), &out)).await.unwrap();
+    }
+    let snaps = rds.describe_db_snapshots().snapshot_type("manual").send().await.unwrap();
+    assert!(snaps.db_snapshots().is_empty(), "{:?}", snaps.db_snapshots());
+    let got = rds.describe_db_clusters().db_cluster_identifier("ledger").send().await.unwrap().db_clusters()[0].clone();
+    assert!(got.db_cluster_members().is_empty());
+    p.delete(delete_req("aws.db_cluster", "ledger", &attrs(cluster_in), &c)).await.unwrap();
+    assert!(rds.describe_db_clusters().db_cluster_identifier("ledger").send().await.is_err());
+}
