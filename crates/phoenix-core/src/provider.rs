@@ -227,6 +227,16 @@ pub trait Provider: Send + Sync {
         None
     }
 
+    /// Whether this object of a [`restore_attr`](Self::restore_attr) type is
+    /// snapshotted in recovery points, given its inputs. By default every
+    /// object of such a type is; a provider overrides it for types where each
+    /// resource opts in (`aws.instance`'s `stateful`). The restore attribute
+    /// itself stays per type, so the planner treats it alike whether or not
+    /// the object is snapshotted now.
+    fn is_stateful(&self, type_name: &str, _inputs: &Attrs) -> bool {
+        self.restore_attr(type_name).is_some()
+    }
+
     /// Takes a snapshot of one object of a [`restore_attr`](Self::restore_attr)
     /// type, tagged with its owner and the recovery point, and waits until it is complete.
     async fn snapshot(&self, req: SnapshotRequest) -> Result<crate::recovery::SnapshotRef, ProviderError> {

@@ -135,8 +135,9 @@ pub fn stateful(state: &StateDoc, registry: &Registry) -> Vec<(ResourceAddr, Str
         .resources
         .iter()
         .filter_map(|(addr, r)| {
-            let attr = registry.provider_for(&r.type_name)?.restore_attr(&r.type_name)?;
-            Some((addr.clone(), r.type_name.clone(), attr))
+            let provider = registry.provider_for(&r.type_name)?;
+            let attr = provider.restore_attr(&r.type_name)?;
+            provider.is_stateful(&r.type_name, &r.inputs).then(|| (addr.clone(), r.type_name.clone(), attr))
         })
         .collect()
 }

@@ -65,6 +65,7 @@ pub fn thing_schema() -> ResourceSchema {
             AttrSchema::optional("password", AttrType::String, "sensitive").sensitive(),
             AttrSchema::optional("port", AttrType::Int, "has a default").default(json!(80)),
             AttrSchema::optional("from_snapshot", AttrType::String, "the snapshot it was made from").force_new(),
+            AttrSchema::optional("stateful", AttrType::Bool, "false: holds no data to snapshot"),
             AttrSchema::computed("id", AttrType::String, "id").stable(),
             AttrSchema::computed("echo", AttrType::String, "the name, as last applied"),
         ],
@@ -107,6 +108,10 @@ impl Provider for FakeProvider {
     }
     fn restore_attr(&self, _type_name: &str) -> Option<&'static str> {
         Some("from_snapshot")
+    }
+    /// Every object holds data unless its inputs say `stateful = false`.
+    fn is_stateful(&self, _type_name: &str, inputs: &Attrs) -> bool {
+        inputs.get("stateful") != Some(&Value::Bool(false))
     }
     async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
         self.call("snapshot", &req.addr).await?;

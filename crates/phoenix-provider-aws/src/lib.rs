@@ -172,6 +172,10 @@ impl Provider for AwsProvider {
         recovery::restore_attr(type_name)
     }
 
+    fn is_stateful(&self, type_name: &str, inputs: &phoenix_core::value::Attrs) -> bool {
+        recovery::is_stateful(type_name, inputs)
+    }
+
     async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
         recovery::snapshot(self.aws().await?, &req).await
     }

@@ -48,6 +48,19 @@ async fn every_stateful_object_is_snapshotted_in_parallel_or_the_failures_named(
 }
 
 #[tokio::test]
+async fn an_object_whose_inputs_opt_out_is_not_snapshotted_though_its_type_could_be() {
+    let d = def(&[("a", json!({"name": "x"})), ("b", json!({"stateful": false})), ("c", json!({"stateful": true}))]);
+    let state = applied(&d, &empty_state()).await;
+    let p = Arc::new(FakeProvider::default());
+    let reg = registry(p.clone());
+    let chosen: Vec<String> = stateful(&state, &reg).into_iter().map(|(a, _, _)| a.to_string()).collect();
+    assert_eq!(chosen, ["a", "c"]);
+    let taken = take(&state, &reg, "rp-1", 4, no_log()).await.unwrap();
+    assert_eq!(taken.iter().map(|s| s.addr.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+    assert!(!p.ops().contains(&("snapshot".to_string(), "b".to_string())), "{:?}", p.ops());
+}
+
+#[tokio::test]
 async fn secrets_are_sealed_in_the_point_and_taken_from_the_environment_on_restore() {
     let d = def(&[("db", json!({"name": "db", "password": "hunter2"}))]);
     let state = applied(&d, &empty_state()).await;

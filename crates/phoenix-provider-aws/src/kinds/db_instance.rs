@@ -8,6 +8,11 @@
 //! (named by `final_snapshot_identifier`) unless `skip_final_snapshot = true`.
 //! The master password is sensitive: sealed in state, never printed, and never
 //! read back (RDS does not return it).
+//!
+//! With `db_cluster_identifier` it is one of an Aurora cluster's instances
+//! (`aws.db_cluster`): storage, master user, backups and placement are the
+//! cluster's, so it takes no `username`/`password`, has no snapshot of its own
+//! (recovery points snapshot the cluster) and is destroyed without one.
 
 use std::collections::HashMap;
 
@@ -31,7 +36,7 @@ pub struct DbInstance;
 const FAILED: [&str; 5] = ["failed", "incompatible-parameters", "incompatible-restore", "incompatible-network", "restore-error"];
 
 /// RDS identifiers: 1–63 lower-case letters, digits and hyphens, starting with a letter.
-fn check_identifier(value: &Value) -> Result<(), String> {
+pub(crate) fn check_identifier(value: &Value) -> Result<(), String> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if s.contains("${") {
         return Ok(());
@@ -79,7 +84,12 @@ fn observed(d: &RdsInstance, prior: &Attrs) -> Observed {
     inputs.insert("engine".into(), json!(d.engine().unwrap_or_default()));
     inputs.insert("instance_class".into(), json!(d.db_instance_class().unwrap_or_default()));
     inputs.insert("multi_az".into(), json!(d.multi_az().unwrap_or(false)));
-    inputs.insert("username".into(), json!(d.master_username().unwrap_or_default()));
+    if prior.contains_key("username") || d.db_cluster_identifier().is_none() {
+        inputs.insert("username".into(), json!(d.master_username().unwrap_or_default()));
+    }
+    if prior.contains_key("db_cluster_identifier") {
+        inputs.insert("db_cluster_identifier".into(), d.db_cluster_identifier().map_or(Value::Null, |c| json!(c)));
+    }
     // `8.0` in the definition is satisfied by the 8.0.35 RDS chose.
     if let (Some(want), Some(have)) = (opt_str(prior, "engine_version"), d.engine_version()) {
         let same = have == want || have.starts_with(&format!("{want}."));
@@ -136,13 +146,50 @@ async fn wait_available(aws: &Aws, id: &str) -> Result<RdsInstance, ProviderErro
     .await
 }
 
+fn in_cluster(inputs: &Attrs) -> Option<&str> {
+    opt_str(inputs, "db_cluster_identifier")
+}
+
+fn username(inputs: &Attrs) -> Result<&str, ProviderError> {
+    opt_str(inputs, "username")
+        .ok_or_else(|| ProviderError::permanent("`username` and `password` are required unless `db_cluster_identifier` is set"))
+}
+
 fn password(inputs: &Attrs) -> Result<&str, ProviderError> {
-    let p = req_str(inputs, "password")?;
+    let p = opt_str(inputs, "password")
+        .ok_or_else(|| ProviderError::permanent("`username` and `password` are required unless `db_cluster_identifier` is set"))?;
     if p.len() < 8 {
         // Said here without the value: it is a secret.
         return Err(ProviderError::permanent("`password` must be at least 8 characters"));
     }
     Ok(p)
+}
+
+/// One of an Aurora cluster's instances: only what is the instance's own.
+async fn create_member(aws: &Aws, req: &CreateRequest, id: &str, cluster: &str) -> Result<(), ProviderError> {
+    let i = &req.inputs;
+    for own in ["username", "password", "allocated_storage", "storage_type", "db_name", "backup_retention_period", "snapshot_identifier"] {
+        if i.get(own).is_some_and(|v| !v.is_null()) {
+            return Err(ProviderError::permanent(format!(
+                "`{own}` belongs to the cluster `{cluster}` (aws.db_cluster), not to one of its instances; remove it here"
+            )));
+        }
+    }
+    let _p = aws.permit().await;
+    aws.rds
+        .create_db_instance()
+        .db_instance_identifier(id)
+        .db_cluster_identifier(cluster)
+        .engine(req_str(i, "engine")?)
+        .db_instance_class(req_str(i, "instance_class")?)
+        .set_db_subnet_group_name(opt_str(i, "db_subnet_group_name").map(str::to_string))
+        .set_db_parameter_group_name(opt_str(i, "parameter_group_name").map(str::to_string))
+        .set_publicly_accessible(flag(i, "publicly_accessible"))
+        .set_tags(Some(rds_tags(&req.ownership, i.get("tags"))))
+        .send()
+        .await
+        .map_err(|e| sdk("CreateDBInstance", e))?;
+    Ok(())
 }
 
 async fn create_new(aws: &Aws, req: &CreateRequest, id: &str) -> Result<(), ProviderError> {
@@ -157,7 +204,7 @@ async fn create_new(aws: &Aws, req: &CreateRequest, id: &str) -> Result<(), Prov
         .db_instance_class(req_str(i, "instance_class")?)
         .set_allocated_storage(int(i, "allocated_storage"))
         .set_storage_type(opt_str(i, "storage_type").map(str::to_string))
-        .master_username(req_str(i, "username")?)
+        .master_username(username(i)?)
         .master_user_password(password(i)?)
         .set_db_name(opt_str(i, "db_name").map(str::to_string))
         .set_multi_az(flag(i, "multi_az"))
@@ -229,9 +276,19 @@ impl Kind for DbInstance {
                     .validate_with(validators::non_negative),
                 AttrSchema::optional("storage_type", AttrType::String, "gp3, gp2, io1").force_new(),
                 AttrSchema::optional("multi_az", AttrType::Bool, "a standby in another zone (in place)").default(json!(false)),
-                AttrSchema::required("username", AttrType::String, "the master user").force_new(),
-                AttrSchema::required("password", AttrType::String, "the master password; take it from env(), never write it in a file")
-                    .sensitive(),
+                AttrSchema::optional("username", AttrType::String, "the master user (required unless in a cluster)").force_new(),
+                AttrSchema::optional(
+                    "password",
+                    AttrType::String,
+                    "the master password (required unless in a cluster); take it from env(), never write it in a file",
+                )
+                .sensitive(),
+                AttrSchema::optional(
+                    "db_cluster_identifier",
+                    AttrType::String,
+                    "the Aurora cluster it is an instance of (${cluster.id}); storage, user and backups are the cluster's",
+                )
+                .force_new(),
                 AttrSchema::optional("db_name", AttrType::String, "a database to create").force_new(),
                 AttrSchema::optional("db_subnet_group_name", AttrType::String, "where it is placed (${subnets.id})").force_new(),
                 AttrSchema::optional("parameter_group_name", AttrType::String, "engine settings (${params.id}; in place)"),
@@ -302,15 +359,16 @@ impl Kind for DbInstance {
         // No client token: a second create of the same identifier fails (DBInstanceAlreadyExists)
         // rather than duplicating, and an interrupted create is adopted by identifier and tags.
         let made: Attrs = [("id".to_string(), json!(id))].into_iter().collect();
-        match opt_str(&req.inputs, "snapshot_identifier") {
-            Some(snapshot) => {
+        match (in_cluster(&req.inputs), opt_str(&req.inputs, "snapshot_identifier")) {
+            (Some(cluster), _) => create_member(aws, req, id, cluster).await?,
+            (None, Some(snapshot)) => {
                 (req.log)(&req.addr, &format!("restoring {id} from snapshot {snapshot}"));
                 password(&req.inputs)?;
                 restore(aws, req, id, snapshot).await?;
                 // The instance exists from here on: a failure hands it to the engine, never leaks it.
                 set_password(aws, id, &req.inputs).await.map_err(|e| e.with_created(made.clone()))?;
             }
-            None => create_new(aws, req, id).await?,
+            (None, None) => create_new(aws, req, id).await?,
         }
         let d = wait_available(aws, id).await.map_err(|e| e.with_created(made))?;
         Ok(outputs(&d))
@@ -357,7 +415,8 @@ impl Kind for DbInstance {
 
     async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
         let id = id_of(&req.outputs)?;
-        let skip = flag(&req.inputs, "skip_final_snapshot").unwrap_or(false);
+        // A cluster's instance has no data of its own to snapshot (RDS refuses one).
+        let skip = flag(&req.inputs, "skip_final_snapshot").unwrap_or(false) || in_cluster(&req.inputs).is_some();
         let snapshot = opt_str(&req.inputs, "final_snapshot_identifier").map(str::to_string).unwrap_or_else(|| {
             let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             format!("{id}-final-{secs}")

@@ -2,7 +2,9 @@
 //!
 //! The instance type and security groups change in place (a type change is
 //! stop → modify → start); everything that EC2 fixes at launch (AMI, subnet,
-//! user data, key, root volume) replaces it.
+//! user data, key, root volume) replaces it. With `stateful = true` its
+//! disks are imaged in recovery points, and `phoenix restore` relaunches it
+//! from that image through `recovery_image`.
 
 use std::collections::HashMap;
 
@@ -58,7 +60,15 @@ fn observed(i: &Ec2Instance, prior: &Attrs) -> Observed {
     if let Some(s) = i.subnet_id() {
         inputs.insert("subnet_id".into(), json!(s));
     }
-    if prior.contains_key("ami") {
+    if prior.contains_key("recovery_image") {
+        // Launched from a recovery point's image, not from the definition's
+        // `ami`: the image is compared with `recovery_image`, and `ami` is
+        // kept as declared so that the restored instance is not replaced.
+        inputs.insert("recovery_image".into(), json!(i.image_id().unwrap_or_default()));
+        if let Some(ami) = prior.get("ami") {
+            inputs.insert("ami".into(), ami.clone());
+        }
+    } else if prior.contains_key("ami") {
         inputs.insert("ami".into(), json!(i.image_id().unwrap_or_default()));
     }
     if prior.contains_key("key_name") {
@@ -241,6 +251,17 @@ impl Kind for Instance {
                     .sensitive(),
                 AttrSchema::optional("key_name", AttrType::String, "the EC2 key pair for SSH").force_new(),
                 AttrSchema::optional("root_volume_size", AttrType::Int, "root volume size in GiB (default: the AMI's)").force_new(),
+                AttrSchema::optional(
+                    "stateful",
+                    AttrType::Bool,
+                    "snapshot this instance's root volume as an AMI in recovery points (`phoenix snapshot`); default false",
+                ),
+                AttrSchema::optional(
+                    "recovery_image",
+                    AttrType::String,
+                    "launch from this AMI of a recovery point instead of ami/ami_name (set by `phoenix restore`)",
+                )
+                .force_new(),
                 tags_attr(),
                 id_attr("the instance id (i-…)"),
                 AttrSchema::computed("image_id", AttrType::String, "the AMI it was launched from").stable(),
@@ -306,7 +327,16 @@ impl Kind for Instance {
     }
 
     async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
-        let (image, root_device) = resolve_ami(aws, &req.inputs).await?;
+        let (image, root_device) = match opt_str(&req.inputs, "recovery_image") {
+            // Restored: the recovery point's image replaces whatever ami/ami_name say.
+            Some(recovery) => {
+                let mut from = req.inputs.clone();
+                from.remove("ami_name");
+                from.insert("ami".into(), json!(recovery));
+                resolve_ami(aws, &from).await?
+            }
+            None => resolve_ami(aws, &req.inputs).await?,
+        };
         let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
         let mut run = aws
             .ec2

@@ -23,6 +23,7 @@ use crate::client::Aws;
 
 pub mod autoscaling_group;
 pub mod autoscaling_policy;
+pub mod db_cluster;
 pub mod db_instance;
 pub mod db_parameter_group;
 pub mod db_subnet_group;
@@ -115,6 +116,7 @@ pub fn all() -> &'static [&'static dyn Kind] {
         &autoscaling_policy::AutoscalingPolicy,
         &db_subnet_group::DbSubnetGroup,
         &db_parameter_group::DbParameterGroup,
+        &db_cluster::DbCluster,
         &db_instance::DbInstance,
         &route53_zone::Route53Zone,
         &route53_record::Route53Record,
