@@ -206,12 +206,14 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
             // The snapshot an object was restored from matters only when it is
             // made: a definition that no longer names it (the environment file
             // after a `phoenix restore`) keeps the object, not replaces it.
+            let mut carried = None;
             if let Some(p) = prior
                 && let Some(attr) = registry.provider_for(&config.type_name).and_then(|pr| pr.restore_attr(&config.type_name))
                 && desired.get(attr).is_none_or(Value::is_null)
                 && let Some(was) = p.inputs.get(attr)
             {
                 desired.insert(attr.to_string(), was.clone());
+                carried = Some(attr);
             }
             let mut reasons = Vec::new();
             let mut attr_changes = Vec::new();
@@ -240,6 +242,13 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
                     }
                 }
             };
+            // ...but an object replaced for another reason is made anew from the
+            // definition, not from the old snapshot (a new AMI means that AMI).
+            if action == Action::Replace
+                && let Some(attr) = carried
+            {
+                desired.remove(attr);
+            }
             if let Some(d) = refreshed.drifted.get(&addr) {
                 reasons.push(format!("drift: {} changed outside Phoenix", d.join(", ")));
             }

@@ -120,6 +120,14 @@ async fn after_a_restore_the_everyday_definition_keeps_the_restored_objects() {
     let other = def(&[("disk", json!({"name": "data", "from_snapshot": "snap-other"}))]);
     let plan = diff(&other, &refresh(&restored, &reg).await.unwrap(), &reg, &PlanOptions::default());
     assert_eq!(plan.changes[0].action, Action::Replace);
+    // Replaced for another reason (a force-new attribute the definition
+    // changes), the new object follows the definition: it is not made from
+    // the old snapshot again (an instance given a new AMI gets that AMI).
+    let resized = def(&[("disk", json!({"name": "data", "size": 20}))]);
+    let plan = diff(&resized, &refresh(&restored, &reg).await.unwrap(), &reg, &PlanOptions::default());
+    assert_eq!(plan.changes[0].action, Action::Replace);
+    let desired = plan.changes[0].desired.as_ref().unwrap();
+    assert_eq!(desired.get("from_snapshot"), None, "{desired:?}");
 }
 
 #[tokio::test]
