@@ -42,34 +42,57 @@ pub(crate) fn elb_tags(o: &Ownership, user: Option<&Value>) -> Vec<Tag> {
     tags::pairs(o, user).into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
-/// Tags of many ELBv2 resources by ARN: DescribeTags takes up to 20 ARNs per call.
-pub(crate) async fn tags_of(aws: &Aws, arns: &[String]) -> Result<HashMap<String, Vec<(String, String)>>, ProviderError> {
-    let mut found = HashMap::new();
+/// ELBv2 calls taking ARNs (20 at most) fail as a whole when one ARN is
+/// unknown (deleted since it was listed): `arns` are read 20 at a time, and a
+/// batch that fails so is read again one ARN at a time, gone ones skipped.
+pub(crate) async fn by_arns<T, F, Fut, E, R>(aws: &Aws, what: &str, arns: &[String], call: F) -> Result<Vec<T>, ProviderError>
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, aws_sdk_ec2::error::SdkError<E, R>>>,
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let mut found = Vec::new();
     for chunk in arns.chunks(20) {
         let res = {
             let _p = aws.permit().await;
-            aws.elb.describe_tags().set_resource_arns(Some(chunk.to_vec())).send().await
+            call(chunk.to_vec()).await
         };
-        let out = {
-            match res {
-                Ok(o) => o,
-                // One ARN gone between the describe and this call: read the rest one by one.
-                Err(e) if is_not_found(&e) && chunk.len() > 1 => {
-                    for arn in chunk {
-                        found.extend(Box::pin(tags_of(aws, std::slice::from_ref(arn))).await?);
+        match res {
+            Ok(items) => found.extend(items),
+            Err(e) if is_not_found(&e) && chunk.len() > 1 => {
+                for arn in chunk {
+                    let one = {
+                        let _p = aws.permit().await;
+                        call(vec![arn.clone()]).await
+                    };
+                    match one {
+                        Ok(items) => found.extend(items),
+                        Err(e) if is_not_found(&e) => {}
+                        Err(e) => return Err(sdk(what, e)),
                     }
-                    continue;
                 }
-                Err(e) if is_not_found(&e) => continue,
-                Err(e) => return Err(sdk("DescribeTags", e)),
             }
-        };
-        for d in out.tag_descriptions() {
-            let pairs = d.tags().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()));
-            found.insert(d.resource_arn().unwrap_or_default().to_string(), pairs.collect());
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(sdk(what, e)),
         }
     }
     Ok(found)
+}
+
+/// Tags of many ELBv2 resources by ARN.
+pub(crate) async fn tags_of(aws: &Aws, arns: &[String]) -> Result<HashMap<String, Vec<(String, String)>>, ProviderError> {
+    let descriptions = by_arns(aws, "DescribeTags", arns, |chunk| async move {
+        aws.elb.describe_tags().set_resource_arns(Some(chunk)).send().await.map(|o| o.tag_descriptions().to_vec())
+    })
+    .await?;
+    Ok(descriptions
+        .iter()
+        .map(|d| {
+            let pairs = d.tags().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()));
+            (d.resource_arn().unwrap_or_default().to_string(), pairs.collect())
+        })
+        .collect())
 }
 
 /// Rewrites an ELBv2 resource's tags after a change of `tags` (and restores the ownership tags).
@@ -127,27 +150,12 @@ fn observed(lb: &LoadBalancer, tag_pairs: &[(String, String)], prior: &Attrs) ->
     Observed { inputs, outputs: outputs(lb) }
 }
 
-/// Load balancers by ARN. DescribeLoadBalancers fails as a whole when one ARN is
-/// unknown, so a batch with a gone member is read again one ARN at a time.
+/// Load balancers by ARN.
 async fn describe(aws: &Aws, arns: &[String]) -> Result<Vec<LoadBalancer>, ProviderError> {
-    let mut found = Vec::new();
-    for chunk in arns.chunks(20) {
-        let res = {
-            let _p = aws.permit().await;
-            aws.elb.describe_load_balancers().set_load_balancer_arns(Some(chunk.to_vec())).send().await
-        };
-        match res {
-            Ok(out) => found.extend(out.load_balancers().iter().cloned()),
-            Err(e) if is_not_found(&e) && chunk.len() > 1 => {
-                for arn in chunk {
-                    found.extend(Box::pin(describe(aws, std::slice::from_ref(arn))).await?);
-                }
-            }
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(sdk("DescribeLoadBalancers", e)),
-        }
-    }
-    Ok(found)
+    by_arns(aws, "DescribeLoadBalancers", arns, |chunk| async move {
+        aws.elb.describe_load_balancers().set_load_balancer_arns(Some(chunk)).send().await.map(|o| o.load_balancers().to_vec())
+    })
+    .await
 }
 
 /// Every load balancer of the region (all pages) with the tags of those that

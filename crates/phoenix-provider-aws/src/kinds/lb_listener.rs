@@ -46,26 +46,12 @@ fn observed(l: &Listener, tag_pairs: &[(String, String)], prior: &Attrs) -> Obse
     Observed { inputs, outputs: outputs(l) }
 }
 
-/// Listeners by ARN, read again one by one when a batch holds a gone ARN.
+/// Listeners by ARN (see `lb::by_arns`).
 async fn describe(aws: &Aws, arns: &[String]) -> Result<Vec<Listener>, ProviderError> {
-    let mut found = Vec::new();
-    for chunk in arns.chunks(20) {
-        let res = {
-            let _p = aws.permit().await;
-            aws.elb.describe_listeners().set_listener_arns(Some(chunk.to_vec())).send().await
-        };
-        match res {
-            Ok(out) => found.extend(out.listeners().iter().cloned()),
-            Err(e) if is_not_found(&e) && chunk.len() > 1 => {
-                for arn in chunk {
-                    found.extend(Box::pin(describe(aws, std::slice::from_ref(arn))).await?);
-                }
-            }
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(sdk("DescribeListeners", e)),
-        }
-    }
-    Ok(found)
+    super::lb::by_arns(aws, "DescribeListeners", arns, |chunk| async move {
+        aws.elb.describe_listeners().set_listener_arns(Some(chunk)).send().await.map(|o| o.listeners().to_vec())
+    })
+    .await
 }
 
 #[async_trait]

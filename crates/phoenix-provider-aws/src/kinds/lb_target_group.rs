@@ -77,26 +77,12 @@ fn observed(tg: &TargetGroup, tag_pairs: &[(String, String)], counts: (i64, i64)
     Observed { inputs, outputs: outputs(tg, counts) }
 }
 
-/// Target groups by ARN, read again one by one when a batch holds a gone ARN.
+/// Target groups by ARN (see `lb::by_arns`).
 async fn describe(aws: &Aws, arns: &[String]) -> Result<Vec<TargetGroup>, ProviderError> {
-    let mut found = Vec::new();
-    for chunk in arns.chunks(20) {
-        let res = {
-            let _p = aws.permit().await;
-            aws.elb.describe_target_groups().set_target_group_arns(Some(chunk.to_vec())).send().await
-        };
-        match res {
-            Ok(out) => found.extend(out.target_groups().iter().cloned()),
-            Err(e) if is_not_found(&e) && chunk.len() > 1 => {
-                for arn in chunk {
-                    found.extend(Box::pin(describe(aws, std::slice::from_ref(arn))).await?);
-                }
-            }
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(sdk("DescribeTargetGroups", e)),
-        }
-    }
-    Ok(found)
+    super::lb::by_arns(aws, "DescribeTargetGroups", arns, |chunk| async move {
+        aws.elb.describe_target_groups().set_target_group_arns(Some(chunk)).send().await.map(|o| o.target_groups().to_vec())
+    })
+    .await
 }
 
 /// (healthy, not healthy) registered targets; draining and unused targets count as not healthy.
