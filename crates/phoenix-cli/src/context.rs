@@ -69,11 +69,11 @@ fn instance_names(loaded: &LoadedEnvironment, registry: &Registry) -> Diagnostic
     for r in loaded.definition.resources.values() {
         let Some(provider) = registry.provider_for(&r.type_name) else { continue };
         for (type_name, attr) in provider.unique_names() {
-            if *type_name != r.type_name {
+            if type_name != r.type_name {
                 continue;
             }
             // A reference takes its value from something else in this instance.
-            let Some(value) = r.attrs.get(*attr).and_then(|v| v.as_str()) else { continue };
+            let Some(value) = r.attrs.get(attr).and_then(|v| v.as_str()) else { continue };
             if value.contains("${") || value.contains(instance.as_str()) {
                 continue;
             }

@@ -571,7 +571,7 @@ async fn run_op(shared: &Shared, task: Task) -> Result<Produced, OpFailure> {
                 Err(e) => {
                     if let Some(outputs) = e.created.clone() {
                         record(shared, JournalRecord::Put { addr: task.addr.clone(), resource: state(outputs, true) }).await?;
-                    } else if adoptable && e.class == ErrorClass::Permanent {
+                    } else if adoptable && e.class() == ErrorClass::Permanent {
                         // The provider is sure nothing was made: nothing to adopt later.
                         record(shared, JournalRecord::ClearIntent { addr: task.addr.clone() }).await?;
                     }

@@ -19,6 +19,7 @@ pub mod builtin;
 pub mod definition;
 pub mod executor;
 pub mod graph;
+pub mod kit;
 pub mod plan;
 pub mod planner;
 pub mod provider;

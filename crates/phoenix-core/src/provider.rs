@@ -145,27 +145,118 @@ pub enum ErrorClass {
     Permanent,
 }
 
+/// What went wrong, mapped once per provider from its API's error codes, so
+/// nothing downstream matches on message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The object does not exist (or is not visible yet).
+    NotFound,
+    /// An object with that name or id exists already.
+    AlreadyExists,
+    /// The object is in use or in a state that forbids the call (dependents, a pending operation).
+    Conflict,
+    PermissionDenied,
+    /// Credentials are missing, invalid or expired.
+    Credentials,
+    /// Throttled by the API.
+    RateLimited,
+    /// The API (or the provider) refused the values given.
+    InvalidInput,
+    /// The provider or the API cannot do this.
+    Unsupported,
+    /// Timeouts, 5xx, connection failures: a retry may pass.
+    Transient,
+    /// Anything else.
+    Unexpected,
+}
+
+impl ErrorKind {
+    /// Whether retrying the same call can help.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::RateLimited | ErrorKind::Transient)
+    }
+
+    /// What to do about it, where one sentence helps.
+    pub fn hint(self) -> Option<&'static str> {
+        match self {
+            ErrorKind::Credentials => Some("check the provider's credentials (environment, profile or key file)"),
+            ErrorKind::PermissionDenied => Some("the credentials in use lack a permission this call needs"),
+            ErrorKind::RateLimited | ErrorKind::Transient => Some("run the command again; finished work is kept"),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorKind::NotFound => "not found",
+            ErrorKind::AlreadyExists => "already exists",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::PermissionDenied => "permission denied",
+            ErrorKind::Credentials => "credentials",
+            ErrorKind::RateLimited => "rate limited",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Transient => "transient",
+            ErrorKind::Unexpected => "unexpected",
+        })
+    }
+}
+
 /// A provider call that failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ProviderError {
+    pub kind: ErrorKind,
+    /// What failed and why, naming the API call (`CreateVpc: VpcLimitExceeded: …`).
     pub message: String,
-    pub class: ErrorClass,
     /// A create that failed after the object came into being: the engine records
     /// it (tainted) so it is replaced next time rather than leaked.
     pub created: Option<Attrs>,
 }
 
 impl ProviderError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), created: None }
+    }
+    /// A failure retrying will not fix, of no more specific kind.
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { message: message.into(), class: ErrorClass::Permanent, created: None }
+        Self::new(ErrorKind::Unexpected, message)
     }
     pub fn transient(message: impl Into<String>) -> Self {
-        Self { message: message.into(), class: ErrorClass::Transient, created: None }
+        Self::new(ErrorKind::Transient, message)
+    }
+    pub fn unexpected(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unexpected, message)
+    }
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    pub fn credentials(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Credentials, message)
     }
     pub fn with_created(mut self, outputs: Attrs) -> Self {
         self.created = Some(outputs);
         self
+    }
+    /// The same error with `context` before its message (`delete vpc-1: …`).
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+    pub fn class(&self) -> ErrorClass {
+        if self.kind.is_retryable() { ErrorClass::Transient } else { ErrorClass::Permanent }
+    }
+    pub fn is_not_found(&self) -> bool {
+        self.kind == ErrorKind::NotFound
     }
 }
 
@@ -194,8 +285,8 @@ pub trait Provider: Send + Sync {
     /// (a region, a VPC), as `(type, attribute)`: two `--instance` copies of
     /// one environment would collide on them, so the CLI requires their
     /// values to contain the instance name. Default: none.
-    fn unique_names(&self) -> &'static [(&'static str, &'static str)] {
-        &[]
+    fn unique_names(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
     }
     /// Every live object carrying Phoenix's ownership marks, of every
     /// environment (for `phoenix gc` to find leaks no state knows).
@@ -270,7 +361,7 @@ impl Registry {
     /// A registry holding the builtin provider (`data`).
     pub fn new() -> Self {
         let mut r = Self::default();
-        r.register(Arc::new(crate::builtin::BuiltinProvider));
+        r.register(Arc::new(crate::builtin::BuiltinProvider::default()));
         r
     }
 

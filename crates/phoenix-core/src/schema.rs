@@ -110,6 +110,40 @@ pub struct AttrSchema {
     pub default: Option<Value>,
     #[serde(skip)]
     pub validator: Option<Validator>,
+    /// Allowed values beyond the type, as data (from a kind's typed spec:
+    /// an enum's variants, an integer's range).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<Constraint>,
+}
+
+/// Allowed values of an attribute, as data: shown in the reference and checked by validation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Constraint {
+    OneOf(Vec<String>),
+    Range { min: Option<f64>, max: Option<f64> },
+}
+
+impl Constraint {
+    pub fn check(&self, value: &Value) -> Result<(), String> {
+        match self {
+            Constraint::OneOf(allowed) => match value.as_str() {
+                Some(s) if !is_known(value) || allowed.iter().any(|a| a == s) => Ok(()),
+                Some(s) => Err(match closest(s, allowed.iter().map(String::as_str)) {
+                    Some(c) => format!("`{s}` is not one of {}; did you mean `{c}`?", allowed.join(", ")),
+                    None => format!("`{s}` is not one of {}", allowed.join(", ")),
+                }),
+                None => Ok(()),
+            },
+            Constraint::Range { min, max } => match value.as_f64() {
+                Some(n) if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) => {
+                    let bound = |b: &Option<f64>| b.map_or("…".to_string(), |b| b.to_string());
+                    Err(format!("{n} is outside {}–{}", bound(min), bound(max)))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
 }
 
 impl AttrSchema {
@@ -127,6 +161,7 @@ impl AttrSchema {
             highlight: false,
             default: None,
             validator: None,
+            constraint: None,
         }
     }
     pub fn required(name: &'static str, ty: AttrType, description: &'static str) -> Self {
@@ -161,6 +196,16 @@ impl AttrSchema {
     pub fn validate_with(mut self, validator: Validator) -> Self {
         self.validator = Some(validator);
         self
+    }
+    /// Checks a value of the right type against the validator and the constraint.
+    pub fn check_value(&self, value: &Value) -> Result<(), String> {
+        if let Some(check) = self.validator {
+            check(value)?;
+        }
+        match &self.constraint {
+            Some(c) => c.check(value),
+            None => Ok(()),
+        }
     }
     /// Whether a user may set it.
     pub fn configurable(&self) -> bool {
@@ -224,7 +269,19 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Common validators.
 pub mod validators {
-    use super::Value;
+    use super::{Validator, Value};
+
+    /// The validator a typed spec names with a schema `format` (`ipv4-cidr`);
+    /// formats of other meaning (`uint16`, `int64`) have none.
+    pub fn by_format(format: &str) -> Option<Validator> {
+        Some(match format {
+            "ipv4-cidr" => ipv4_cidr,
+            "port" => port,
+            "http-status" => http_status,
+            "non-negative" => non_negative,
+            _ => return None,
+        })
+    }
 
     /// An IPv4 CIDR block such as `10.0.0.0/16`.
     pub fn ipv4_cidr(value: &Value) -> Result<(), String> {

@@ -137,9 +137,7 @@ pub fn validate(def: &Definition, schemas: &Schemas) -> Vec<Problem> {
             }
             if let Err(e) = attr.ty.check(value) {
                 problems.push(Problem::new(ErrorKind::WrongType, Origin::field(addr, name), format!("`{name}`: {e}")));
-            } else if let Some(check) = attr.validator
-                && let Err(e) = check(value)
-            {
+            } else if let Err(e) = attr.check_value(value) {
                 problems.push(Problem::new(ErrorKind::InvalidValue, Origin::field(addr, name), format!("`{name}`: {e}")));
             }
         }

@@ -144,10 +144,10 @@ impl Provider for AwsProvider {
         kind(&req.type_name)?.delete(aws, &req).await
     }
 
-    fn unique_names(&self) -> &'static [(&'static str, &'static str)] {
+    fn unique_names(&self) -> Vec<(&'static str, &'static str)> {
         // Key pair names are unique in a region, security group names in a VPC
         // (and a VPC may be shared through a variable).
-        &[("aws.key_pair", "key_name"), ("aws.security_group", "name")]
+        vec![("aws.key_pair", "key_name"), ("aws.security_group", "name")]
     }
 
     async fn list_owned(&self) -> Result<phoenix_core::provider::OwnedListing, ProviderError> {

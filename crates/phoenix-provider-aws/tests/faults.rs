@@ -72,6 +72,6 @@ async fn permission_denied_fails_at_once_with_the_aws_message() {
     let p = provider_via(&moto, &proxy);
     let e = p.create(create_req("aws.vpc", "net", json!({"cidr_block": "10.9.0.0/16"}))).await.unwrap_err();
     assert!(e.message.contains("UnauthorizedOperation") && e.message.contains("not authorized"), "{}", e.message);
-    assert_eq!(e.class, phoenix_core::provider::ErrorClass::Permanent);
+    assert_eq!(e.class(), phoenix_core::provider::ErrorClass::Permanent);
     assert_eq!(proxy.counts().action("CreateVpc"), 1, "no retries of a permanent error: {:?}", proxy.counts());
 }

@@ -500,7 +500,7 @@ async fn exec_failure_shows_the_stderr_tail() {
     assert!(m.contains("exit code 3"), "{m}");
     assert!(m.contains("err30") && m.contains("err11"), "{m}");
     assert!(!m.contains("err10"), "only the last 20 lines: {m}");
-    assert_eq!(err.class, ErrorClass::Permanent);
+    assert_eq!(err.class(), ErrorClass::Permanent);
 }
 
 #[tokio::test]

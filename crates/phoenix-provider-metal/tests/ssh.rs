@@ -237,7 +237,7 @@ async fn a_wrong_host_key_is_refused_before_anything_is_sent() {
     let err = create(&p, FILE, "f", json!({"path": "x.txt", "content": "x"}), log).await.unwrap_err();
     assert!(err.message.contains("host key verification failed"), "{}", err.message);
     assert!(err.message.contains("not the key recorded") && err.message.contains("SHA256:"), "{}", err.message);
-    assert_eq!(err.class, ErrorClass::Permanent, "a key mismatch is never retried");
+    assert_eq!(err.class(), ErrorClass::Permanent, "a key mismatch is never retried");
     assert!(!h.root.exists(), "nothing was written");
 }
 
@@ -328,7 +328,7 @@ async fn an_unreachable_host_is_retried_then_reported() {
     let (log, _) = collecting();
     let err = create(&p, FILE, "f", json!({"path": "x", "content": "x"}), log).await.unwrap_err();
     assert!(err.message.contains("cannot reach box over SSH") && err.message.contains("after 3 attempts"), "{}", err.message);
-    assert_eq!(err.class, ErrorClass::Transient);
+    assert_eq!(err.class(), ErrorClass::Transient);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

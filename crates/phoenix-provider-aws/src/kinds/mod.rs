@@ -295,7 +295,7 @@ where
             }
             Err(e) => crate::error::sdk(what, e),
         };
-        if e.class == ErrorClass::Permanent {
+        if e.class() == ErrorClass::Permanent {
             return Err(e);
         }
         let adopt = AdoptRequest {
