@@ -1,41 +1,19 @@
 //! One client per AWS service per run (EC2, ELBv2, Auto Scaling, RDS, Route 53),
 //! built from one SdkConfig and shared by every resource type, with the limits
 //! that keep `--parallelism 200` from flooding the API: a concurrency cap and
-//! a request-rate token bucket, plus a counter of requests actually sent.
+//! a request-rate token bucket, plus a counter of requests actually sent —
+//! all applied where requests leave (`http.rs`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
-use aws_sdk_ec2::config::{Intercept, RuntimeComponents};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_types::config_bag::ConfigBag;
+use phoenix_core::kit::{CallLimits, CallPolicy};
 use phoenix_core::provider::ProviderError;
-use tokio::sync::{Mutex, OnceCell, Semaphore, SemaphorePermit};
+use tokio::sync::OnceCell;
 
 use crate::config::AwsConfig;
-
-/// Counts every HTTP request the SDK transmits (retries included).
-#[derive(Debug, Clone)]
-struct CallCounter(Arc<AtomicU64>);
-
-impl Intercept for CallCounter {
-    fn name(&self) -> &'static str {
-        "PhoenixCallCounter"
-    }
-    fn read_before_transmit(
-        &self,
-        _: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
 
 /// Retry policy of calls that create objects: the SDK may retry only when
 /// the service answered that it refused the request (4xx: throttling and the
@@ -72,32 +50,6 @@ pub fn create_call_config() -> aws_sdk_ec2::config::Builder {
     aws_sdk_ec2::config::Builder::default().retry_classifier(AnsweredRefusalsOnly)
 }
 
-/// A token bucket: `rate` requests per second, bursts up to `burst`.
-struct Bucket {
-    rate: f64,
-    burst: f64,
-    state: Mutex<(f64, Instant)>,
-}
-
-impl Bucket {
-    async fn take(&self) {
-        loop {
-            let wait = {
-                let mut s = self.state.lock().await;
-                let now = Instant::now();
-                s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(self.burst);
-                s.1 = now;
-                if s.0 >= 1.0 {
-                    s.0 -= 1.0;
-                    return;
-                }
-                Duration::from_secs_f64((1.0 - s.0) / self.rate)
-            };
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
 /// The shared AWS context of a run.
 pub struct Aws {
     pub ec2: aws_sdk_ec2::Client,
@@ -109,9 +61,8 @@ pub struct Aws {
     sdk: aws_config::SdkConfig,
     pub region: String,
     pub wait_timeout: Duration,
-    calls: Arc<AtomicU64>,
-    in_flight: Semaphore,
-    bucket: Bucket,
+    /// Every request of every service client leaves through it (see `http.rs`).
+    policy: Arc<CallPolicy>,
     zones: OnceCell<Vec<String>>,
     /// AMI lookups of this run, by query: every instance of a run launches the
     /// same image for the same query, and the lookup is paid once.
@@ -122,7 +73,12 @@ impl Aws {
     /// Loads credentials and region from the standard sources (environment,
     /// profiles, SSO caches, instance metadata) and checks them before any EC2 call.
     pub async fn connect(config: &AwsConfig) -> Result<Self, ProviderError> {
+        let policy = Arc::new(CallPolicy::new(CallLimits {
+            max_concurrency: config.max_concurrency,
+            requests_per_second: config.requests_per_second,
+        }));
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(crate::http::policed_client(policy.clone()))
             // Throttling and 5xx are retried by the SDK with jittered exponential backoff.
             .retry_config(RetryConfig::standard().with_max_attempts(8).with_initial_backoff(Duration::from_millis(200)));
         if let Some(r) = &config.region {
@@ -158,41 +114,21 @@ impl Aws {
                 })?;
             }
         }
-        let calls = Arc::new(AtomicU64::new(0));
-        // Every service client counts its requests on the same counter and goes
-        // through the same permit(): the limits are per provider, not per service.
-        let counter = CallCounter(calls.clone());
-        let ec2_config = aws_sdk_ec2::config::Builder::from(&sdk).interceptor(counter.clone()).build();
-        let elb_config = aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk).interceptor(counter.clone()).build();
-        let asg_config = aws_sdk_autoscaling::config::Builder::from(&sdk).interceptor(counter.clone()).build();
-        let rds_config = aws_sdk_rds::config::Builder::from(&sdk).interceptor(counter.clone()).build();
-        let r53_config = aws_sdk_route53::config::Builder::from(&sdk).interceptor(counter).build();
+        // Every service client shares the SdkConfig's policed HTTP client: the
+        // limits are per provider, not per service.
         Ok(Self {
-            ec2: aws_sdk_ec2::Client::from_conf(ec2_config),
-            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb_config),
-            autoscaling: aws_sdk_autoscaling::Client::from_conf(asg_config),
-            rds: aws_sdk_rds::Client::from_conf(rds_config),
-            route53: aws_sdk_route53::Client::from_conf(r53_config),
+            ec2: aws_sdk_ec2::Client::new(&sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+            autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
+            rds: aws_sdk_rds::Client::new(&sdk),
+            route53: aws_sdk_route53::Client::new(&sdk),
             sdk: sdk.clone(),
             region,
             wait_timeout: Duration::from_secs(config.wait_timeout_secs),
-            calls,
-            in_flight: Semaphore::new(config.max_concurrency),
-            bucket: Bucket {
-                rate: config.requests_per_second,
-                burst: config.max_concurrency as f64,
-                state: Mutex::new((config.max_concurrency as f64, Instant::now())),
-            },
+            policy,
             zones: OnceCell::new(),
             images: std::sync::Mutex::default(),
         })
-    }
-
-    /// Waits for a slot (concurrency) and a token (rate) before one request.
-    pub async fn permit(&self) -> SemaphorePermit<'_> {
-        let permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
-        self.bucket.take().await;
-        permit
     }
 
     /// Resolves an image once per run for each distinct `query`; concurrent
@@ -206,17 +142,13 @@ impl Aws {
         cell.get_or_try_init(lookup).await.cloned()
     }
 
-    /// Requests sent so far.
     /// An EC2 client of another region, on the same credentials, endpoint,
     /// retries and call counter (`region` is this one's: the shared client).
     pub fn ec2_in(&self, region: &str) -> aws_sdk_ec2::Client {
         if region == self.region {
             return self.ec2.clone();
         }
-        let conf = aws_sdk_ec2::config::Builder::from(&self.sdk)
-            .region(aws_config::Region::new(region.to_string()))
-            .interceptor(CallCounter(self.calls.clone()))
-            .build();
+        let conf = aws_sdk_ec2::config::Builder::from(&self.sdk).region(aws_config::Region::new(region.to_string())).build();
         aws_sdk_ec2::Client::from_conf(conf)
     }
 
@@ -225,22 +157,19 @@ impl Aws {
         if region == self.region {
             return self.rds.clone();
         }
-        let conf = aws_sdk_rds::config::Builder::from(&self.sdk)
-            .region(aws_config::Region::new(region.to_string()))
-            .interceptor(CallCounter(self.calls.clone()))
-            .build();
+        let conf = aws_sdk_rds::config::Builder::from(&self.sdk).region(aws_config::Region::new(region.to_string())).build();
         aws_sdk_rds::Client::from_conf(conf)
     }
 
+    /// Requests sent so far (retries included).
     pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+        self.policy.calls()
     }
 
     /// The region's availability zones, sorted (looked up once per run).
     pub async fn zones(&self) -> Result<&[String], ProviderError> {
         self.zones
             .get_or_try_init(|| async {
-                let _p = self.permit().await;
                 let out =
                     self.ec2.describe_availability_zones().send().await.map_err(|e| crate::error::sdk("DescribeAvailabilityZones", e))?;
                 let mut z: Vec<String> = out.availability_zones().iter().filter_map(|z| z.zone_name().map(str::to_string)).collect();

@@ -37,6 +37,7 @@ use tokio::sync::OnceCell;
 mod client;
 mod config;
 mod error;
+mod http;
 pub mod kinds;
 mod recovery;
 mod tags;

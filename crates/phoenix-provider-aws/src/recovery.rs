@@ -72,7 +72,6 @@ pub async fn delete(aws: &Aws, type_name: &str, snap: &SnapshotRef) -> Result<()
     match type_name {
         "aws.volume" => {
             let ec2 = aws.ec2_in(snap.region.as_deref().unwrap_or(&aws.region));
-            let _p = aws.permit().await;
             match ec2.delete_snapshot().snapshot_id(&snap.id).send().await {
                 Ok(_) => Ok(()),
                 Err(e) if is_not_found(&e) => Ok(()),
@@ -97,7 +96,6 @@ fn point_tags(req: &SnapshotRequest) -> Vec<Tag> {
 async fn ebs_snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
     let volume = id_of(&req.outputs)?;
     let out = {
-        let _p = aws.permit().await;
         aws.ec2
             .create_snapshot()
             .volume_id(volume)
@@ -115,14 +113,10 @@ async fn ebs_snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, P
 
 async fn ebs_copy(aws: &Aws, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
     let from = snap.region.clone().unwrap_or_else(|| aws.region.clone());
-    let source = {
-        let _p = aws.permit().await;
-        aws.ec2_in(&from).describe_snapshots().snapshot_ids(&snap.id).send().await.map_err(|e| sdk("DescribeSnapshots", e))?
-    };
+    let source = { aws.ec2_in(&from).describe_snapshots().snapshot_ids(&snap.id).send().await.map_err(|e| sdk("DescribeSnapshots", e))? };
     let tags: Vec<Tag> = source.snapshots().first().map(|s| s.tags().to_vec()).unwrap_or_default();
     let ec2 = aws.ec2_in(to_region);
     let out = {
-        let _p = aws.permit().await;
         let mut call = ec2
             .copy_snapshot()
             .source_region(&from)
@@ -141,7 +135,6 @@ async fn ebs_copy(aws: &Aws, snap: &SnapshotRef, to_region: &str) -> Result<Snap
 async fn wait_completed(aws: &Aws, ec2: &aws_sdk_ec2::Client, id: &str) -> Result<(), ProviderError> {
     wait::until(&format!("snapshot {id} to complete"), aws.wait_timeout, || async {
         let out = {
-            let _p = aws.permit().await;
             wait::consistent(|| async {
                 ec2.describe_snapshots().snapshot_ids(id).send().await.map_err(|e| (is_not_found(&e), sdk("DescribeSnapshots", e)))
             })
@@ -178,7 +171,6 @@ mod rds {
         let instance = id_of(&req.outputs)?;
         let id = format!("{instance}-{}", req.point).replace("--", "-");
         {
-            let _p = aws.permit().await;
             aws.rds
                 .create_db_snapshot()
                 .db_instance_identifier(instance)
@@ -196,7 +188,6 @@ mod rds {
     pub async fn copy(aws: &Aws, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
         let from = snap.region.clone().unwrap_or_else(|| aws.region.clone());
         let source = {
-            let _p = aws.permit().await;
             aws.rds_in(&from)
                 .describe_db_snapshots()
                 .db_snapshot_identifier(&snap.id)
@@ -212,7 +203,6 @@ mod rds {
             .to_string();
         let rds = aws.rds_in(to_region);
         {
-            let _p = aws.permit().await;
             rds.copy_db_snapshot()
                 .source_db_snapshot_identifier(&arn)
                 .target_db_snapshot_identifier(&snap.id)
@@ -227,7 +217,6 @@ mod rds {
 
     pub async fn delete(aws: &Aws, snap: &SnapshotRef) -> Result<(), ProviderError> {
         let rds = aws.rds_in(snap.region.as_deref().unwrap_or(&aws.region));
-        let _p = aws.permit().await;
         match rds.delete_db_snapshot().db_snapshot_identifier(&snap.id).send().await {
             Ok(_) => Ok(()),
             Err(e) if not_found(&e) => Ok(()),
@@ -237,10 +226,7 @@ mod rds {
 
     async fn wait_available(aws: &Aws, rds: &aws_sdk_rds::Client, id: &str) -> Result<(), ProviderError> {
         wait::until(&format!("DB snapshot {id} to be available"), aws.wait_timeout, || async {
-            let out = {
-                let _p = aws.permit().await;
-                rds.describe_db_snapshots().db_snapshot_identifier(id).send().await.map_err(|e| sdk("DescribeDBSnapshots", e))?
-            };
+            let out = { rds.describe_db_snapshots().db_snapshot_identifier(id).send().await.map_err(|e| sdk("DescribeDBSnapshots", e))? };
             match out.db_snapshots().first().and_then(|s| s.status()) {
                 Some("available") => Ok(Some(())),
                 Some("failed" | "error") => Err(ProviderError::permanent(format!("DB snapshot {id} failed"))),
@@ -261,7 +247,6 @@ mod cluster {
         let cluster = id_of(&req.outputs)?;
         let id = format!("{cluster}-{}", req.point).replace("--", "-");
         {
-            let _p = aws.permit().await;
             aws.rds
                 .create_db_cluster_snapshot()
                 .db_cluster_identifier(cluster)
@@ -279,7 +264,6 @@ mod cluster {
     pub async fn copy(aws: &Aws, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
         let from = snap.region.clone().unwrap_or_else(|| aws.region.clone());
         let source = {
-            let _p = aws.permit().await;
             aws.rds_in(&from)
                 .describe_db_cluster_snapshots()
                 .db_cluster_snapshot_identifier(&snap.id)
@@ -296,7 +280,6 @@ mod cluster {
         // Called in the destination region, naming the source by its ARN.
         let rds = aws.rds_in(to_region);
         {
-            let _p = aws.permit().await;
             rds.copy_db_cluster_snapshot()
                 .source_db_cluster_snapshot_identifier(&arn)
                 .target_db_cluster_snapshot_identifier(&snap.id)
@@ -311,7 +294,6 @@ mod cluster {
 
     pub async fn delete(aws: &Aws, snap: &SnapshotRef) -> Result<(), ProviderError> {
         let rds = aws.rds_in(snap.region.as_deref().unwrap_or(&aws.region));
-        let _p = aws.permit().await;
         match rds.delete_db_cluster_snapshot().db_cluster_snapshot_identifier(&snap.id).send().await {
             Ok(_) => Ok(()),
             Err(e) if not_found(&e) => Ok(()),
@@ -322,7 +304,6 @@ mod cluster {
     async fn wait_available(aws: &Aws, rds: &aws_sdk_rds::Client, id: &str) -> Result<(), ProviderError> {
         wait::until(&format!("DB cluster snapshot {id} to be available"), aws.wait_timeout, || async {
             let out = {
-                let _p = aws.permit().await;
                 rds.describe_db_cluster_snapshots()
                     .db_cluster_snapshot_identifier(id)
                     .send()
@@ -360,12 +341,11 @@ mod image {
 
     /// Tags the image's EBS snapshots (CreateImage's TagSpecifications for
     /// snapshots would do it at once on AWS, but moto 5.2.1 refuses them).
-    async fn tag_snapshots(aws: &Aws, ec2: &aws_sdk_ec2::Client, image: &Image, tags: Vec<Tag>) -> Result<(), ProviderError> {
+    async fn tag_snapshots(ec2: &aws_sdk_ec2::Client, image: &Image, tags: Vec<Tag>) -> Result<(), ProviderError> {
         let snaps = snapshots_of(image);
         if snaps.is_empty() || tags.is_empty() {
             return Ok(());
         }
-        let _p = aws.permit().await;
         ec2.create_tags().set_resources(Some(snaps)).set_tags(Some(tags)).send().await.map_err(|e| sdk("CreateTags", e))?;
         Ok(())
     }
@@ -374,10 +354,7 @@ mod image {
     /// (`NoDevice`). They are `aws.volume`s with their own snapshots; imaged
     /// too, a restored instance would come back with a second copy of each.
     async fn other_volumes(aws: &Aws, instance: &str) -> Result<Vec<BlockDeviceMapping>, ProviderError> {
-        let out = {
-            let _p = aws.permit().await;
-            aws.ec2.describe_instances().instance_ids(instance).send().await.map_err(|e| sdk("DescribeInstances", e))?
-        };
+        let out = { aws.ec2.describe_instances().instance_ids(instance).send().await.map_err(|e| sdk("DescribeInstances", e))? };
         let Some(i) = out.reservations().iter().flat_map(|r| r.instances()).next() else {
             return Err(ProviderError::permanent(format!("instance {instance} no longer exists")));
         };
@@ -393,7 +370,6 @@ mod image {
         let instance = id_of(&req.outputs)?;
         let others = other_volumes(aws, instance).await?;
         let out = {
-            let _p = aws.permit().await;
             aws.ec2
                 .create_image()
                 .instance_id(instance)
@@ -410,21 +386,17 @@ mod image {
         let id = out.image_id().ok_or_else(|| ProviderError::permanent("CreateImage returned no id"))?.to_string();
         (req.log)(&req.addr, &format!("image {id} of {instance} started"));
         let image = wait_available(aws, &aws.ec2, &id).await?;
-        tag_snapshots(aws, &aws.ec2, &image, point_tags(req)).await?;
+        tag_snapshots(&aws.ec2, &image, point_tags(req)).await?;
         Ok(SnapshotRef { id, region: Some(aws.region.clone()) })
     }
 
     pub async fn copy(aws: &Aws, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
         let from = snap.region.clone().unwrap_or_else(|| aws.region.clone());
-        let source = {
-            let _p = aws.permit().await;
-            aws.ec2_in(&from).describe_images().image_ids(&snap.id).send().await.map_err(|e| sdk("DescribeImages", e))?
-        };
+        let source = { aws.ec2_in(&from).describe_images().image_ids(&snap.id).send().await.map_err(|e| sdk("DescribeImages", e))? };
         let source =
             source.images().first().cloned().ok_or_else(|| ProviderError::permanent(format!("image {} not found in {from}", snap.id)))?;
         let ec2 = aws.ec2_in(to_region);
         let out = {
-            let _p = aws.permit().await;
             ec2.copy_image()
                 .source_region(&from)
                 .source_image_id(&snap.id)
@@ -439,10 +411,9 @@ mod image {
         // CopyImage does not carry the source's tags: the copy and its snapshots get them here.
         let tags = source.tags().to_vec();
         if !tags.is_empty() {
-            let _p = aws.permit().await;
             ec2.create_tags().resources(&id).set_tags(Some(tags.clone())).send().await.map_err(|e| sdk("CreateTags", e))?;
         }
-        tag_snapshots(aws, &ec2, &image, tags).await?;
+        tag_snapshots(&ec2, &image, tags).await?;
         Ok(SnapshotRef { id, region: Some(to_region.to_string()) })
     }
 
@@ -451,7 +422,6 @@ mod image {
     pub async fn delete(aws: &Aws, snap: &SnapshotRef) -> Result<(), ProviderError> {
         let ec2 = aws.ec2_in(snap.region.as_deref().unwrap_or(&aws.region));
         let found = {
-            let _p = aws.permit().await;
             match ec2.describe_images().image_ids(&snap.id).send().await {
                 Ok(out) => out.images().first().cloned(),
                 Err(e) if is_not_found(&e) => None,
@@ -460,7 +430,6 @@ mod image {
         };
         let Some(image) = found else { return Ok(()) };
         {
-            let _p = aws.permit().await;
             match ec2.deregister_image().image_id(&snap.id).send().await {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {}
@@ -468,7 +437,6 @@ mod image {
             }
         }
         for s in snapshots_of(&image) {
-            let _p = aws.permit().await;
             match ec2.delete_snapshot().snapshot_id(&s).send().await {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => {}
@@ -481,7 +449,6 @@ mod image {
     async fn wait_available(aws: &Aws, ec2: &aws_sdk_ec2::Client, id: &str) -> Result<Image, ProviderError> {
         wait::until(&format!("image {id} to be available"), aws.wait_timeout, || async {
             let out = {
-                let _p = aws.permit().await;
                 wait::consistent(|| async {
                     ec2.describe_images().image_ids(id).send().await.map_err(|e| (is_not_found(&e), sdk("DescribeImages", e)))
                 })

@@ -102,7 +102,7 @@ async fn describe(aws: &Aws, names: &[String]) -> Result<Vec<AutoScalingGroup>, 
             .max_records(100)
             .into_paginator()
             .send();
-        for page in super::all_pages(aws, "DescribeAutoScalingGroups", pages).await? {
+        for page in super::all_pages("DescribeAutoScalingGroups", pages).await? {
             // A group being deleted is on its way out.
             found.extend(page.auto_scaling_groups().iter().filter(|g| g.status().is_none()).cloned());
         }
@@ -188,7 +188,7 @@ impl Kind for AutoscalingGroup {
         let owned = aws_sdk_autoscaling::types::Filter::builder().name("tag-key").values("phoenix:environment").build();
         let pages = aws.autoscaling.describe_auto_scaling_groups().filters(owned).max_records(100).into_paginator().send();
         let mut found = Vec::new();
-        for page in super::all_pages(aws, "DescribeAutoScalingGroups", pages).await? {
+        for page in super::all_pages("DescribeAutoScalingGroups", pages).await? {
             for g in page.auto_scaling_groups().iter().filter(|g| g.status().is_none()) {
                 found.extend(super::owned_pairs(self, &pairs(g), observed(g, &Attrs::new())));
             }
@@ -207,7 +207,6 @@ impl Kind for AutoscalingGroup {
         let name = req_str(i, "name")?;
         let groups = str_list(i, "target_group_arns");
         {
-            let _p = aws.permit().await;
             // No client token: a second create of the same name fails (AlreadyExists) rather
             // than duplicating, and an interrupted create is adopted by name and tags.
             aws.autoscaling
@@ -246,7 +245,6 @@ impl Kind for AutoscalingGroup {
         let changed = |n: &str| req.changed.iter().any(|c| c == n);
         let template_changed = changed("launch_template_id") || changed("launch_template_version");
         {
-            let _p = aws.permit().await;
             aws.autoscaling
                 .update_auto_scaling_group()
                 .auto_scaling_group_name(name)
@@ -267,7 +265,6 @@ impl Kind for AutoscalingGroup {
             let add: Vec<String> = after.iter().filter(|a| !before.contains(a)).cloned().collect();
             let remove: Vec<String> = before.iter().filter(|b| !after.contains(b)).cloned().collect();
             if !add.is_empty() {
-                let _p = aws.permit().await;
                 aws.autoscaling
                     .attach_load_balancer_target_groups()
                     .auto_scaling_group_name(name)
@@ -277,7 +274,6 @@ impl Kind for AutoscalingGroup {
                     .map_err(|e| sdk("AttachLoadBalancerTargetGroups", e))?;
             }
             if !remove.is_empty() {
-                let _p = aws.permit().await;
                 aws.autoscaling
                     .detach_load_balancer_target_groups()
                     .auto_scaling_group_name(name)
@@ -292,11 +288,9 @@ impl Kind for AutoscalingGroup {
         if !removed.is_empty() {
             let gone: Vec<Tag> =
                 removed.iter().map(|k| Tag::builder().key(k).resource_id(name).resource_type("auto-scaling-group").build()).collect();
-            let _p = aws.permit().await;
             aws.autoscaling.delete_tags().set_tags(Some(gone)).send().await.map_err(|e| sdk("DeleteTags", e))?;
         }
         {
-            let _p = aws.permit().await;
             aws.autoscaling
                 .create_or_update_tags()
                 .set_tags(Some(asg_tags(&req.ownership, i.get("tags"), name)))
@@ -308,7 +302,6 @@ impl Kind for AutoscalingGroup {
             // Running instances keep the template they were launched from: roll them.
             (req.log)(&req.addr, &format!("starting an instance refresh of {name} onto the new launch template"));
             let prefs = RefreshPreferences::builder().set_min_healthy_percentage(int(i, "min_healthy_percentage")).build();
-            let _p = aws.permit().await;
             aws.autoscaling
                 .start_instance_refresh()
                 .auto_scaling_group_name(name)
@@ -332,7 +325,6 @@ impl Kind for AutoscalingGroup {
     async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
         let name = id_of(&req.outputs)?;
         {
-            let _p = aws.permit().await;
             // ForceDelete terminates the instances with the group.
             match aws.autoscaling.delete_auto_scaling_group().auto_scaling_group_name(name).force_delete(true).send().await {
                 Ok(_) => {}
@@ -346,7 +338,6 @@ impl Kind for AutoscalingGroup {
         // The group lists until its instances are terminated; its subnets and
         // security groups cannot go before that.
         crate::wait::until(&format!("auto scaling group {name} to be deleted"), aws.wait_timeout, || async move {
-            let _p = aws.permit().await;
             let out = aws
                 .autoscaling
                 .describe_auto_scaling_groups()

@@ -58,7 +58,7 @@ async fn describe(aws: &Aws, group: Option<&str>, names: &[String]) -> Result<Ve
             .set_policy_names(Some(chunk.to_vec()))
             .into_paginator()
             .send();
-        for page in super::all_pages(aws, "DescribePolicies", pages).await? {
+        for page in super::all_pages("DescribePolicies", pages).await? {
             found.extend(page.scaling_policies().iter().cloned());
         }
     }
@@ -75,7 +75,6 @@ async fn put(aws: &Aws, inputs: &Attrs) -> Result<ScalingPolicy, ProviderError> 
         .build();
     let config = TargetTrackingConfiguration::builder().predefined_metric_specification(metric).target_value(target).build();
     {
-        let _p = aws.permit().await;
         aws.autoscaling
             .put_scaling_policy()
             .auto_scaling_group_name(group)
@@ -164,7 +163,6 @@ impl Kind for AutoscalingPolicy {
     async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
         let group = req_str(&req.inputs, "autoscaling_group_name")?;
         let name = req_str(&req.inputs, "name")?;
-        let _p = aws.permit().await;
         match aws.autoscaling.delete_policy().auto_scaling_group_name(group).policy_name(name).send().await {
             Ok(_) => Ok(()),
             // Deleting the group deletes its policies; either way, it is gone.

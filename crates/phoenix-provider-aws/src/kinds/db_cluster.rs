@@ -102,7 +102,7 @@ async fn describe(aws: &Aws, ids: Option<&[String]>) -> Result<Vec<RdsCluster>, 
     for chunk in chunks {
         let filter = chunk.map(|c| Filter::builder().name("db-cluster-id").set_values(Some(c)).build());
         let pages = aws.rds.describe_db_clusters().set_filters(filter.map(|f| vec![f])).into_paginator().send();
-        for page in super::all_pages(aws, "DescribeDBClusters", pages).await? {
+        for page in super::all_pages("DescribeDBClusters", pages).await? {
             found.extend(page.db_clusters().iter().filter(|c| status_of(c) != "deleting").cloned());
         }
     }
@@ -142,7 +142,6 @@ fn groups(inputs: &Attrs) -> Option<Vec<String>> {
 
 async fn create_new(aws: &Aws, req: &CreateRequest, id: &str) -> Result<(), ProviderError> {
     let i = &req.inputs;
-    let _p = aws.permit().await;
     aws.rds
         .create_db_cluster()
         .db_cluster_identifier(id)
@@ -169,7 +168,6 @@ async fn create_new(aws: &Aws, req: &CreateRequest, id: &str) -> Result<(), Prov
 /// once the cluster is available.
 async fn restore(aws: &Aws, req: &CreateRequest, id: &str, snapshot: &str) -> Result<(), ProviderError> {
     let i = &req.inputs;
-    let _p = aws.permit().await;
     aws.rds
         .restore_db_cluster_from_snapshot()
         .db_cluster_identifier(id)
@@ -191,7 +189,6 @@ async fn restore(aws: &Aws, req: &CreateRequest, id: &str, snapshot: &str) -> Re
 
 async fn finish_restore(aws: &Aws, id: &str, inputs: &Attrs) -> Result<(), ProviderError> {
     wait_available(aws, id).await?;
-    let _p = aws.permit().await;
     aws.rds
         .modify_db_cluster()
         .db_cluster_identifier(id)
@@ -313,7 +310,6 @@ impl Kind for DbCluster {
             ["engine_version", "master_password", "vpc_security_group_ids", "port", "backup_retention_period", "deletion_protection"];
         if modify.iter().any(|m| changed(m)) {
             let pick = |n: &str| changed(n).then_some(());
-            let _p = aws.permit().await;
             aws.rds
                 .modify_db_cluster()
                 .db_cluster_identifier(id)
@@ -344,7 +340,6 @@ impl Kind for DbCluster {
             (req.log)(&req.addr, &format!("taking final snapshot {snapshot} of cluster {id}"));
         }
         {
-            let _p = aws.permit().await;
             let call = aws.rds.delete_db_cluster().db_cluster_identifier(id).skip_final_snapshot(skip);
             let call = if skip { call } else { call.final_db_snapshot_identifier(&snapshot) };
             match call.send().await {
@@ -369,7 +364,6 @@ impl Kind for DbCluster {
         }
         // Its subnet group cannot go before it is gone.
         crate::wait::until(&format!("DB cluster {id} to be deleted"), aws.wait_timeout, || async move {
-            let _p = aws.permit().await;
             match aws.rds.describe_db_clusters().db_cluster_identifier(id).send().await {
                 Ok(_) => Ok(None),
                 Err(e) if is_not_found(&e) => Ok(Some(())),

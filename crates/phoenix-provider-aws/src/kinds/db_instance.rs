@@ -122,7 +122,7 @@ async fn describe(aws: &Aws, ids: &[String]) -> Result<Vec<RdsInstance>, Provide
     for chunk in ids.chunks(100) {
         let filter = Filter::builder().name("db-instance-id").set_values(Some(chunk.to_vec())).build();
         let pages = aws.rds.describe_db_instances().filters(filter).into_paginator().send();
-        for page in super::all_pages(aws, "DescribeDBInstances", pages).await? {
+        for page in super::all_pages("DescribeDBInstances", pages).await? {
             found.extend(page.db_instances().iter().filter(|d| status_of(d) != "deleting").cloned());
         }
     }
@@ -175,7 +175,6 @@ async fn create_member(aws: &Aws, req: &CreateRequest, id: &str, cluster: &str) 
             )));
         }
     }
-    let _p = aws.permit().await;
     aws.rds
         .create_db_instance()
         .db_instance_identifier(id)
@@ -195,7 +194,6 @@ async fn create_member(aws: &Aws, req: &CreateRequest, id: &str, cluster: &str) 
 async fn create_new(aws: &Aws, req: &CreateRequest, id: &str) -> Result<(), ProviderError> {
     let i = &req.inputs;
     let groups = str_list(i, "vpc_security_group_ids");
-    let _p = aws.permit().await;
     aws.rds
         .create_db_instance()
         .db_instance_identifier(id)
@@ -226,7 +224,6 @@ async fn create_new(aws: &Aws, req: &CreateRequest, id: &str) -> Result<(), Prov
 async fn restore(aws: &Aws, req: &CreateRequest, id: &str, snapshot: &str) -> Result<(), ProviderError> {
     let i = &req.inputs;
     let groups = str_list(i, "vpc_security_group_ids");
-    let _p = aws.permit().await;
     aws.rds
         .restore_db_instance_from_db_snapshot()
         .db_instance_identifier(id)
@@ -247,7 +244,6 @@ async fn restore(aws: &Aws, req: &CreateRequest, id: &str, snapshot: &str) -> Re
 
 async fn set_password(aws: &Aws, id: &str, inputs: &Attrs) -> Result<(), ProviderError> {
     wait_available(aws, id).await?;
-    let _p = aws.permit().await;
     aws.rds
         .modify_db_instance()
         .db_instance_identifier(id)
@@ -336,7 +332,7 @@ impl Kind for DbInstance {
         // DescribeDBInstances filters on no tag, but carries each instance's tags.
         let pages = aws.rds.describe_db_instances().into_paginator().send();
         let mut found = Vec::new();
-        for page in super::all_pages(aws, "DescribeDBInstances", pages).await? {
+        for page in super::all_pages("DescribeDBInstances", pages).await? {
             for d in page.db_instances().iter().filter(|d| status_of(d) != "deleting") {
                 found.extend(super::owned_pairs(self, &pairs(d.tag_list()), observed(d, &Attrs::new())));
             }
@@ -391,7 +387,6 @@ impl Kind for DbInstance {
         if modify.iter().any(|m| changed(m)) {
             let groups = str_list(i, "vpc_security_group_ids");
             let pick = |n: &str| changed(n).then_some(());
-            let _p = aws.permit().await;
             aws.rds
                 .modify_db_instance()
                 .db_instance_identifier(id)
@@ -425,7 +420,6 @@ impl Kind for DbInstance {
             (req.log)(&req.addr, &format!("taking final snapshot {snapshot} of {id}"));
         }
         {
-            let _p = aws.permit().await;
             let call = aws.rds.delete_db_instance().db_instance_identifier(id).skip_final_snapshot(skip);
             let call = if skip { call } else { call.final_db_snapshot_identifier(&snapshot) };
             match call.send().await {
@@ -444,7 +438,6 @@ impl Kind for DbInstance {
         }
         // Its subnet group and parameter group cannot go before it is gone.
         crate::wait::until(&format!("DB instance {id} to be deleted"), aws.wait_timeout, || async move {
-            let _p = aws.permit().await;
             match aws.rds.describe_db_instances().db_instance_identifier(id).send().await {
                 Ok(_) => Ok(None),
                 Err(e) if is_not_found(&e) => Ok(Some(())),

@@ -42,7 +42,7 @@ fn outputs(g: &RdsDbParameterGroup) -> Attrs {
 async fn user_params(aws: &Aws, name: &str) -> Result<serde_json::Map<String, Value>, ProviderError> {
     let pages = aws.rds.describe_db_parameters().db_parameter_group_name(name).source("user").into_paginator().send();
     let mut m = serde_json::Map::new();
-    for page in super::all_pages(aws, "DescribeDBParameters", pages).await? {
+    for page in super::all_pages("DescribeDBParameters", pages).await? {
         for p in page.parameters() {
             if let (Some(k), Some(v)) = (p.parameter_name(), p.parameter_value()) {
                 m.insert(k.to_string(), json!(v));
@@ -69,7 +69,6 @@ async fn observed(aws: &Aws, g: &RdsDbParameterGroup, prior: &Attrs) -> Result<O
 }
 
 async fn one(aws: &Aws, name: &str) -> Result<Option<RdsDbParameterGroup>, ProviderError> {
-    let _p = aws.permit().await;
     match aws.rds.describe_db_parameter_groups().db_parameter_group_name(name).send().await {
         Ok(out) => Ok(out.db_parameter_groups().first().cloned()),
         Err(e) if is_not_found(&e) => Ok(None),
@@ -84,7 +83,6 @@ async fn set(aws: &Aws, name: &str, values: Vec<(String, String)>) -> Result<(),
             .iter()
             .map(|(k, v)| Parameter::builder().parameter_name(k).parameter_value(v).apply_method(ApplyMethod::PendingReboot).build())
             .collect();
-        let _p = aws.permit().await;
         aws.rds
             .modify_db_parameter_group()
             .db_parameter_group_name(name)
@@ -122,7 +120,7 @@ impl Kind for DbParameterGroup {
         // One listing for the batch: DescribeDBParameterGroups takes one name or none.
         let pages = aws.rds.describe_db_parameter_groups().into_paginator().send();
         let mut found = HashMap::new();
-        for page in super::all_pages(aws, "DescribeDBParameterGroups", pages).await? {
+        for page in super::all_pages("DescribeDBParameterGroups", pages).await? {
             for g in page.db_parameter_groups() {
                 let name = g.db_parameter_group_name().unwrap_or_default().to_string();
                 if let Some(p) = prior.get(name.as_str()) {
@@ -136,7 +134,7 @@ impl Kind for DbParameterGroup {
     async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
         let pages = aws.rds.describe_db_parameter_groups().into_paginator().send();
         let mut found = Vec::new();
-        for page in super::all_pages(aws, "DescribeDBParameterGroups", pages).await? {
+        for page in super::all_pages("DescribeDBParameterGroups", pages).await? {
             // RDS's own `default.*` groups are never Phoenix's: skip their tag calls.
             for g in page.db_parameter_groups().iter().filter(|g| !g.db_parameter_group_name().unwrap_or_default().starts_with("default."))
             {
@@ -158,7 +156,6 @@ impl Kind for DbParameterGroup {
     async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
         let name = req_str(&req.inputs, "name")?;
         let out = {
-            let _p = aws.permit().await;
             aws.rds
                 .create_db_parameter_group()
                 .db_parameter_group_name(name)
@@ -186,7 +183,6 @@ impl Kind for DbParameterGroup {
                     .iter()
                     .map(|k| Parameter::builder().parameter_name(k).apply_method(ApplyMethod::PendingReboot).build())
                     .collect();
-                let _p = aws.permit().await;
                 aws.rds
                     .reset_db_parameter_group()
                     .db_parameter_group_name(name)
@@ -205,7 +201,6 @@ impl Kind for DbParameterGroup {
         let name = id_of(&req.outputs)?;
         // In use while an instance still refers to it (InvalidDBParameterGroupState).
         crate::wait::until(&format!("DB parameter group {name} to be deletable"), aws.wait_timeout, || async move {
-            let _p = aws.permit().await;
             match aws.rds.delete_db_parameter_group().db_parameter_group_name(name).send().await {
                 Ok(_) => Ok(Some(())),
                 Err(e) if is_not_found(&e) => Ok(Some(())),

@@ -31,7 +31,6 @@ pub(crate) fn pairs(tags: &[Tag]) -> Vec<(String, String)> {
 
 /// Tags of one RDS resource (groups do not carry them in their descriptions).
 pub(crate) async fn tags_of(aws: &Aws, arn: &str) -> Result<Vec<(String, String)>, ProviderError> {
-    let _p = aws.permit().await;
     match aws.rds.list_tags_for_resource().resource_name(arn).send().await {
         Ok(out) => Ok(pairs(out.tag_list())),
         Err(e) if is_not_found(&e) => Ok(Vec::new()),
@@ -43,7 +42,6 @@ pub(crate) async fn tags_of(aws: &Aws, arn: &str) -> Result<Vec<(String, String)
 pub(crate) async fn retag(aws: &Aws, arn: &str, req: &UpdateRequest) -> Result<(), ProviderError> {
     let removed = tags::removed_keys(&req.prior_inputs, &req.inputs);
     if !removed.is_empty() {
-        let _p = aws.permit().await;
         aws.rds
             .remove_tags_from_resource()
             .resource_name(arn)
@@ -52,7 +50,6 @@ pub(crate) async fn retag(aws: &Aws, arn: &str, req: &UpdateRequest) -> Result<(
             .await
             .map_err(|e| sdk("RemoveTagsFromResource", e))?;
     }
-    let _p = aws.permit().await;
     aws.rds
         .add_tags_to_resource()
         .resource_name(arn)
@@ -85,11 +82,10 @@ fn observed(g: &RdsDbSubnetGroup, tag_pairs: &[(String, String)], prior: &Attrs)
 /// takes one name or none, so a batch is one listing rather than N calls.
 async fn list(aws: &Aws) -> Result<Vec<RdsDbSubnetGroup>, ProviderError> {
     let pages = aws.rds.describe_db_subnet_groups().into_paginator().send();
-    Ok(super::all_pages(aws, "DescribeDBSubnetGroups", pages).await?.iter().flat_map(|p| p.db_subnet_groups().to_vec()).collect())
+    Ok(super::all_pages("DescribeDBSubnetGroups", pages).await?.iter().flat_map(|p| p.db_subnet_groups().to_vec()).collect())
 }
 
 async fn one(aws: &Aws, name: &str) -> Result<Option<RdsDbSubnetGroup>, ProviderError> {
-    let _p = aws.permit().await;
     match aws.rds.describe_db_subnet_groups().db_subnet_group_name(name).send().await {
         Ok(out) => Ok(out.db_subnet_groups().first().cloned()),
         Err(e) if is_not_found(&e) => Ok(None),
@@ -149,7 +145,6 @@ impl Kind for DbSubnetGroup {
     }
 
     async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws
             .rds
             .create_db_subnet_group()
@@ -166,7 +161,6 @@ impl Kind for DbSubnetGroup {
     async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
         let name = id_of(&req.prior_outputs)?;
         let g = if req.changed.iter().any(|c| c == "subnet_ids" || c == "description") {
-            let _p = aws.permit().await;
             aws.rds
                 .modify_db_subnet_group()
                 .db_subnet_group_name(name)
@@ -189,7 +183,6 @@ impl Kind for DbSubnetGroup {
         let name = id_of(&req.outputs)?;
         // In use until the instances in it are deleted (InvalidDBSubnetGroupStateFault).
         crate::wait::until(&format!("DB subnet group {name} to be deletable"), aws.wait_timeout, || async move {
-            let _p = aws.permit().await;
             match aws.rds.delete_db_subnet_group().db_subnet_group_name(name).send().await {
                 Ok(_) => Ok(Some(())),
                 Err(e) if is_not_found(&e) => Ok(Some(())),

@@ -56,7 +56,6 @@ fn observed(a: &Address, prior: &Attrs) -> Observed {
 }
 
 async fn describe(aws: &Aws, id: &str) -> Result<Option<Address>, ProviderError> {
-    let _p = aws.permit().await;
     let out = aws
         .ec2
         .describe_addresses()
@@ -71,7 +70,6 @@ async fn describe(aws: &Aws, id: &str) -> Result<Option<Address>, ProviderError>
 /// An instance launched a moment ago may not be visible yet, or not yet running.
 async fn associate(aws: &Aws, id: &str, instance: &str) -> Result<Option<String>, ProviderError> {
     crate::wait::consistent(|| async {
-        let _p = aws.permit().await;
         match aws.ec2.associate_address().allocation_id(id).instance_id(instance).allow_reassociation(true).send().await {
             Ok(out) => Ok(out.association_id().map(str::to_string)),
             Err(e) => Err((is_not_found(&e) || code(&e) == Some("IncorrectInstanceState"), sdk("AssociateAddress", e))),
@@ -81,7 +79,6 @@ async fn associate(aws: &Aws, id: &str, instance: &str) -> Result<Option<String>
 }
 
 async fn disassociate(aws: &Aws, association: &str) -> Result<(), ProviderError> {
-    let _p = aws.permit().await;
     match aws.ec2.disassociate_address().association_id(association).send().await {
         Err(e) if !is_not_found(&e) => Err(sdk("DisassociateAddress", e)),
         _ => Ok(()),
@@ -114,7 +111,6 @@ impl Kind for Eip {
         // DescribeAddresses is not paginated: one call per 200 ids.
         for ids in id_chunks(items) {
             let out = {
-                let _p = aws.permit().await;
                 aws.ec2
                     .describe_addresses()
                     .filters(tags::id_filter("allocation-id", &ids))
@@ -132,13 +128,11 @@ impl Kind for Eip {
     }
 
     async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws.ec2.describe_addresses().filters(super::owned_filter()).send().await.map_err(|e| sdk("DescribeAddresses", e))?;
         Ok(Some(out.addresses().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws
             .ec2
             .describe_addresses()

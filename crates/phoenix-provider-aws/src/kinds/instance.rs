@@ -93,7 +93,6 @@ async fn describe(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Ec2Instance>, P
     let mut found = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let _p = aws.permit().await;
         let out = aws
             .ec2
             .describe_instances()
@@ -176,10 +175,7 @@ async fn lookup_ami(aws: &Aws, inputs: &Attrs, need_root: bool) -> Result<(Strin
                 .filters(Filter::builder().name("state").values("available").build())
         }
     };
-    let out = {
-        let _p = aws.permit().await;
-        request.send().await.map_err(|e| sdk("DescribeImages", e))?
-    };
+    let out = { request.send().await.map_err(|e| sdk("DescribeImages", e))? };
     // ISO 8601 dates of one format sort as strings; the name breaks ties (it usually embeds a date).
     let newest = out.images().iter().max_by(|a, b| (a.creation_date(), a.name()).cmp(&(b.creation_date(), b.name())));
     let Some(image) = newest else {
@@ -202,12 +198,10 @@ async fn resize(aws: &Aws, req: &UpdateRequest, id: &str, to: &str) -> Result<()
     }
     (req.log)(&req.addr, &format!("stopping {id} to change its type to {to}"));
     {
-        let _p = aws.permit().await;
         aws.ec2.stop_instances().instance_ids(id).send().await.map_err(|e| sdk("StopInstances", e))?;
     }
     wait_for(aws, id, InstanceStateName::Stopped).await?;
     let modified = {
-        let _p = aws.permit().await;
         aws.ec2
             .modify_instance_attribute()
             .instance_id(id)
@@ -218,7 +212,6 @@ async fn resize(aws: &Aws, req: &UpdateRequest, id: &str, to: &str) -> Result<()
     };
     // Start it again even when the modification was refused, so a bad type does not leave it stopped.
     {
-        let _p = aws.permit().await;
         aws.ec2.start_instances().instance_ids(id).send().await.map_err(|e| sdk("StartInstances", e))?;
     }
     wait_for(aws, id, InstanceStateName::Running).await?;
@@ -390,7 +383,6 @@ impl Kind for Instance {
                     "an instance in a VPC needs at least one security group; list the VPC's default group to keep only it",
                 ));
             }
-            let _p = aws.permit().await;
             aws.ec2
                 .modify_instance_attribute()
                 .instance_id(id)
@@ -407,7 +399,6 @@ impl Kind for Instance {
     async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
         let id = id_of(&req.outputs)?;
         {
-            let _p = aws.permit().await;
             match aws.ec2.terminate_instances().instance_ids(id).send().await {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => return Ok(()),

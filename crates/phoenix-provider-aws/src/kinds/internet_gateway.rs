@@ -36,7 +36,6 @@ fn observed(g: &aws_sdk_ec2::types::InternetGateway, prior: &Attrs) -> Observed 
 
 /// The gateway as EC2 has it now, or `None` when it is gone.
 async fn describe(aws: &Aws, id: &str) -> Result<Option<aws_sdk_ec2::types::InternetGateway>, ProviderError> {
-    let _p = aws.permit().await;
     let out = aws
         .ec2
         .describe_internet_gateways()
@@ -70,7 +69,6 @@ impl Kind for InternetGateway {
         let mut found = HashMap::new();
         for ids in id_chunks(items) {
             let pages = all_pages(
-                aws,
                 "DescribeInternetGateways",
                 aws.ec2.describe_internet_gateways().filters(tags::id_filter("internet-gateway-id", &ids)).into_paginator().send(),
             )
@@ -85,7 +83,6 @@ impl Kind for InternetGateway {
     }
 
     async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws
             .ec2
             .describe_internet_gateways()
@@ -97,7 +94,6 @@ impl Kind for InternetGateway {
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws
             .ec2
             .describe_internet_gateways()
@@ -126,7 +122,6 @@ impl Kind for InternetGateway {
         // The gateway exists now: a failed attach must not leak it. Either side
         // may be too new to be visible yet (NotFound is retried for a while).
         crate::wait::consistent(|| async {
-            let _p = aws.permit().await;
             match aws.ec2.attach_internet_gateway().internet_gateway_id(&id).vpc_id(vpc).send().await {
                 Ok(_) => Ok(()),
                 // A retried attach whose first response was lost.

@@ -83,7 +83,6 @@ impl Kind for KeyPair {
         // A filter (not KeyPairIds) so that ids that are gone are simply absent.
         for ids in id_chunks(items) {
             let out = {
-                let _p = aws.permit().await;
                 aws.ec2
                     .describe_key_pairs()
                     .filters(tags::id_filter("key-pair-id", &ids))
@@ -101,13 +100,11 @@ impl Kind for KeyPair {
     }
 
     async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws.ec2.describe_key_pairs().filters(super::owned_filter()).send().await.map_err(|e| sdk("DescribeKeyPairs", e))?;
         Ok(Some(out.key_pairs().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws
             .ec2
             .describe_key_pairs()
@@ -154,7 +151,6 @@ impl Kind for KeyPair {
         // someone else is not ours to delete, and a gone key is done. Then
         // delete by name, which every EC2 implementation honours (moto ignores KeyPairId).
         let out = {
-            let _p = aws.permit().await;
             aws.ec2
                 .describe_key_pairs()
                 .filters(tags::id_filter("key-pair-id", &[id]))

@@ -59,10 +59,7 @@ fn observed(t: &Ec2LaunchTemplate, prior_inputs: &Attrs, prior_outputs: &Attrs) 
 /// Templates by id. On AWS an unknown id fails the whole call (not found), so a batch
 /// with a gone member is read again one id at a time.
 async fn describe(aws: &Aws, ids: Vec<String>) -> Result<Vec<Ec2LaunchTemplate>, ProviderError> {
-    let res = {
-        let _p = aws.permit().await;
-        aws.ec2.describe_launch_templates().set_launch_template_ids(Some(ids.clone())).send().await
-    };
+    let res = { aws.ec2.describe_launch_templates().set_launch_template_ids(Some(ids.clone())).send().await };
     match res {
         Ok(out) => Ok(out.launch_templates().to_vec()),
         Err(e) if is_not_found(&e) && ids.len() > 1 => {
@@ -121,7 +118,7 @@ impl Kind for LaunchTemplate {
     async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
         let pages = aws.ec2.describe_launch_templates().filters(super::owned_filter()).into_paginator().send();
         let mut found = Vec::new();
-        for page in super::all_pages(aws, "DescribeLaunchTemplates", pages).await? {
+        for page in super::all_pages("DescribeLaunchTemplates", pages).await? {
             for t in page.launch_templates() {
                 found.extend(super::owned(self, t.tags(), observed(t, &Attrs::new(), &Attrs::new())));
             }
@@ -130,7 +127,6 @@ impl Kind for LaunchTemplate {
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws
             .ec2
             .describe_launch_templates()
@@ -144,7 +140,6 @@ impl Kind for LaunchTemplate {
     async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
         let (d, image) = data(aws, &req.inputs).await?;
         let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
-        let _p = aws.permit().await;
         let out = aws
             .ec2
             .create_launch_template()
@@ -166,7 +161,6 @@ impl Kind for LaunchTemplate {
         if req.changed.iter().any(|c| c != "tags") {
             let (d, image) = data(aws, &req.inputs).await?;
             let version = {
-                let _p = aws.permit().await;
                 aws.ec2
                     .create_launch_template_version()
                     .launch_template_id(id)
@@ -179,7 +173,6 @@ impl Kind for LaunchTemplate {
                     .ok_or_else(|| ProviderError::permanent("CreateLaunchTemplateVersion returned no version"))?
             };
             {
-                let _p = aws.permit().await;
                 aws.ec2
                     .modify_launch_template()
                     .launch_template_id(id)
@@ -197,7 +190,6 @@ impl Kind for LaunchTemplate {
 
     async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
         let id = id_of(&req.outputs)?;
-        let _p = aws.permit().await;
         match aws.ec2.delete_launch_template().launch_template_id(id).send().await {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),

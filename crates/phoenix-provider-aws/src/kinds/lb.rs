@@ -45,7 +45,7 @@ pub(crate) fn elb_tags(o: &Ownership, user: Option<&Value>) -> Vec<Tag> {
 /// ELBv2 calls taking ARNs (20 at most) fail as a whole when one ARN is
 /// unknown (deleted since it was listed): `arns` are read 20 at a time, and a
 /// batch that fails so is read again one ARN at a time, gone ones skipped.
-pub(crate) async fn by_arns<T, F, Fut, E, R>(aws: &Aws, what: &str, arns: &[String], call: F) -> Result<Vec<T>, ProviderError>
+pub(crate) async fn by_arns<T, F, Fut, E, R>(what: &str, arns: &[String], call: F) -> Result<Vec<T>, ProviderError>
 where
     F: Fn(Vec<String>) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<T>, aws_sdk_ec2::error::SdkError<E, R>>>,
@@ -54,18 +54,12 @@ where
 {
     let mut found = Vec::new();
     for chunk in arns.chunks(20) {
-        let res = {
-            let _p = aws.permit().await;
-            call(chunk.to_vec()).await
-        };
+        let res = { call(chunk.to_vec()).await };
         match res {
             Ok(items) => found.extend(items),
             Err(e) if is_not_found(&e) && chunk.len() > 1 => {
                 for arn in chunk {
-                    let one = {
-                        let _p = aws.permit().await;
-                        call(vec![arn.clone()]).await
-                    };
+                    let one = { call(vec![arn.clone()]).await };
                     match one {
                         Ok(items) => found.extend(items),
                         Err(e) if is_not_found(&e) => {}
@@ -82,7 +76,7 @@ where
 
 /// Tags of many ELBv2 resources by ARN.
 pub(crate) async fn tags_of(aws: &Aws, arns: &[String]) -> Result<HashMap<String, Vec<(String, String)>>, ProviderError> {
-    let descriptions = by_arns(aws, "DescribeTags", arns, |chunk| async move {
+    let descriptions = by_arns("DescribeTags", arns, |chunk| async move {
         aws.elb.describe_tags().set_resource_arns(Some(chunk)).send().await.map(|o| o.tag_descriptions().to_vec())
     })
     .await?;
@@ -99,10 +93,8 @@ pub(crate) async fn tags_of(aws: &Aws, arns: &[String]) -> Result<HashMap<String
 pub(crate) async fn retag(aws: &Aws, arn: &str, req: &UpdateRequest) -> Result<(), ProviderError> {
     let removed = tags::removed_keys(&req.prior_inputs, &req.inputs);
     if !removed.is_empty() {
-        let _p = aws.permit().await;
         aws.elb.remove_tags().resource_arns(arn).set_tag_keys(Some(removed)).send().await.map_err(|e| sdk("RemoveTags", e))?;
     }
-    let _p = aws.permit().await;
     aws.elb
         .add_tags()
         .resource_arns(arn)
@@ -152,7 +144,7 @@ fn observed(lb: &LoadBalancer, tag_pairs: &[(String, String)], prior: &Attrs) ->
 
 /// Load balancers by ARN.
 async fn describe(aws: &Aws, arns: &[String]) -> Result<Vec<LoadBalancer>, ProviderError> {
-    by_arns(aws, "DescribeLoadBalancers", arns, |chunk| async move {
+    by_arns("DescribeLoadBalancers", arns, |chunk| async move {
         aws.elb.describe_load_balancers().set_load_balancer_arns(Some(chunk)).send().await.map(|o| o.load_balancers().to_vec())
     })
     .await
@@ -163,14 +155,13 @@ async fn describe(aws: &Aws, arns: &[String]) -> Result<Vec<LoadBalancer>, Provi
 pub(crate) async fn all_owned(aws: &Aws) -> Result<(Vec<LoadBalancer>, HashMap<String, Vec<(String, String)>>), ProviderError> {
     let pages = aws.elb.describe_load_balancers().into_paginator().send();
     let lbs: Vec<LoadBalancer> =
-        super::all_pages(aws, "DescribeLoadBalancers", pages).await?.iter().flat_map(|p| p.load_balancers().to_vec()).collect();
+        super::all_pages("DescribeLoadBalancers", pages).await?.iter().flat_map(|p| p.load_balancers().to_vec()).collect();
     let arns: Vec<String> = lbs.iter().filter_map(|l| l.load_balancer_arn().map(str::to_string)).collect();
     let tag_map = tags_of(aws, &arns).await?;
     Ok((lbs, tag_map))
 }
 
 async fn by_name(aws: &Aws, name: &str) -> Result<Option<LoadBalancer>, ProviderError> {
-    let _p = aws.permit().await;
     match aws.elb.describe_load_balancers().names(name).send().await {
         Ok(out) => Ok(out.load_balancers().first().cloned()),
         Err(e) if is_not_found(&e) => Ok(None),
@@ -269,7 +260,6 @@ impl Kind for Lb {
         // CreateLoadBalancer is idempotent by name on AWS (same settings: the same ARN back),
         // so an SDK retry after a lost response does not make a second one.
         let out = {
-            let _p = aws.permit().await;
             aws.elb
                 .create_load_balancer()
                 .name(req_str(&req.inputs, "name")?)
@@ -296,7 +286,6 @@ impl Kind for Lb {
     async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
         let arn = id_of(&req.prior_outputs)?;
         if req.changed.iter().any(|c| c == "subnet_ids") {
-            let _p = aws.permit().await;
             aws.elb
                 .set_subnets()
                 .load_balancer_arn(arn)
@@ -306,7 +295,6 @@ impl Kind for Lb {
                 .map_err(|e| sdk("SetSubnets", e))?;
         }
         if req.changed.iter().any(|c| c == "security_group_ids") {
-            let _p = aws.permit().await;
             aws.elb
                 .set_security_groups()
                 .load_balancer_arn(arn)
@@ -322,7 +310,6 @@ impl Kind for Lb {
     async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
         let arn = id_of(&req.outputs)?;
         {
-            let _p = aws.permit().await;
             match aws.elb.delete_load_balancer().load_balancer_arn(arn).send().await {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) => return Ok(()),

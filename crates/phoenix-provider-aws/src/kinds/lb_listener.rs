@@ -48,7 +48,7 @@ fn observed(l: &Listener, tag_pairs: &[(String, String)], prior: &Attrs) -> Obse
 
 /// Listeners by ARN (see `lb::by_arns`).
 async fn describe(aws: &Aws, arns: &[String]) -> Result<Vec<Listener>, ProviderError> {
-    super::lb::by_arns(aws, "DescribeListeners", arns, |chunk| async move {
+    super::lb::by_arns("DescribeListeners", arns, |chunk| async move {
         aws.elb.describe_listeners().set_listener_arns(Some(chunk)).send().await.map(|o| o.listeners().to_vec())
     })
     .await
@@ -98,10 +98,7 @@ impl Kind for LbListener {
         for arn in lbs.iter().filter_map(|l| l.load_balancer_arn()) {
             let mut marker = None;
             loop {
-                let res = {
-                    let _p = aws.permit().await;
-                    aws.elb.describe_listeners().load_balancer_arn(arn).set_marker(marker).send().await
-                };
+                let res = { aws.elb.describe_listeners().load_balancer_arn(arn).set_marker(marker).send().await };
                 let out = match res {
                     Ok(out) => out,
                     // Deleted since it was listed: so are its listeners.
@@ -130,10 +127,7 @@ impl Kind for LbListener {
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         // A port is unique on its load balancer: the listener on ours, if it carries our tags.
-        let res = {
-            let _p = aws.permit().await;
-            aws.elb.describe_listeners().load_balancer_arn(req_str(&req.inputs, "load_balancer_arn")?).send().await
-        };
+        let res = { aws.elb.describe_listeners().load_balancer_arn(req_str(&req.inputs, "load_balancer_arn")?).send().await };
         let listeners = match res {
             Ok(out) => out.listeners().to_vec(),
             Err(e) if is_not_found(&e) => return Ok(None),
@@ -148,7 +142,6 @@ impl Kind for LbListener {
 
     async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
         let out = {
-            let _p = aws.permit().await;
             aws.elb
                 .create_listener()
                 .load_balancer_arn(req_str(&req.inputs, "load_balancer_arn")?)
@@ -167,7 +160,6 @@ impl Kind for LbListener {
     async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
         let arn = id_of(&req.prior_outputs)?;
         if req.changed.iter().any(|c| matches!(c.as_str(), "port" | "protocol" | "target_group_arn")) {
-            let _p = aws.permit().await;
             aws.elb
                 .modify_listener()
                 .listener_arn(arn)
@@ -184,7 +176,6 @@ impl Kind for LbListener {
 
     async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
         let arn = id_of(&req.outputs)?;
-        let _p = aws.permit().await;
         match aws.elb.delete_listener().listener_arn(arn).send().await {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),

@@ -79,7 +79,7 @@ fn observed(tg: &TargetGroup, tag_pairs: &[(String, String)], counts: (i64, i64)
 
 /// Target groups by ARN (see `lb::by_arns`).
 async fn describe(aws: &Aws, arns: &[String]) -> Result<Vec<TargetGroup>, ProviderError> {
-    super::lb::by_arns(aws, "DescribeTargetGroups", arns, |chunk| async move {
+    super::lb::by_arns("DescribeTargetGroups", arns, |chunk| async move {
         aws.elb.describe_target_groups().set_target_group_arns(Some(chunk)).send().await.map(|o| o.target_groups().to_vec())
     })
     .await
@@ -87,7 +87,6 @@ async fn describe(aws: &Aws, arns: &[String]) -> Result<Vec<TargetGroup>, Provid
 
 /// (healthy, not healthy) registered targets; draining and unused targets count as not healthy.
 async fn target_health(aws: &Aws, arn: &str) -> Result<(i64, i64), ProviderError> {
-    let _p = aws.permit().await;
     let out = match aws.elb.describe_target_health().target_group_arn(arn).send().await {
         Ok(o) => o,
         Err(e) if is_not_found(&e) => return Ok((0, 0)),
@@ -162,7 +161,7 @@ impl Kind for LbTargetGroup {
     async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<OwnedObject>>, ProviderError> {
         let pages = aws.elb.describe_target_groups().into_paginator().send();
         let groups: Vec<TargetGroup> =
-            super::all_pages(aws, "DescribeTargetGroups", pages).await?.iter().flat_map(|p| p.target_groups().to_vec()).collect();
+            super::all_pages("DescribeTargetGroups", pages).await?.iter().flat_map(|p| p.target_groups().to_vec()).collect();
         let arns: Vec<String> = groups.iter().filter_map(|g| g.target_group_arn().map(str::to_string)).collect();
         let tag_map = tags_of(aws, &arns).await?;
         Ok(Some(
@@ -178,10 +177,7 @@ impl Kind for LbTargetGroup {
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let res = {
-            let _p = aws.permit().await;
-            aws.elb.describe_target_groups().names(req_str(&req.inputs, "name")?).send().await
-        };
+        let res = { aws.elb.describe_target_groups().names(req_str(&req.inputs, "name")?).send().await };
         let tg = match res {
             Ok(out) => out.target_groups().first().cloned(),
             Err(e) if is_not_found(&e) => None,
@@ -199,7 +195,6 @@ impl Kind for LbTargetGroup {
     async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
         let i = &req.inputs;
         let out = {
-            let _p = aws.permit().await;
             aws.elb
                 .create_target_group()
                 .name(req_str(i, "name")?)
@@ -226,7 +221,6 @@ impl Kind for LbTargetGroup {
         let arn = id_of(&req.prior_outputs)?;
         let i = &req.inputs;
         if req.changed.iter().any(|c| c.starts_with("health") || c.ends_with("_threshold")) {
-            let _p = aws.permit().await;
             aws.elb
                 .modify_target_group()
                 .target_group_arn(arn)
@@ -253,7 +247,6 @@ impl Kind for LbTargetGroup {
         // A group is in use until the listener forwarding to it and the auto scaling
         // group registering into it are gone (ResourceInUse): retried until they are.
         crate::wait::until(&format!("target group {arn} to be deletable"), aws.wait_timeout, || async move {
-            let _p = aws.permit().await;
             match aws.elb.delete_target_group().target_group_arn(arn).send().await {
                 Ok(_) => Ok(Some(())),
                 Err(e) if is_not_found(&e) => Ok(Some(())),

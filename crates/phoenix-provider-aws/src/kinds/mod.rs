@@ -187,11 +187,9 @@ pub async fn update_tags(aws: &Aws, id: &str, req: &UpdateRequest) -> Result<(),
     let removed: Vec<String> = keys(&req.prior_inputs).into_iter().filter(|k| !now.contains(k) && !k.starts_with("phoenix:")).collect();
     if !removed.is_empty() {
         let tags: Vec<_> = removed.iter().map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build()).collect();
-        let _p = aws.permit().await;
         aws.ec2.delete_tags().resources(id).set_tags(Some(tags)).send().await.map_err(|e| crate::error::sdk("DeleteTags", e))?;
     }
     let tags = crate::tags::all_tags(&req.ownership, req.inputs.get("tags"));
-    let _p = aws.permit().await;
     aws.ec2.create_tags().resources(id).set_tags(Some(tags)).send().await.map_err(|e| crate::error::sdk("CreateTags", e))?;
     Ok(())
 }
@@ -208,7 +206,6 @@ where
     crate::wait::until(&format!("{what} to be deletable"), aws.wait_timeout, || {
         let fut = op();
         async move {
-            let _p = aws.permit().await;
             match fut.await {
                 Ok(()) => Ok(Some(())),
                 Err(e) if crate::error::is_not_found(&e) => Ok(Some(())),
@@ -278,10 +275,7 @@ where
     let mut unknown = 0;
     let mut delay = std::time::Duration::from_millis(200);
     loop {
-        let sent = {
-            let _p = aws.permit().await;
-            call().await
-        };
+        let sent = { call().await };
         let e = match sent {
             Ok(o) => return Ok(Made::Answered(o)),
             Err(e)
@@ -317,9 +311,8 @@ where
     }
 }
 
-/// Every page of a paginated call; each page waits for a permit like any request.
+/// Every page of a paginated call (each page is a request under the call policy, like any other).
 pub async fn all_pages<O, E, R>(
-    aws: &Aws,
     what: &str,
     mut pages: aws_smithy_async::future::pagination_stream::PaginationStream<Result<O, aws_sdk_ec2::error::SdkError<E, R>>>,
 ) -> Result<Vec<O>, ProviderError>
@@ -329,10 +322,7 @@ where
 {
     let mut out = Vec::new();
     loop {
-        let page = {
-            let _p = aws.permit().await;
-            pages.next().await
-        };
+        let page = { pages.next().await };
         match page {
             None => return Ok(out),
             Some(p) => out.push(p.map_err(|e| crate::error::sdk(what, e))?),

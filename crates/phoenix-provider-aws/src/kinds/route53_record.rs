@@ -138,7 +138,6 @@ async fn change(aws: &Aws, zone: &str, action: ChangeAction, set: ResourceRecord
     let bad = |e: aws_sdk_route53::error::BuildError| ProviderError::permanent(format!("change: {e}"));
     let batch = ChangeBatch::builder().changes(Change::builder().action(action.clone()).resource_record_set(set).build().map_err(bad)?);
     let out = {
-        let _p = aws.permit().await;
         aws.route53
             .change_resource_record_sets()
             .hosted_zone_id(zone)
@@ -155,7 +154,6 @@ async fn change(aws: &Aws, zone: &str, action: ChangeAction, set: ResourceRecord
     crate::wait::until(&format!("Route 53 change {id} to be in sync"), aws.wait_timeout, || {
         let id = id.clone();
         async move {
-            let _p = aws.permit().await;
             let out = aws.route53.get_change().id(&id).send().await.map_err(|e| sdk("GetChange", e))?;
             Ok(out.change_info().is_some_and(|c| c.status() == &ChangeStatus::Insync).then_some(()))
         }
@@ -173,7 +171,6 @@ async fn zone_sets(aws: &Aws, zone: &str) -> Result<Option<Vec<ResourceRecordSet
             call = call.start_record_name(name).set_start_record_type(rtype).set_start_record_identifier(ident);
         }
         let out = {
-            let _p = aws.permit().await;
             match call.send().await {
                 Ok(o) => o,
                 Err(e) if code(&e) == Some("NoSuchHostedZone") => return Ok(None),

@@ -53,8 +53,7 @@ fn observed(z: &HostedZone, tag_pairs: &[(String, String)], prior: &Attrs, prior
 /// (Route 53 lists zones without tags: one ListTagsForResources per ten zones).
 pub(crate) async fn owned_zones(aws: &Aws) -> Result<Vec<(HostedZone, Vec<(String, String)>)>, ProviderError> {
     let pages = aws.route53.list_hosted_zones().into_paginator().send();
-    let zones: Vec<HostedZone> =
-        super::all_pages(aws, "ListHostedZones", pages).await?.iter().flat_map(|p| p.hosted_zones().to_vec()).collect();
+    let zones: Vec<HostedZone> = super::all_pages("ListHostedZones", pages).await?.iter().flat_map(|p| p.hosted_zones().to_vec()).collect();
     let ids: Vec<String> = zones.iter().map(|z| short_id(z.id()).to_string()).collect();
     let mut tag_map = tags_of(aws, &ids).await?;
     Ok(zones
@@ -70,7 +69,6 @@ pub(crate) async fn owned_zones(aws: &Aws) -> Result<Vec<(HostedZone, Vec<(Strin
 async fn tags_of(aws: &Aws, ids: &[String]) -> Result<HashMap<String, Vec<(String, String)>>, ProviderError> {
     let mut found = HashMap::new();
     for chunk in ids.chunks(10) {
-        let _p = aws.permit().await;
         let out = aws
             .route53
             .list_tags_for_resources()
@@ -116,7 +114,7 @@ impl Kind for Route53Zone {
         let prior_out: HashMap<&str, &Attrs> = items.iter().filter_map(|i| Some((i.outputs.get("id")?.as_str()?, &i.outputs))).collect();
         // One listing (100 zones a page) rather than a GetHostedZone per zone.
         let pages = aws.route53.list_hosted_zones().into_paginator().send();
-        let zones: Vec<HostedZone> = super::all_pages(aws, "ListHostedZones", pages)
+        let zones: Vec<HostedZone> = super::all_pages("ListHostedZones", pages)
             .await?
             .iter()
             .flat_map(|p| p.hosted_zones().to_vec())
@@ -146,10 +144,7 @@ impl Kind for Route53Zone {
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let name = req_str(&req.inputs, "name")?;
-        let out = {
-            let _p = aws.permit().await;
-            aws.route53.list_hosted_zones_by_name().dns_name(name).send().await.map_err(|e| sdk("ListHostedZonesByName", e))?
-        };
+        let out = { aws.route53.list_hosted_zones_by_name().dns_name(name).send().await.map_err(|e| sdk("ListHostedZonesByName", e))? };
         let same: Vec<HostedZone> = out.hosted_zones().iter().filter(|z| same_name(z.name(), name)).cloned().collect();
         let ids: Vec<String> = same.iter().map(|z| short_id(z.id()).to_string()).collect();
         let tag_map = tags_of(aws, &ids).await?;
@@ -168,7 +163,6 @@ impl Kind for Route53Zone {
         let vpc = opt_str(i, "vpc_id")
             .map(|v| aws_sdk_route53::types::Vpc::builder().vpc_id(v).vpc_region(VpcRegion::from(aws.region.as_str())).build());
         let out = {
-            let _p = aws.permit().await;
             aws.route53
                 .create_hosted_zone()
                 .name(req_str(i, "name")?)
@@ -184,7 +178,6 @@ impl Kind for Route53Zone {
         let ns = out.delegation_set().map(|d| d.name_servers().to_vec());
         let made = outputs(z, ns, &Attrs::new());
         // Zones cannot be tagged at creation: tag right after; a failure hands the zone to the engine.
-        let _p = aws.permit().await;
         aws.route53
             .change_tags_for_resource()
             .resource_type(TagResourceType::Hostedzone)
@@ -199,7 +192,6 @@ impl Kind for Route53Zone {
     async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
         let id = id_of(&req.prior_outputs)?;
         if req.changed.iter().any(|c| c == "comment") {
-            let _p = aws.permit().await;
             aws.route53
                 .update_hosted_zone_comment()
                 .id(id)
@@ -209,7 +201,6 @@ impl Kind for Route53Zone {
                 .map_err(|e| sdk("UpdateHostedZoneComment", e))?;
         }
         let removed = tags::removed_keys(&req.prior_inputs, &req.inputs);
-        let _p = aws.permit().await;
         aws.route53
             .change_tags_for_resource()
             .resource_type(TagResourceType::Hostedzone)
@@ -226,7 +217,6 @@ impl Kind for Route53Zone {
         let id = id_of(&req.outputs)?;
         // Records still being deleted keep it non-empty for a moment (HostedZoneNotEmpty).
         crate::wait::until(&format!("hosted zone {id} to be deletable"), aws.wait_timeout, || async move {
-            let _p = aws.permit().await;
             match aws.route53.delete_hosted_zone().id(id).send().await {
                 Ok(_) => Ok(Some(())),
                 Err(e) if is_not_found(&e) => Ok(Some(())),

@@ -110,7 +110,6 @@ fn observed(t: &aws_sdk_ec2::types::RouteTable, prior: &Attrs) -> Observed {
 }
 
 async fn describe(aws: &Aws, id: &str) -> Result<Option<aws_sdk_ec2::types::RouteTable>, ProviderError> {
-    let _p = aws.permit().await;
     let out = aws
         .ec2
         .describe_route_tables()
@@ -128,7 +127,6 @@ async fn reconcile(aws: &Aws, id: &str, inputs: &Attrs, current: Option<&aws_sdk
     let want = desired_routes(inputs);
     let have = current.map(actual_routes).unwrap_or_default();
     for (cidr, _) in have.iter().filter(|(c, _)| !want.iter().any(|(w, _)| w == c)) {
-        let _p = aws.permit().await;
         match aws.ec2.delete_route().route_table_id(id).destination_cidr_block(cidr).send().await {
             Err(e) if !is_not_found(&e) => return Err(sdk("DeleteRoute", e)),
             _ => {}
@@ -141,7 +139,6 @@ async fn reconcile(aws: &Aws, id: &str, inputs: &Attrs, current: Option<&aws_sdk
             None => false,
         };
         crate::wait::consistent(|| async {
-            let _p = aws.permit().await;
             if !replace {
                 match aws.ec2.create_route().route_table_id(id).destination_cidr_block(cidr).gateway_id(gw).send().await {
                     Ok(_) => return Ok(()),
@@ -158,7 +155,6 @@ async fn reconcile(aws: &Aws, id: &str, inputs: &Attrs, current: Option<&aws_sdk
     let want = str_list(inputs, "subnet_ids");
     let have = current.map(associations).unwrap_or_default();
     for (_, assoc) in have.iter().filter(|(s, _)| !want.contains(s)) {
-        let _p = aws.permit().await;
         match aws.ec2.disassociate_route_table().association_id(assoc).send().await {
             Err(e) if !is_not_found(&e) => return Err(sdk("DisassociateRouteTable", e)),
             _ => {}
@@ -166,7 +162,6 @@ async fn reconcile(aws: &Aws, id: &str, inputs: &Attrs, current: Option<&aws_sdk
     }
     for subnet in want.iter().filter(|s| !have.iter().any(|(h, _)| h == *s)) {
         crate::wait::consistent(|| async {
-            let _p = aws.permit().await;
             aws.ec2
                 .associate_route_table()
                 .route_table_id(id)
@@ -213,7 +208,6 @@ impl Kind for RouteTable {
         let mut found = HashMap::new();
         for ids in id_chunks(items) {
             let pages = all_pages(
-                aws,
                 "DescribeRouteTables",
                 aws.ec2.describe_route_tables().filters(tags::id_filter("route-table-id", &ids)).into_paginator().send(),
             )
@@ -228,13 +222,11 @@ impl Kind for RouteTable {
     }
 
     async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws.ec2.describe_route_tables().filters(super::owned_filter()).send().await.map_err(|e| sdk("DescribeRouteTables", e))?;
         Ok(Some(out.route_tables().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws
             .ec2
             .describe_route_tables()
@@ -281,7 +273,6 @@ impl Kind for RouteTable {
         let Some(t) = describe(aws, &id).await? else { return Ok(()) };
         // A table is deletable only once no subnet uses it.
         for (_, assoc) in associations(&t) {
-            let _p = aws.permit().await;
             match aws.ec2.disassociate_route_table().association_id(&assoc).send().await {
                 Err(e) if !is_not_found(&e) => return Err(sdk("DisassociateRouteTable", e)),
                 _ => {}

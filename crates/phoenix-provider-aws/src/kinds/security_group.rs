@@ -237,7 +237,6 @@ async fn apply(aws: &Aws, id: &str, dir: Direction, authorize: bool, rules: &[&R
         crate::wait::consistent(|| {
             let perms = Some(perms.clone());
             async move {
-                let _p = aws.permit().await;
                 let ec2 = &aws.ec2;
                 match (dir, authorize) {
                     (Direction::Ingress, true) => ec2
@@ -336,7 +335,6 @@ impl Kind for SecurityGroup {
         let mut found = HashMap::new();
         for ids in id_chunks(items) {
             let pages = all_pages(
-                aws,
                 "DescribeSecurityGroups",
                 aws.ec2.describe_security_groups().filters(tags::id_filter("group-id", &ids)).into_paginator().send(),
             )
@@ -351,14 +349,12 @@ impl Kind for SecurityGroup {
     }
 
     async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
-        let _p = aws.permit().await;
         let out =
             aws.ec2.describe_security_groups().filters(super::owned_filter()).send().await.map_err(|e| sdk("DescribeSecurityGroups", e))?;
         Ok(Some(out.security_groups().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws
             .ec2
             .describe_security_groups()
@@ -405,7 +401,6 @@ impl Kind for SecurityGroup {
         if req.changed.iter().any(|c| c == "ingress" || c == "egress") {
             // Against what EC2 holds now, so rules added or removed by hand are reconciled too.
             let current = {
-                let _p = aws.permit().await;
                 aws.ec2
                     .describe_security_groups()
                     .filters(tags::id_filter("group-id", &[id.to_string()]))

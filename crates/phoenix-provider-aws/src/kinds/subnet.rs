@@ -48,7 +48,6 @@ fn outputs(id: &str, zone: &str) -> Attrs {
 }
 
 async fn set_public_ip(aws: &Aws, id: &str, on: bool) -> Result<(), (bool, ProviderError)> {
-    let _p = aws.permit().await;
     aws.ec2
         .modify_subnet_attribute()
         .subnet_id(id)
@@ -100,7 +99,6 @@ impl Kind for Subnet {
         let mut found = HashMap::new();
         for ids in id_chunks(items) {
             let pages = all_pages(
-                aws,
                 "DescribeSubnets",
                 aws.ec2.describe_subnets().filters(tags::id_filter("subnet-id", &ids)).into_paginator().send(),
             )
@@ -115,13 +113,11 @@ impl Kind for Subnet {
     }
 
     async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws.ec2.describe_subnets().filters(super::owned_filter()).send().await.map_err(|e| sdk("DescribeSubnets", e))?;
         Ok(Some(out.subnets().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws
             .ec2
             .describe_subnets()

@@ -61,7 +61,6 @@ pub(crate) async fn describe(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Ec2V
     let mut found = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let _p = aws.permit().await;
         let out = aws
             .ec2
             .describe_volumes()
@@ -154,7 +153,6 @@ impl Kind for Volume {
         let mut owners = HashMap::new();
         for ids in attached.chunks(200).filter(|c| !c.is_empty()) {
             let out = {
-                let _p = aws.permit().await;
                 aws.ec2
                     .describe_instances()
                     .filters(tags::id_filter("instance-id", ids))
@@ -251,7 +249,6 @@ impl Kind for Volume {
             }
             if to > from {
                 let to = i32::try_from(to).map_err(|_| ProviderError::permanent(format!("size {to} GiB is out of range")))?;
-                let _p = aws.permit().await;
                 aws.ec2.modify_volume().volume_id(id).size(to).send().await.map_err(|e| sdk("ModifyVolume", e))?;
                 target = Some(to);
             }
@@ -265,7 +262,6 @@ impl Kind for Volume {
         let id = id_of(&req.outputs)?;
         // A volume still detaching from its instance (VolumeInUse, IncorrectState) is retried until it is free.
         crate::wait::until(&format!("volume {id} to be deletable"), aws.wait_timeout, || async move {
-            let _p = aws.permit().await;
             match aws.ec2.delete_volume().volume_id(id).send().await {
                 Ok(_) => Ok(Some(())),
                 Err(e) if is_not_found(&e) => Ok(Some(())),

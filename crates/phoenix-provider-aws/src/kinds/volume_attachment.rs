@@ -144,10 +144,7 @@ impl Kind for VolumeAttachment {
         let device = req_str(&req.inputs, "device_name")?;
         // Just after their creates EC2 may not know the volume or instance yet, or the instance may still be pending.
         crate::wait::consistent(|| async move {
-            let sent = {
-                let _p = aws.permit().await;
-                aws.ec2.attach_volume().volume_id(volume).instance_id(instance).device(device).send().await
-            };
+            let sent = { aws.ec2.attach_volume().volume_id(volume).instance_id(instance).device(device).send().await };
             match sent {
                 Ok(_) => Ok(()),
                 Err(e) if is_not_found(&e) || code(&e) == Some("IncorrectState") => Err((true, sdk("AttachVolume", e))),
@@ -177,7 +174,6 @@ impl Kind for VolumeAttachment {
             detach = detach.device(d);
         }
         {
-            let _p = aws.permit().await;
             match detach.send().await {
                 Ok(_) => {}
                 // The volume, the instance or the attachment is gone already (a terminated instance detaches everything).

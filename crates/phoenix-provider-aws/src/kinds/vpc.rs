@@ -28,7 +28,6 @@ fn observed(v: &aws_sdk_ec2::types::Vpc, prior: &Attrs) -> Observed {
 }
 
 async fn set_dns_hostnames(aws: &Aws, id: &str, on: bool) -> Result<(), ProviderError> {
-    let _p = aws.permit().await;
     aws.ec2
         .modify_vpc_attribute()
         .vpc_id(id)
@@ -63,7 +62,6 @@ impl Kind for Vpc {
         let prior = priors(items);
         let mut found = HashMap::new();
         for ids in id_chunks(items) {
-            let _p = aws.permit().await;
             let out = aws.ec2.describe_vpcs().filters(tags::id_filter("vpc-id", &ids)).send().await.map_err(|e| sdk("DescribeVpcs", e))?;
             for v in out.vpcs() {
                 let id = v.vpc_id().unwrap_or_default().to_string();
@@ -75,13 +73,11 @@ impl Kind for Vpc {
     }
 
     async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws.ec2.describe_vpcs().filters(super::owned_filter()).send().await.map_err(|e| sdk("DescribeVpcs", e))?;
         Ok(Some(out.vpcs().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
     }
 
     async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let _p = aws.permit().await;
         let out = aws
             .ec2
             .describe_vpcs()
