@@ -67,13 +67,18 @@ fn addr(name: &str) -> ResourceAddr {
 }
 
 fn ownership(name: &str) -> Ownership {
-    Ownership {
-        environment: "sshtest".into(),
-        instance: None,
-        resource: addr(name),
-        lineage: format!("l{}", std::process::id()),
-        expires_at: None,
-    }
+    Ownership { environment: "sshtest".into(), instance: None, resource: addr(name), lineage: lineage().to_string(), expires_at: None }
+}
+
+/// This run's lineage: every owner mark of this test binary ends with it, so
+/// its reapers and searches never reach a concurrent run's processes (nor a
+/// leftover of an earlier run whose pid this process got again).
+fn lineage() -> &'static str {
+    static LINEAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINEAGE.get_or_init(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        format!("l{}-{nanos:x}", std::process::id())
+    })
 }
 
 fn collecting() -> (LogSink, Arc<Mutex<Vec<String>>>) {
@@ -130,11 +135,13 @@ fn pgid(pid: u32) -> Option<u32> {
     stat.rsplit_once(") ")?.1.split_whitespace().nth(2)?.parse().ok()
 }
 
-/// Kills whatever a failed test left with this owner mark.
+/// Kills whatever a failed test left with this owner mark (this run's own:
+/// see [`lineage`]), and says which.
 struct Reaper(String);
 impl Drop for Reaper {
     fn drop(&mut self) {
         for pid in marked(&self.0) {
+            eprintln!("reaper: killing pid {pid} left by this test ({})", self.0);
             let _ = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
         }
     }
