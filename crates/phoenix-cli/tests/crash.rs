@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Project, Reaper, owned_processes, owned_services, phoenix, wait_until};
+use support::{Project, Run, phoenix, wait_until};
 
 const SERVICES: usize = 24;
 
@@ -39,19 +39,20 @@ input = "${svc-{{ i }}.pid}"
 #[test]
 fn sigkill_mid_run_then_rerun_converges_without_duplicates() {
     let project = crash_project();
-    let _reaper = Reaper("crash/".into());
+    let run = Run::of(&project.dir, "crash");
     let journal = project.dir.join(".phoenix/state/crash/journal.log");
     let mut child = support::command(&project.dir, &["up", "crash", "--yes", "--parallelism", "4"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill once some services are running but the run is far from done.
-    let started = wait_until(30, || owned_services("crash/").len() >= 5);
+    // Kill once some services are running but the run is far from done (its
+    // journal names the lineage from the first record, before any service starts).
+    let started = wait_until(30, || run.services("crash/").len() >= 5);
     assert!(started, "services never started");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let before = owned_services("crash/").len();
+    let before = run.services("crash/").len();
     assert!(before < SERVICES, "the run finished before it was killed ({before} services)");
     assert!(journal.exists(), "a killed run leaves its journal");
 
@@ -59,7 +60,7 @@ fn sigkill_mid_run_then_rerun_converges_without_duplicates() {
     assert_eq!(rerun.code, 0, "rerun failed:\n{}\n{}", rerun.stdout, rerun.stderr);
 
     // Complete, and exactly one running service per declared one.
-    let procs = owned_services("crash/");
+    let procs = run.services("crash/");
     let mut owners: Vec<String> = procs.iter().map(|(_, o)| o.split('@').next().unwrap().to_string()).collect();
     owners.sort();
     let mut unique = owners.clone();
@@ -77,6 +78,6 @@ fn sigkill_mid_run_then_rerun_converges_without_duplicates() {
 
     let down = phoenix(&project.dir, &["down", "crash", "--yes"]);
     assert_eq!(down.code, 0, "{}\n{}", down.stdout, down.stderr);
-    assert!(wait_until(10, || owned_processes("crash/").is_empty()));
+    assert!(wait_until(10, || run.processes("crash/").is_empty()), "{:?}", run.processes("crash/"));
     std::thread::sleep(Duration::from_millis(10));
 }

@@ -14,7 +14,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use peers::{Sshd, Sushy, System};
-use support::{Output, Project, Reaper, free_port, http_get, owned_processes, owned_services, wait_until};
+use support::{Output, Project, Run, free_port, http_get, wait_until};
 
 const BACKEND: System = System { name: "rack-a-1", uuid: "9d4f2a10-6c1b-4e8e-a3f7-2b5c8d9e0a01" };
 const FRONTEND: System = System { name: "rack-a-2", uuid: "9d4f2a10-6c1b-4e8e-a3f7-2b5c8d9e0a02" };
@@ -107,7 +107,7 @@ fn files(root: &Path) -> Vec<String> {
 #[test]
 fn onprem_comes_up_on_claimed_machines_changes_one_file_and_goes_down() {
     let lab = lab();
-    let _reaper = Reaper("onprem/".into());
+    let run = Run::of(&lab.project.dir, "onprem");
     let (backend_port, frontend_port) = (port_of(&lab, "backend_port"), port_of(&lab, "frontend_port"));
 
     let v = lab.phoenix(&["validate", "onprem"], &[]);
@@ -124,8 +124,8 @@ fn onprem_comes_up_on_claimed_machines_changes_one_file_and_goes_down() {
     }
     assert!(lab.root("rack-a-1").join("backend/status.json").exists());
     assert!(lab.root("rack-a-2").join("frontend/app.py").exists());
-    assert_eq!(owned_services("onprem/backend@").len(), 1);
-    let frontend_pid = owned_services("onprem/frontend@");
+    assert_eq!(run.services("onprem/backend@").len(), 1);
+    let frontend_pid = run.services("onprem/frontend@");
     assert_eq!(frontend_pid.len(), 1, "{frontend_pid:?}");
     let (status, body) = http_get(frontend_port, "/").expect("the frontend answers");
     assert_eq!(status, 200);
@@ -160,17 +160,17 @@ fn onprem_comes_up_on_claimed_machines_changes_one_file_and_goes_down() {
     let up = lab.phoenix(&["up", "onprem", "--yes"], &change);
     assert_eq!(up.code, 0, "{}\n{}", up.stdout, up.stderr);
     assert!(http_get(frontend_port, "/").unwrap().1.contains("Risen in the rack"));
-    let restarted = owned_services("onprem/frontend@");
+    let restarted = run.services("onprem/frontend@");
     assert_eq!(restarted.len(), 1);
     assert_ne!(restarted, frontend_pid, "the frontend was restarted");
-    assert_eq!(owned_services("onprem/backend@").len(), 1, "the backend kept running");
+    assert_eq!(run.services("onprem/backend@").len(), 1, "the backend kept running");
     let plan = lab.phoenix(&["plan", "onprem", "--detailed-exitcode"], &change);
     assert_eq!(plan.code, 0, "clean again:\n{}\n{}", plan.stdout, plan.stderr);
 
     // down: services stopped, files removed, machines wiped, released and off.
     let down = lab.phoenix(&["down", "onprem", "--yes"], &change);
     assert_eq!(down.code, 0, "{}\n{}", down.stdout, down.stderr);
-    assert!(wait_until(10, || owned_processes("onprem/").is_empty()), "{:?}", owned_processes("onprem/"));
+    assert!(wait_until(10, || run.processes("onprem/").is_empty()), "{:?}", run.processes("onprem/"));
     assert!(http_get(backend_port, "/").is_none() && http_get(frontend_port, "/").is_none());
     for sys in [&BACKEND, &FRONTEND] {
         let root = lab.root(sys.name);

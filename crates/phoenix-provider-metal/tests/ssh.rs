@@ -67,13 +67,20 @@ fn addr(name: &str) -> ResourceAddr {
 }
 
 fn ownership(name: &str) -> Ownership {
-    Ownership {
-        environment: "sshtest".into(),
-        instance: None,
-        resource: addr(name),
-        lineage: format!("l{}", std::process::id()),
-        expires_at: None,
-    }
+    Ownership { environment: "sshtest".into(), instance: None, resource: addr(name), lineage: lineage().to_string(), expires_at: None }
+}
+
+/// This run's lineage: every owner mark of this test binary ends with it, so
+/// its reapers and searches never reach a concurrent run's processes (nor a
+/// leftover of an earlier run whose pid this process got again).
+fn lineage() -> &'static str {
+    static LINEAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINEAGE.get_or_init(|| {
+        // Unique in its first 8 characters too: a systemd unit name keeps only those.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let pid = std::process::id();
+        format!("{:08x}-{pid}", nanos ^ pid.wrapping_mul(2_654_435_761))
+    })
 }
 
 fn collecting() -> (LogSink, Arc<Mutex<Vec<String>>>) {
@@ -130,11 +137,13 @@ fn pgid(pid: u32) -> Option<u32> {
     stat.rsplit_once(") ")?.1.split_whitespace().nth(2)?.parse().ok()
 }
 
-/// Kills whatever a failed test left with this owner mark.
+/// Kills whatever a failed test left with this owner mark (this run's own:
+/// see [`lineage`]), and says which.
 struct Reaper(String);
 impl Drop for Reaper {
     fn drop(&mut self) {
         for pid in marked(&self.0) {
+            eprintln!("reaper: killing pid {pid} left by this test ({})", self.0);
             let _ = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
         }
     }
@@ -374,7 +383,9 @@ async fn a_supervised_service_comes_back_and_a_start_that_fails_at_once_is_repor
     assert!(wait_until(5, || marked(&ownership("broken").key()).is_empty()), "not left restarting in a loop");
 }
 
-/// `python3 systemctl3.py --root=DIR`: the docker-systemctl-replacement that `tests/run` installs.
+/// `python3 systemctl3.py --root=DIR`: the docker-systemctl-replacement that
+/// `tests/run` installs. Its per-unit lock files go to `/run/systemd` even
+/// with `--root`; `-c _notify_socket_folder` keeps them inside the root too.
 fn systemctl(root: &Path) -> String {
     let out = std::process::Command::new("python3")
         .args(["-c", "import sys, importlib.util as u; print(sys.executable); print(u.find_spec('systemctl2.systemctl3').origin)"])
@@ -385,7 +396,7 @@ fn systemctl(root: &Path) -> String {
     let (Some(python), Some(script)) = (lines.next(), lines.next()) else {
         panic!("docker-systemctl-replacement is not installed (tests/run installs it): {}", String::from_utf8_lossy(&out.stderr))
     };
-    format!("{python} {script} --root={}", root.display())
+    format!("{python} {script} --root={root} -c _notify_socket_folder={root}/run/systemd", root = root.display())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,32 +126,92 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// Pids of live processes whose environment carries `PHOENIX_OWNER=<owner>`.
-pub fn owned_processes(owner_prefix: &str) -> Vec<(u32, String)> {
+/// This test's own run of an environment: the processes its state started,
+/// told from every other process on the machine by the lineage at the end of
+/// their owner mark (`PHOENIX_OWNER=env[/instance]/resource@lineage`, see
+/// `Ownership::key`). Never a machine-wide prefix such as `dev/`: a developer's
+/// own `phoenix up dev`, or another run of this suite, carries the same one.
+/// Dropped, it kills what its state still owns (a failed test's leftovers)
+/// and says which.
+pub struct Run {
+    state_dir: PathBuf,
+    lineage: std::sync::OnceLock<String>,
+}
+
+impl Run {
+    /// The run of `env` in the project at `project_dir` (state under `.phoenix/state/<env>`).
+    pub fn of(project_dir: &Path, env: &str) -> Self {
+        Self { state_dir: project_dir.join(".phoenix/state").join(env), lineage: std::sync::OnceLock::new() }
+    }
+
+    /// The state's lineage once the first run wrote it; kept after `down`
+    /// removes the state, so leftovers are still found.
+    pub fn lineage(&self) -> Option<&str> {
+        if self.lineage.get().is_none()
+            && let Some(l) = read_lineage(&self.state_dir)
+        {
+            let _ = self.lineage.set(l);
+        }
+        self.lineage.get().map(String::as_str)
+    }
+
+    /// Live processes of this run whose owner starts with `owner_prefix`
+    /// (`dev/web@`, `crash/`); none before the state has a lineage.
+    pub fn processes(&self, owner_prefix: &str) -> Vec<(u32, String)> {
+        let Some(lineage) = self.lineage() else { return Vec::new() };
+        let suffix = format!("@{lineage}");
+        marked_processes().into_iter().filter(|(_, o)| o.starts_with(owner_prefix) && o.ends_with(&suffix)).collect()
+    }
+
+    /// The services among [`Run::processes`]: the marked processes that lead
+    /// their own process group (a service's supervisor; its command runs in
+    /// the same group, marked too).
+    pub fn services(&self, owner_prefix: &str) -> Vec<(u32, String)> {
+        self.processes(owner_prefix).into_iter().filter(|(pid, _)| process_group(*pid) == Some(*pid)).collect()
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        for (pid, owner) in self.processes("") {
+            eprintln!("reaper: killing pid {pid} left by this test ({owner})");
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// The lineage of the state in `dir`, read as `phoenix-state` writes it
+/// (plain, not sealed): `state.json`'s `state.lineage`, or, before the first
+/// compaction (a first run killed midway), the header that opens
+/// `journal.log` (`<crc> {"lineage":…,"after_seq":…}`).
+fn read_lineage(dir: &Path) -> Option<String> {
+    let field = |doc: &serde_json::Value| doc["lineage"].as_str().map(str::to_string);
+    let compacted = std::fs::read_to_string(dir.join("state.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    compacted.and_then(|doc| field(&doc["state"])).or_else(|| {
+        let journal = std::fs::read_to_string(dir.join("journal.log")).ok()?;
+        let (_crc, header) = journal.lines().next()?.split_once(' ')?;
+        field(&serde_json::from_str(header).ok()?)
+    })
+}
+
+/// Every live process on the machine whose environment carries
+/// `PHOENIX_OWNER`, with its owner: only ever filtered by [`Run`].
+fn marked_processes() -> Vec<(u32, String)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         let Ok(env) = std::fs::read(e.path().join("environ")) else { continue };
         // Zombies keep no environment; a live process does.
         for var in env.split(|b| *b == 0) {
-            if let Some(owner) = var.strip_prefix(b"PHOENIX_OWNER=") {
-                let owner = String::from_utf8_lossy(owner).into_owned();
-                if owner.starts_with(owner_prefix) && !is_zombie(pid) {
-                    out.push((pid, owner));
-                }
+            if let Some(owner) = var.strip_prefix(b"PHOENIX_OWNER=")
+                && !is_zombie(pid)
+            {
+                out.push((pid, String::from_utf8_lossy(owner).into_owned()));
             }
         }
     }
     out.sort();
     out
-}
-
-/// The services among [`owned_processes`]: the marked processes that lead
-/// their own process group (a service's supervisor; its command runs in the
-/// same group, marked too).
-#[allow(dead_code)] // not every test binary counts services
-pub fn owned_services(owner_prefix: &str) -> Vec<(u32, String)> {
-    owned_processes(owner_prefix).into_iter().filter(|(pid, _)| process_group(*pid) == Some(*pid)).collect()
 }
 
 fn process_group(pid: u32) -> Option<u32> {
@@ -164,16 +224,6 @@ fn is_zombie(pid: u32) -> bool {
         .ok()
         .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
         .unwrap_or(true)
-}
-
-/// Kills processes a failed test left behind (only those owned by this test's environment).
-pub struct Reaper(pub String);
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for (pid, _) in owned_processes(&self.0) {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-        }
-    }
 }
 
 /// Polls `f` until it is true or `secs` pass.
