@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
-use phoenix_config::{Diagnostics, LoadOptions, LoadedEnvironment, Project, StateSpec};
+use phoenix_config::{Diagnostics, LoadedEnvironment, Project, StateSpec};
 use phoenix_core::provider::{ProviderContext, Registry};
 use phoenix_core::state::StateDoc;
 use phoenix_state::{LocalRoot, LockInfo, LockedState, StateBackend, StateError, StateRoot};
@@ -46,7 +46,7 @@ pub struct Env {
 /// Loads and validates an environment; invalid definitions are printed and end the command.
 pub fn load(global: &Global, printer: &Printer, args: &EnvArgs) -> Result<Env, Failure> {
     let project = project(global)?;
-    let opts = LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
+    let opts = args.load_options();
     let loaded = project.load(&args.env, &opts).map_err(|d| invalid(printer, d))?;
     let registry = registry();
     let names: Vec<&str> = registry.provider_names().filter(|n| *n != phoenix_core::builtin::PROVIDER_NAME).collect();

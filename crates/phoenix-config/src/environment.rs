@@ -63,8 +63,10 @@ struct RawEnv {
 /// How to load: variable overrides and the instance.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// `--var name=value`, in order; later ones win.
+    /// `--var name=value`, in order; later ones win, and they win over every var file.
     pub vars: Vec<(String, String)>,
+    /// `--var-file FILE` (TOML `name = value`), in order, relative to the project; later ones win.
+    pub var_files: Vec<PathBuf>,
     pub instance: Option<String>,
 }
 
@@ -116,11 +118,29 @@ impl Project {
 
     /// The file of an environment: `environments/NAME.toml`, or NAME itself when it is a path to a file.
     pub fn environment_file(&self, name: &str) -> PathBuf {
-        let direct = self.root.join(name);
-        if name.ends_with(".toml") && direct.is_file() {
-            return direct;
+        // A name with a directory or the extension is a path (`./x.toml`), never `environments/./x.toml.toml`.
+        if name.ends_with(".toml") || name.contains('/') {
+            return self.root.join(name);
         }
         self.environments_dir().join(format!("{name}.toml"))
+    }
+
+    /// Why an environment could not be found, and what the user probably meant.
+    fn missing_environment_help(&self, name: &str) -> String {
+        if !self.environments_dir().is_dir() {
+            return format!(
+                "{} has no environments/ directory: run phoenix in the project directory, or point at it with `-C DIR`",
+                self.root.display()
+            );
+        }
+        let known = self.environments();
+        let lower: Vec<String> = known.iter().map(|k| k.to_lowercase()).collect();
+        if let Some(s) = phoenix_core::schema::closest(&name.to_lowercase(), lower.iter().map(String::as_str))
+            && let Some(i) = lower.iter().position(|l| l == s)
+        {
+            return format!("did you mean `{}`?", known[i]);
+        }
+        if known.is_empty() { "create environments/NAME.toml".to_string() } else { format!("known environments: {}", known.join(", ")) }
     }
 
     /// Loads, renders and parses an environment. Every problem found is returned at once.
@@ -131,15 +151,9 @@ impl Project {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                let known = self.environments();
-                let help = if known.is_empty() {
-                    "create environments/NAME.toml".to_string()
-                } else {
-                    format!("known environments: {}", known.join(", "))
-                };
                 return Err(Diagnostics(vec![
                     Diagnostic::new(ErrorKind::EnvironmentFile, format!("cannot read environment `{name}` ({display}): {e}"))
-                        .with_help(Some(help))
+                        .with_help(Some(self.missing_environment_help(name)))
                         .in_file(display),
                 ]));
             }
@@ -196,26 +210,60 @@ impl Project {
                 Err(e) => problems.push(Diagnostic::new(ErrorKind::WrongType, e).at(&source, v.span())),
             }
         }
+        let undeclared = |k: &str, what: String| {
+            let known: Vec<_> = var_types.keys().cloned().collect();
+            let help = match phoenix_core::schema::closest(k, known.iter().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if known.is_empty() => "declare it under [vars]".to_string(),
+                None => format!("declared variables: {}", known.join(", ")),
+            };
+            Diagnostic::new(ErrorKind::UnknownVariable, format!("{what}: `{display}` declares no variable `{k}`")).with_help(Some(help))
+        };
+        for file in &opts.var_files {
+            let (source, values) = match read_var_file(&self.root, file) {
+                Ok(x) => x,
+                Err(d) => {
+                    problems.push(*d);
+                    continue;
+                }
+            };
+            for (k, v) in values {
+                let key_span = k.span();
+                let value_span = v.span();
+                let (k, v) = (k.into_inner(), v.into_inner());
+                let Some(declared) = var_types.get(&k) else {
+                    problems.push(undeclared(&k, format!("variable `{k}` in {}", source.name)).at(&source, key_span));
+                    continue;
+                };
+                if !same_type(declared, &v) {
+                    problems.push(
+                        Diagnostic::new(
+                            ErrorKind::WrongType,
+                            format!("`{k}` is declared as {declared} in {display}, but {} sets {}", source.name, v.type_str()),
+                        )
+                        .at(&source, value_span),
+                    );
+                    continue;
+                }
+                match to_value(&v) {
+                    Ok(x) => {
+                        vars.insert(k, x);
+                    }
+                    Err(e) => problems.push(Diagnostic::new(ErrorKind::WrongType, e).at(&source, value_span)),
+                }
+            }
+        }
         for (k, raw_value) in &opts.vars {
             let Some(declared) = var_types.get(k) else {
-                let known: Vec<_> = var_types.keys().cloned().collect();
-                problems.push(
-                    Diagnostic::new(ErrorKind::UnknownVariable, format!("--var {k}: `{display}` declares no variable `{k}`"))
-                        .with_help(Some(if known.is_empty() {
-                            "declare it under [vars]".to_string()
-                        } else {
-                            format!("declared variables: {}", known.join(", "))
-                        }))
-                        .in_file(display.clone()),
-                );
+                problems.push(undeclared(k, format!("--var {k}")).in_file(display.clone()));
                 continue;
             };
             let parsed = toml::from_str::<toml::Table>(&format!("v = {raw_value}"))
                 .ok()
                 .and_then(|mut t| t.remove("v"))
-                .filter(|v| v.type_str() == *declared || (*declared == "float" && v.type_str() == "integer"))
+                .filter(|v| same_type(declared, v))
                 .unwrap_or_else(|| toml::Value::String(raw_value.clone()));
-            if parsed.type_str() != *declared && !(*declared == "float" && parsed.type_str() == "integer") {
+            if !same_type(declared, &parsed) {
                 problems.push(
                     Diagnostic::new(
                         ErrorKind::WrongType,
@@ -283,6 +331,33 @@ impl Project {
             sources,
         })
     }
+}
+
+/// Whether a value may replace a variable declared with a value of type `declared` (an integer is a float).
+fn same_type(declared: &str, v: &toml::Value) -> bool {
+    v.type_str() == declared || (declared == "float" && v.type_str() == "integer")
+}
+
+/// A `--var-file`: its text (for locations) and its `name = value` pairs with spans.
+#[allow(clippy::type_complexity)]
+fn read_var_file(root: &Path, file: &Path) -> Result<(Source, BTreeMap<Spanned<String>, Spanned<toml::Value>>), Box<Diagnostic>> {
+    let path = root.join(file);
+    let name = display_path(root, &path);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Box::new(
+            Diagnostic::new(ErrorKind::EnvironmentFile, format!("--var-file {}: cannot read it: {e}", file.display()))
+                .in_file(name.clone()),
+        )
+    })?;
+    let source = Source::new(name, text);
+    let values = toml::from_str(&source.text).map_err(|e| {
+        let d = Diagnostic::new(ErrorKind::TomlSyntax, format!("invalid variable file: {}", e.message().trim()));
+        Box::new(match e.span() {
+            Some(span) => d.at(&source, span),
+            None => d.in_file(source.name.clone()),
+        })
+    })?;
+    Ok((source, values))
 }
 
 impl LoadedEnvironment {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use phoenix_core::ResourceAddr;
-use phoenix_core::definition::{Definition, OutputConfig, ResourceConfig};
+use phoenix_core::definition::{Definition, Lifecycle, OutputConfig, ResourceConfig};
 use phoenix_core::validate::ErrorKind;
 use phoenix_core::value::{Attrs, Value};
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use crate::diagnostics::{Diagnostic, Source};
 use crate::render::Rendered;
 
 /// Keys of a resource table that are not provider attributes.
-pub const RESERVED_KEYS: [&str; 3] = ["type", "depends_on", "create_before_destroy"];
+pub const RESERVED_KEYS: [&str; 5] = ["type", "depends_on", "create_before_destroy", "prevent_destroy", "ignore_changes"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,6 +157,7 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
             let mut type_name = None;
             let mut depends_on = Vec::new();
             let mut cbd = None;
+            let mut lifecycle = Lifecycle::default();
             let mut attrs = Attrs::new();
             for (key, value) in table.into_inner() {
                 let key_name = key.get_ref().clone();
@@ -187,6 +188,19 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
                         toml::Value::Boolean(b) => cbd = Some(*b),
                         _ => problems.push(bad(ErrorKind::WrongType, "`create_before_destroy` must be true or false".into())),
                     },
+                    "prevent_destroy" => match value.get_ref() {
+                        toml::Value::Boolean(b) => lifecycle.prevent_destroy = *b,
+                        _ => problems.push(bad(ErrorKind::WrongType, "`prevent_destroy` must be true or false".into())),
+                    },
+                    "ignore_changes" => {
+                        match value.get_ref().as_array().map(|a| a.iter().map(toml::Value::as_str).collect::<Option<Vec<_>>>()) {
+                            Some(Some(names)) => lifecycle.ignore_changes = names.into_iter().map(str::to_string).collect(),
+                            _ => problems.push(bad(
+                                ErrorKind::WrongType,
+                                "`ignore_changes` must be a list of attribute names, e.g. [\"tags\"]".into(),
+                            )),
+                        }
+                    }
                     _ => match to_value(value.get_ref()) {
                         Ok(v) => {
                             attrs.insert(key_name.clone(), v);
@@ -206,7 +220,8 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
                 continue;
             };
             map.resources.insert(addr.clone(), spans);
-            def.resources.insert(addr.clone(), ResourceConfig { addr, type_name, attrs, depends_on, create_before_destroy: cbd });
+            def.resources
+                .insert(addr.clone(), ResourceConfig { addr, type_name, attrs, depends_on, create_before_destroy: cbd, lifecycle });
         }
         for (name, table) in raw.output {
             let name_span = name.span();

@@ -143,6 +143,19 @@ pub fn validate(def: &Definition, schemas: &Schemas) -> Vec<Problem> {
                 problems.push(Problem::new(ErrorKind::InvalidValue, Origin::field(addr, name), format!("`{name}`: {e}")));
             }
         }
+        for name in &res.lifecycle.ignore_changes {
+            if schema.attr(name).is_none_or(|a| !a.configurable()) {
+                let mut p = Problem::new(
+                    ErrorKind::UnknownAttribute,
+                    Origin::field(addr, "ignore_changes"),
+                    format!("`ignore_changes` names `{name}`, which `{}` cannot be configured with", res.type_name),
+                );
+                if let Some(s) = closest(name, schema.attrs.iter().filter(|a| a.configurable()).map(|a| a.name)) {
+                    p = p.help(format!("did you mean `{s}`?"));
+                }
+                problems.push(p);
+            }
+        }
         for attr in schema.attrs.iter().filter(|a| a.required) {
             if !res.attrs.contains_key(attr.name) {
                 problems.push(

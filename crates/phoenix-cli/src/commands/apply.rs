@@ -104,7 +104,7 @@ async fn execute(
     }
     let (plan, restored) = match &extras.restore {
         Some(spec) => recovery::plan(&env, &state, spec).await?,
-        None => (make_plan(&env, &state, destroy, &opts.targets).await?, Vec::new()),
+        None => (make_plan(&env, &state, destroy, &opts.scope).await?, Vec::new()),
     };
     let refresh_calls = context::api_calls(&env.registry);
     if let (Some(path), Some(saved_plan)) = (saved, &saved_plan) {
@@ -205,7 +205,7 @@ async fn execute(
     if !report.is_success() {
         return Ok(Exit::Error);
     }
-    if destroy && opts.targets.is_empty() {
+    if destroy && opts.scope.targets.is_empty() && opts.scope.excludes.is_empty() {
         if !final_state.is_empty() {
             let left: Vec<String> = final_state.resources.keys().map(ToString::to_string).collect();
             return Err(Failure::new(Exit::Error, anyhow!("destroy finished but these remain in state: {}", left.join(", "))));

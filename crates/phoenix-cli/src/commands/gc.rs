@@ -159,8 +159,8 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
         if !yes && !confirm(&format!("destroy {who}"))? {
             continue;
         }
-        let args = EnvArgs { env: env_name.clone(), vars: Vec::new(), instance: s.doc.instance.clone() };
-        let opts = ApplyArgs { yes: true, parallelism: 64, targets: Vec::new(), lock: lock.clone() };
+        let args = EnvArgs::named(env_name.clone(), s.doc.instance.clone());
+        let opts = ApplyArgs { yes: true, parallelism: 64, scope: Default::default(), lock: lock.clone() };
         match Box::pin(super::apply::down(g, printer, &args, &opts)).await {
             Ok(Exit::Ok) => {}
             Ok(code) => {

@@ -3,9 +3,11 @@
 mod apply;
 mod gc;
 mod inspect;
+mod meta;
 mod outputs;
 mod plan;
 mod recovery;
+mod refresh;
 
 use crate::args::{Cli, Command, SnapshotCommand, StateCommand};
 use crate::exit::{Exit, Failure};
@@ -32,8 +34,15 @@ pub async fn run(cli: Cli) -> Exit {
         Command::State(StateCommand::Rm { env, resources, yes, lock }) => {
             inspect::state_rm(g, &printer, &env, &resources, yes, &lock).await
         }
-        Command::Plan { env, destroy, out, detailed_exitcode, targets } => {
-            plan::plan(g, &printer, &env, destroy, out.as_deref(), detailed_exitcode, &targets).await
+        Command::Plan { env, destroy, out, detailed_exitcode, scope } => {
+            plan::plan(g, &printer, &env, destroy, out.as_deref(), detailed_exitcode, &scope).await
+        }
+        Command::Show { plan } => plan::show(g, &printer, &plan),
+        Command::Refresh { env, lock } => refresh::refresh(g, &printer, &env, &lock).await,
+        Command::Completions { shell } => meta::completions(shell),
+        Command::Version => meta::version(&printer),
+        Command::State(StateCommand::Mv { env, source, destination, lock }) => {
+            inspect::state_mv(g, &printer, &env, &source, &destination, &lock).await
         }
         Command::Up { env, apply, from_snapshot: Some(id), .. } => recovery::restore(g, &printer, &env, &id, None, None, &apply).await,
         Command::Up { env, apply, plan, ttl, outputs_file, from_snapshot: None } => {

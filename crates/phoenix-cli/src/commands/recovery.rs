@@ -208,7 +208,7 @@ fn show(p: &RecoveryPoint) {
 
 /// The environment's recovery store, from its `state =` setting.
 async fn store_of(g: &Global, printer: &Printer, env: &str) -> Result<(Env, Arc<dyn RecoveryStore>), Failure> {
-    let args = EnvArgs { env: env.to_string(), vars: Vec::new(), instance: None };
+    let args = EnvArgs::named(env, None);
     let env = context::load(g, printer, &args)?;
     let store = env.recovery_store().await?;
     Ok((env, store))
