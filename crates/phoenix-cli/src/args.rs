@@ -86,6 +86,9 @@ pub struct Scope {
     /// Replace this resource even though its definition did not change (repeatable), e.g. a broken server.
     #[arg(long = "replace", value_name = "RESOURCE")]
     pub replace: Vec<String>,
+    /// Accept a definition that renders no resources although state holds some (it destroys them all).
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -142,7 +145,7 @@ pub enum Command {
         #[command(flatten)]
         scope: Scope,
     },
-    /// Plan, confirm and apply: create, update and replace along the dependency graph, in parallel (alias: apply).
+    /// Plan, confirm and apply: create, update and replace along the dependency graph, in parallel.
     #[command(
         visible_alias = "apply",
         after_help = "Examples:\n  phoenix up dev\n  phoenix apply dev                          # the same\n  phoenix up prod --var web_count=6 --parallelism 32\n  phoenix up prod --var-file prod.vars.toml\n  phoenix up ci --instance pr-1234 --yes --json\n  phoenix up prod --plan prod.plan\n  phoenix up dev --replace web-0 --exclude db"
@@ -199,7 +202,7 @@ pub enum Command {
         #[command(flatten)]
         apply: ApplyArgs,
     },
-    /// Destroy everything the environment made, in reverse dependency order (alias: destroy).
+    /// Destroy everything the environment made, in reverse dependency order.
     #[command(
         visible_alias = "destroy",
         after_help = "Examples:\n  phoenix down dev\n  phoenix destroy dev                        # the same\n  phoenix down ci --instance pr-1234 --yes\n  phoenix down dev --exclude db              # keep db and what it needs"

@@ -54,10 +54,19 @@ pub fn load(global: &Global, printer: &Printer, args: &EnvArgs) -> Result<Env, F
     if problems.is_empty() {
         problems = instance_names(&loaded, &registry);
     }
+    let env = Env { project, loaded, registry };
+    if problems.is_empty() {
+        // Provider blocks are checked now, before any state is read or locked, on
+        // throw-away providers: the real ones are configured once, with state's overrides.
+        problems = env.provider_problems(
+            &crate::context::registry(),
+            &StateDoc::new(&env.loaded.name, env.loaded.instance.as_deref(), String::new()),
+        );
+    }
     if !problems.is_empty() {
         return Err(invalid(printer, problems));
     }
-    Ok(Env { project, loaded, registry })
+    Ok(env)
 }
 
 /// With `--instance`, every name the provider needs unique must contain the
@@ -106,12 +115,18 @@ impl Env {
     /// Configures the providers the definition or the state uses (or that have a block).
     /// Reads configuration only: no API calls.
     pub fn configure_providers(&self, printer: &Printer, state: &StateDoc) -> Result<(), Failure> {
+        let problems = self.provider_problems(&self.registry, state);
+        if problems.is_empty() { Ok(()) } else { Err(invalid(printer, problems)) }
+    }
+
+    /// Configures `registry`'s providers that the definition or state uses, or that have a block.
+    fn provider_problems(&self, registry: &Registry, state: &StateDoc) -> Diagnostics {
         let mut used: std::collections::BTreeSet<String> = self.loaded.providers.keys().cloned().collect();
         used.extend(self.loaded.definition.resources.values().map(|r| r.provider_name().to_string()));
         used.extend(state.resources.values().map(|r| phoenix_core::definition::provider_of(&r.type_name).to_string()));
         let mut problems = Diagnostics::default();
         for name in used {
-            let Some(provider) = self.registry.provider(&name) else { continue };
+            let Some(provider) = registry.provider(&name) else { continue };
             let cx = ProviderContext {
                 environment: self.loaded.name.clone(),
                 instance: self.loaded.instance.clone(),
@@ -129,7 +144,7 @@ impl Env {
                 problems.push(self.loaded.provider_diagnostic(&name, format!("provider `{name}`: {}", e.message)));
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(invalid(printer, problems)) }
+        problems
     }
 
     /// Where this environment's states live (every instance's).

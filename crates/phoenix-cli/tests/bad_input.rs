@@ -13,6 +13,8 @@ struct Expect {
     file: String,
     line: usize,
     message: Option<String>,
+    /// A fragment of the help line (a did-you-mean).
+    help: Option<String>,
     #[serde(default)]
     args: Vec<String>,
 }
@@ -25,8 +27,8 @@ fn cases() -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn corpus_has_at_least_twenty_cases() {
-    assert!(cases().len() >= 20, "only {} cases", cases().len());
+fn corpus_has_at_least_fifty_cases() {
+    assert!(cases().len() >= 50, "only {} cases", cases().len());
 }
 
 #[test]
@@ -56,6 +58,7 @@ fn every_broken_environment_is_refused_with_its_kind_and_location() {
                 && d["location"]["file"] == expect.file.as_str()
                 && d["location"]["line"] == expect.line
                 && expect.message.as_ref().is_none_or(|m| d["message"].as_str().unwrap_or("").contains(m.as_str()))
+                && expect.help.as_ref().is_none_or(|h| d["help"].as_str().unwrap_or("").contains(h.as_str()))
         });
         if !found {
             failures.push(format!(
@@ -63,7 +66,8 @@ fn every_broken_environment_is_refused_with_its_kind_and_location() {
                 expect.kind,
                 expect.file,
                 expect.line,
-                expect.message.as_ref().map(|m| format!(" mentioning `{m}`")).unwrap_or_default(),
+                expect.message.as_ref().map(|m| format!(" mentioning `{m}`")).unwrap_or_default()
+                    + &expect.help.as_ref().map(|h| format!(" with help `{h}`")).unwrap_or_default(),
                 serde_json::to_string_pretty(&diags).unwrap()
             ));
         }

@@ -55,7 +55,7 @@ struct RawEnv {
     templates: Option<Vec<Spanned<String>>>,
     state: Option<Spanned<String>>,
     #[serde(default)]
-    providers: BTreeMap<Spanned<String>, Spanned<toml::Table>>,
+    providers: BTreeMap<Spanned<String>, Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
     #[serde(default)]
     vars: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
@@ -82,6 +82,8 @@ pub struct LoadedEnvironment {
     /// `[providers.NAME]` tables, with where each one is.
     pub providers: BTreeMap<String, Attrs>,
     pub provider_spans: BTreeMap<String, std::ops::Range<usize>>,
+    /// Where each key of each `[providers.NAME]` table is (key through value).
+    pub provider_key_spans: BTreeMap<String, BTreeMap<String, std::ops::Range<usize>>>,
     /// Variables after overrides.
     pub vars: Attrs,
     pub rendered: Vec<Rendered>,
@@ -187,15 +189,22 @@ impl Project {
 
         let mut providers = BTreeMap::new();
         let mut provider_spans = BTreeMap::new();
+        let mut provider_key_spans = BTreeMap::new();
         for (name, table) in &raw.providers {
-            match to_value(&toml::Value::Table(table.get_ref().clone())) {
-                Ok(serde_json::Value::Object(m)) => {
-                    providers.insert(name.get_ref().clone(), m.into_iter().collect());
-                    provider_spans.insert(name.get_ref().clone(), name.span());
+            let mut block = Attrs::new();
+            let mut keys = BTreeMap::new();
+            for (k, v) in table.get_ref() {
+                keys.insert(k.get_ref().clone(), k.span().start..v.span().end);
+                match to_value(v.get_ref()) {
+                    Ok(x) => {
+                        block.insert(k.get_ref().clone(), x);
+                    }
+                    Err(e) => problems.push(Diagnostic::new(ErrorKind::WrongType, e).at(&source, v.span())),
                 }
-                Ok(_) => {}
-                Err(e) => problems.push(Diagnostic::new(ErrorKind::WrongType, e).at(&source, table.span())),
             }
+            providers.insert(name.get_ref().clone(), block);
+            provider_spans.insert(name.get_ref().clone(), name.span());
+            provider_key_spans.insert(name.get_ref().clone(), keys);
         }
 
         // Variables: declared defaults, then overrides (which must be declared, and keep their type).
@@ -325,6 +334,7 @@ impl Project {
             state,
             providers,
             provider_spans,
+            provider_key_spans,
             vars,
             rendered,
             definition,
@@ -396,9 +406,17 @@ impl LoadedEnvironment {
         self.providers.get(name).cloned().unwrap_or_default()
     }
 
-    /// Points a problem with a provider block at that block.
+    /// Points a problem with a provider block at the key its message names
+    /// (`unknown key `regoin``), else at the block.
     pub fn provider_diagnostic(&self, name: &str, message: String) -> Diagnostic {
         let d = Diagnostic::new(ErrorKind::EnvironmentFile, message);
+        let keys = self.provider_key_spans.get(name);
+        if let Some((key, span)) = keys.into_iter().flatten().find(|(k, _)| d.message.contains(&format!("`{k}`"))) {
+            // Providers list what they take as "known keys: a, b"; suggest the nearest.
+            let known = d.message.split_once("known keys: ").map(|(_, k)| k.split(", ").map(str::trim).collect::<Vec<_>>());
+            let help = known.and_then(|k| phoenix_core::schema::closest(key, k)).map(|s| format!("did you mean `{s}`?"));
+            return d.at(&self.source, span.clone()).about(format!("providers.{name}"), Some(key.clone())).with_help(help);
+        }
         match self.provider_spans.get(name) {
             Some(span) => d.at(&self.source, span.clone()),
             None => d.in_file(self.source.name.clone()),

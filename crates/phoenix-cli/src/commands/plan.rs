@@ -17,6 +17,19 @@ use crate::printer::Printer;
 /// Refreshes state through the providers and diffs the definition against it;
 /// a plan that would destroy a resource declared with `prevent_destroy` fails.
 pub async fn make_plan(env: &Env, state: &StateDoc, destroy: bool, scope: &Scope) -> Result<Plan, Failure> {
+    if !destroy && !scope.allow_empty && env.loaded.definition.resources.is_empty() && !state.resources.is_empty() {
+        // A template that renders to nothing (a wrong `{% if %}`, a forgotten variable) is not "delete everything".
+        return Err(Failure::new(
+            Exit::Invalid,
+            anyhow!(
+                "{} renders no resources, but the state of {} holds {}; applying it would destroy them all. \
+                 Nothing was changed: pass --allow-empty if that is what you want, or use `phoenix down`",
+                env.loaded.source.name,
+                env.loaded.state_key(),
+                state.resources.len()
+            ),
+        ));
+    }
     let plan = refresh_and_plan(env, state, destroy, scope).await?.1;
     let prevented = prevented_destroys(&env.loaded.definition, &plan);
     if !prevented.is_empty() {
