@@ -174,7 +174,7 @@ pub enum Command {
     #[command(
         args_conflicts_with_subcommands = true,
         subcommand_negates_reqs = true,
-        after_help = "Examples:\n  phoenix snapshot prod\n  phoenix snapshot prod --copy-to-region us-east-2 --keep 7\n  phoenix snapshot list prod\n  phoenix snapshot show prod rp-20261124-020500-1a2b\n  phoenix snapshot delete prod rp-20261124-020500-1a2b"
+        after_help = "Examples:\n  phoenix snapshot prod\n  phoenix snapshot prod --copy-to-region us-east-2 --keep 7\n  phoenix snapshot list prod\n  phoenix snapshot show prod rp-20261124-020500-1a2b\n  phoenix snapshot delete prod rp-20261124-020500-1a2b\n  phoenix snapshot prod --var-file prod.vars.toml --strict   # refuse if the definition differs from state"
     )]
     Snapshot {
         #[command(subcommand)]
@@ -205,13 +205,16 @@ pub enum Command {
     /// Destroy everything the environment made, in reverse dependency order.
     #[command(
         visible_alias = "destroy",
-        after_help = "Examples:\n  phoenix down dev\n  phoenix destroy dev                        # the same\n  phoenix down ci --instance pr-1234 --yes\n  phoenix down dev --exclude db              # keep db and what it needs"
+        after_help = "Examples:\n  phoenix down dev\n  phoenix destroy dev                        # the same\n  phoenix down ci --instance pr-1234 --yes\n  phoenix down dev --exclude db              # keep db and what it needs\n  phoenix down dev --keep-history            # keep .phoenix/state/dev/history/"
     )]
     Down {
         #[command(flatten)]
         env: EnvArgs,
         #[command(flatten)]
         apply: ApplyArgs,
+        /// Keep the local state directory (its history of state versions) once everything is destroyed.
+        #[arg(long)]
+        keep_history: bool,
     },
     /// Read every object in state as it is now and record that in state: shows
     /// what drifted or disappeared; creates, changes and deletes nothing.
@@ -348,6 +351,9 @@ pub struct TakeArgs {
     /// Afterwards keep only the newest N recovery points, deleting older ones and their snapshots.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep: Option<u32>,
+    /// Refuse (instead of warning) when the definition, with these variables, differs from what state holds.
+    #[arg(long)]
+    pub strict: bool,
     /// Snapshots taken at once.
     #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub parallelism: u32,
@@ -372,8 +378,17 @@ pub enum SnapshotCommand {
     List { env: String },
     /// Show a recovery point: its snapshots, copies and state serial.
     Show { env: String, id: String },
-    /// Delete a recovery point and its snapshots (and their copies).
-    Delete { env: String, id: String },
+    /// Delete a recovery point and its snapshots (and their copies): asks first, naming them.
+    #[command(
+        after_help = "Examples:\n  phoenix snapshot delete prod rp-20261124-020500-1a2b\n  phoenix snapshot delete prod rp-20261124-020500-1a2b --yes   # in scripts"
+    )]
+    Delete {
+        env: String,
+        id: String,
+        /// Delete without asking (required when stdin is not a terminal).
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

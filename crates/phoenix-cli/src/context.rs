@@ -147,6 +147,16 @@ impl Env {
         problems
     }
 
+    /// The directory of this environment's (and instance's) state, when it is local.
+    pub fn local_state_dir(&self) -> Option<PathBuf> {
+        let root = match &self.loaded.state {
+            StateSpec::Local { dir: None } => self.project.data_dir().join("state"),
+            StateSpec::Local { dir: Some(d) } => self.project.root.join(d),
+            StateSpec::S3 { .. } => return None,
+        };
+        Some(root.join(self.loaded.state_key()))
+    }
+
     /// Where this environment's states live (every instance's).
     pub async fn root(&self) -> Result<Arc<dyn StateRoot>, Failure> {
         state_root(&self.project, &self.loaded.state).await

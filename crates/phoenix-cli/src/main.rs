@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod confirm;
 mod context;
 mod exit;
 mod printer;

@@ -1,7 +1,5 @@
 //! Commands that read: validate, render, graph, status, output, state, and unlock.
 
-use std::io::IsTerminal;
-
 use anyhow::anyhow;
 use console::style;
 use phoenix_core::ResourceAddr;
@@ -276,18 +274,8 @@ pub async fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: 
         removed.push(addr);
     }
     if !yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(Failure::new(Exit::Error, anyhow!("refusing to forget resources without --yes (stdin is not a terminal)")));
-        }
-        eprint!(
-            "Forget {} (the objects keep existing, unmanaged)? Only `yes` is accepted: ",
-            removed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-        );
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if answer.trim() != "yes" {
-            return Err(Failure::new(Exit::Error, anyhow!("cancelled: nothing was changed")));
-        }
+        let names = removed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        crate::confirm::ask(&format!("forget {names} (the objects keep existing, unmanaged)"), &[])?;
     }
     let written = guard.write(&state).await.map_err(context::state_failure)?;
     println!("Removed {} resource(s) from state (serial {}).", removed.len(), written.serial);

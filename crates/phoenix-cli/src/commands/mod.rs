@@ -51,11 +51,13 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Snapshot { command: None, take } => recovery::take(g, &printer, &take).await,
         Command::Snapshot { command: Some(SnapshotCommand::List { env }), .. } => recovery::list(g, &printer, &env).await,
         Command::Snapshot { command: Some(SnapshotCommand::Show { env, id }), .. } => recovery::show_point(g, &printer, &env, &id).await,
-        Command::Snapshot { command: Some(SnapshotCommand::Delete { env, id }), .. } => recovery::delete(g, &printer, &env, &id).await,
+        Command::Snapshot { command: Some(SnapshotCommand::Delete { env, id, yes }), .. } => {
+            recovery::delete(g, &printer, &env, &id, yes).await
+        }
         Command::Restore { env, from, region, zone, apply } => {
             recovery::restore(g, &printer, &env, &from, region.as_deref(), zone.as_deref(), &apply).await
         }
-        Command::Down { env, apply } => apply::down(g, &printer, &env, &apply).await,
+        Command::Down { env, apply, keep_history } => apply::down(g, &printer, &env, &apply, keep_history).await,
     };
     match result {
         Ok(code) => code,
