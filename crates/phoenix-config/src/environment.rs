@@ -86,9 +86,20 @@ pub struct LoadedEnvironment {
     pub provider_key_spans: BTreeMap<String, BTreeMap<String, std::ops::Range<usize>>>,
     /// Variables after overrides.
     pub vars: Attrs,
+    /// Where each variable's value was set: a problem with the value is reported there.
+    pub var_origins: BTreeMap<String, VarOrigin>,
     pub rendered: Vec<Rendered>,
     pub definition: Definition,
     pub sources: SourceMap,
+}
+
+/// Where a variable's value comes from.
+#[derive(Debug, Clone)]
+pub enum VarOrigin {
+    /// A file (the environment's `[vars]`, or a `--var-file`), at the `name = value` line.
+    File(Source, std::ops::Range<usize>),
+    /// `--var NAME=VALUE` on the command line.
+    Flag(String),
 }
 
 impl Project {
@@ -210,7 +221,9 @@ impl Project {
         // Variables: declared defaults, then overrides (which must be declared, and keep their type).
         let mut vars = Attrs::new();
         let mut var_types: BTreeMap<String, &'static str> = BTreeMap::new();
+        let mut var_origins = BTreeMap::new();
         for (k, v) in &raw.vars {
+            var_origins.insert(k.get_ref().clone(), VarOrigin::File(source.clone(), k.span().start..v.span().end));
             match to_value(v.get_ref()) {
                 Ok(x) => {
                     var_types.insert(k.get_ref().clone(), v.get_ref().type_str());
@@ -256,6 +269,7 @@ impl Project {
                 }
                 match to_value(&v) {
                     Ok(x) => {
+                        var_origins.insert(k.clone(), VarOrigin::File(source.clone(), key_span.start..value_span.end));
                         vars.insert(k, x);
                     }
                     Err(e) => problems.push(Diagnostic::new(ErrorKind::WrongType, e).at(&source, value_span)),
@@ -283,6 +297,7 @@ impl Project {
                 continue;
             }
             if let Ok(v) = to_value(&parsed) {
+                var_origins.insert(k.clone(), VarOrigin::Flag(format!("--var {k}={raw_value}")));
                 vars.insert(k.clone(), v);
             }
         }
@@ -336,6 +351,7 @@ impl Project {
             provider_spans,
             provider_key_spans,
             vars,
+            var_origins,
             rendered,
             definition,
             sources,
@@ -389,7 +405,11 @@ impl LoadedEnvironment {
             let d = match &p.origin {
                 Origin::Resource { resource, field } => {
                     let d = d.about(resource.to_string(), field.clone());
-                    self.sources.locate(d, self.sources.resources.get(resource), field.as_deref())
+                    let d = self.sources.locate(d, self.sources.resources.get(resource), field.as_deref());
+                    match (p.kind, field) {
+                        (ErrorKind::InvalidValue | ErrorKind::WrongType, Some(f)) => self.at_variable(d, resource, f),
+                        _ => d,
+                    }
                 }
                 Origin::Output { output } => {
                     let d = d.about(format!("output.{output}"), Some("value".into()));
@@ -399,6 +419,30 @@ impl LoadedEnvironment {
             out.push(d);
         }
         out
+    }
+
+    /// A bad value that one variable supplied is reported where that variable
+    /// is set (its `[vars]` or `--var-file` line, or the `--var` flag), with the
+    /// rendered line it produced as the secondary place.
+    fn at_variable(&self, d: Diagnostic, resource: &phoenix_core::ResourceAddr, field: &str) -> Diagnostic {
+        let Some(value) = self.definition.resources.get(resource).and_then(|r| r.attrs.get(field)) else { return d };
+        let supplies = |v: &serde_json::Value| match (v, value) {
+            (_, w) if w == v => true,
+            (serde_json::Value::String(s), serde_json::Value::String(w)) => s.len() >= 3 && w.contains(s.as_str()),
+            (_, serde_json::Value::Array(items)) => items.contains(v),
+            _ => false,
+        };
+        let mut from = self.vars.iter().filter(|(_, v)| !v.is_boolean() && supplies(v));
+        let (Some((name, _)), None) = (from.next(), from.next()) else { return d };
+        let rendered_at = d.location.as_ref().map(|l| format!("it is used at {l}")).unwrap_or_default();
+        let help =
+            Some([d.help.clone().unwrap_or_default(), rendered_at].into_iter().filter(|h| !h.is_empty()).collect::<Vec<_>>().join("; "));
+        let message = format!("{} (the value of variable `{name}`)", d.message);
+        match self.var_origins.get(name) {
+            Some(VarOrigin::File(source, span)) => Diagnostic { message, help, ..d }.at(source, span.clone()),
+            Some(VarOrigin::Flag(flag)) => Diagnostic { message: format!("{message}, set by `{flag}`"), help, ..d },
+            None => d,
+        }
     }
 
     /// A provider's block as configured (empty when absent).

@@ -32,6 +32,8 @@ struct RawDoc {
 pub struct RenderedSource {
     pub rendered: Source,
     pub template: Source,
+    /// Templates it included: a line copied from one of them is reported there.
+    pub includes: Vec<Source>,
 }
 
 impl RenderedSource {
@@ -44,21 +46,22 @@ impl RenderedSource {
         let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
         let line = &text[line_start..line_end];
         if !line.trim().is_empty() {
-            let tpl = self.template.text.as_str();
             let mut found = None;
             let mut count = 0;
-            let mut offset = 0;
-            for l in tpl.split_inclusive('\n') {
-                if l.trim_end_matches(['\n', '\r']) == line {
-                    count += 1;
-                    found = Some(offset);
+            for source in std::iter::once(&self.template).chain(&self.includes) {
+                let mut offset = 0;
+                for l in source.text.split_inclusive('\n') {
+                    if l.trim_end_matches(['\n', '\r']) == line {
+                        count += 1;
+                        found = Some((source, offset));
+                    }
+                    offset += l.len();
                 }
-                offset += l.len();
             }
-            if let (1, Some(tpl_line_start)) = (count, found) {
+            if let (1, Some((source, tpl_line_start))) = (count, found) {
                 let s = tpl_line_start + (start - line_start);
                 let e = (tpl_line_start + (span.end.min(line_end) - line_start)).max(s);
-                return (self.template.clone(), s..e);
+                return (source.clone(), s..e);
             }
         }
         (self.rendered.clone(), span)
@@ -113,6 +116,7 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
         let rs = RenderedSource {
             rendered: Source::new(format!("{} (rendered)", r.template.name), masked(&r.output, &r.env_values)),
             template: r.template.clone(),
+            includes: r.includes.clone(),
         };
         map.sources.push(rs.clone());
         let raw: RawDoc = match toml::from_str(&r.output) {

@@ -49,6 +49,9 @@ pub struct Rendered {
     /// Values `env()` returned: masked wherever the rendered text is shown
     /// (diagnostics), since they may be secrets.
     pub env_values: Vec<String>,
+    /// The templates it included (or imported), so that problems in lines they
+    /// produced are reported in their own file.
+    pub includes: Vec<Source>,
 }
 
 /// Finds the file of a template name: `web` -> `web.toml.j2`, `web.j2`, `web.toml` or `web`.
@@ -89,15 +92,45 @@ fn load_confined(templates_dir: &Path, name: &str) -> Result<Option<String>, Str
     if !real.starts_with(&root) {
         return Err(format!("template `{name}` resolves outside templates/ (a symlink?): refused"));
     }
-    std::fs::read_to_string(&real).map(Some).map_err(|e| format!("cannot read template `{name}`: {e}"))
+    let bytes = std::fs::read(&real).map_err(|e| format!("cannot read template `{name}`: {e}"))?;
+    String::from_utf8(bytes).map(Some).map_err(|e| {
+        let line = line_of(e.as_bytes(), e.utf8_error().valid_up_to());
+        format!("template `{name}` is not UTF-8 text: an invalid byte at line {line}; save it as UTF-8")
+    })
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(bytes: &[u8], at: usize) -> usize {
+    bytes[..at].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+/// A template file that is not UTF-8, shown lossily with the first bad byte located.
+fn not_utf8(templates_dir: &Path, file: &str) -> Option<Diagnostic> {
+    let bytes = std::fs::read(templates_dir.join(safe_relative(file)?)).ok()?;
+    let err = std::str::from_utf8(&bytes).err()?;
+    let line = line_of(&bytes, err.valid_up_to());
+    let lossy = String::from_utf8_lossy(&bytes[..err.valid_up_to()]).into_owned() + "\u{FFFD}";
+    let source = Source::new(format!("templates/{file}"), lossy);
+    let end = source.text.len();
+    Some(
+        Diagnostic::new(ErrorKind::Template, format!("templates/{file} is not UTF-8 text: an invalid byte at line {line}"))
+            .with_help(Some("save the file as UTF-8".into()))
+            .at(&source, end - '\u{FFFD}'.len_utf8()..end),
+    )
 }
 
 /// Renders template file `file` (relative to `templates_dir`) with `context`.
 pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json::Value) -> Result<Rendered, Diagnostic> {
-    let display = |f: &str| format!("templates/{f}");
+    fn display(f: &str) -> String {
+        format!("templates/{f}")
+    }
     let text = match load_confined(templates_dir, file) {
         Ok(Some(t)) => t,
         Ok(None) => return Err(Diagnostic::new(ErrorKind::UnknownTemplate, format!("template `{file}` not found in templates/"))),
+        // Confined and read, but not text: located at the first bad byte.
+        Err(e) if e.contains("is not UTF-8") => {
+            return Err(not_utf8(templates_dir, file).unwrap_or_else(|| Diagnostic::new(ErrorKind::Template, e)));
+        }
         Err(e) => return Err(Diagnostic::new(ErrorKind::UnknownTemplate, e)),
     };
     let source = Source::new(display(file), text);
@@ -107,7 +140,18 @@ pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json
     env.set_fuel(Some(FUEL));
     env.set_keep_trailing_newline(true);
     let dir = templates_dir.to_path_buf();
-    env.set_loader(move |name| load_confined(&dir, name).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e)));
+    let loaded: Arc<Mutex<Vec<Source>>> = Arc::default();
+    let record = loaded.clone();
+    let main_file = file.to_string();
+    env.set_loader(move |name| {
+        let text = load_confined(&dir, name).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))?;
+        if let Some(t) = &text
+            && name != main_file
+        {
+            record.lock().expect("not poisoned").push(Source::new(display(name), t.clone()));
+        }
+        Ok(text)
+    });
     let missing_env: Arc<Mutex<Vec<String>>> = Arc::default();
     let missing = missing_env.clone();
     let read_env: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -134,7 +178,8 @@ pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json
     match result {
         Ok(output) => {
             let env_values = std::mem::take(&mut *read_env.lock().expect("not poisoned"));
-            Ok(Rendered { name: name.to_string(), template: source, output, env_values })
+            let includes = std::mem::take(&mut *loaded.lock().expect("not poisoned"));
+            Ok(Rendered { name: name.to_string(), template: source, output, env_values, includes })
         }
         Err(err) => {
             let kind = if !missing_env.lock().expect("not poisoned").is_empty() {
