@@ -297,7 +297,8 @@ impl Project {
                 continue;
             }
             if let Ok(v) = to_value(&parsed) {
-                var_origins.insert(k.clone(), VarOrigin::Flag(format!("--var {k}={raw_value}")));
+                // The flag without its value: a --var may carry a secret.
+                var_origins.insert(k.clone(), VarOrigin::Flag(format!("--var {k}=…")));
                 vars.insert(k.clone(), v);
             }
         }
