@@ -47,6 +47,9 @@ impl StateSpec {
     }
 }
 
+/// A TOML table with the position of every key and value.
+type SpannedTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEnv {
@@ -55,7 +58,7 @@ struct RawEnv {
     templates: Option<Vec<Spanned<String>>>,
     state: Option<Spanned<String>>,
     #[serde(default)]
-    providers: BTreeMap<Spanned<String>, Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
+    providers: BTreeMap<Spanned<String>, Spanned<SpannedTable>>,
     #[serde(default)]
     vars: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
@@ -366,8 +369,7 @@ fn same_type(declared: &str, v: &toml::Value) -> bool {
 }
 
 /// A `--var-file`: its text (for locations) and its `name = value` pairs with spans.
-#[allow(clippy::type_complexity)]
-fn read_var_file(root: &Path, file: &Path) -> Result<(Source, BTreeMap<Spanned<String>, Spanned<toml::Value>>), Box<Diagnostic>> {
+fn read_var_file(root: &Path, file: &Path) -> Result<(Source, SpannedTable), Box<Diagnostic>> {
     let path = root.join(file);
     let name = display_path(root, &path);
     let text = std::fs::read_to_string(&path).map_err(|e| {

@@ -184,40 +184,61 @@ pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json
         Err(err) => {
             let kind = if !missing_env.lock().expect("not poisoned").is_empty() {
                 ErrorKind::MissingEnvironmentVariable
-            } else if err.kind() == minijinja::ErrorKind::UndefinedError {
+            } else if innermost(&err).kind() == minijinja::ErrorKind::UndefinedError {
                 ErrorKind::UnknownVariable
             } else {
                 ErrorKind::Template
             };
-            Err(template_diagnostic(kind, &err, templates_dir, &source, file))
+            let known: Vec<&str> = context.as_object().into_iter().flat_map(|m| m.keys().map(String::as_str)).collect();
+            Err(template_diagnostic(kind, &err, templates_dir, &source, file, &known))
         }
     }
 }
 
 /// Locates a minijinja error in the template that raised it (which may be an include).
-fn template_diagnostic(kind: ErrorKind, err: &minijinja::Error, templates_dir: &Path, main: &Source, main_file: &str) -> Diagnostic {
-    // The innermost error carries the location of the failing include.
+/// The error that caused `err` (through includes): it knows the real kind and place.
+fn innermost(err: &minijinja::Error) -> &minijinja::Error {
     let mut inner = err;
     while let Some(next) = std::error::Error::source(inner).and_then(|s| s.downcast_ref::<minijinja::Error>()) {
         inner = next;
     }
-    let detail = inner.detail().or(err.detail()).map(str::to_string).unwrap_or_else(|| inner.kind().to_string());
-    let message = match kind {
-        ErrorKind::UnknownVariable => format!("template error: {detail} (is it declared under [vars]?)"),
-        _ => format!("template error: {detail}"),
-    };
-    let help = match kind {
-        ErrorKind::MissingEnvironmentVariable => Some("export the variable, or give a default: env(\"NAME\", \"default\")".to_string()),
-        ErrorKind::UnknownVariable => Some("declare it under [vars] in the environment file, or pass --var name=value".to_string()),
-        _ => None,
-    };
-    let d = Diagnostic::new(kind, message).with_help(help);
+    inner
+}
+
+fn template_diagnostic(
+    kind: ErrorKind,
+    err: &minijinja::Error,
+    templates_dir: &Path,
+    main: &Source,
+    main_file: &str,
+    variables: &[&str],
+) -> Diagnostic {
+    let inner = innermost(err);
     let name = inner.name().or(err.name()).unwrap_or(main_file);
     let source = if name == main_file {
         Some(main.clone())
     } else {
         load_confined(templates_dir, name).ok().flatten().map(|t| Source::new(format!("templates/{name}"), t))
     };
+    // The expression at fault (`prot` in `{{ prot }}`), from the template's own text.
+    let culprit = source.as_ref().zip(inner.range()).and_then(|(s, r)| s.text.get(r).map(|t| t.trim().to_string()));
+    let detail = inner.detail().map(str::to_string).unwrap_or_else(|| inner.kind().to_string());
+    let message = match (kind, &culprit) {
+        (ErrorKind::UnknownVariable, Some(c)) => format!("template error in {name}: `{c}` is undefined (is it declared under [vars]?)"),
+        (ErrorKind::UnknownVariable, None) => format!("template error in {name}: {detail} (is it declared under [vars]?)"),
+        _ if name != main_file => format!("template error in {name}: {detail}"),
+        _ => format!("template error: {detail}"),
+    };
+    let suggestion = culprit.as_deref().and_then(|c| phoenix_core::schema::closest(c, variables.iter().copied()));
+    let help = match (kind, suggestion) {
+        (ErrorKind::MissingEnvironmentVariable, _) => {
+            Some("export the variable, or give a default: env(\"NAME\", \"default\")".to_string())
+        }
+        (ErrorKind::UnknownVariable, Some(s)) => Some(format!("did you mean `{s}`?")),
+        (ErrorKind::UnknownVariable, None) => Some("declare it under [vars] in the environment file, or pass --var name=value".to_string()),
+        _ => None,
+    };
+    let d = Diagnostic::new(kind, message).with_help(help);
     match (source, inner.range().or(err.range()), inner.line().or(err.line())) {
         (Some(s), Some(range), _) => d.at(&s, range),
         (Some(s), None, Some(line)) => {
