@@ -120,7 +120,7 @@ async fn prod_comes_back_from_a_recovery_point_after_losing_everything() {
 
     // Everything is lost: every object, and the state with it.
     ok(run(&project, &moto, &["down", "prod", "--yes"]), "down prod");
-    std::fs::remove_dir_all(project.dir.join(".phoenix/state/prod")).unwrap();
+    assert!(!project.dir.join(".phoenix/state/prod").exists(), "a complete down leaves no state behind");
     assert!(rds.describe_db_instances().db_instance_identifier("prod-db").send().await.is_err(), "the database is gone");
 
     let restore = ok(run(&project, &moto, &["--json", "restore", "prod", "--from", &id, "--yes"]), "restore prod");
@@ -314,7 +314,7 @@ db_cluster_identifier = "${ledger.id}"
 
     // Everything lost, state included.
     ok(run(&project, &moto, &["down", "ledger", "--yes"]), "down ledger");
-    std::fs::remove_dir_all(project.dir.join(".phoenix/state/ledger")).unwrap();
+    assert!(!project.dir.join(".phoenix/state/ledger").exists(), "a complete down leaves no state behind");
     assert!(instances(west.clone()).await.is_empty());
     assert!(rds.describe_db_clusters().db_cluster_identifier("ledger-ledger").send().await.is_err());
     // moto 5.2.1 keeps a deleted cluster's automated snapshot, named `rds:<id>-<minute>`, and
