@@ -119,13 +119,40 @@ impl Env {
         if problems.is_empty() { Ok(()) } else { Err(invalid(printer, problems)) }
     }
 
-    /// Configures `registry`'s providers that the definition or state uses, or that have a block.
-    fn provider_problems(&self, registry: &Registry, state: &StateDoc) -> Diagnostics {
+    /// The providers the definition or state uses, or that have a block.
+    fn used_providers(&self, state: &StateDoc) -> std::collections::BTreeSet<String> {
         let mut used: std::collections::BTreeSet<String> = self.loaded.providers.keys().cloned().collect();
         used.extend(self.loaded.definition.resources.values().map(|r| r.provider_name().to_string()));
         used.extend(state.resources.values().map(|r| phoenix_core::definition::provider_of(&r.type_name).to_string()));
+        used
+    }
+
+    /// Resolves every used provider's credentials and place before any plan,
+    /// printing one line per provider; a provider that cannot work fails here,
+    /// once, with its fix. Call after [`Env::configure_providers`].
+    pub async fn preflight(&self, printer: &Printer, state: &StateDoc) -> Result<(), Failure> {
+        let checks = self.used_providers(state).into_iter().filter_map(|name| {
+            let provider = self.registry.provider(&name)?.clone();
+            Some(async move { (name, provider.preflight().await) })
+        });
+        let mut failed = Vec::new();
+        for (name, result) in futures::future::join_all(checks).await {
+            match result {
+                Ok(Some(line)) => printer.note(&format!("{name}: {line}")),
+                Ok(None) => {}
+                Err(e) => failed.push(format!("  {name}: {}", e.message)),
+            }
+        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::new(Exit::Error, anyhow!("a provider cannot work here; nothing was locked or changed:\n{}", failed.join("\n"))))
+    }
+
+    /// Configures `registry`'s providers that the definition or state uses, or that have a block.
+    fn provider_problems(&self, registry: &Registry, state: &StateDoc) -> Diagnostics {
         let mut problems = Diagnostics::default();
-        for name in used {
+        for name in self.used_providers(state) {
             let Some(provider) = registry.provider(&name) else { continue };
             let cx = ProviderContext {
                 environment: self.loaded.name.clone(),

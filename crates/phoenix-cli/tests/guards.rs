@@ -109,3 +109,64 @@ fn a_snapshot_of_another_definition_warns_and_strict_refuses() {
     );
     assert_eq!(points(&p), 2);
 }
+
+/// An AWS environment, and the process environment of a machine with no AWS credentials.
+fn aws_without_credentials() -> (Project, Vec<(&'static str, String)>) {
+    let p = Project::empty();
+    p.write("environments/net.toml", "template = \"net\"\n\n[providers.aws]\nregion = \"eu-west-1\"\n");
+    p.write("templates/net.toml.j2", "[resource.vpc]\ntype = \"aws.vpc\"\ncidr_block = \"10.0.0.0/16\"\n");
+    let nowhere = p.dir.join("no-such-file").display().to_string();
+    let env = vec![
+        ("HOME", p.dir.display().to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ("AWS_SHARED_CREDENTIALS_FILE", nowhere.clone()),
+        ("AWS_CONFIG_FILE", nowhere),
+    ];
+    (p, env)
+}
+
+fn run_with(p: &Project, args: &[&str], env: &[(&str, String)], unset: &[&str]) -> support::Output {
+    let mut c = support::command(&p.dir, args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    for k in unset {
+        c.env_remove(k);
+    }
+    let out = c.output().unwrap();
+    support::Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn missing_credentials_fail_once_before_any_lock_or_file() {
+    let (p, env) = aws_without_credentials();
+    let unset = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"];
+    for args in [&["plan", "net"][..], &["up", "net", "--yes"][..], &["down", "net", "--yes"][..]] {
+        let out = run_with(&p, args, &env, &unset);
+        assert_eq!(out.code, 1, "{args:?}: {}\n{}", out.stdout, out.stderr);
+        assert_eq!(out.stderr.matches("no AWS credentials").count(), 1, "{}", out.stderr);
+        assert!(out.stderr.contains("AWS_PROFILE") && out.stderr.contains("nothing was locked"), "{}", out.stderr);
+        assert!(!p.dir.join(".phoenix").exists(), "{args:?} locked or wrote something");
+    }
+}
+
+#[test]
+fn preflight_says_where_each_provider_acts_without_calling_it() {
+    let (p, mut env) = aws_without_credentials();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    env.extend([
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "not-a-secret".to_string()),
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+    ]);
+    let out = run_with(&p, &["plan", "net"], &env, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("aws: region eu-west-1 via AWS_ENDPOINT_URL={endpoint}")), "{}", out.stderr);
+    assert!(listener.accept().is_err(), "a plan against empty state calls nothing");
+}

@@ -66,6 +66,13 @@ async fn execute(
     if let Some(spec) = extras.restore.as_ref() {
         recovery::check_restorable(&env, spec)?;
     }
+    if extras.restore.is_none() {
+        // Credentials and place resolved before anything is locked or written
+        // (a restore configures after the lock: it may move the region first).
+        let recorded = env.read_state().await?;
+        env.configure_providers(printer, &recorded)?;
+        env.preflight(printer, &recorded).await?;
+    }
     let run_id = uuid::Uuid::new_v4().to_string();
     let (lock, mut state) = env.lock_state(operation, &run_id, opts.lock.lock_timeout, printer).await?;
     if state.created_at.is_none() {
@@ -96,6 +103,9 @@ async fn execute(
         state.lineage = p.lineage.clone();
     }
     env.configure_providers(printer, &state)?;
+    if extras.restore.is_some() {
+        env.preflight(printer, &state).await?;
+    }
     if printer.json {
         json_event(serde_json::json!({
             "event": "run_started", "run_id": run_id, "operation": operation,

@@ -116,6 +116,7 @@ pub async fn plan(
     let env = context::load(g, printer, args)?;
     let state = env.read_state().await?;
     env.configure_providers(printer, &state)?;
+    env.preflight(printer, &state).await?;
     let plan = make_plan(&env, &state, destroy, scope).await?;
     let calls = context::api_calls(&env.registry);
     // `-C DIR` means "as if started in DIR": relative paths are under it.
