@@ -94,7 +94,14 @@ fn layered(layers: usize, width: usize) -> Definition {
             let attrs: Attrs = [("label".to_string(), Value::String(addr.to_string()))].into_iter().collect();
             d.resources.insert(
                 addr.clone(),
-                ResourceConfig { addr, type_name: "delay.op".into(), attrs, depends_on, create_before_destroy: None },
+                ResourceConfig {
+                    addr,
+                    type_name: "delay.op".into(),
+                    attrs,
+                    depends_on,
+                    create_before_destroy: None,
+                    lifecycle: Default::default(),
+                },
             );
         }
     }

@@ -14,6 +14,7 @@ Examples:
 Exit codes:
   0  success (with --detailed-exitcode: no changes)
   1  an error: a provider call failed, state could not be written, bad usage
+     (an unknown flag, subcommand or --target/--exclude/--replace address)
   2  changes are present (plan --detailed-exitcode)
   3  the environment definition is invalid (nothing was called or changed)
   4  the state is locked by another run
@@ -50,12 +51,44 @@ pub struct Global {
 pub struct EnvArgs {
     /// Environment name (environments/NAME.toml) or path to an environment file.
     pub env: String,
-    /// Set a variable declared under [vars]: --var web_count=6 (repeatable).
+    /// Set a variable declared under [vars]: --var web_count=6 (repeatable; applied after every --var-file).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Read variables from a TOML file of `name = value` lines (repeatable; later files win, --var wins over all).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
     /// An isolated copy of the environment with its own state, names and tags.
     #[arg(long, value_name = "NAME", value_parser = parse_instance)]
     pub instance: Option<String>,
+}
+
+impl EnvArgs {
+    /// An environment (and instance) with its declared variables as they are.
+    pub fn named(env: impl Into<String>, instance: Option<String>) -> Self {
+        Self { env: env.into(), vars: Vec::new(), var_files: Vec::new(), instance }
+    }
+
+    /// How phoenix-config loads it: variables from files, then `--var`, then the instance.
+    pub fn load_options(&self) -> phoenix_config::LoadOptions {
+        phoenix_config::LoadOptions { vars: self.vars.clone(), var_files: self.var_files.clone(), instance: self.instance.clone() }
+    }
+}
+
+/// Which resources a plan may touch, and which it must replace.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Scope {
+    /// Limit the change to these resources and what they need (repeatable).
+    #[arg(long = "target", value_name = "RESOURCE")]
+    pub targets: Vec<String>,
+    /// Leave these resources and everything that needs them unchanged (repeatable; the opposite of --target).
+    #[arg(long = "exclude", value_name = "RESOURCE")]
+    pub excludes: Vec<String>,
+    /// Replace this resource even though its definition did not change (repeatable), e.g. a broken server.
+    #[arg(long = "replace", value_name = "RESOURCE")]
+    pub replace: Vec<String>,
+    /// Accept a definition that renders no resources although state holds some (it destroys them all).
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -73,9 +106,8 @@ pub struct ApplyArgs {
     /// Operations in flight at once.
     #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub parallelism: u32,
-    /// Limit the change to these resources and what they need (repeatable).
-    #[arg(long = "target", value_name = "RESOURCE")]
-    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub scope: Scope,
     #[command(flatten)]
     pub lock: LockArgs,
 }
@@ -96,7 +128,7 @@ pub enum Command {
     },
     /// Refresh state and show what `up` would change.
     #[command(
-        after_help = "Examples:\n  phoenix plan dev\n  phoenix plan prod --out prod.plan && phoenix up prod --plan prod.plan\n  phoenix plan ci --detailed-exitcode   # exit 0: no changes, 2: changes, 1: error"
+        after_help = "Examples:\n  phoenix plan dev\n  phoenix plan prod --out prod.plan && phoenix up prod --plan prod.plan\n  phoenix plan ci --detailed-exitcode   # exit 0: no changes, 2: changes, 1: error\n  phoenix plan prod --var-file prod-big.toml --var web_count=8\n  phoenix plan dev --replace web-0       # rebuild one server\n  phoenix plan dev --exclude db          # everything but db and what needs it"
     )]
     Plan {
         #[command(flatten)]
@@ -110,13 +142,13 @@ pub enum Command {
         /// Exit 0 when there are no changes and 2 when there are.
         #[arg(long)]
         detailed_exitcode: bool,
-        /// Limit the plan to these resources and what they need (repeatable).
-        #[arg(long = "target", value_name = "RESOURCE")]
-        targets: Vec<String>,
+        #[command(flatten)]
+        scope: Scope,
     },
     /// Plan, confirm and apply: create, update and replace along the dependency graph, in parallel.
     #[command(
-        after_help = "Examples:\n  phoenix up dev\n  phoenix up prod --var web_count=6 --parallelism 32\n  phoenix up ci --instance pr-1234 --yes --json\n  phoenix up prod --plan prod.plan"
+        visible_alias = "apply",
+        after_help = "Examples:\n  phoenix up dev\n  phoenix apply dev                          # the same\n  phoenix up prod --var web_count=6 --parallelism 32\n  phoenix up prod --var-file prod.vars.toml\n  phoenix up ci --instance pr-1234 --yes --json\n  phoenix up prod --plan prod.plan\n  phoenix up dev --replace web-0 --exclude db"
     )]
     Up {
         #[command(flatten)]
@@ -142,7 +174,7 @@ pub enum Command {
     #[command(
         args_conflicts_with_subcommands = true,
         subcommand_negates_reqs = true,
-        after_help = "Examples:\n  phoenix snapshot prod\n  phoenix snapshot prod --copy-to-region us-east-2 --keep 7\n  phoenix snapshot list prod\n  phoenix snapshot show prod rp-20261124-020500-1a2b\n  phoenix snapshot delete prod rp-20261124-020500-1a2b"
+        after_help = "Examples:\n  phoenix snapshot prod\n  phoenix snapshot prod --copy-to-region us-east-2 --keep 7\n  phoenix snapshot list prod\n  phoenix snapshot show prod rp-20261124-020500-1a2b\n  phoenix snapshot delete prod rp-20261124-020500-1a2b\n  phoenix snapshot prod --var-file prod.vars.toml --strict   # refuse if the definition differs from state"
     )]
     Snapshot {
         #[command(subcommand)]
@@ -171,12 +203,36 @@ pub enum Command {
         apply: ApplyArgs,
     },
     /// Destroy everything the environment made, in reverse dependency order.
-    #[command(after_help = "Examples:\n  phoenix down dev\n  phoenix down ci --instance pr-1234 --yes")]
+    #[command(
+        visible_alias = "destroy",
+        after_help = "Examples:\n  phoenix down dev\n  phoenix destroy dev                        # the same\n  phoenix down ci --instance pr-1234 --yes\n  phoenix down dev --exclude db              # keep db and what it needs\n  phoenix down dev --keep-history            # keep .phoenix/state/dev/history/"
+    )]
     Down {
         #[command(flatten)]
         env: EnvArgs,
         #[command(flatten)]
         apply: ApplyArgs,
+        /// Keep the local state directory (its history of state versions) once everything is destroyed.
+        #[arg(long)]
+        keep_history: bool,
+    },
+    /// Read every object in state as it is now and record that in state: shows
+    /// what drifted or disappeared; creates, changes and deletes nothing.
+    #[command(after_help = "Examples:\n  phoenix refresh prod\n  phoenix refresh ci --instance pr-1234 --json")]
+    Refresh {
+        #[command(flatten)]
+        env: EnvArgs,
+        #[command(flatten)]
+        lock: LockArgs,
+    },
+    /// Print a plan saved by `phoenix plan --out` (with --json: as JSON, sensitive values sealed).
+    #[command(
+        after_help = "Examples:\n  phoenix plan prod --out prod.plan && phoenix show prod.plan\n  phoenix --json show prod.plan | jq '.changes[].addr'"
+    )]
+    Show {
+        /// The plan file.
+        #[arg(value_name = "PLANFILE")]
+        plan: PathBuf,
     },
     /// Show what exists according to state (with --refresh: as it is now).
     #[command(after_help = "Examples:\n  phoenix status dev\n  phoenix status dev --refresh --json")]
@@ -247,6 +303,18 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  phoenix completions bash > ~/.local/share/bash-completion/completions/phoenix\n  phoenix completions zsh > \"${fpath[1]}/_phoenix\"\n  phoenix completions fish > ~/.config/fish/completions/phoenix.fish\n  phoenix completions powershell >> $PROFILE"
+    )]
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print Phoenix's version and the providers and state backends built in.
+    #[command(after_help = "Examples:\n  phoenix version\n  phoenix version --json")]
+    Version,
     /// Bring an existing object under management: read it by id and record it
     /// as a declared resource (the next plan shows any difference from the definition).
     #[command(after_help = "Examples:\n  phoenix import staging vpc vpc-0a1b2c3d\n  phoenix import staging web-0 i-0123456789abcdef0")]
@@ -271,6 +339,9 @@ pub struct TakeArgs {
     /// Set a variable declared under [vars]: --var web_count=6 (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Read variables from a TOML file (repeatable; later files win, --var wins over all).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
     /// The instance to snapshot.
     #[arg(long, value_name = "NAME", value_parser = parse_instance)]
     pub instance: Option<String>,
@@ -280,6 +351,9 @@ pub struct TakeArgs {
     /// Afterwards keep only the newest N recovery points, deleting older ones and their snapshots.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub keep: Option<u32>,
+    /// Refuse (instead of warning) when the definition, with these variables, differs from what state holds.
+    #[arg(long)]
+    pub strict: bool,
     /// Snapshots taken at once.
     #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub parallelism: u32,
@@ -289,7 +363,12 @@ pub struct TakeArgs {
 
 impl TakeArgs {
     pub fn env_args(&self) -> EnvArgs {
-        EnvArgs { env: self.env.clone().unwrap_or_default(), vars: self.vars.clone(), instance: self.instance.clone() }
+        EnvArgs {
+            env: self.env.clone().unwrap_or_default(),
+            vars: self.vars.clone(),
+            var_files: self.var_files.clone(),
+            instance: self.instance.clone(),
+        }
     }
 }
 
@@ -299,8 +378,17 @@ pub enum SnapshotCommand {
     List { env: String },
     /// Show a recovery point: its snapshots, copies and state serial.
     Show { env: String, id: String },
-    /// Delete a recovery point and its snapshots (and their copies).
-    Delete { env: String, id: String },
+    /// Delete a recovery point and its snapshots (and their copies): asks first, naming them.
+    #[command(
+        after_help = "Examples:\n  phoenix snapshot delete prod rp-20261124-020500-1a2b\n  phoenix snapshot delete prod rp-20261124-020500-1a2b --yes   # in scripts"
+    )]
+    Delete {
+        env: String,
+        id: String,
+        /// Delete without asking (required when stdin is not a terminal).
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -323,6 +411,18 @@ pub enum StateCommand {
         #[command(flatten)]
         env: EnvArgs,
         resource: String,
+    },
+    /// Rename a resource in state (after renaming it in the template), so it is not destroyed and created again.
+    #[command(after_help = "Examples:\n  phoenix state mv dev web web-0\n  phoenix state mv prod db db-main --instance drill-1")]
+    Mv {
+        #[command(flatten)]
+        env: EnvArgs,
+        /// Its name in state now.
+        source: String,
+        /// The name it has in the definition.
+        destination: String,
+        #[command(flatten)]
+        lock: LockArgs,
     },
     /// Forget resources without destroying them (they keep existing, unmanaged).
     #[command(after_help = "Examples:\n  phoenix state rm dev web --yes")]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
-use phoenix_config::{Diagnostics, LoadOptions, LoadedEnvironment, Project, StateSpec};
+use phoenix_config::{Diagnostics, LoadedEnvironment, Project, StateSpec};
 use phoenix_core::provider::{ProviderContext, Registry};
 use phoenix_core::state::StateDoc;
 use phoenix_state::{LocalRoot, LockInfo, LockedState, StateBackend, StateError, StateRoot};
@@ -46,7 +46,7 @@ pub struct Env {
 /// Loads and validates an environment; invalid definitions are printed and end the command.
 pub fn load(global: &Global, printer: &Printer, args: &EnvArgs) -> Result<Env, Failure> {
     let project = project(global)?;
-    let opts = LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
+    let opts = args.load_options();
     let loaded = project.load(&args.env, &opts).map_err(|d| invalid(printer, d))?;
     let registry = registry();
     let names: Vec<&str> = registry.provider_names().filter(|n| *n != phoenix_core::builtin::PROVIDER_NAME).collect();
@@ -54,10 +54,19 @@ pub fn load(global: &Global, printer: &Printer, args: &EnvArgs) -> Result<Env, F
     if problems.is_empty() {
         problems = instance_names(&loaded, &registry);
     }
+    let env = Env { project, loaded, registry };
+    if problems.is_empty() {
+        // Provider blocks are checked now, before any state is read or locked, on
+        // throw-away providers: the real ones are configured once, with state's overrides.
+        problems = env.provider_problems(
+            &crate::context::registry(),
+            &StateDoc::new(&env.loaded.name, env.loaded.instance.as_deref(), String::new()),
+        );
+    }
     if !problems.is_empty() {
         return Err(invalid(printer, problems));
     }
-    Ok(Env { project, loaded, registry })
+    Ok(env)
 }
 
 /// With `--instance`, every name the provider needs unique must contain the
@@ -106,12 +115,45 @@ impl Env {
     /// Configures the providers the definition or the state uses (or that have a block).
     /// Reads configuration only: no API calls.
     pub fn configure_providers(&self, printer: &Printer, state: &StateDoc) -> Result<(), Failure> {
+        let problems = self.provider_problems(&self.registry, state);
+        if problems.is_empty() { Ok(()) } else { Err(invalid(printer, problems)) }
+    }
+
+    /// The providers the definition or state uses, or that have a block.
+    fn used_providers(&self, state: &StateDoc) -> std::collections::BTreeSet<String> {
         let mut used: std::collections::BTreeSet<String> = self.loaded.providers.keys().cloned().collect();
         used.extend(self.loaded.definition.resources.values().map(|r| r.provider_name().to_string()));
         used.extend(state.resources.values().map(|r| phoenix_core::definition::provider_of(&r.type_name).to_string()));
+        used
+    }
+
+    /// Resolves every used provider's credentials and place before any plan,
+    /// printing one line per provider; a provider that cannot work fails here,
+    /// once, with its fix. Call after [`Env::configure_providers`].
+    pub async fn preflight(&self, printer: &Printer, state: &StateDoc) -> Result<(), Failure> {
+        let checks = self.used_providers(state).into_iter().filter_map(|name| {
+            let provider = self.registry.provider(&name)?.clone();
+            Some(async move { (name, provider.preflight().await) })
+        });
+        let mut failed = Vec::new();
+        for (name, result) in futures::future::join_all(checks).await {
+            match result {
+                Ok(Some(line)) => printer.note(&format!("{name}: {line}")),
+                Ok(None) => {}
+                Err(e) => failed.push(format!("  {name}: {}", e.message)),
+            }
+        }
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::new(Exit::Error, anyhow!("a provider cannot work here; nothing was locked or changed:\n{}", failed.join("\n"))))
+    }
+
+    /// Configures `registry`'s providers that the definition or state uses, or that have a block.
+    fn provider_problems(&self, registry: &Registry, state: &StateDoc) -> Diagnostics {
         let mut problems = Diagnostics::default();
-        for name in used {
-            let Some(provider) = self.registry.provider(&name) else { continue };
+        for name in self.used_providers(state) {
+            let Some(provider) = registry.provider(&name) else { continue };
             let cx = ProviderContext {
                 environment: self.loaded.name.clone(),
                 instance: self.loaded.instance.clone(),
@@ -129,7 +171,17 @@ impl Env {
                 problems.push(self.loaded.provider_diagnostic(&name, format!("provider `{name}`: {}", e.message)));
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(invalid(printer, problems)) }
+        problems
+    }
+
+    /// The directory of this environment's (and instance's) state, when it is local.
+    pub fn local_state_dir(&self) -> Option<PathBuf> {
+        let root = match &self.loaded.state {
+            StateSpec::Local { dir: None } => self.project.data_dir().join("state"),
+            StateSpec::Local { dir: Some(d) } => self.project.root.join(d),
+            StateSpec::S3 { .. } => return None,
+        };
+        Some(root.join(self.loaded.state_key()))
     }
 
     /// Where this environment's states live (every instance's).

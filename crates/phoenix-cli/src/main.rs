@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod confirm;
 mod context;
 mod exit;
 mod printer;
@@ -14,7 +15,15 @@ use crate::args::Cli;
 use crate::exit::Exit;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and --version are answers; anything else is bad usage, which is
+            // exit 1 (clap's own 2 would read as "changes present" to CI).
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { Exit::Error as i32 } else { Exit::Ok as i32 });
+        }
+    };
     init_logging(cli.global.verbose);
     if cli.global.no_color || std::env::var_os("NO_COLOR").is_some() {
         console::set_colors_enabled(false);

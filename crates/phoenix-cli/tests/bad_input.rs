@@ -13,6 +13,8 @@ struct Expect {
     file: String,
     line: usize,
     message: Option<String>,
+    /// A fragment of the help line (a did-you-mean).
+    help: Option<String>,
     #[serde(default)]
     args: Vec<String>,
 }
@@ -25,8 +27,8 @@ fn cases() -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn corpus_has_at_least_twenty_cases() {
-    assert!(cases().len() >= 20, "only {} cases", cases().len());
+fn corpus_has_at_least_fifty_cases() {
+    assert!(cases().len() >= 50, "only {} cases", cases().len());
 }
 
 #[test]
@@ -56,6 +58,7 @@ fn every_broken_environment_is_refused_with_its_kind_and_location() {
                 && d["location"]["file"] == expect.file.as_str()
                 && d["location"]["line"] == expect.line
                 && expect.message.as_ref().is_none_or(|m| d["message"].as_str().unwrap_or("").contains(m.as_str()))
+                && expect.help.as_ref().is_none_or(|h| d["help"].as_str().unwrap_or("").contains(h.as_str()))
         });
         if !found {
             failures.push(format!(
@@ -63,7 +66,8 @@ fn every_broken_environment_is_refused_with_its_kind_and_location() {
                 expect.kind,
                 expect.file,
                 expect.line,
-                expect.message.as_ref().map(|m| format!(" mentioning `{m}`")).unwrap_or_default(),
+                expect.message.as_ref().map(|m| format!(" mentioning `{m}`")).unwrap_or_default()
+                    + &expect.help.as_ref().map(|h| format!(" with help `{h}`")).unwrap_or_default(),
                 serde_json::to_string_pretty(&diags).unwrap()
             ));
         }
@@ -90,4 +94,53 @@ fn human_output_shows_file_line_and_snippet() {
     assert!(out.stderr.contains("templates/bad.toml.j2:4"), "{}", out.stderr);
     assert!(out.stderr.contains("contnt = \"hello\""), "snippet missing: {}", out.stderr);
     assert!(out.stderr.contains("did you mean `content`?"), "{}", out.stderr);
+}
+
+/// Every broken environment is refused before any provider is called: with
+/// AWS and GCP pointed at a loopback port this test holds, `up --yes` of every
+/// case leaves that port without a single connection.
+#[test]
+fn no_request_reaches_the_cloud_for_any_broken_environment() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    for case in cases() {
+        let expect: Expect = toml::from_str(&std::fs::read_to_string(case.join("expect.toml")).unwrap()).unwrap();
+        let project = Project::copy_of(&case);
+        let mut args = vec!["--json", "up", "bad", "--yes"];
+        args.extend(expect.args.iter().map(String::as_str));
+        let out = support::command(&project.dir, &args)
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "not-a-secret")
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE", &endpoint)
+            .env("GOOGLE_CLOUD_PROJECT", "phoenix-test")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}: {}", case.display(), String::from_utf8_lossy(&out.stdout));
+        match listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("{}: a provider connected to the endpoint: {other:?}", case.display()),
+        }
+    }
+    // The control: a valid definition under the same settings does reach the port.
+    let valid = Project::empty();
+    valid.write("environments/ok.toml", "template = \"ok\"\n");
+    valid.write("templates/ok.toml.j2", "[resource.vpc]\ntype = \"aws.vpc\"\ncidr_block = \"10.0.0.0/16\"\n");
+    let mut child = support::command(&valid.dir, &["up", "ok", "--yes"])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-secret")
+        .env("AWS_REGION", "eu-west-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let connected = support::wait_until(60, || listener.accept().is_ok());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(connected, "the control never reached the endpoint: the test could not have seen a leak");
 }

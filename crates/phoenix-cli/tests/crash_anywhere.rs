@@ -1,7 +1,7 @@
 //! Crash anywhere: `phoenix up` / `phoenix down` of the AWS web stack, killed
 //! with SIGKILL at a seeded point, then run again to completion; afterwards the
 //! environment matches the definition, nothing is duplicated or orphaned, and
-//! the state is valid with a higher serial.
+//! the state is valid with a higher serial (after a complete `down`: gone).
 //!
 //! The kill points are API requests: a fault proxy in front of moto counts
 //! them, and kills `phoenix` right after moto executed the chosen request and
@@ -17,7 +17,7 @@ mod support;
 use phoenix_testkit::Moto;
 use phoenix_testkit::fault_proxy::{FaultPlan, FaultProxy};
 use support::Project;
-use support::aws_stack::{Stack, client, serial};
+use support::aws_stack::{Stack, client, serial, state_doc};
 
 /// SplitMix64 of the seed: the kill point of a seed is the same on every machine.
 fn draw(seed: u64, salt: u64) -> u64 {
@@ -58,8 +58,13 @@ async fn one_seed(stack: &Stack, proxy: &FaultProxy, seed: u64, up_requests: u64
     if rerun.code != 0 {
         return Err(format!("the rerun of {command} after a kill at request {kill_at} failed:\n{}\n{}", rerun.stdout, rerun.stderr));
     }
+    // A complete down leaves no state at all; an up leaves a newer one.
     let serial_after = serial(&project);
-    if serial_after <= serial_before {
+    if crash_down {
+        if state_doc(&project).is_some() {
+            return Err("the rerun down left its state behind".to_string());
+        }
+    } else if serial_after <= serial_before {
         return Err(format!("state serial did not increase: {serial_before} -> {serial_after}"));
     }
     if crash_down { stack.check_down(&project, &inst).await } else { stack.check_up(&project, proxy, &inst).await }

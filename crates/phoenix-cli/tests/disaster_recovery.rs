@@ -120,7 +120,7 @@ async fn prod_comes_back_from_a_recovery_point_after_losing_everything() {
 
     // Everything is lost: every object, and the state with it.
     ok(run(&project, &moto, &["down", "prod", "--yes"]), "down prod");
-    std::fs::remove_dir_all(project.dir.join(".phoenix/state/prod")).unwrap();
+    assert!(!project.dir.join(".phoenix/state/prod").exists(), "a complete down leaves no state behind");
     assert!(rds.describe_db_instances().db_instance_identifier("prod-db").send().await.is_err(), "the database is gone");
 
     let restore = ok(run(&project, &moto, &["--json", "restore", "prod", "--from", &id, "--yes"]), "restore prod");
@@ -219,7 +219,7 @@ async fn staging_volumes_come_back_after_partial_loss_in_another_region_and_as_a
     assert!(volumes(&east, "staging", Some("drill-1")).await.is_empty(), "the drill is gone");
     ok(call(with(&["down", "staging", "--yes"])), "down staging");
 
-    ok(call(vec!["snapshot".into(), "delete".into(), "staging".into(), id.clone()]), "snapshot delete");
+    ok(call(vec!["snapshot".into(), "delete".into(), "staging".into(), id.clone(), "--yes".into()]), "snapshot delete");
     for (ec2, region) in [(&west, Moto::REGION), (&east, "us-east-2")] {
         let left = ec2.describe_snapshots().filters(tag("phoenix:recovery-point", &id)).send().await.unwrap();
         assert!(left.snapshots().is_empty(), "snapshots left in {region}: {:?}", left.snapshots());
@@ -314,7 +314,7 @@ db_cluster_identifier = "${ledger.id}"
 
     // Everything lost, state included.
     ok(run(&project, &moto, &["down", "ledger", "--yes"]), "down ledger");
-    std::fs::remove_dir_all(project.dir.join(".phoenix/state/ledger")).unwrap();
+    assert!(!project.dir.join(".phoenix/state/ledger").exists(), "a complete down leaves no state behind");
     assert!(instances(west.clone()).await.is_empty());
     assert!(rds.describe_db_clusters().db_cluster_identifier("ledger-ledger").send().await.is_err());
     // moto 5.2.1 keeps a deleted cluster's automated snapshot, named `rds:<id>-<minute>`, and
@@ -346,7 +346,7 @@ db_cluster_identifier = "${ledger.id}"
     assert_eq!(plan.code, 0, "clean after the restore:\n{}\n{}", plan.stdout, plan.stderr);
     assert!(!restore.stdout.contains(DB_PASSWORD) && !restore.stderr.contains(DB_PASSWORD));
     ok(run(&project, &moto, &["down", "ledger", "--yes"]), "down ledger again");
-    ok(run(&project, &moto, &["snapshot", "delete", "ledger", &id]), "snapshot delete");
+    ok(run(&project, &moto, &["snapshot", "delete", "ledger", &id, "--yes"]), "snapshot delete");
     assert!(
         west.describe_images().image_ids(&image).send().await.map(|o| o.images().is_empty()).unwrap_or(true),
         "the image is deregistered"

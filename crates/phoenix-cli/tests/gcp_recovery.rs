@@ -246,7 +246,7 @@ fn gcp_staging_disks_come_back_from_a_recovery_point_in_a_drill_elsewhere_and_af
     assert_eq!(plan.code, 0, "complete again:\n{}\n{}", plan.stdout, plan.stderr);
 
     // Deleting the point deletes its snapshots; then the environment goes.
-    ok(run(&project, &gce, &["snapshot", "delete", "gcp-staging", &id]), "snapshot delete");
+    ok(run(&project, &gce, &["snapshot", "delete", "gcp-staging", &id, "--yes"]), "snapshot delete");
     assert!(point_snapshots(&gce, &id).is_empty(), "the point's snapshots are deleted");
     assert!(gce.list_all(&format!("projects/{PROJECT}/global/snapshots"), None).is_empty());
     ok(run(&project, &gce, &["down", "gcp-staging", "--yes"]), "down");

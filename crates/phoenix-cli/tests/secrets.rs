@@ -116,7 +116,8 @@ fn a_canary_secret_never_reaches_state_plans_logs_events_or_errors() {
     step("up --json (bad type)", &["--json", "-vv", "up", "vault", "--yes"], 3, secret);
     project.write("templates/vault.toml.j2", &project_template_with_failing_hook());
     step("up (failing hook)", &["-vv", "up", "vault", "--yes"], 1, secret);
-    step("down", &["-vv", "down", "vault", "--yes"], 0, secret);
+    // --keep-history: the state and its history stay, to be searched for the secret below.
+    step("down", &["-vv", "down", "vault", "--yes", "--keep-history"], 0, secret);
 
     for (name, o) in &outputs {
         for (stream, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {

@@ -47,6 +47,9 @@ impl StateSpec {
     }
 }
 
+/// A TOML table with the position of every key and value.
+type SpannedTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEnv {
@@ -55,7 +58,7 @@ struct RawEnv {
     templates: Option<Vec<Spanned<String>>>,
     state: Option<Spanned<String>>,
     #[serde(default)]
-    providers: BTreeMap<Spanned<String>, Spanned<toml::Table>>,
+    providers: BTreeMap<Spanned<String>, Spanned<SpannedTable>>,
     #[serde(default)]
     vars: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
@@ -63,8 +66,10 @@ struct RawEnv {
 /// How to load: variable overrides and the instance.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// `--var name=value`, in order; later ones win.
+    /// `--var name=value`, in order; later ones win, and they win over every var file.
     pub vars: Vec<(String, String)>,
+    /// `--var-file FILE` (TOML `name = value`), in order, relative to the project; later ones win.
+    pub var_files: Vec<PathBuf>,
     pub instance: Option<String>,
 }
 
@@ -80,11 +85,24 @@ pub struct LoadedEnvironment {
     /// `[providers.NAME]` tables, with where each one is.
     pub providers: BTreeMap<String, Attrs>,
     pub provider_spans: BTreeMap<String, std::ops::Range<usize>>,
+    /// Where each key of each `[providers.NAME]` table is (key through value).
+    pub provider_key_spans: BTreeMap<String, BTreeMap<String, std::ops::Range<usize>>>,
     /// Variables after overrides.
     pub vars: Attrs,
+    /// Where each variable's value was set: a problem with the value is reported there.
+    pub var_origins: BTreeMap<String, VarOrigin>,
     pub rendered: Vec<Rendered>,
     pub definition: Definition,
     pub sources: SourceMap,
+}
+
+/// Where a variable's value comes from.
+#[derive(Debug, Clone)]
+pub enum VarOrigin {
+    /// A file (the environment's `[vars]`, or a `--var-file`), at the `name = value` line.
+    File(Source, std::ops::Range<usize>),
+    /// `--var NAME=VALUE` on the command line.
+    Flag(String),
 }
 
 impl Project {
@@ -116,11 +134,29 @@ impl Project {
 
     /// The file of an environment: `environments/NAME.toml`, or NAME itself when it is a path to a file.
     pub fn environment_file(&self, name: &str) -> PathBuf {
-        let direct = self.root.join(name);
-        if name.ends_with(".toml") && direct.is_file() {
-            return direct;
+        // A name with a directory or the extension is a path (`./x.toml`), never `environments/./x.toml.toml`.
+        if name.ends_with(".toml") || name.contains('/') {
+            return self.root.join(name);
         }
         self.environments_dir().join(format!("{name}.toml"))
+    }
+
+    /// Why an environment could not be found, and what the user probably meant.
+    fn missing_environment_help(&self, name: &str) -> String {
+        if !self.environments_dir().is_dir() {
+            return format!(
+                "{} has no environments/ directory: run phoenix in the project directory, or point at it with `-C DIR`",
+                self.root.display()
+            );
+        }
+        let known = self.environments();
+        let lower: Vec<String> = known.iter().map(|k| k.to_lowercase()).collect();
+        if let Some(s) = phoenix_core::schema::closest(&name.to_lowercase(), lower.iter().map(String::as_str))
+            && let Some(i) = lower.iter().position(|l| l == s)
+        {
+            return format!("did you mean `{}`?", known[i]);
+        }
+        if known.is_empty() { "create environments/NAME.toml".to_string() } else { format!("known environments: {}", known.join(", ")) }
     }
 
     /// Loads, renders and parses an environment. Every problem found is returned at once.
@@ -131,15 +167,9 @@ impl Project {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                let known = self.environments();
-                let help = if known.is_empty() {
-                    "create environments/NAME.toml".to_string()
-                } else {
-                    format!("known environments: {}", known.join(", "))
-                };
                 return Err(Diagnostics(vec![
                     Diagnostic::new(ErrorKind::EnvironmentFile, format!("cannot read environment `{name}` ({display}): {e}"))
-                        .with_help(Some(help))
+                        .with_help(Some(self.missing_environment_help(name)))
                         .in_file(display),
                 ]));
             }
@@ -173,21 +203,30 @@ impl Project {
 
         let mut providers = BTreeMap::new();
         let mut provider_spans = BTreeMap::new();
+        let mut provider_key_spans = BTreeMap::new();
         for (name, table) in &raw.providers {
-            match to_value(&toml::Value::Table(table.get_ref().clone())) {
-                Ok(serde_json::Value::Object(m)) => {
-                    providers.insert(name.get_ref().clone(), m.into_iter().collect());
-                    provider_spans.insert(name.get_ref().clone(), name.span());
+            let mut block = Attrs::new();
+            let mut keys = BTreeMap::new();
+            for (k, v) in table.get_ref() {
+                keys.insert(k.get_ref().clone(), k.span().start..v.span().end);
+                match to_value(v.get_ref()) {
+                    Ok(x) => {
+                        block.insert(k.get_ref().clone(), x);
+                    }
+                    Err(e) => problems.push(Diagnostic::new(ErrorKind::WrongType, e).at(&source, v.span())),
                 }
-                Ok(_) => {}
-                Err(e) => problems.push(Diagnostic::new(ErrorKind::WrongType, e).at(&source, table.span())),
             }
+            providers.insert(name.get_ref().clone(), block);
+            provider_spans.insert(name.get_ref().clone(), name.span());
+            provider_key_spans.insert(name.get_ref().clone(), keys);
         }
 
         // Variables: declared defaults, then overrides (which must be declared, and keep their type).
         let mut vars = Attrs::new();
         let mut var_types: BTreeMap<String, &'static str> = BTreeMap::new();
+        let mut var_origins = BTreeMap::new();
         for (k, v) in &raw.vars {
+            var_origins.insert(k.get_ref().clone(), VarOrigin::File(source.clone(), k.span().start..v.span().end));
             match to_value(v.get_ref()) {
                 Ok(x) => {
                     var_types.insert(k.get_ref().clone(), v.get_ref().type_str());
@@ -196,26 +235,61 @@ impl Project {
                 Err(e) => problems.push(Diagnostic::new(ErrorKind::WrongType, e).at(&source, v.span())),
             }
         }
+        let undeclared = |k: &str, what: String| {
+            let known: Vec<_> = var_types.keys().cloned().collect();
+            let help = match phoenix_core::schema::closest(k, known.iter().map(String::as_str)) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if known.is_empty() => "declare it under [vars]".to_string(),
+                None => format!("declared variables: {}", known.join(", ")),
+            };
+            Diagnostic::new(ErrorKind::UnknownVariable, format!("{what}: `{display}` declares no variable `{k}`")).with_help(Some(help))
+        };
+        for file in &opts.var_files {
+            let (source, values) = match read_var_file(&self.root, file) {
+                Ok(x) => x,
+                Err(d) => {
+                    problems.push(*d);
+                    continue;
+                }
+            };
+            for (k, v) in values {
+                let key_span = k.span();
+                let value_span = v.span();
+                let (k, v) = (k.into_inner(), v.into_inner());
+                let Some(declared) = var_types.get(&k) else {
+                    problems.push(undeclared(&k, format!("variable `{k}` in {}", source.name)).at(&source, key_span));
+                    continue;
+                };
+                if !same_type(declared, &v) {
+                    problems.push(
+                        Diagnostic::new(
+                            ErrorKind::WrongType,
+                            format!("`{k}` is declared as {declared} in {display}, but {} sets {}", source.name, v.type_str()),
+                        )
+                        .at(&source, value_span),
+                    );
+                    continue;
+                }
+                match to_value(&v) {
+                    Ok(x) => {
+                        var_origins.insert(k.clone(), VarOrigin::File(source.clone(), key_span.start..value_span.end));
+                        vars.insert(k, x);
+                    }
+                    Err(e) => problems.push(Diagnostic::new(ErrorKind::WrongType, e).at(&source, value_span)),
+                }
+            }
+        }
         for (k, raw_value) in &opts.vars {
             let Some(declared) = var_types.get(k) else {
-                let known: Vec<_> = var_types.keys().cloned().collect();
-                problems.push(
-                    Diagnostic::new(ErrorKind::UnknownVariable, format!("--var {k}: `{display}` declares no variable `{k}`"))
-                        .with_help(Some(if known.is_empty() {
-                            "declare it under [vars]".to_string()
-                        } else {
-                            format!("declared variables: {}", known.join(", "))
-                        }))
-                        .in_file(display.clone()),
-                );
+                problems.push(undeclared(k, format!("--var {k}")).in_file(display.clone()));
                 continue;
             };
             let parsed = toml::from_str::<toml::Table>(&format!("v = {raw_value}"))
                 .ok()
                 .and_then(|mut t| t.remove("v"))
-                .filter(|v| v.type_str() == *declared || (*declared == "float" && v.type_str() == "integer"))
+                .filter(|v| same_type(declared, v))
                 .unwrap_or_else(|| toml::Value::String(raw_value.clone()));
-            if parsed.type_str() != *declared && !(*declared == "float" && parsed.type_str() == "integer") {
+            if !same_type(declared, &parsed) {
                 problems.push(
                     Diagnostic::new(
                         ErrorKind::WrongType,
@@ -226,6 +300,8 @@ impl Project {
                 continue;
             }
             if let Ok(v) = to_value(&parsed) {
+                // The flag without its value: a --var may carry a secret.
+                var_origins.insert(k.clone(), VarOrigin::Flag(format!("--var {k}=…")));
                 vars.insert(k.clone(), v);
             }
         }
@@ -277,12 +353,40 @@ impl Project {
             state,
             providers,
             provider_spans,
+            provider_key_spans,
             vars,
+            var_origins,
             rendered,
             definition,
             sources,
         })
     }
+}
+
+/// Whether a value may replace a variable declared with a value of type `declared` (an integer is a float).
+fn same_type(declared: &str, v: &toml::Value) -> bool {
+    v.type_str() == declared || (declared == "float" && v.type_str() == "integer")
+}
+
+/// A `--var-file`: its text (for locations) and its `name = value` pairs with spans.
+fn read_var_file(root: &Path, file: &Path) -> Result<(Source, SpannedTable), Box<Diagnostic>> {
+    let path = root.join(file);
+    let name = display_path(root, &path);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Box::new(
+            Diagnostic::new(ErrorKind::EnvironmentFile, format!("--var-file {}: cannot read it: {e}", file.display()))
+                .in_file(name.clone()),
+        )
+    })?;
+    let source = Source::new(name, text);
+    let values = toml::from_str(&source.text).map_err(|e| {
+        let d = Diagnostic::new(ErrorKind::TomlSyntax, format!("invalid variable file: {}", e.message().trim()));
+        Box::new(match e.span() {
+            Some(span) => d.at(&source, span),
+            None => d.in_file(source.name.clone()),
+        })
+    })?;
+    Ok((source, values))
 }
 
 impl LoadedEnvironment {
@@ -304,7 +408,11 @@ impl LoadedEnvironment {
             let d = match &p.origin {
                 Origin::Resource { resource, field } => {
                     let d = d.about(resource.to_string(), field.clone());
-                    self.sources.locate(d, self.sources.resources.get(resource), field.as_deref())
+                    let d = self.sources.locate(d, self.sources.resources.get(resource), field.as_deref());
+                    match (p.kind, field) {
+                        (ErrorKind::InvalidValue | ErrorKind::WrongType, Some(f)) => self.at_variable(d, resource, f),
+                        _ => d,
+                    }
                 }
                 Origin::Output { output } => {
                     let d = d.about(format!("output.{output}"), Some("value".into()));
@@ -316,14 +424,46 @@ impl LoadedEnvironment {
         out
     }
 
+    /// A bad value that one variable supplied is reported where that variable
+    /// is set (its `[vars]` or `--var-file` line, or the `--var` flag), with the
+    /// rendered line it produced as the secondary place.
+    fn at_variable(&self, d: Diagnostic, resource: &phoenix_core::ResourceAddr, field: &str) -> Diagnostic {
+        let Some(value) = self.definition.resources.get(resource).and_then(|r| r.attrs.get(field)) else { return d };
+        let supplies = |v: &serde_json::Value| match (v, value) {
+            (_, w) if w == v => true,
+            (serde_json::Value::String(s), serde_json::Value::String(w)) => s.len() >= 3 && w.contains(s.as_str()),
+            (_, serde_json::Value::Array(items)) => items.contains(v),
+            _ => false,
+        };
+        let mut from = self.vars.iter().filter(|(_, v)| !v.is_boolean() && supplies(v));
+        let (Some((name, _)), None) = (from.next(), from.next()) else { return d };
+        let rendered_at = d.location.as_ref().map(|l| format!("it is used at {l}")).unwrap_or_default();
+        let help =
+            Some([d.help.clone().unwrap_or_default(), rendered_at].into_iter().filter(|h| !h.is_empty()).collect::<Vec<_>>().join("; "));
+        let message = format!("{} (the value of variable `{name}`)", d.message);
+        match self.var_origins.get(name) {
+            Some(VarOrigin::File(source, span)) => Diagnostic { message, help, ..d }.at(source, span.clone()),
+            Some(VarOrigin::Flag(flag)) => Diagnostic { message: format!("{message}, set by `{flag}`"), help, ..d },
+            None => d,
+        }
+    }
+
     /// A provider's block as configured (empty when absent).
     pub fn provider_config(&self, name: &str) -> Attrs {
         self.providers.get(name).cloned().unwrap_or_default()
     }
 
-    /// Points a problem with a provider block at that block.
+    /// Points a problem with a provider block at the key its message names
+    /// (`unknown key `regoin``), else at the block.
     pub fn provider_diagnostic(&self, name: &str, message: String) -> Diagnostic {
         let d = Diagnostic::new(ErrorKind::EnvironmentFile, message);
+        let keys = self.provider_key_spans.get(name);
+        if let Some((key, span)) = keys.into_iter().flatten().find(|(k, _)| d.message.contains(&format!("`{k}`"))) {
+            // Providers list what they take as "known keys: a, b"; suggest the nearest.
+            let known = d.message.split_once("known keys: ").map(|(_, k)| k.split(", ").map(str::trim).collect::<Vec<_>>());
+            let help = known.and_then(|k| phoenix_core::schema::closest(key, k)).map(|s| format!("did you mean `{s}`?"));
+            return d.at(&self.source, span.clone()).about(format!("providers.{name}"), Some(key.clone())).with_help(help);
+        }
         match self.provider_spans.get(name) {
             Some(span) => d.at(&self.source, span.clone()),
             None => d.in_file(self.source.name.clone()),

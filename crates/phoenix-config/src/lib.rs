@@ -18,4 +18,4 @@ pub mod parse;
 pub mod render;
 
 pub use diagnostics::{Diagnostic, Diagnostics, Location};
-pub use environment::{LoadOptions, LoadedEnvironment, Project, StateSpec};
+pub use environment::{LoadOptions, LoadedEnvironment, Project, StateSpec, VarOrigin};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use phoenix_core::ResourceAddr;
-use phoenix_core::definition::{Definition, OutputConfig, ResourceConfig};
+use phoenix_core::definition::{Definition, Lifecycle, OutputConfig, ResourceConfig};
 use phoenix_core::validate::ErrorKind;
 use phoenix_core::value::{Attrs, Value};
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use crate::diagnostics::{Diagnostic, Source};
 use crate::render::Rendered;
 
 /// Keys of a resource table that are not provider attributes.
-pub const RESERVED_KEYS: [&str; 3] = ["type", "depends_on", "create_before_destroy"];
+pub const RESERVED_KEYS: [&str; 5] = ["type", "depends_on", "create_before_destroy", "prevent_destroy", "ignore_changes"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +32,8 @@ struct RawDoc {
 pub struct RenderedSource {
     pub rendered: Source,
     pub template: Source,
+    /// Templates it included: a line copied from one of them is reported there.
+    pub includes: Vec<Source>,
 }
 
 impl RenderedSource {
@@ -44,21 +46,22 @@ impl RenderedSource {
         let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
         let line = &text[line_start..line_end];
         if !line.trim().is_empty() {
-            let tpl = self.template.text.as_str();
             let mut found = None;
             let mut count = 0;
-            let mut offset = 0;
-            for l in tpl.split_inclusive('\n') {
-                if l.trim_end_matches(['\n', '\r']) == line {
-                    count += 1;
-                    found = Some(offset);
+            for source in std::iter::once(&self.template).chain(&self.includes) {
+                let mut offset = 0;
+                for l in source.text.split_inclusive('\n') {
+                    if l.trim_end_matches(['\n', '\r']) == line {
+                        count += 1;
+                        found = Some((source, offset));
+                    }
+                    offset += l.len();
                 }
-                offset += l.len();
             }
-            if let (1, Some(tpl_line_start)) = (count, found) {
+            if let (1, Some((source, tpl_line_start))) = (count, found) {
                 let s = tpl_line_start + (start - line_start);
                 let e = (tpl_line_start + (span.end.min(line_end) - line_start)).max(s);
-                return (self.template.clone(), s..e);
+                return (source.clone(), s..e);
             }
         }
         (self.rendered.clone(), span)
@@ -113,6 +116,7 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
         let rs = RenderedSource {
             rendered: Source::new(format!("{} (rendered)", r.template.name), masked(&r.output, &r.env_values)),
             template: r.template.clone(),
+            includes: r.includes.clone(),
         };
         map.sources.push(rs.clone());
         let raw: RawDoc = match toml::from_str(&r.output) {
@@ -157,6 +161,7 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
             let mut type_name = None;
             let mut depends_on = Vec::new();
             let mut cbd = None;
+            let mut lifecycle = Lifecycle::default();
             let mut attrs = Attrs::new();
             for (key, value) in table.into_inner() {
                 let key_name = key.get_ref().clone();
@@ -187,6 +192,19 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
                         toml::Value::Boolean(b) => cbd = Some(*b),
                         _ => problems.push(bad(ErrorKind::WrongType, "`create_before_destroy` must be true or false".into())),
                     },
+                    "prevent_destroy" => match value.get_ref() {
+                        toml::Value::Boolean(b) => lifecycle.prevent_destroy = *b,
+                        _ => problems.push(bad(ErrorKind::WrongType, "`prevent_destroy` must be true or false".into())),
+                    },
+                    "ignore_changes" => {
+                        match value.get_ref().as_array().map(|a| a.iter().map(toml::Value::as_str).collect::<Option<Vec<_>>>()) {
+                            Some(Some(names)) => lifecycle.ignore_changes = names.into_iter().map(str::to_string).collect(),
+                            _ => problems.push(bad(
+                                ErrorKind::WrongType,
+                                "`ignore_changes` must be a list of attribute names, e.g. [\"tags\"]".into(),
+                            )),
+                        }
+                    }
                     _ => match to_value(value.get_ref()) {
                         Ok(v) => {
                             attrs.insert(key_name.clone(), v);
@@ -206,7 +224,8 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
                 continue;
             };
             map.resources.insert(addr.clone(), spans);
-            def.resources.insert(addr.clone(), ResourceConfig { addr, type_name, attrs, depends_on, create_before_destroy: cbd });
+            def.resources
+                .insert(addr.clone(), ResourceConfig { addr, type_name, attrs, depends_on, create_before_destroy: cbd, lifecycle });
         }
         for (name, table) in raw.output {
             let name_span = name.span();

@@ -49,6 +49,9 @@ pub struct Rendered {
     /// Values `env()` returned: masked wherever the rendered text is shown
     /// (diagnostics), since they may be secrets.
     pub env_values: Vec<String>,
+    /// The templates it included (or imported), so that problems in lines they
+    /// produced are reported in their own file.
+    pub includes: Vec<Source>,
 }
 
 /// Finds the file of a template name: `web` -> `web.toml.j2`, `web.j2`, `web.toml` or `web`.
@@ -89,15 +92,45 @@ fn load_confined(templates_dir: &Path, name: &str) -> Result<Option<String>, Str
     if !real.starts_with(&root) {
         return Err(format!("template `{name}` resolves outside templates/ (a symlink?): refused"));
     }
-    std::fs::read_to_string(&real).map(Some).map_err(|e| format!("cannot read template `{name}`: {e}"))
+    let bytes = std::fs::read(&real).map_err(|e| format!("cannot read template `{name}`: {e}"))?;
+    String::from_utf8(bytes).map(Some).map_err(|e| {
+        let line = line_of(e.as_bytes(), e.utf8_error().valid_up_to());
+        format!("template `{name}` is not UTF-8 text: an invalid byte at line {line}; save it as UTF-8")
+    })
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(bytes: &[u8], at: usize) -> usize {
+    bytes[..at].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+/// A template file that is not UTF-8, shown lossily with the first bad byte located.
+fn not_utf8(templates_dir: &Path, file: &str) -> Option<Diagnostic> {
+    let bytes = std::fs::read(templates_dir.join(safe_relative(file)?)).ok()?;
+    let err = std::str::from_utf8(&bytes).err()?;
+    let line = line_of(&bytes, err.valid_up_to());
+    let lossy = String::from_utf8_lossy(&bytes[..err.valid_up_to()]).into_owned() + "\u{FFFD}";
+    let source = Source::new(format!("templates/{file}"), lossy);
+    let end = source.text.len();
+    Some(
+        Diagnostic::new(ErrorKind::Template, format!("templates/{file} is not UTF-8 text: an invalid byte at line {line}"))
+            .with_help(Some("save the file as UTF-8".into()))
+            .at(&source, end - '\u{FFFD}'.len_utf8()..end),
+    )
 }
 
 /// Renders template file `file` (relative to `templates_dir`) with `context`.
 pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json::Value) -> Result<Rendered, Diagnostic> {
-    let display = |f: &str| format!("templates/{f}");
+    fn display(f: &str) -> String {
+        format!("templates/{f}")
+    }
     let text = match load_confined(templates_dir, file) {
         Ok(Some(t)) => t,
         Ok(None) => return Err(Diagnostic::new(ErrorKind::UnknownTemplate, format!("template `{file}` not found in templates/"))),
+        // Confined and read, but not text: located at the first bad byte.
+        Err(e) if e.contains("is not UTF-8") => {
+            return Err(not_utf8(templates_dir, file).unwrap_or_else(|| Diagnostic::new(ErrorKind::Template, e)));
+        }
         Err(e) => return Err(Diagnostic::new(ErrorKind::UnknownTemplate, e)),
     };
     let source = Source::new(display(file), text);
@@ -107,7 +140,18 @@ pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json
     env.set_fuel(Some(FUEL));
     env.set_keep_trailing_newline(true);
     let dir = templates_dir.to_path_buf();
-    env.set_loader(move |name| load_confined(&dir, name).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e)));
+    let loaded: Arc<Mutex<Vec<Source>>> = Arc::default();
+    let record = loaded.clone();
+    let main_file = file.to_string();
+    env.set_loader(move |name| {
+        let text = load_confined(&dir, name).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e))?;
+        if let Some(t) = &text
+            && name != main_file
+        {
+            record.lock().expect("not poisoned").push(Source::new(display(name), t.clone()));
+        }
+        Ok(text)
+    });
     let missing_env: Arc<Mutex<Vec<String>>> = Arc::default();
     let missing = missing_env.clone();
     let read_env: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -134,45 +178,67 @@ pub fn render(templates_dir: &Path, name: &str, file: &str, context: &serde_json
     match result {
         Ok(output) => {
             let env_values = std::mem::take(&mut *read_env.lock().expect("not poisoned"));
-            Ok(Rendered { name: name.to_string(), template: source, output, env_values })
+            let includes = std::mem::take(&mut *loaded.lock().expect("not poisoned"));
+            Ok(Rendered { name: name.to_string(), template: source, output, env_values, includes })
         }
         Err(err) => {
             let kind = if !missing_env.lock().expect("not poisoned").is_empty() {
                 ErrorKind::MissingEnvironmentVariable
-            } else if err.kind() == minijinja::ErrorKind::UndefinedError {
+            } else if innermost(&err).kind() == minijinja::ErrorKind::UndefinedError {
                 ErrorKind::UnknownVariable
             } else {
                 ErrorKind::Template
             };
-            Err(template_diagnostic(kind, &err, templates_dir, &source, file))
+            let known: Vec<&str> = context.as_object().into_iter().flat_map(|m| m.keys().map(String::as_str)).collect();
+            Err(template_diagnostic(kind, &err, templates_dir, &source, file, &known))
         }
     }
 }
 
 /// Locates a minijinja error in the template that raised it (which may be an include).
-fn template_diagnostic(kind: ErrorKind, err: &minijinja::Error, templates_dir: &Path, main: &Source, main_file: &str) -> Diagnostic {
-    // The innermost error carries the location of the failing include.
+/// The error that caused `err` (through includes): it knows the real kind and place.
+fn innermost(err: &minijinja::Error) -> &minijinja::Error {
     let mut inner = err;
     while let Some(next) = std::error::Error::source(inner).and_then(|s| s.downcast_ref::<minijinja::Error>()) {
         inner = next;
     }
-    let detail = inner.detail().or(err.detail()).map(str::to_string).unwrap_or_else(|| inner.kind().to_string());
-    let message = match kind {
-        ErrorKind::UnknownVariable => format!("template error: {detail} (is it declared under [vars]?)"),
-        _ => format!("template error: {detail}"),
-    };
-    let help = match kind {
-        ErrorKind::MissingEnvironmentVariable => Some("export the variable, or give a default: env(\"NAME\", \"default\")".to_string()),
-        ErrorKind::UnknownVariable => Some("declare it under [vars] in the environment file, or pass --var name=value".to_string()),
-        _ => None,
-    };
-    let d = Diagnostic::new(kind, message).with_help(help);
+    inner
+}
+
+fn template_diagnostic(
+    kind: ErrorKind,
+    err: &minijinja::Error,
+    templates_dir: &Path,
+    main: &Source,
+    main_file: &str,
+    variables: &[&str],
+) -> Diagnostic {
+    let inner = innermost(err);
     let name = inner.name().or(err.name()).unwrap_or(main_file);
     let source = if name == main_file {
         Some(main.clone())
     } else {
         load_confined(templates_dir, name).ok().flatten().map(|t| Source::new(format!("templates/{name}"), t))
     };
+    // The expression at fault (`prot` in `{{ prot }}`), from the template's own text.
+    let culprit = source.as_ref().zip(inner.range()).and_then(|(s, r)| s.text.get(r).map(|t| t.trim().to_string()));
+    let detail = inner.detail().map(str::to_string).unwrap_or_else(|| inner.kind().to_string());
+    let message = match (kind, &culprit) {
+        (ErrorKind::UnknownVariable, Some(c)) => format!("template error in {name}: `{c}` is undefined (is it declared under [vars]?)"),
+        (ErrorKind::UnknownVariable, None) => format!("template error in {name}: {detail} (is it declared under [vars]?)"),
+        _ if name != main_file => format!("template error in {name}: {detail}"),
+        _ => format!("template error: {detail}"),
+    };
+    let suggestion = culprit.as_deref().and_then(|c| phoenix_core::schema::closest(c, variables.iter().copied()));
+    let help = match (kind, suggestion) {
+        (ErrorKind::MissingEnvironmentVariable, _) => {
+            Some("export the variable, or give a default: env(\"NAME\", \"default\")".to_string())
+        }
+        (ErrorKind::UnknownVariable, Some(s)) => Some(format!("did you mean `{s}`?")),
+        (ErrorKind::UnknownVariable, None) => Some("declare it under [vars] in the environment file, or pass --var name=value".to_string()),
+        _ => None,
+    };
+    let d = Diagnostic::new(kind, message).with_help(help);
     match (source, inner.range().or(err.range()), inner.line().or(err.line())) {
         (Some(s), Some(range), _) => d.at(&s, range),
         (Some(s), None, Some(line)) => {

@@ -20,6 +20,26 @@ pub struct ResourceConfig {
     /// Overrides the type's default replacement order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_before_destroy: Option<bool>,
+    /// `prevent_destroy` and `ignore_changes`.
+    #[serde(default, skip_serializing_if = "Lifecycle::is_default")]
+    pub lifecycle: Lifecycle,
+}
+
+/// Lifecycle keys any resource may carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    /// Any plan that would destroy or replace the object fails, naming it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevent_destroy: bool,
+    /// Attributes whose differences from the definition are ignored once the object exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_changes: Vec<String>,
+}
+
+impl Lifecycle {
+    pub fn is_default(&self) -> bool {
+        *self == Lifecycle::default()
+    }
 }
 
 impl ResourceConfig {

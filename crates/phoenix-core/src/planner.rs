@@ -171,6 +171,11 @@ pub struct PlanOptions {
     /// Limit the plan to these resources and what they need (or, when
     /// destroying, what needs them).
     pub targets: Vec<ResourceAddr>,
+    /// Leave these resources unchanged, and what needs them (or, when
+    /// destroying, what they need): the complement of `targets`.
+    pub excludes: Vec<ResourceAddr>,
+    /// Replace these resources even where nothing differs.
+    pub replace: Vec<ResourceAddr>,
 }
 
 /// The diff of a validated definition against refreshed state. Pure: no IO.
@@ -215,6 +220,18 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
                 desired.insert(attr.to_string(), was.clone());
                 carried = Some(attr);
             }
+            // `ignore_changes`: once the object exists, the definition's value of these is not compared.
+            let ignored = &config.lifecycle.ignore_changes;
+            if let Some(p) = prior {
+                for name in ignored {
+                    match p.inputs.get(name) {
+                        Some(was) if !is_sealed(was) => {
+                            desired.insert(name.clone(), was.clone());
+                        }
+                        _ => {}
+                    }
+                }
+            }
             let mut reasons = Vec::new();
             let mut attr_changes = Vec::new();
             let action = match prior {
@@ -230,8 +247,12 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
                 }
                 Some(p) => {
                     attr_changes = attribute_changes(schema, &p.inputs, &desired, salt);
+                    attr_changes.retain(|c| !ignored.contains(&c.name));
                     if p.tainted {
                         reasons.push("tainted: its create failed part-way".to_string());
+                        Action::Replace
+                    } else if opts.replace.contains(&addr) {
+                        reasons.push("replacement requested with --replace".to_string());
                         Action::Replace
                     } else if attr_changes.is_empty() {
                         Action::NoOp
@@ -250,7 +271,10 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
                 desired.remove(attr);
             }
             if let Some(d) = refreshed.drifted.get(&addr) {
-                reasons.push(format!("drift: {} changed outside Phoenix", d.join(", ")));
+                let d: Vec<&str> = d.iter().filter(|a| !ignored.contains(a)).map(String::as_str).collect();
+                if !d.is_empty() {
+                    reasons.push(format!("drift: {} changed outside Phoenix", d.join(", ")));
+                }
             }
             let adopt = refreshed.adopted.contains(&addr);
             if adopt {
@@ -333,6 +357,9 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
     if !opts.targets.is_empty() {
         restrict_to_targets(&mut plan, &opts.targets);
     }
+    if !opts.excludes.is_empty() {
+        exclude(&mut plan, &opts.excludes);
+    }
     if !opts.destroy {
         let lookup =
             |r: &Reference| -> Option<Value> { known.get(&r.resource).and_then(|a| a.get(&r.attribute)).filter(|v| is_known(v)).cloned() };
@@ -414,40 +441,66 @@ fn attribute_changes(schema: Option<&crate::schema::ResourceSchema>, prior: &Att
 
 /// Keeps the changes of the targets and what they need (when destroying: what needs them).
 fn restrict_to_targets(plan: &mut Plan, targets: &[ResourceAddr]) {
-    let by_addr: HashMap<&ResourceAddr, &PlannedChange> = plan.changes.iter().map(|c| (&c.addr, c)).collect();
-    let mut keep: BTreeSet<ResourceAddr> = BTreeSet::new();
-    let mut stack: Vec<ResourceAddr> = targets.to_vec();
-    if plan.destroy {
-        // Reverse edges: whoever depends on a kept resource must go first, so it is kept too.
-        let mut dependents: HashMap<&ResourceAddr, Vec<&ResourceAddr>> = HashMap::new();
-        for c in &plan.changes {
-            for d in &c.depends_on {
-                dependents.entry(d).or_default().push(&c.addr);
-            }
-        }
-        while let Some(a) = stack.pop() {
-            if keep.insert(a.clone()) {
-                stack.extend(dependents.get(&a).into_iter().flatten().map(|x| (*x).clone()));
-            }
-        }
-    } else {
-        while let Some(a) = stack.pop() {
-            if keep.insert(a.clone())
-                && let Some(c) = by_addr.get(&a)
-            {
-                stack.extend(c.depends_on.iter().cloned());
+    let keep = closure(plan, targets, plan.destroy);
+    leave_unchanged(plan, |a| !keep.contains(a), "not targeted");
+}
+
+/// Leaves the excluded resources as they are, and with them what needs them
+/// (their dependents would change against an object that does not). When
+/// destroying, or when an excluded resource is itself to be deleted, what it
+/// needs stays too: it cannot go while the excluded one remains.
+fn exclude(plan: &mut Plan, excludes: &[ResourceAddr]) {
+    let mut held = closure(plan, excludes, !plan.destroy);
+    let deleted: Vec<ResourceAddr> =
+        plan.changes.iter().filter(|c| held.contains(&c.addr) && c.action == Action::Delete).map(|c| c.addr.clone()).collect();
+    held.extend(closure(plan, &deleted, false));
+    leave_unchanged(plan, |a| held.contains(a), "excluded");
+}
+
+/// `start` and everything reachable from it: along what each change needs, or
+/// (with `dependents`) along what needs it.
+fn closure(plan: &Plan, start: &[ResourceAddr], dependents: bool) -> BTreeSet<ResourceAddr> {
+    let mut edges: HashMap<&ResourceAddr, Vec<&ResourceAddr>> = HashMap::new();
+    for c in &plan.changes {
+        for d in &c.depends_on {
+            if dependents {
+                edges.entry(d).or_default().push(&c.addr);
+            } else {
+                edges.entry(&c.addr).or_default().push(d);
             }
         }
     }
+    let mut seen = BTreeSet::new();
+    let mut stack = start.to_vec();
+    while let Some(a) = stack.pop() {
+        if seen.insert(a.clone()) {
+            stack.extend(edges.get(&a).into_iter().flatten().map(|x| (*x).clone()));
+        }
+    }
+    seen
+}
+
+/// Turns the changes of `left` resources into no-ops that say why.
+fn leave_unchanged(plan: &mut Plan, left: impl Fn(&ResourceAddr) -> bool, why: &str) {
     for c in &mut plan.changes {
-        if !keep.contains(&c.addr) && c.action != Action::NoOp {
+        if left(&c.addr) && c.action != Action::NoOp {
             c.action = Action::NoOp;
             c.changes.clear();
-            c.reasons = vec!["not targeted".into()];
+            c.reasons = vec![why.to_string()];
             c.adopt = false;
         }
     }
     plan.changes.retain(|c| !(c.action == Action::NoOp && c.desired.is_none()));
+}
+
+/// The changes that would destroy or replace a resource declared with
+/// `prevent_destroy = true`: a plan holding any of them must not be applied.
+pub fn prevented_destroys<'a>(def: &Definition, plan: &'a Plan) -> Vec<&'a PlannedChange> {
+    plan.changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace) && !c.deposed)
+        .filter(|c| def.resources.get(&c.addr).is_some_and(|r| r.lifecycle.prevent_destroy))
+        .collect()
 }
 
 #[cfg(test)]

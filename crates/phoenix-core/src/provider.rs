@@ -311,6 +311,14 @@ pub trait Provider: Send + Sync {
         0
     }
 
+    /// Before any plan: resolves credentials, account or project, region and
+    /// endpoint, and says in one line where the provider will act
+    /// (`project p in us-central1`), or fails once with the fix. Changes
+    /// nothing. By default there is nothing to resolve.
+    async fn preflight(&self) -> Result<Option<String>, ProviderError> {
+        Ok(None)
+    }
+
     /// For a type whose objects hold data (volumes, disks, databases): the
     /// input a new object is created from a snapshot with (`snapshot_id`...).
     /// `None` (the default): nothing to snapshot.

@@ -306,6 +306,63 @@ pub mod validators {
         Ok(())
     }
 
+    /// A list of IPv4 CIDR blocks (firewall source ranges).
+    pub fn ipv4_cidr_list(value: &Value) -> Result<(), String> {
+        let Some(items) = value.as_array() else { return Ok(()) };
+        items.iter().enumerate().try_for_each(|(i, item)| ipv4_cidr(item).map_err(|e| format!("item {i}: {e}")))
+    }
+
+    /// A port or an ordered port range as firewall rules write them: `80`, `8000-8080`.
+    pub fn port_spec(s: &str) -> Result<(), String> {
+        if s.contains("${") {
+            return Ok(());
+        }
+        let port = |p: &str| p.trim().parse::<u32>().ok().filter(|p| *p <= 65535);
+        match s.split_once('-') {
+            None => port(s).map(|_| ()).ok_or_else(|| format!("`{s}` is not a port (0-65535) or a range like `8000-8080`")),
+            Some((a, b)) => match (port(a), port(b)) {
+                (Some(a), Some(b)) if a <= b => Ok(()),
+                (Some(a), Some(b)) => Err(format!("port range `{s}` is backwards: {a} is above {b}")),
+                _ => Err(format!("`{s}` is not a port range like `8000-8080` (ports are 0-65535)")),
+            },
+        }
+    }
+
+    /// Firewall allow rules: `[{ protocol = "tcp", ports = ["80", "8000-8080"] }]`.
+    pub fn allow_rules(value: &Value) -> Result<(), String> {
+        const PROTOCOLS: [&str; 8] = ["tcp", "udp", "icmp", "esp", "ah", "sctp", "ipip", "all"];
+        const WITH_PORTS: [&str; 3] = ["tcp", "udp", "sctp"];
+        let Some(rules) = value.as_array() else { return Ok(()) };
+        for (i, rule) in rules.iter().enumerate() {
+            let Some(rule) = rule.as_object() else {
+                return Err(format!("item {i}: expected a table like {{ protocol = \"tcp\", ports = [\"80\"] }}"));
+            };
+            if let Some(k) = rule.keys().find(|k| *k != "protocol" && *k != "ports") {
+                return Err(format!("item {i}: unknown key `{k}` (a rule takes `protocol` and `ports`)"));
+            }
+            let protocol = match rule.get("protocol") {
+                Some(Value::String(p)) if p.contains("${") => continue,
+                Some(Value::String(p)) if PROTOCOLS.contains(&p.as_str()) || p.parse::<u8>().is_ok() => p.as_str(),
+                Some(Value::String(p)) => {
+                    return Err(format!("item {i}: unknown protocol `{p}` (use {} or a number)", PROTOCOLS.join(", ")));
+                }
+                _ => return Err(format!("item {i}: `protocol` is required, e.g. \"tcp\"")),
+            };
+            let Some(ports) = rule.get("ports") else { continue };
+            if !WITH_PORTS.contains(&protocol) {
+                return Err(format!("item {i}: protocol `{protocol}` has no ports"));
+            }
+            let Some(ports) = ports.as_array() else {
+                return Err(format!("item {i}: `ports` is a list of strings like [\"80\", \"8000-8080\"]"));
+            };
+            for p in ports {
+                let text = p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string());
+                port_spec(&text).map_err(|e| format!("item {i}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// A TCP/UDP port.
     pub fn port(value: &Value) -> Result<(), String> {
         match value.as_i64() {

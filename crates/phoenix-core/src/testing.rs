@@ -154,7 +154,14 @@ pub fn def(resources: &[(&str, Value)]) -> Definition {
         let attrs: Attrs = serde_json::from_value(attrs.clone()).unwrap();
         d.resources.insert(
             addr.clone(),
-            ResourceConfig { addr, type_name: "fake.thing".into(), attrs, depends_on: vec![], create_before_destroy: None },
+            ResourceConfig {
+                addr,
+                type_name: "fake.thing".into(),
+                attrs,
+                depends_on: vec![],
+                create_before_destroy: None,
+                lifecycle: Default::default(),
+            },
         );
     }
     d

@@ -9,10 +9,11 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::addr::ResourceAddr;
+use crate::addr::{Segment, parse_segments};
 use crate::definition::Definition;
 use crate::graph::Dag;
-use crate::schema::{ResourceSchema, closest};
-use crate::value::{reference_syntax_errors, references};
+use crate::schema::{AttrType, ResourceSchema, closest};
+use crate::value::{Value, is_known, reference_syntax_errors, references};
 
 /// What kind of mistake; stable names that tests and `--json` consumers match on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -99,7 +100,10 @@ pub fn validate(def: &Definition, schemas: &Schemas) -> Vec<Problem> {
         let Some(schema) = schemas.get(&res.type_name) else {
             let mut p =
                 Problem::new(ErrorKind::UnknownType, Origin::field(addr, "type"), format!("unknown resource type `{}`", res.type_name));
-            if let Some(s) = closest(&res.type_name, schemas.keys().map(String::as_str)) {
+            // `gcp.subnet` means a GCP type: never suggest another provider's `aws.subnet`.
+            let provider = crate::definition::provider_of(&res.type_name);
+            let same_provider = schemas.keys().map(String::as_str).filter(|t| crate::definition::provider_of(t) == provider);
+            if let Some(s) = closest(&res.type_name, same_provider) {
                 p = p.help(format!("did you mean `{s}`?"));
             } else {
                 p = p.help(format!("known types: {}", schemas.keys().cloned().collect::<Vec<_>>().join(", ")));
@@ -135,10 +139,23 @@ pub fn validate(def: &Definition, schemas: &Schemas) -> Vec<Problem> {
             for e in reference_syntax_errors(value) {
                 problems.push(Problem::new(ErrorKind::BadReference, Origin::field(addr, name), e));
             }
-            if let Err(e) = attr.ty.check(value) {
+            if let Err(e) = attr.ty.check(value).and_then(|()| check_reference_types(&attr.ty, value, def, schemas)) {
                 problems.push(Problem::new(ErrorKind::WrongType, Origin::field(addr, name), format!("`{name}`: {e}")));
             } else if let Err(e) = attr.check_value(value) {
                 problems.push(Problem::new(ErrorKind::InvalidValue, Origin::field(addr, name), format!("`{name}`: {e}")));
+            }
+        }
+        for name in &res.lifecycle.ignore_changes {
+            if schema.attr(name).is_none_or(|a| !a.configurable()) {
+                let mut p = Problem::new(
+                    ErrorKind::UnknownAttribute,
+                    Origin::field(addr, "ignore_changes"),
+                    format!("`ignore_changes` names `{name}`, which `{}` cannot be configured with", res.type_name),
+                );
+                if let Some(s) = closest(name, schema.attrs.iter().filter(|a| a.configurable()).map(|a| a.name)) {
+                    p = p.help(format!("did you mean `{s}`?"));
+                }
+                problems.push(p);
             }
         }
         for attr in schema.attrs.iter().filter(|a| a.required) {
@@ -154,11 +171,27 @@ pub fn validate(def: &Definition, schemas: &Schemas) -> Vec<Problem> {
             }
         }
         for (attr_name, r) in res.references() {
+            if r.resource == *addr {
+                problems.push(
+                    Problem::new(
+                        ErrorKind::Cycle,
+                        Origin::field(addr, &attr_name),
+                        format!("`{addr}.{attr_name}` refers to `{r}`: its own resource"),
+                    )
+                    .help("a resource cannot use its own attributes; refer to another resource, or write the value itself"),
+                );
+                continue;
+            }
             check_reference(def, schemas, addr, &attr_name, &r.resource, Some(&r.attribute), &mut problems);
         }
         for dep in &res.depends_on {
+            if dep == addr {
+                problems.push(Problem::new(ErrorKind::Cycle, Origin::field(addr, "depends_on"), format!("`{addr}` depends on itself")));
+                continue;
+            }
             check_reference(def, schemas, addr, "depends_on", dep, None, &mut problems);
         }
+        check_contained_ranges(def, addr, res, &mut problems);
     }
     for (name, out) in &def.outputs {
         for e in reference_syntax_errors(&out.value) {
@@ -185,15 +218,108 @@ pub fn validate(def: &Definition, schemas: &Schemas) -> Vec<Problem> {
             }
         }
     }
-    if let Some(cycle) = dependency_graph(def).find_cycle() {
+    // Every cycle, not just the first: each found one is cut at its first edge and the search goes on.
+    let mut cut = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for _ in 0..def.resources.len() {
+        let Some(cycle) = graph_without(def, &cut).find_cycle() else { break };
+        let mut members = cycle.clone();
+        members.sort();
+        if !seen.insert(members) {
+            break;
+        }
         let path: Vec<String> = cycle.iter().map(ToString::to_string).collect();
         let first = cycle[0].clone();
         problems.push(
             Problem::new(ErrorKind::Cycle, Origin::resource(&first), format!("dependency cycle: {}", path.join(" -> ")))
                 .help("break the cycle by removing one of these references or `depends_on` entries"),
         );
+        cut.insert((first, cycle.get(1).cloned().unwrap_or_else(|| cycle[0].clone())));
     }
     problems
+}
+
+/// A string at a position typed other than string: text with a reference inside
+/// is text, and a whole `${r.attr}` takes that attribute's type, which must fit.
+fn check_reference_types(expected: &AttrType, value: &Value, def: &Definition, schemas: &Schemas) -> Result<(), String> {
+    match (expected, value) {
+        (AttrType::Any | AttrType::String, _) => Ok(()),
+        (AttrType::List(inner), Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_reference_types(inner, v, def, schemas).map_err(|e| format!("item {i}: {e}"))),
+        (AttrType::Map(inner), Value::Object(map)) => {
+            map.iter().try_for_each(|(k, v)| check_reference_types(inner, v, def, schemas).map_err(|e| format!("key `{k}`: {e}")))
+        }
+        (_, Value::String(s)) if !is_known(value) => {
+            let segments = parse_segments(s).unwrap_or_default();
+            let [Segment::Ref(r)] = segments.as_slice() else {
+                return Err(format!("expected {expected}, found text with a reference inside (`{s}`), which is always a string"));
+            };
+            let target = def.resources.get(&r.resource).and_then(|t| schemas.get(&t.type_name)).and_then(|s| s.attr(&r.attribute));
+            match target {
+                Some(t) if !fits(expected, &t.ty) => Err(format!("expected {expected}, but `{r}` is {}", t.ty)),
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether a value of type `given` may stand where `expected` is needed.
+fn fits(expected: &AttrType, given: &AttrType) -> bool {
+    match (expected, given) {
+        (AttrType::Any, _) | (_, AttrType::Any) => true,
+        (AttrType::Float, AttrType::Int) => true,
+        (AttrType::List(a), AttrType::List(b)) | (AttrType::Map(a), AttrType::Map(b)) => fits(a, b),
+        (a, b) => a == b,
+    }
+}
+
+/// Address ranges that must lie inside their parent's: (type, its range
+/// attribute, the attribute referring to the parent, the parent's range attribute).
+const CONTAINED_RANGES: &[(&str, &str, &str, &str)] = &[("aws.subnet", "cidr_block", "vpc_id", "cidr_block")];
+
+/// A subnet's CIDR must be inside its network's, when both are written out.
+fn check_contained_ranges(def: &Definition, addr: &ResourceAddr, res: &crate::definition::ResourceConfig, problems: &mut Vec<Problem>) {
+    for (type_name, range_attr, parent_attr, parent_range_attr) in CONTAINED_RANGES {
+        if res.type_name != *type_name {
+            continue;
+        }
+        let Some(range) = res.attrs.get(*range_attr).and_then(Value::as_str).and_then(parse_cidr) else { continue };
+        let Some(parent) = res.attrs.get(*parent_attr).and_then(|v| references(v).into_iter().next()) else { continue };
+        let Some(parent_res) = def.resources.get(&parent.resource) else { continue };
+        let Some(parent_text) = parent_res.attrs.get(*parent_range_attr).and_then(Value::as_str) else { continue };
+        let Some(outer) = parse_cidr(parent_text) else { continue };
+        let inside = range.1 >= outer.1 && (range.0 & prefix_mask(outer.1)) == outer.0;
+        if !inside {
+            problems.push(
+                Problem::new(
+                    ErrorKind::InvalidValue,
+                    Origin::field(addr, *range_attr),
+                    format!(
+                        "`{range_attr}` = \"{}\" is not inside `{}`'s {parent_range_attr} {parent_text}",
+                        res.attrs[*range_attr].as_str().unwrap_or_default(),
+                        parent.resource
+                    ),
+                )
+                .help(format!("pick a range within {parent_text}, or widen `{}.{parent_range_attr}`", parent.resource)),
+            );
+        }
+    }
+}
+
+/// `10.0.0.0/16` as (network address, prefix length); `None` for anything else
+/// (a malformed one is reported by the attribute's own validator).
+fn parse_cidr(s: &str) -> Option<(u32, u32)> {
+    let (ip, len) = s.split_once('/')?;
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    let len: u32 = len.parse().ok().filter(|l| *l <= 32)?;
+    Some((u32::from(ip) & prefix_mask(len), len))
+}
+
+fn prefix_mask(len: u32) -> u32 {
+    if len == 0 { 0 } else { u32::MAX << (32 - len) }
 }
 
 fn check_reference(
@@ -234,6 +360,11 @@ fn check_reference(
 
 /// The resource dependency graph: an edge from each resource to what it needs.
 pub fn dependency_graph(def: &Definition) -> Dag<ResourceAddr> {
+    graph_without(def, &BTreeSet::new())
+}
+
+/// The dependency graph without some edges (`(from, to)`).
+fn graph_without(def: &Definition, cut: &BTreeSet<(ResourceAddr, ResourceAddr)>) -> Dag<ResourceAddr> {
     let mut dag = Dag::new();
     for addr in def.resources.keys() {
         dag.add_node(addr.clone());
@@ -241,7 +372,9 @@ pub fn dependency_graph(def: &Definition) -> Dag<ResourceAddr> {
     for (addr, res) in &def.resources {
         let deps: BTreeSet<_> = res.dependencies().into_iter().filter(|d| def.resources.contains_key(d)).collect();
         for dep in deps {
-            dag.add_edge(addr, &dep);
+            if !cut.contains(&(addr.clone(), dep.clone())) {
+                dag.add_edge(addr, &dep);
+            }
         }
     }
     dag

@@ -87,6 +87,16 @@ impl Provider for AwsProvider {
         Ok(())
     }
 
+    async fn preflight(&self) -> Result<Option<String>, ProviderError> {
+        let aws = self.aws().await?;
+        let endpoint = match (self.config.get().and_then(|c| c.endpoint.clone()), std::env::var("AWS_ENDPOINT_URL")) {
+            (Some(e), _) => format!(" via endpoint {e}"),
+            (None, Ok(e)) if !e.is_empty() => format!(" via AWS_ENDPOINT_URL={e}"),
+            _ => String::new(),
+        };
+        Ok(Some(format!("region {}{endpoint}", aws.region)))
+    }
+
     async fn refresh(&self, items: Vec<RefreshItem>) -> Vec<Result<Option<Observed>, ProviderError>> {
         let aws = match self.aws().await {
             Ok(a) => a,

@@ -89,6 +89,13 @@ impl Provider for GcpProvider {
         Ok(())
     }
 
+    async fn preflight(&self) -> Result<Option<String>, ProviderError> {
+        let (gce, _) = self.gce().await?;
+        let place = gce.zone.as_ref().or(gce.region.as_ref()).map(|p| format!(" in {p}")).unwrap_or_default();
+        let endpoint = self.config.get().and_then(|(c, _)| c.endpoint.clone()).map(|e| format!(" via {e}")).unwrap_or_default();
+        Ok(Some(format!("project {}{place}{endpoint}", gce.project)))
+    }
+
     async fn refresh(&self, items: Vec<RefreshItem>) -> Vec<Result<Option<Observed>, ProviderError>> {
         let (gce, marks) = match self.gce().await {
             Ok(g) => g,

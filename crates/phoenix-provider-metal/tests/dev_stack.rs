@@ -38,7 +38,10 @@ fn resource(name: &str, type_name: &str, attrs: Value, depends_on: &[&str]) -> (
     let addr = ResourceAddr::parse(name).unwrap();
     let attrs: Attrs = serde_json::from_value(attrs).unwrap();
     let depends_on = depends_on.iter().map(|d| ResourceAddr::parse(d).unwrap()).collect();
-    (addr.clone(), ResourceConfig { addr, type_name: type_name.into(), attrs, depends_on, create_before_destroy: None })
+    (
+        addr.clone(),
+        ResourceConfig { addr, type_name: type_name.into(), attrs, depends_on, create_before_destroy: None, lifecycle: Default::default() },
+    )
 }
 
 fn dev_definition(port: u16) -> Definition {

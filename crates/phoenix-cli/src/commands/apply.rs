@@ -1,6 +1,5 @@
 //! `phoenix up` and `phoenix down`: plan, confirm, apply along the graph, save state.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,11 +25,11 @@ pub async fn up(
     ttl: Option<std::time::Duration>,
     outputs_file: Option<&Path>,
 ) -> CmdResult {
-    execute(g, printer, args, opts, false, saved, Extras { ttl, outputs_file, restore: None }).await
+    execute(g, printer, args, opts, false, saved, Extras { ttl, outputs_file, ..Extras::default() }).await
 }
 
-pub async fn down(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs) -> CmdResult {
-    execute(g, printer, args, opts, true, None, Extras::default()).await
+pub async fn down(g: &Global, printer: &Printer, args: &EnvArgs, opts: &ApplyArgs, keep_history: bool) -> CmdResult {
+    execute(g, printer, args, opts, true, None, Extras { keep_history, ..Extras::default() }).await
 }
 
 /// `up` from a recovery point (`phoenix restore`).
@@ -44,6 +43,8 @@ struct Extras<'a> {
     ttl: Option<std::time::Duration>,
     outputs_file: Option<&'a Path>,
     restore: Option<RestoreSpec>,
+    /// `down`: keep the local state directory (its history) once everything is gone.
+    keep_history: bool,
 }
 
 async fn execute(
@@ -64,6 +65,13 @@ async fn execute(
     let env = context::load(g, printer, args)?;
     if let Some(spec) = extras.restore.as_ref() {
         recovery::check_restorable(&env, spec)?;
+    }
+    if extras.restore.is_none() {
+        // Credentials and place resolved before anything is locked or written
+        // (a restore configures after the lock: it may move the region first).
+        let recorded = env.read_state().await?;
+        env.configure_providers(printer, &recorded)?;
+        env.preflight(printer, &recorded).await?;
     }
     let run_id = uuid::Uuid::new_v4().to_string();
     let (lock, mut state) = env.lock_state(operation, &run_id, opts.lock.lock_timeout, printer).await?;
@@ -95,6 +103,9 @@ async fn execute(
         state.lineage = p.lineage.clone();
     }
     env.configure_providers(printer, &state)?;
+    if extras.restore.is_some() {
+        env.preflight(printer, &state).await?;
+    }
     if printer.json {
         json_event(serde_json::json!({
             "event": "run_started", "run_id": run_id, "operation": operation,
@@ -104,7 +115,7 @@ async fn execute(
     }
     let (plan, restored) = match &extras.restore {
         Some(spec) => recovery::plan(&env, &state, spec).await?,
-        None => (make_plan(&env, &state, destroy, &opts.targets).await?, Vec::new()),
+        None => (make_plan(&env, &state, destroy, &opts.scope).await?, Vec::new()),
     };
     let refresh_calls = context::api_calls(&env.registry);
     if let (Some(path), Some(saved_plan)) = (saved, &saved_plan) {
@@ -122,6 +133,10 @@ async fn execute(
         printer.plan(&plan);
     }
     if !plan.has_work() {
+        if destroy && state.is_empty() && opts.scope.targets.is_empty() && opts.scope.excludes.is_empty() {
+            drop(lock);
+            leave_no_trace(&env, extras.keep_history)?;
+        }
         if let Some(path) = extras.outputs_file {
             super::outputs::write_file(&env.project.root.join(path), &state.outputs)?;
         }
@@ -132,8 +147,16 @@ async fn execute(
         }
         return Ok(Exit::Ok);
     }
-    if !opts.yes {
-        confirm(operation, &env.loaded.name)?;
+    let lost = data_lost(&plan, &state, &env.registry);
+    if opts.yes {
+        crate::confirm::warn_lost(&lost);
+    } else {
+        let action = if destroy {
+            format!("destroy everything in {}", env.loaded.name)
+        } else {
+            format!("apply these changes to {}", env.loaded.name)
+        };
+        crate::confirm::ask(&action, &lost)?;
     }
 
     let journal = lock.journal(state.clone()).await.map_err(context::state_failure)?;
@@ -205,19 +228,39 @@ async fn execute(
     if !report.is_success() {
         return Ok(Exit::Error);
     }
-    if destroy && opts.targets.is_empty() {
+    if destroy && opts.scope.targets.is_empty() && opts.scope.excludes.is_empty() {
         if !final_state.is_empty() {
             let left: Vec<String> = final_state.resources.keys().map(ToString::to_string).collect();
             return Err(Failure::new(Exit::Error, anyhow!("destroy finished but these remain in state: {}", left.join(", "))));
         }
-        // Leave no trace: Phoenix's scratch directory of this environment goes too (if providers emptied it).
-        let data_dir = env.data_dir();
-        let _ = std::fs::remove_dir(&data_dir);
-        if let Some(parent) = data_dir.parent() {
-            let _ = std::fs::remove_dir(parent);
-        }
+        drop(journal);
+        drop(lock);
+        leave_no_trace(&env, extras.keep_history)?;
     }
     Ok(Exit::Ok)
+}
+
+/// After a complete `down`: the local state directory goes (unless
+/// --keep-history), and so do Phoenix's scratch directory of this environment
+/// (if providers emptied it) and `.phoenix/` itself once nothing is left in it.
+/// Recovery points (`.phoenix/state/@recovery/`) are kept.
+fn leave_no_trace(env: &context::Env, keep_history: bool) -> Result<(), Failure> {
+    if !keep_history
+        && let Some(dir) = env.local_state_dir()
+        && dir.exists()
+    {
+        std::fs::remove_dir_all(&dir).map_err(|e| anyhow!("everything was destroyed, but {} could not be removed: {e}", dir.display()))?;
+        if let Some(root) = dir.parent() {
+            let _ = std::fs::remove_dir(root);
+        }
+    }
+    let data_dir = env.data_dir();
+    let _ = std::fs::remove_dir(&data_dir);
+    if let Some(parent) = data_dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+    let _ = std::fs::remove_dir(env.project.data_dir());
+    Ok(())
 }
 
 fn count(report: &ApplyReport) -> (usize, usize, usize) {
@@ -258,22 +301,24 @@ fn visible_outputs(outputs: &std::collections::BTreeMap<String, serde_json::Valu
         .into()
 }
 
-/// Asks for a typed "yes" on a terminal; refuses to guess without one.
-fn confirm(operation: &str, env: &str) -> Result<(), Failure> {
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::new(
-            Exit::Error,
-            anyhow!("refusing to run `{operation}` without confirmation: stdin is not a terminal; pass --yes to approve"),
-        ));
-    }
-    print!(
-        "\nDo you want to {} {env}? Only `yes` is accepted: ",
-        if operation == "down" { "destroy everything in" } else { "apply these changes to" }
-    );
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if answer.trim() == "yes" { Ok(()) } else { Err(Failure::new(Exit::Error, anyhow!("cancelled: nothing was changed"))) }
+/// The data-holding objects (volumes, databases, stateful instances) the plan
+/// deletes or replaces, as `addr (type) deleted`: their contents go with them.
+fn data_lost(
+    plan: &phoenix_core::plan::Plan,
+    state: &phoenix_core::state::StateDoc,
+    registry: &phoenix_core::provider::Registry,
+) -> Vec<String> {
+    let stateful: std::collections::BTreeSet<_> =
+        phoenix_core::recovery::stateful(state, registry).into_iter().map(|(a, _, _)| a).collect();
+    plan.changes
+        .iter()
+        .filter(|c| matches!(c.action, phoenix_core::plan::Action::Delete | phoenix_core::plan::Action::Replace))
+        .filter(|c| !c.deposed && stateful.contains(&c.addr))
+        .map(|c| {
+            let why = c.reasons.first().map(|r| format!(": {r}")).unwrap_or_default();
+            format!("{} ({}) {}d{why}", c.addr, c.type_name, c.action)
+        })
+        .collect()
 }
 
 /// First Ctrl-C (or SIGTERM): stop scheduling, let in-flight work finish, save state.

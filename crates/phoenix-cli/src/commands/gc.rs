@@ -117,11 +117,8 @@ struct Leak {
 
 pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_run: bool, lock: &LockArgs) -> CmdResult {
     let names: Vec<String> = if envs.is_empty() { context::project(g)?.environments() } else { envs.to_vec() };
-    if !yes && !dry_run && !std::io::stdin().is_terminal() {
-        return Err(Failure::new(
-            Exit::Error,
-            anyhow!("refusing to destroy without --yes (stdin is not a terminal); --dry-run shows what would go"),
-        ));
+    if !yes && !dry_run {
+        crate::confirm::require_terminal("destroy (--dry-run shows what would go)")?;
     }
     let mut loaded = Vec::new();
     for n in &names {
@@ -159,9 +156,9 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
         if !yes && !confirm(&format!("destroy {who}"))? {
             continue;
         }
-        let args = EnvArgs { env: env_name.clone(), vars: Vec::new(), instance: s.doc.instance.clone() };
-        let opts = ApplyArgs { yes: true, parallelism: 64, targets: Vec::new(), lock: lock.clone() };
-        match Box::pin(super::apply::down(g, printer, &args, &opts)).await {
+        let args = EnvArgs::named(env_name.clone(), s.doc.instance.clone());
+        let opts = ApplyArgs { yes: true, parallelism: 64, scope: Default::default(), lock: lock.clone() };
+        match Box::pin(super::apply::down(g, printer, &args, &opts, false)).await {
             Ok(Exit::Ok) => {}
             Ok(code) => {
                 failures += 1;

@@ -1,10 +1,9 @@
 //! Commands that read: validate, render, graph, status, output, state, and unlock.
 
-use std::io::IsTerminal;
-
 use anyhow::anyhow;
 use console::style;
 use phoenix_core::ResourceAddr;
+use phoenix_core::schema::closest;
 use phoenix_core::validate::dependency_graph;
 use phoenix_core::value::is_sealed;
 
@@ -36,7 +35,7 @@ pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
 
 pub fn render(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     let project = context::project(g)?;
-    let opts = phoenix_config::LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
+    let opts = args.load_options();
     let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
     let secrets = sensitive_values(&loaded.definition, &context::registry());
     if printer.json {
@@ -88,7 +87,7 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
     let mut live: Option<std::collections::BTreeMap<ResourceAddr, &'static str>> = None;
     if refresh {
         env.configure_providers(printer, &state)?;
-        let (read, plan) = refresh_and_plan(&env, &state, false, &[]).await?;
+        let (read, plan) = refresh_and_plan(&env, &state, false, &crate::args::Scope::default()).await?;
         // Show what the providers read now (DNS names, healthy targets, instance counts), not the last run's values.
         state = read;
         live = Some(
@@ -184,7 +183,7 @@ fn highlights(env: &context::Env, r: &phoenix_core::state::ResourceState) -> Vec
 
 pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<&str>) -> CmdResult {
     let project = context::project(g)?;
-    let opts = phoenix_config::LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
+    let opts = args.load_options();
     let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
     let env = context::Env { project, loaded, registry: context::registry() };
     let state = env.read_state().await?;
@@ -223,7 +222,7 @@ pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<
 
 pub async fn unlock(g: &Global, printer: &Printer, args: &EnvArgs, force: bool) -> CmdResult {
     let project = context::project(g)?;
-    let opts = phoenix_config::LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
+    let opts = args.load_options();
     let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
     let env = context::Env { project, loaded, registry: context::registry() };
     let store = env.store().await?;
@@ -275,21 +274,51 @@ pub async fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: 
         removed.push(addr);
     }
     if !yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(Failure::new(Exit::Error, anyhow!("refusing to forget resources without --yes (stdin is not a terminal)")));
-        }
-        eprint!(
-            "Forget {} (the objects keep existing, unmanaged)? Only `yes` is accepted: ",
-            removed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-        );
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if answer.trim() != "yes" {
-            return Err(Failure::new(Exit::Error, anyhow!("cancelled: nothing was changed")));
-        }
+        let names = removed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        crate::confirm::ask(&format!("forget {names} (the objects keep existing, unmanaged)"), &[])?;
     }
     let written = guard.write(&state).await.map_err(context::state_failure)?;
     println!("Removed {} resource(s) from state (serial {}).", removed.len(), written.serial);
+    Ok(Exit::Ok)
+}
+
+pub async fn state_mv(g: &Global, printer: &Printer, args: &EnvArgs, source: &str, destination: &str, lock: &LockArgs) -> CmdResult {
+    let env = context::load(g, printer, args)?;
+    let to = ResourceAddr::parse(destination).map_err(|e| Failure::new(Exit::Error, anyhow!("`{destination}`: {e}")))?;
+    let from = ResourceAddr::new_unchecked(source);
+    let (guard, mut state) = env.lock_state("state mv", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer).await?;
+    let key = env.loaded.state_key();
+    if state.pending.contains_key(&from) || state.deposed.contains_key(&from) {
+        return Err(Failure::new(
+            Exit::Error,
+            anyhow!("`{source}` has an interrupted operation in the state of {key}; run `phoenix up` to finish it first"),
+        ));
+    }
+    if state.resources.contains_key(&to) {
+        return Err(Failure::new(Exit::Error, anyhow!("`{destination}` is already in the state of {key}; nothing was changed")));
+    }
+    let Some(resource) = state.resources.remove(&from) else {
+        let hint = closest(source, state.resources.keys().map(ResourceAddr::as_str)).map(|s| format!("; did you mean `{s}`?"));
+        return Err(Failure::new(Exit::Error, anyhow!("`{source}` is not in the state of {key}{}", hint.unwrap_or_default())));
+    };
+    match env.loaded.definition.resources.get(&to) {
+        None => printer.note(&format!("`{destination}` is not declared in {}: the next plan will delete it", env.loaded.source.name)),
+        Some(c) if c.type_name != resource.type_name => printer.note(&format!(
+            "`{destination}` is declared as a `{}`, not a `{}`: the next plan will replace it",
+            c.type_name, resource.type_name
+        )),
+        Some(_) => {}
+    }
+    state.resources.insert(to.clone(), resource);
+    for r in state.resources.values_mut() {
+        for d in &mut r.depends_on {
+            if *d == from {
+                *d = to.clone();
+            }
+        }
+    }
+    let written = guard.write(&state).await.map_err(context::state_failure)?;
+    println!("Moved {source} to {destination} in the state of {key} (serial {}).", written.serial);
     Ok(Exit::Ok)
 }
 

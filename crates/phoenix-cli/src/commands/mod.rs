@@ -3,9 +3,11 @@
 mod apply;
 mod gc;
 mod inspect;
+mod meta;
 mod outputs;
 mod plan;
 mod recovery;
+mod refresh;
 
 use crate::args::{Cli, Command, SnapshotCommand, StateCommand};
 use crate::exit::{Exit, Failure};
@@ -32,8 +34,15 @@ pub async fn run(cli: Cli) -> Exit {
         Command::State(StateCommand::Rm { env, resources, yes, lock }) => {
             inspect::state_rm(g, &printer, &env, &resources, yes, &lock).await
         }
-        Command::Plan { env, destroy, out, detailed_exitcode, targets } => {
-            plan::plan(g, &printer, &env, destroy, out.as_deref(), detailed_exitcode, &targets).await
+        Command::Plan { env, destroy, out, detailed_exitcode, scope } => {
+            plan::plan(g, &printer, &env, destroy, out.as_deref(), detailed_exitcode, &scope).await
+        }
+        Command::Show { plan } => plan::show(g, &printer, &plan),
+        Command::Refresh { env, lock } => refresh::refresh(g, &printer, &env, &lock).await,
+        Command::Completions { shell } => meta::completions(shell),
+        Command::Version => meta::version(&printer),
+        Command::State(StateCommand::Mv { env, source, destination, lock }) => {
+            inspect::state_mv(g, &printer, &env, &source, &destination, &lock).await
         }
         Command::Up { env, apply, from_snapshot: Some(id), .. } => recovery::restore(g, &printer, &env, &id, None, None, &apply).await,
         Command::Up { env, apply, plan, ttl, outputs_file, from_snapshot: None } => {
@@ -42,11 +51,13 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Snapshot { command: None, take } => recovery::take(g, &printer, &take).await,
         Command::Snapshot { command: Some(SnapshotCommand::List { env }), .. } => recovery::list(g, &printer, &env).await,
         Command::Snapshot { command: Some(SnapshotCommand::Show { env, id }), .. } => recovery::show_point(g, &printer, &env, &id).await,
-        Command::Snapshot { command: Some(SnapshotCommand::Delete { env, id }), .. } => recovery::delete(g, &printer, &env, &id).await,
+        Command::Snapshot { command: Some(SnapshotCommand::Delete { env, id, yes }), .. } => {
+            recovery::delete(g, &printer, &env, &id, yes).await
+        }
         Command::Restore { env, from, region, zone, apply } => {
             recovery::restore(g, &printer, &env, &from, region.as_deref(), zone.as_deref(), &apply).await
         }
-        Command::Down { env, apply } => apply::down(g, &printer, &env, &apply).await,
+        Command::Down { env, apply, keep_history } => apply::down(g, &printer, &env, &apply, keep_history).await,
     };
     match result {
         Ok(code) => code,

@@ -27,7 +27,7 @@ pub async fn export(
     out: Option<&Path>,
 ) -> CmdResult {
     let project = context::project(g)?;
-    let opts = phoenix_config::LoadOptions { vars: args.vars.clone(), instance: args.instance.clone() };
+    let opts = args.load_options();
     let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
     let env = context::Env { project, loaded, registry: context::registry() };
     let state = env.read_state().await?;

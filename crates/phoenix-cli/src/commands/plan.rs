@@ -5,38 +5,103 @@ use std::path::Path;
 use anyhow::{Context as _, anyhow};
 use phoenix_core::ResourceAddr;
 use phoenix_core::plan::Plan;
-use phoenix_core::planner::{PlanOptions, diff, refresh};
+use phoenix_core::planner::{PlanOptions, RefreshError, diff, prevented_destroys, refresh};
+use phoenix_core::schema::closest;
 use phoenix_core::state::StateDoc;
 
-use crate::args::{EnvArgs, Global};
+use crate::args::{EnvArgs, Global, Scope};
 use crate::context::{self, Env};
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::printer::Printer;
 
-/// Refreshes state through the providers and diffs the definition against it.
-pub async fn make_plan(env: &Env, state: &StateDoc, destroy: bool, targets: &[String]) -> Result<Plan, Failure> {
-    Ok(refresh_and_plan(env, state, destroy, targets).await?.1)
+/// Refreshes state through the providers and diffs the definition against it;
+/// a plan that would destroy a resource declared with `prevent_destroy` fails.
+pub async fn make_plan(env: &Env, state: &StateDoc, destroy: bool, scope: &Scope) -> Result<Plan, Failure> {
+    if !destroy && !scope.allow_empty && env.loaded.definition.resources.is_empty() && !state.resources.is_empty() {
+        // A template that renders to nothing (a wrong `{% if %}`, a forgotten variable) is not "delete everything".
+        return Err(Failure::new(
+            Exit::Invalid,
+            anyhow!(
+                "{} renders no resources, but the state of {} holds {}; applying it would destroy them all. \
+                 Nothing was changed: pass --allow-empty if that is what you want, or use `phoenix down`",
+                env.loaded.source.name,
+                env.loaded.state_key(),
+                state.resources.len()
+            ),
+        ));
+    }
+    let plan = refresh_and_plan(env, state, destroy, scope).await?.1;
+    let prevented = prevented_destroys(&env.loaded.definition, &plan);
+    if !prevented.is_empty() {
+        let lines: Vec<String> = prevented.iter().map(|c| format!("  {} ({}) would be {}d", c.addr, c.type_name, c.action)).collect();
+        return Err(Failure::new(
+            Exit::Error,
+            anyhow!(
+                "this plan would destroy resources declared with `prevent_destroy = true`; nothing was changed:\n{}\n\
+                 remove `prevent_destroy` from their definition first, or leave them out with --exclude",
+                lines.join("\n")
+            ),
+        ));
+    }
+    Ok(plan)
 }
 
 /// [`make_plan`], also returning the state as the providers read it (for `status --refresh`).
-pub async fn refresh_and_plan(env: &Env, state: &StateDoc, destroy: bool, targets: &[String]) -> Result<(StateDoc, Plan), Failure> {
-    let targets = targets
+pub async fn refresh_and_plan(env: &Env, state: &StateDoc, destroy: bool, scope: &Scope) -> Result<(StateDoc, Plan), Failure> {
+    if destroy && !scope.replace.is_empty() {
+        return Err(Failure::new(Exit::Error, anyhow!("--replace makes no sense when destroying everything")));
+    }
+    let opts = PlanOptions {
+        destroy,
+        targets: addresses(env, state, "--target", &scope.targets)?,
+        excludes: addresses(env, state, "--exclude", &scope.excludes)?,
+        replace: addresses(env, state, "--replace", &scope.replace)?,
+    };
+    let refreshed = refresh(state, &env.registry).await.map_err(refresh_failure)?;
+    let plan = diff(&env.loaded.definition, &refreshed, &env.registry, &opts);
+    Ok((refreshed.state, plan))
+}
+
+/// The resources named by a flag (`--target`, `--exclude`, `--replace`): each must be declared or in state.
+fn addresses(env: &Env, state: &StateDoc, flag: &str, given: &[String]) -> Result<Vec<ResourceAddr>, Failure> {
+    given
         .iter()
         .map(|t| {
-            let addr = ResourceAddr::parse(t).map_err(|e| anyhow!("--target {t}: {e}"))?;
+            let addr = ResourceAddr::parse(t).map_err(|e| anyhow!("{flag} {t}: {e}"))?;
             if !env.loaded.definition.resources.contains_key(&addr) && !state.resources.contains_key(&addr) {
-                return Err(anyhow!("--target {t}: no resource `{t}` is declared or in state"));
+                let known = env.loaded.definition.resources.keys().chain(state.resources.keys()).map(ResourceAddr::as_str);
+                let hint = closest(t, known).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+                return Err(Failure::new(Exit::Error, anyhow!("{flag} {t}: no resource `{t}` is declared or in state{hint}")));
             }
             Ok(addr)
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let refreshed = refresh(state, &env.registry).await.map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.addr, e.error.message)).collect();
-        anyhow!("refresh failed; nothing was changed:\n{}", lines.join("\n"))
-    })?;
-    let opts = PlanOptions { destroy, targets };
-    let plan = diff(&env.loaded.definition, &refreshed, &env.registry, &opts);
-    Ok((refreshed.state, plan))
+        .collect()
+}
+
+/// Refresh errors, one line per distinct error: the same message from many
+/// resources (missing credentials) is shown once with the resources it hit.
+pub fn refresh_failure(errors: Vec<RefreshError>) -> Failure {
+    let mut by_message: Vec<(String, Vec<String>)> = Vec::new();
+    for e in errors {
+        match by_message.iter_mut().find(|(m, _)| *m == e.error.message) {
+            Some((_, addrs)) => addrs.push(e.addr.to_string()),
+            None => by_message.push((e.error.message.clone(), vec![e.addr.to_string()])),
+        }
+    }
+    let lines: Vec<String> = by_message
+        .iter()
+        .map(|(message, addrs)| match addrs.as_slice() {
+            [one] => format!("  {one}: {message}"),
+            many => format!("  {} resources ({}): {message}", many.len(), shorten(many)),
+        })
+        .collect();
+    Failure::new(Exit::Error, anyhow!("refresh failed; nothing was changed:\n{}", lines.join("\n")))
+}
+
+/// The first few names of a long list, and how many more.
+fn shorten(names: &[String]) -> String {
+    const SHOWN: usize = 3;
+    if names.len() <= SHOWN { names.join(", ") } else { format!("{}, and {} more", names[..SHOWN].join(", "), names.len() - SHOWN) }
 }
 
 pub async fn plan(
@@ -46,12 +111,13 @@ pub async fn plan(
     destroy: bool,
     out: Option<&Path>,
     detailed_exitcode: bool,
-    targets: &[String],
+    scope: &Scope,
 ) -> CmdResult {
     let env = context::load(g, printer, args)?;
     let state = env.read_state().await?;
     env.configure_providers(printer, &state)?;
-    let plan = make_plan(&env, &state, destroy, targets).await?;
+    env.preflight(printer, &state).await?;
+    let plan = make_plan(&env, &state, destroy, scope).await?;
     let calls = context::api_calls(&env.registry);
     // `-C DIR` means "as if started in DIR": relative paths are under it.
     let out = out.map(|p| env.project.root.join(p));
@@ -118,4 +184,25 @@ pub fn check_saved_plan(path: &Path, saved: &Plan, current: &Plan) -> Result<(),
         return Err(refuse("the definition or the real objects changed since it was made".into()));
     }
     Ok(())
+}
+
+/// `phoenix show PLANFILE`: a saved plan, as `plan` showed it (or as JSON).
+pub fn show(g: &Global, printer: &Printer, path: &Path) -> CmdResult {
+    let path = context::project(g)?.root.join(path);
+    let plan = read_saved_plan(&path)?;
+    if printer.json {
+        // Saved plans are already redacted; redacting again keeps that true of any file.
+        println!("{}", serde_json::to_string(&plan.redacted())?);
+        return Ok(Exit::Ok);
+    }
+    let instance = plan.instance.as_ref().map(|i| format!(" --instance {i}")).unwrap_or_default();
+    println!(
+        "Saved plan for {}{instance} against state serial {}{}:",
+        plan.environment,
+        plan.state_serial,
+        if plan.destroy { " (destroy)" } else { "" }
+    );
+    printer.plan(&plan.redacted());
+    println!("\nApply exactly it with: phoenix up {}{instance} --plan {}", plan.environment, path.display());
+    Ok(Exit::Ok)
 }

@@ -50,6 +50,7 @@ pub async fn take(g: &Global, printer: &Printer, t: &TakeArgs) -> CmdResult {
     // Held while snapshotting: no `up` changes the objects half-way.
     let (lock, state) = env.lock_state("snapshot", &run_id, t.lock.lock_timeout, printer).await?;
     env.configure_providers(printer, &state)?;
+    definition_matches_state(&env, &state, t.strict, printer)?;
     let store = env.recovery_store().await?;
     let now = chrono::Utc::now();
     let id = RecoveryPoint::new_id(now);
@@ -208,7 +209,7 @@ fn show(p: &RecoveryPoint) {
 
 /// The environment's recovery store, from its `state =` setting.
 async fn store_of(g: &Global, printer: &Printer, env: &str) -> Result<(Env, Arc<dyn RecoveryStore>), Failure> {
-    let args = EnvArgs { env: env.to_string(), vars: Vec::new(), instance: None };
+    let args = EnvArgs::named(env, None);
     let env = context::load(g, printer, &args)?;
     let store = env.recovery_store().await?;
     Ok((env, store))
@@ -257,9 +258,13 @@ pub async fn show_point(g: &Global, printer: &Printer, env: &str, id: &str) -> C
     Ok(Exit::Ok)
 }
 
-pub async fn delete(g: &Global, printer: &Printer, env: &str, id: &str) -> CmdResult {
+pub async fn delete(g: &Global, printer: &Printer, env: &str, id: &str, yes: bool) -> CmdResult {
     let (env, store) = store_of(g, printer, env).await?;
     let point = find(store.as_ref(), &env.loaded.name, id).await?;
+    if !yes {
+        let lost: Vec<String> = point.snapshots.iter().map(|s| format!("the snapshot of {} ({})", s.addr, s.type_name)).collect();
+        crate::confirm::ask(&format!("delete recovery point {id} and its {} snapshot(s)", point.snapshots.len()), &lost)?;
+    }
     env.configure_providers(printer, &StateDoc::new(&env.loaded.name, None, point.lineage.clone()))?;
     let failed = discard(&env.registry, &point.snapshots, printer).await;
     if !failed.is_empty() {
@@ -272,6 +277,39 @@ pub async fn delete(g: &Global, printer: &Printer, env: &str, id: &str) -> CmdRe
         println!("Deleted recovery point {id} and its {} snapshot(s).", point.snapshots.len());
     }
     Ok(Exit::Ok)
+}
+
+/// A recovery point keeps the definition to rebuild from: one rendered with
+/// other variables than the last `up` would rebuild something else. Compared
+/// with state as recorded (no API call): a warning, or with `--strict` a refusal.
+fn definition_matches_state(env: &Env, state: &StateDoc, strict: bool, printer: &Printer) -> Result<(), Failure> {
+    use phoenix_core::planner::Refreshed;
+    let recorded = Refreshed {
+        state: state.clone(),
+        gone: Default::default(),
+        drifted: Default::default(),
+        adopted: Default::default(),
+        calls: Default::default(),
+    };
+    let plan = diff(&env.loaded.definition, &recorded, &env.registry, &PlanOptions::default());
+    let differ: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != phoenix_core::plan::Action::NoOp)
+        .map(|c| format!("{} would be {}d", c.addr, c.action))
+        .collect();
+    if differ.is_empty() {
+        return Ok(());
+    }
+    let what = format!(
+        "the definition (with these variables) differs from what state holds, so the recovery point would record a definition the environment does not have:\n  {}",
+        differ.join("\n  ")
+    );
+    if strict {
+        return Err(Failure::new(Exit::Error, anyhow!("{what}\nnothing was taken; pass the same --var/--var-file as the last `up`")));
+    }
+    printer.note(&format!("{what}\n(pass the same --var/--var-file as the last `up`; --strict refuses)"));
+    Ok(())
 }
 
 /// What `up` needs to restore: the point and where.

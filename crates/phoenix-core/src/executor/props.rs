@@ -162,8 +162,17 @@ fn definition(spec: &Spec) -> Definition {
         let addr = ResourceAddr::parse(&format!("r{i}")).unwrap();
         let attrs: Attrs = [("name".to_string(), json!(format!("n{name}"))), ("size".to_string(), json!(size))].into_iter().collect();
         let depends_on = deps.iter().filter(|d| **d < i).map(|d| ResourceAddr::parse(&format!("r{d}")).unwrap()).collect();
-        d.resources
-            .insert(addr.clone(), ResourceConfig { addr, type_name: "world.thing".into(), attrs, depends_on, create_before_destroy: None });
+        d.resources.insert(
+            addr.clone(),
+            ResourceConfig {
+                addr,
+                type_name: "world.thing".into(),
+                attrs,
+                depends_on,
+                create_before_destroy: None,
+                lifecycle: Default::default(),
+            },
+        );
     }
     d
 }
@@ -180,7 +189,7 @@ fn fate_strategy() -> impl Strategy<Value = Fate> {
 /// journal killed after `limit` records; returns the state the next run sees.
 async fn run(state: &StateDoc, def: &Definition, destroy: bool, registry: &Registry, limit: usize, parallelism: usize) -> StateDoc {
     let refreshed = refresh(state, registry).await.unwrap_or_else(|e| panic!("refresh failed: {e:?}"));
-    let plan = diff(def, &refreshed, registry, &PlanOptions { destroy, targets: vec![] });
+    let plan = diff(def, &refreshed, registry, &PlanOptions { destroy, ..Default::default() });
     let journal = Arc::new(KilledAt { records: Mutex::new(Vec::new()), limit });
     let (_tx, cancel) = tokio::sync::watch::channel(false);
     let _ = apply(&plan, registry, journal.clone(), Arc::new(NullReporter), ApplyOptions { parallelism, cancel }).await;
@@ -253,7 +262,7 @@ proptest! {
             prop_assert!(s3.pending.is_empty(), "pending after the clean run: {:?}", s3.pending);
             drop(world);
             let refreshed = refresh(&s3, &registry).await.unwrap();
-            let plan = diff(&target, &refreshed, &registry, &PlanOptions { destroy: destroy_second, targets: vec![] });
+            let plan = diff(&target, &refreshed, &registry, &PlanOptions { destroy: destroy_second, ..Default::default() });
             prop_assert!(!plan.has_work(), "a clean run left work: {:?}", plan.summary());
             Ok(())
         })?;

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use phoenix_core::provider::{Observed, ProviderError, UpdateRequest};
-use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
+use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
 use phoenix_core::value::{Attrs, Value};
 use serde_json::{Map, json};
 
@@ -53,8 +53,10 @@ impl Kind for Firewall {
                     "allow",
                     AttrType::List(Box::new(AttrType::Any)),
                     "allowed traffic: [{ protocol = \"tcp\", ports = [\"80\"] }]; changed in place",
-                ),
-                AttrSchema::optional("source_ranges", AttrType::List(Box::new(AttrType::String)), "source CIDR ranges; changed in place"),
+                )
+                .validate_with(validators::allow_rules),
+                AttrSchema::optional("source_ranges", AttrType::List(Box::new(AttrType::String)), "source CIDR ranges; changed in place")
+                    .validate_with(validators::ipv4_cidr_list),
                 AttrSchema::optional(
                     "target_tags",
                     AttrType::List(Box::new(AttrType::String)),
