@@ -15,6 +15,7 @@ use anyhow::{Context as _, anyhow};
 use phoenix_core::definition::provider_of;
 use phoenix_core::provider::Registry;
 use phoenix_core::schema::{AttrSchema, ResourceSchema};
+use phoenix_core::value::Attrs;
 
 use crate::args::{Global, SchemaFormat};
 use crate::context;
@@ -138,7 +139,7 @@ impl<'a> Reference<'a> {
         }
         out.push_str("\n| type | description | updates in place | stateful (recovery points) |\n| --- | --- | --- | --- |\n");
         for s in self.by_provider.get(provider).into_iter().flatten() {
-            let restore = self.restore_attr(s).map(|a| format!("yes, restored through `{a}`")).unwrap_or_default();
+            let restore = self.restore_attr(s).map(|a| format!("{}, restored through `{a}`", self.stateful_when(s))).unwrap_or_default();
             let _ =
                 writeln!(out, "| [`{}`]({}.md) | {} | {} | {restore} |", s.type_name, s.type_name, cell(s.description), yes_no(s.update_in_place));
         }
@@ -165,7 +166,11 @@ impl<'a> Reference<'a> {
             if s.adoptable { "found again by its ownership marks and adopted" } else { "nothing to find; it is simply made again" }
         );
         if let Some(attr) = self.restore_attr(s) {
-            let _ = writeln!(out, "- Stateful: snapshotted in recovery points; a restore creates it with `{attr}` set to its snapshot");
+            let _ = writeln!(
+                out,
+                "- Recovery points: snapshotted ({}); a restore creates it with `{attr}` set to its snapshot",
+                self.stateful_when(s)
+            );
         }
         let unique = self.unique_names(s);
         if !unique.is_empty() {
@@ -193,6 +198,14 @@ impl<'a> Reference<'a> {
 
     fn restore_attr(&self, s: &ResourceSchema) -> Option<&'static str> {
         self.registry.provider_for(s.type_name).and_then(|p| p.restore_attr(s.type_name))
+    }
+
+    /// Which objects of a type with a restore attribute recovery points
+    /// snapshot: every one, or only those whose definition opts in (the
+    /// provider says no for an object with no inputs).
+    fn stateful_when(&self, s: &ResourceSchema) -> &'static str {
+        let every = self.registry.provider_for(s.type_name).is_some_and(|p| p.is_stateful(s.type_name, &Attrs::new()));
+        if every { "every object" } else { "objects whose definition opts in" }
     }
 
     fn unique_names(&self, s: &ResourceSchema) -> Vec<String> {
