@@ -15,11 +15,14 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use phoenix_testkit::Moto;
 use support::{Project, free_port};
 
 /// The port `environments/dev.toml` declares, as the docs show it.
 const DEV_PORT: &str = "8741";
 const RUNNABLE_FENCE: &str = "```sh runnable";
+/// A runnable block that needs AWS: it runs against a moto of its own.
+const RUNNABLE_MOTO_FENCE: &str = "```sh runnable moto";
 const PRINTS: &str = "# prints: ";
 
 fn repo_root() -> PathBuf {
@@ -49,22 +52,24 @@ struct Block {
     /// `README.md:42`: where the fence opens.
     origin: String,
     text: String,
+    moto: bool,
 }
 
 fn runnable_blocks(path: &Path) -> Vec<Block> {
     let rel = path.strip_prefix(repo_root()).unwrap().display().to_string();
     let text = std::fs::read_to_string(path).unwrap();
     let mut blocks = Vec::new();
-    let mut open: Option<(usize, String)> = None;
+    let mut open: Option<(usize, bool, String)> = None;
     for (i, line) in text.lines().enumerate() {
         match &mut open {
-            None if line.trim_end() == RUNNABLE_FENCE => open = Some((i + 1, String::new())),
+            None if line.trim_end() == RUNNABLE_FENCE => open = Some((i + 1, false, String::new())),
+            None if line.trim_end() == RUNNABLE_MOTO_FENCE => open = Some((i + 1, true, String::new())),
             None => {}
-            Some((start, body)) if line.trim_end() == "```" => {
-                blocks.push(Block { origin: format!("{rel}:{start}"), text: std::mem::take(body) });
+            Some((start, moto, body)) if line.trim_end() == "```" => {
+                blocks.push(Block { origin: format!("{rel}:{start}"), text: std::mem::take(body), moto: *moto });
                 open = None;
             }
-            Some((_, body)) => {
+            Some((_, _, body)) => {
                 body.push_str(line);
                 body.push('\n');
             }
@@ -82,7 +87,8 @@ fn quoted(s: &str) -> String {
 /// The block as a bash script: each command runs in turn and is echoed first;
 /// one that fails, or does not print what its `# prints:` says, stops the script.
 fn script(block: &str) -> String {
-    let mut out = String::from("set -uo pipefail\n");
+    // Commands run in this shell (not a subshell), so a variable one sets is there for the next.
+    let mut out = String::from("set -uo pipefail\n__log=$(mktemp)\n");
     for line in block.lines() {
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -93,7 +99,7 @@ fn script(block: &str) -> String {
             None => (line.trim_end(), None),
         };
         out.push_str(&format!("echo {}\n", quoted(&format!("$ {command}"))));
-        out.push_str(&format!("__out=$( {{ {command}\n}} 2>&1 ); __code=$?\nprintf '%s\\n' \"$__out\"\n"));
+        out.push_str(&format!("{{ {command}\n}} >\"$__log\" 2>&1; __code=$?\ncat \"$__log\"; __out=$(cat \"$__log\")\n"));
         out.push_str(&format!("if [ $__code -ne 0 ]; then echo \"FAILED (exit $__code): \"{}; exit 1; fi\n", quoted(command)));
         if let Some(text) = expected {
             out.push_str(&format!(
@@ -122,9 +128,10 @@ fn bin_dir() -> tempfile::TempDir {
     dir
 }
 
-fn bash(project: &Path, bin: &Path, script: &str) -> (bool, String) {
+fn bash(project: &Path, bin: &Path, script: &str, env: &[(&'static str, String)]) -> (bool, String) {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let out = Command::new("bash")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("-c")
         .arg(script)
         .current_dir(project)
@@ -143,6 +150,7 @@ struct TearDown<'a> {
     project: &'a Path,
     bin: &'a Path,
     instances: Vec<String>,
+    env: Vec<(&'static str, String)>,
 }
 
 impl Drop for TearDown<'_> {
@@ -151,7 +159,7 @@ impl Drop for TearDown<'_> {
         for i in &self.instances {
             script.push_str(&format!("phoenix down dev --instance {i} --yes >/dev/null 2>&1\n"));
         }
-        bash(self.project, self.bin, &script);
+        bash(self.project, self.bin, &script, &self.env);
     }
 }
 
@@ -163,8 +171,11 @@ fn run_block(block: &Block, bin: &Path) -> Result<(), String> {
     assert!(toml.contains(&format!("port = {DEV_PORT}")), "environments/dev.toml no longer declares port = {DEV_PORT}");
     std::fs::write(&dev, toml.replace(&format!("port = {DEV_PORT}"), &format!("port = {port}"))).unwrap();
     let text = block.text.replace(DEV_PORT, &port);
-    let _teardown = TearDown { project: &project.dir, bin, instances: instances(&text) };
-    let (ok, output) = bash(&project.dir, bin, &script(&text));
+    // Declared before the teardown, so it outlives it.
+    let moto = block.moto.then(Moto::start);
+    let env = moto.as_ref().map(Moto::env).unwrap_or_default();
+    let _teardown = TearDown { project: &project.dir, bin, instances: instances(&text), env: env.clone() };
+    let (ok, output) = bash(&project.dir, bin, &script(&text), &env);
     if ok { Ok(()) } else { Err(format!("{} (dev on port {port}):\n{output}", block.origin)) }
 }
 
@@ -206,12 +217,12 @@ fn relative_links_in_the_docs_point_at_files_that_exist() {
 fn a_failing_example_or_a_missing_output_fails_the_run() {
     // The harness itself: a claim that is false must not pass.
     let bin = bin_dir();
-    let wrong_output = Block { origin: "self-test".into(), text: "phoenix validate dev   # prints: no such text\n".into() };
+    let wrong_output = Block { origin: "self-test".into(), moto: false, text: "phoenix validate dev   # prints: no such text\n".into() };
     let err = run_block(&wrong_output, bin.path()).expect_err("a missing output fails");
     assert!(err.contains("the output lacks"), "{err}");
-    let failing = Block { origin: "self-test".into(), text: "phoenix validate no-such-env\n".into() };
+    let failing = Block { origin: "self-test".into(), moto: false, text: "phoenix validate no-such-env\n".into() };
     let err = run_block(&failing, bin.path()).expect_err("a failing command fails");
     assert!(err.contains("FAILED (exit"), "{err}");
-    let passing = Block { origin: "self-test".into(), text: "phoenix validate dev   # prints: is valid\n".into() };
+    let passing = Block { origin: "self-test".into(), moto: false, text: "phoenix validate dev   # prints: is valid\n".into() };
     run_block(&passing, bin.path()).expect("a true claim passes");
 }

@@ -140,8 +140,14 @@ impl<'a> Reference<'a> {
         out.push_str("\n| type | description | updates in place | stateful (recovery points) |\n| --- | --- | --- | --- |\n");
         for s in self.by_provider.get(provider).into_iter().flatten() {
             let restore = self.restore_attr(s).map(|a| format!("{}, restored through `{a}`", self.stateful_when(s))).unwrap_or_default();
-            let _ =
-                writeln!(out, "| [`{}`]({}.md) | {} | {} | {restore} |", s.type_name, s.type_name, cell(s.description), yes_no(s.update_in_place));
+            let _ = writeln!(
+                out,
+                "| [`{}`]({}.md) | {} | {} | {restore} |",
+                s.type_name,
+                s.type_name,
+                cell(s.description),
+                yes_no(s.update_in_place)
+            );
         }
         out
     }
@@ -158,7 +164,11 @@ impl<'a> Reference<'a> {
         let _ = writeln!(
             out,
             "- Replacement: {} (a resource's `create_before_destroy` overrides it)",
-            if s.create_before_destroy { "the new object is created before the old one is destroyed" } else { "the old object is destroyed first" }
+            if s.create_before_destroy {
+                "the new object is created before the old one is destroyed"
+            } else {
+                "the old object is destroyed first"
+            }
         );
         let _ = writeln!(
             out,
@@ -174,7 +184,11 @@ impl<'a> Reference<'a> {
         }
         let unique = self.unique_names(s);
         if !unique.is_empty() {
-            let _ = writeln!(out, "- Unique per region or network, so with `--instance` each must contain the instance name: {}", unique.join(", "));
+            let _ = writeln!(
+                out,
+                "- Unique per region or network, so with `--instance` each must contain the instance name: {}",
+                unique.join(", ")
+            );
         }
         out.push_str("\n| attribute | type | set by | default | force-new | sensitive | description |\n");
         out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
