@@ -226,3 +226,18 @@ fn a_failing_example_or_a_missing_output_fails_the_run() {
     let passing = Block { origin: "self-test".into(), moto: false, text: "phoenix validate dev   # prints: is valid\n".into() };
     run_block(&passing, bin.path()).expect("a true claim passes");
 }
+
+#[test]
+fn the_environment_format_example_is_a_valid_environment() {
+    // docs/guide/environments.md shows an environment file, then its template.
+    let text = std::fs::read_to_string(repo_root().join("docs/guide/environments.md")).unwrap();
+    let toml_blocks: Vec<&str> = text.split("```toml\n").skip(1).map(|rest| rest.split_once("```").expect("a closed block").0).collect();
+    let (env, template) = (toml_blocks[0], toml_blocks[1]);
+    let name = env.lines().next().and_then(|l| l.strip_prefix("# environments/")).and_then(|f| f.strip_suffix(".toml"));
+    let name = name.expect("the environment example starts with `# environments/NAME.toml`");
+    let project = Project::empty();
+    project.write(&format!("environments/{name}.toml"), env);
+    project.write(&format!("templates/{name}.toml.j2"), template);
+    let out = support::phoenix(&project.dir, &["validate", name]);
+    assert_eq!(out.code, 0, "the example in docs/guide/environments.md is invalid:\n{}\n{}", out.stdout, out.stderr);
+}
