@@ -121,6 +121,7 @@ impl<'a> Reference<'a> {
     fn index(&self) -> String {
         let mut out = format!("{GENERATED}\n# Resource types\n\n");
         out.push_str("One page per type, generated from the schemas the providers declare (`phoenix schema TYPE` prints the same).\n");
+        out.push_str("Also in this reference: [exit codes](exit-codes.md) and [JSON output](json-events.md).\n");
         for (provider, types) in &self.by_provider {
             let _ = write!(out, "\n## [`{provider}`]({provider}/README.md)\n\n| type | description |\n| --- | --- |\n");
             for s in types {
