@@ -241,3 +241,21 @@ fn the_environment_format_example_is_a_valid_environment() {
     let out = support::phoenix(&project.dir, &["validate", name]);
     assert_eq!(out.code, 0, "the example in docs/guide/environments.md is invalid:\n{}\n{}", out.stdout, out.stderr);
 }
+
+#[test]
+fn the_quick_start_builds_features_that_exist_and_brings_up_dev() {
+    // The README's first command is the one a new user runs: it must name real
+    // features of phoenix-cli and bring up `dev`.
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let first = readme.lines().find(|l| l.starts_with("cargo run ")).expect("the README's quick start is a `cargo run`");
+    assert!(first.ends_with("-- up dev"), "the quick start should bring up dev: {first}");
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(repo_root().join("crates/phoenix-cli/Cargo.toml")).unwrap()).unwrap();
+    let features = manifest["features"].as_table().expect("phoenix-cli has features");
+    let words: Vec<&str> = first.split_whitespace().collect();
+    let named: Vec<&str> = words.windows(2).filter(|w| w[0] == "--features").flat_map(|w| w[1].split(',')).collect();
+    assert!(!named.is_empty(), "the quick start builds only what dev needs, so it names its features: {first}");
+    for f in named {
+        assert!(features.contains_key(f), "the quick start names feature `{f}`, which phoenix-cli does not have");
+    }
+}
