@@ -1,5 +1,5 @@
 //! `phoenix-bench`: whole-process figures for the `phoenix` binary on generated
-//! layered DAGs, for the targets in the README's "Performance" section.
+//! layered DAGs, for the targets in docs/performance.md.
 //!
 //! ```text
 //! cargo build --release -p phoenix-cli -p phoenix-bench

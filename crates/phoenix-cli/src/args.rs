@@ -288,6 +288,21 @@ pub enum Command {
         #[command(flatten)]
         env: EnvArgs,
     },
+    /// Describe resource types from their schemas: attributes, types, defaults, force-new, sensitive.
+    #[command(
+        after_help = "Examples:\n  phoenix schema                          every type, by provider\n  phoenix schema metal.service            one type's attributes\n  phoenix schema aws --format json        one provider's types as JSON\n  phoenix schema --write docs/reference   regenerate the reference pages"
+    )]
+    Schema {
+        /// A type (`metal.service`) or a provider (`aws`); default: all.
+        #[arg(value_name = "TYPE")]
+        name: Option<String>,
+        /// Markdown (the default) or JSON (also: the global --json).
+        #[arg(long, value_enum, default_value = "md")]
+        format: SchemaFormat,
+        /// Write the reference pages into DIR (README.md, then <provider>/README.md and <provider>/<type>.md) instead of printing.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["name", "format"])]
+        write: Option<PathBuf>,
+    },
     /// Inspect and repair state.
     #[command(subcommand)]
     State(StateCommand),
@@ -394,6 +409,12 @@ pub enum SnapshotCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     Dotenv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaFormat {
+    Md,
     Json,
 }
 

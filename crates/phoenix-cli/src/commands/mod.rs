@@ -8,6 +8,7 @@ mod outputs;
 mod plan;
 mod recovery;
 mod refresh;
+mod schema;
 
 use crate::args::{Cli, Command, SnapshotCommand, StateCommand};
 use crate::exit::{Exit, Failure};
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Gc { envs, yes, dry_run, lock } => gc::gc(g, &printer, &envs, yes, dry_run, &lock).await,
         Command::Unlock { env, force } => inspect::unlock(g, &printer, &env, force).await,
         Command::Import { env, resource, id, lock } => inspect::import(g, &printer, &env, &resource, &id, &lock).await,
+        Command::Schema { name, format, write } => schema::schema(g, &printer, name.as_deref(), format, write.as_deref()),
         Command::State(StateCommand::List { env }) => inspect::state_list(g, &printer, &env).await,
         Command::State(StateCommand::Show { env, resource }) => inspect::state_show(g, &printer, &env, &resource).await,
         Command::State(StateCommand::Rm { env, resources, yes, lock }) => {
