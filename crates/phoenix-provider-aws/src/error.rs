@@ -2,11 +2,34 @@
 //! and whether retrying can help.
 
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use phoenix_core::provider::ProviderError;
+use phoenix_core::provider::{ErrorKind, ProviderError};
 
-/// Codes the SDK's own retries may give up on but a later attempt can pass.
-const TRANSIENT: [&str; 6] =
-    ["RequestLimitExceeded", "Throttling", "ThrottlingException", "InternalError", "ServiceUnavailable", "Unavailable"];
+/// The kind of an AWS error code: the one place codes are interpreted.
+fn kind_of(code: &str) -> ErrorKind {
+    match code {
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "PriorRequestNotComplete" => {
+            ErrorKind::RateLimited
+        }
+        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable" => ErrorKind::Transient,
+        "AuthFailure"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "ExpiredToken"
+        | "InvalidAccessKeyId" => ErrorKind::Credentials,
+        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => ErrorKind::PermissionDenied,
+        "DependencyViolation" | "ResourceInUse" | "IncorrectState" | "InvalidDBInstanceState" | "InvalidDBClusterStateFault" => {
+            ErrorKind::Conflict
+        }
+        c if c.ends_with("NotFound") || c.ends_with("NotFoundException") || c.ends_with("NotFoundFault") || c.starts_with("NoSuch") => {
+            ErrorKind::NotFound
+        }
+        c if c.ends_with(".Duplicate") || c.contains("AlreadyExists") || c.starts_with("Duplicate") => ErrorKind::AlreadyExists,
+        c if c.starts_with("Invalid") || c.starts_with("Missing") || c == "ValidationError" => ErrorKind::InvalidInput,
+        c if c.starts_with("Unsupported") => ErrorKind::Unsupported,
+        _ => ErrorKind::Unexpected,
+    }
+}
 
 /// `what` names the API call (`CreateVpc`), for the message.
 pub fn sdk<E, R>(what: &str, e: SdkError<E, R>) -> ProviderError
@@ -16,16 +39,16 @@ where
 {
     let code = e.code().map(str::to_string);
     let message = e.message().map(str::to_string);
-    let transient = match &e {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-        _ => code.as_deref().is_some_and(|c| TRANSIENT.contains(&c)),
+    let kind = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => ErrorKind::Transient,
+        _ => code.as_deref().map_or(ErrorKind::Unexpected, kind_of),
     };
     let text = match (code, message) {
         (Some(c), Some(m)) => format!("{what}: {c}: {m}"),
         (Some(c), None) => format!("{what}: {c}"),
         _ => format!("{what}: {}", aws_smithy_types::error::display::DisplayErrorContext(&e)),
     };
-    if transient { ProviderError::transient(text) } else { ProviderError::permanent(text) }
+    ProviderError::new(kind, text)
 }
 
 /// The AWS error code of an SDK error, if the service sent one.
@@ -37,7 +60,5 @@ pub fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
 /// `InvalidLaunchTemplateName.NotFoundException`, `DBSubnetGroupNotFoundFault`,
 /// `NoSuchHostedZone` … : the object is gone (or not visible yet).
 pub fn is_not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
-    e.code().is_some_and(|c| {
-        c.ends_with("NotFound") || c.ends_with("NotFoundException") || c.ends_with("NotFoundFault") || c.starts_with("NoSuch")
-    })
+    e.code().is_some_and(|c| kind_of(c) == ErrorKind::NotFound)
 }

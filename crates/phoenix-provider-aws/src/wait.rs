@@ -47,9 +47,4 @@ where
     }
 }
 
-/// 50–100 % of `d`, so that many waiters do not poll in lockstep.
-pub fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.subsec_nanos()).unwrap_or(0);
-    let frac = 0.5 + (nanos % 1000) as f64 / 2000.0;
-    d.mul_f64(frac)
-}
+pub use phoenix_core::kit::jitter;

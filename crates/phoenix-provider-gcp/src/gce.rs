@@ -12,17 +12,15 @@
 //! backoff between polls) and an operation that finished with `error` is an
 //! error — the SDK's poller reports those as success.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use google_cloud_compute_v1::client;
 use google_cloud_compute_v1::model;
 use google_cloud_gax::error::Error as SdkError;
 use google_cloud_lro::{Poller, PollingResult};
-use phoenix_core::provider::ProviderError;
+use phoenix_core::kit::{CallLimits, CallPolicy};
+use phoenix_core::provider::{ErrorKind, ProviderError};
 use serde_json::Value;
-use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
 
 use crate::config::GcpConfig;
 
@@ -125,9 +123,25 @@ impl GceError {
     fn is_transient(&self) -> bool {
         matches!(self.http, Some(429 | 500 | 502 | 503 | 504) | None)
     }
+    /// The kind of this error: the one place Google's statuses and reasons are interpreted.
+    pub fn kind(&self) -> ErrorKind {
+        match self.http {
+            _ if self.is_in_use() => ErrorKind::Conflict,
+            Some(429) => ErrorKind::RateLimited,
+            _ if self.is_transient() => ErrorKind::Transient,
+            Some(401) => ErrorKind::Credentials,
+            Some(403) => ErrorKind::PermissionDenied,
+            Some(404) => ErrorKind::NotFound,
+            Some(409) => ErrorKind::AlreadyExists,
+            Some(412) => ErrorKind::Conflict,
+            Some(400) => ErrorKind::InvalidInput,
+            Some(501) => ErrorKind::Unsupported,
+            _ => ErrorKind::Unexpected,
+        }
+    }
     pub fn into_provider(self, what: &str) -> ProviderError {
         let text = format!("{what}: {}{}", if self.reason.is_empty() { String::new() } else { format!("{}: ", self.reason) }, self.message);
-        if self.is_transient() { ProviderError::transient(text) } else { ProviderError::permanent(text) }
+        ProviderError::new(self.kind(), text)
     }
 
     fn from_sdk(e: &SdkError) -> Self {
@@ -163,32 +177,6 @@ impl GceError {
     }
 }
 
-/// A token bucket: `rate` requests per second, bursts up to `burst`.
-struct Bucket {
-    rate: f64,
-    burst: f64,
-    state: Mutex<(f64, Instant)>,
-}
-
-impl Bucket {
-    async fn take(&self) {
-        loop {
-            let wait = {
-                let mut s = self.state.lock().await;
-                let now = Instant::now();
-                s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(self.burst);
-                s.1 = now;
-                if s.0 >= 1.0 {
-                    s.0 -= 1.0;
-                    return;
-                }
-                Duration::from_secs_f64((1.0 - s.0) / self.rate)
-            };
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
 /// The shared Compute Engine context of a run.
 pub struct Gce {
     pub project: String,
@@ -203,9 +191,8 @@ pub struct Gce {
     instances: client::Instances,
     snapshots: client::Snapshots,
     images: client::Images,
-    calls: Arc<AtomicU64>,
-    in_flight: Semaphore,
-    bucket: Bucket,
+    /// Concurrency, rate and counting of every request ([`Gce::attempt`]).
+    policy: CallPolicy,
     max_attempts: u32,
 }
 
@@ -264,27 +251,17 @@ impl Gce {
             instances: build!(client::Instances, config, creds),
             snapshots: build!(client::Snapshots, config, creds),
             images: build!(client::Images, config, creds),
-            calls: Arc::new(AtomicU64::new(0)),
-            in_flight: Semaphore::new(config.max_concurrency),
-            bucket: Bucket {
-                rate: config.requests_per_second,
-                burst: config.max_concurrency as f64,
-                state: Mutex::new((config.max_concurrency as f64, Instant::now())),
-            },
+            policy: CallPolicy::new(CallLimits {
+                max_concurrency: config.max_concurrency,
+                requests_per_second: config.requests_per_second,
+            }),
             max_attempts: 8,
         })
     }
 
     /// Requests sent so far (retries and operation polls included).
     pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
-
-    async fn permit(&self) -> SemaphorePermit<'_> {
-        let p = self.in_flight.acquire().await.expect("the semaphore is never closed");
-        self.bucket.take().await;
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        p
+        self.policy.calls()
     }
 
     /// The zone to use: given, else the provider's.
@@ -314,7 +291,7 @@ impl Gce {
         let mut attempt = 1;
         loop {
             let result = {
-                let _p = self.permit().await;
+                let _p = self.policy.admit().await;
                 call().await
             };
             match result {
@@ -348,7 +325,7 @@ impl Gce {
             let mut poll_delay = Duration::from_millis(100);
             loop {
                 let result = {
-                    let _p = self.permit().await;
+                    let _p = self.policy.admit().await;
                     poller.poll().await
                 };
                 match result {
@@ -720,11 +697,7 @@ pub enum InstanceAction {
     DetachDisk(String),
 }
 
-/// 50–100 % of `d`, so that many callers do not retry in lockstep.
-pub fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.subsec_nanos()).unwrap_or(0);
-    d.mul_f64(0.5 + (nanos % 1000) as f64 / 2000.0)
-}
+pub use phoenix_core::kit::jitter;
 
 /// A fresh requestId (a random v4 UUID) for calls that are not creates.
 pub fn request_id() -> String {

@@ -127,6 +127,11 @@ pub struct FaultCounts {
     pub rule_errors: u64,
     /// Requests received, by `Action`.
     pub by_action: BTreeMap<String, u64>,
+    /// The most requests the proxy held at once (received, not yet answered).
+    pub peak_in_flight: u64,
+    /// When each request arrived, since the proxy started: what a test of
+    /// a client's rate limit reads.
+    pub arrivals: Vec<Duration>,
 }
 
 impl FaultCounts {
@@ -184,6 +189,29 @@ struct Inner {
     rng: Rng,
     counts: FaultCounts,
     hook: Option<Hook>,
+    started: std::time::Instant,
+    in_flight: u64,
+}
+
+/// Counts one request as in flight until the exchange ends, however it ends.
+struct InFlight<'a>(&'a Mutex<Inner>);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Mutex<Inner>) -> Self {
+        let mut inner = shared.lock().expect("not poisoned");
+        inner.in_flight += 1;
+        inner.counts.peak_in_flight = inner.counts.peak_in_flight.max(inner.in_flight);
+        let at = inner.started.elapsed();
+        inner.counts.arrivals.push(at);
+        drop(inner);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.lock().expect("not poisoned").in_flight -= 1;
+    }
 }
 
 /// The proxy: listening on a free loopback port, forwarding to `upstream`,
@@ -199,7 +227,14 @@ impl FaultProxy {
     /// Starts a proxy to `http://127.0.0.1:{upstream_port}`.
     pub fn start(upstream_port: u16, plan: FaultPlan) -> FaultProxy {
         let port = crate::free_port();
-        let inner = Arc::new(Mutex::new(Inner { rng: Rng(plan.seed), plan, counts: FaultCounts::default(), hook: None }));
+        let inner = Arc::new(Mutex::new(Inner {
+            rng: Rng(plan.seed),
+            plan,
+            counts: FaultCounts::default(),
+            hook: None,
+            started: std::time::Instant::now(),
+            in_flight: 0,
+        }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let shared = inner.clone();
@@ -289,6 +324,7 @@ impl Request {
 /// One exchange on one client connection.
 async fn exchange(mut client: TcpStream, upstream_port: u16, shared: &Mutex<Inner>) -> std::io::Result<()> {
     let Some(req) = read_request(&mut client).await? else { return Ok(()) };
+    let _in_flight = InFlight::enter(shared);
     let action = req.action();
     let (seq, fault, delay, rule) = {
         let mut inner = shared.lock().expect("not poisoned");
@@ -481,7 +517,14 @@ mod tests {
     #[test]
     fn the_same_seed_draws_the_same_faults() {
         let draw = |seed| {
-            let mut inner = Inner { plan: FaultPlan::transient(seed, 0.3), rng: Rng(seed), counts: FaultCounts::default(), hook: None };
+            let mut inner = Inner {
+                plan: FaultPlan::transient(seed, 0.3),
+                rng: Rng(seed),
+                counts: FaultCounts::default(),
+                hook: None,
+                started: std::time::Instant::now(),
+                in_flight: 0,
+            };
             (0..200).map(|_| decide(&mut inner, "X").0).collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
@@ -492,7 +535,14 @@ mod tests {
 
     #[test]
     fn dropped_responses_are_drawn_at_their_rate() {
-        let mut inner = Inner { plan: FaultPlan::dropped_responses(5, 0.1), rng: Rng(5), counts: FaultCounts::default(), hook: None };
+        let mut inner = Inner {
+            plan: FaultPlan::dropped_responses(5, 0.1),
+            rng: Rng(5),
+            counts: FaultCounts::default(),
+            hook: None,
+            started: std::time::Instant::now(),
+            in_flight: 0,
+        };
         let dropped = (0..1000).filter(|_| decide(&mut inner, "X").0 == Fault::DropResponse).count();
         assert!((60..=140).contains(&dropped), "about 10 % of 1000: {dropped}");
     }

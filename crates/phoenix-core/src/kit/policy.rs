@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
 pub struct CallLimits {
     /// Requests in flight at once.
     pub max_concurrency: usize,
-    /// Sustained requests per second; bursts up to `max_concurrency`.
+    /// Requests per second, after a first burst of up to `max_concurrency`.
     pub requests_per_second: f64,
 }
 
@@ -38,7 +38,7 @@ impl CallPolicy {
         let burst = limits.max_concurrency.max(1) as f64;
         Self {
             in_flight: Semaphore::new(limits.max_concurrency.max(1)),
-            bucket: Bucket { rate: limits.requests_per_second.max(0.001), burst, state: Mutex::new((burst, Instant::now())) },
+            bucket: Bucket { rate: limits.requests_per_second.max(0.001), state: Mutex::new((burst, Instant::now())) },
             sent: AtomicU64::new(0),
         }
     }
@@ -57,11 +57,12 @@ impl CallPolicy {
     }
 }
 
-/// A token bucket: `rate` tokens per second, at most `burst` saved up.
+/// A token bucket that starts full (the first burst) and then refills at
+/// `rate` but saves up at most one token: an idle pause never buys a second
+/// burst, so no second after the first holds more than `rate` requests.
 #[derive(Debug)]
 struct Bucket {
     rate: f64,
-    burst: f64,
     state: Mutex<(f64, Instant)>,
 }
 
@@ -71,7 +72,9 @@ impl Bucket {
         let mut s = self.state.lock().await;
         loop {
             let now = Instant::now();
-            s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(self.burst);
+            let refilled = s.0 + now.duration_since(s.1).as_secs_f64() * self.rate;
+            // Above one only while the first burst lasts.
+            s.0 = s.0.max(refilled.min(1.0));
             s.1 = now;
             if s.0 >= 1.0 {
                 s.0 -= 1.0;
@@ -123,5 +126,20 @@ mod tests {
         // After the burst of 2, one token every 200 ms: 18 more take 3.6 s.
         let last = *admitted.lock().unwrap().iter().max().unwrap();
         assert!(last >= Duration::from_millis(3590), "20 requests at 5/s after a burst of 2 finished at {last:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_pause_buys_no_second_burst() {
+        let policy = CallPolicy::new(CallLimits { max_concurrency: 4, requests_per_second: 5.0 });
+        for _ in 0..4 {
+            drop(policy.admit().await);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let before = Instant::now();
+        for _ in 0..3 {
+            drop(policy.admit().await);
+        }
+        // One saved token, then two more at 200 ms each.
+        assert_eq!(before.elapsed(), Duration::from_millis(400));
     }
 }

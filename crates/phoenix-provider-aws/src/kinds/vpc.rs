@@ -106,7 +106,7 @@ impl Kind for Vpc {
         let made: Attrs = [("id".to_string(), json!(id))].into_iter().collect();
         if req.inputs.get("enable_dns_hostnames").and_then(Value::as_bool).unwrap_or(true) {
             // The VPC exists now: a failure here must not leak it.
-            crate::wait::consistent(|| async { set_dns_hostnames(aws, &id, true).await.map_err(|e| (e.message.contains("NotFound"), e)) })
+            crate::wait::consistent(|| async { set_dns_hostnames(aws, &id, true).await.map_err(|e| (e.is_not_found(), e)) })
                 .await
                 .map_err(|e| e.with_created(made.clone()))?;
         }
