@@ -3,11 +3,9 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use phoenix_core::provider::{Provider, ProviderContext};
-use phoenix_provider_aws::AwsProvider;
+use phoenix_core::provider::Provider;
 use phoenix_testkit::fault_proxy::{FaultCounts, FaultPlan, FaultProxy};
 use serde_json::json;
 use support::*;
@@ -22,15 +20,7 @@ async fn create_many(max_concurrency: u64, requests_per_second: f64) -> FaultCou
     block.insert("endpoint".into(), json!(proxy.endpoint()));
     block.insert("max_concurrency".into(), json!(max_concurrency));
     block.insert("requests_per_second".into(), json!(requests_per_second));
-    let p = Arc::new(AwsProvider::new());
-    p.configure(&ProviderContext {
-        environment: "test".into(),
-        instance: None,
-        project_dir: moto.dir.path().to_path_buf(),
-        data_dir: moto.dir.path().join(".phoenix"),
-        config: block,
-    })
-    .unwrap();
+    let p = moto.provider_with(block);
     let creates = (0..CREATES).map(|i| {
         let p = p.clone();
         async move {

@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use aws_sdk_ec2::types::Filter;
-use phoenix_core::provider::{Provider, ProviderContext};
+use phoenix_core::provider::Provider;
 use phoenix_provider_aws::AwsProvider;
 use phoenix_testkit::fault_proxy::{ErrorRule, FaultPlan, FaultProxy};
 use serde_json::json;
@@ -17,16 +17,7 @@ use support::*;
 fn provider_via(moto: &Moto, proxy: &FaultProxy) -> Arc<AwsProvider> {
     let mut block = moto.block();
     block.insert("endpoint".into(), json!(proxy.endpoint()));
-    let p = Arc::new(AwsProvider::new());
-    p.configure(&ProviderContext {
-        environment: "test".into(),
-        instance: None,
-        project_dir: moto.dir.path().to_path_buf(),
-        data_dir: moto.dir.path().join(".phoenix"),
-        config: block,
-    })
-    .unwrap();
-    p
+    moto.provider_with(block)
 }
 
 async fn tagged(ec2: &aws_sdk_ec2::Client, resource: &str) -> Vec<String> {

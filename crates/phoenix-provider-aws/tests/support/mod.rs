@@ -20,6 +20,8 @@ pub trait MotoExt {
     fn block(&self) -> Attrs;
     /// A configured provider.
     fn provider(&self) -> Arc<AwsProvider>;
+    /// A provider configured with `block` (e.g. `block()` plus limits or a proxy endpoint).
+    fn provider_with(&self, block: Attrs) -> Arc<AwsProvider>;
     /// An independent SDK client for checking what exists (never the provider's own).
     async fn ec2(&self) -> aws_sdk_ec2::Client;
 }
@@ -36,13 +38,17 @@ impl MotoExt for Moto {
     }
 
     fn provider(&self) -> Arc<AwsProvider> {
+        self.provider_with(self.block())
+    }
+
+    fn provider_with(&self, block: Attrs) -> Arc<AwsProvider> {
         let p = Arc::new(AwsProvider::new());
         p.configure(&ProviderContext {
             environment: "test".into(),
             instance: None,
             project_dir: self.dir.path().to_path_buf(),
             data_dir: self.dir.path().join(".phoenix"),
-            config: self.block(),
+            config: block,
         })
         .unwrap();
         p
