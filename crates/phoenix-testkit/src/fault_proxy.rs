@@ -150,6 +150,7 @@ impl FaultCounts {
 pub struct Seen {
     /// 1-based arrival number.
     pub seq: u64,
+    /// The Query API's `Action`, or `METHOD /path` for a REST API.
     pub action: String,
 }
 
@@ -317,7 +318,23 @@ impl Request {
             .flat_map(|s| s.split(|b| *b == b'&' || *b == b' '))
             .find_map(|kv| kv.strip_prefix(b"Action="))
             .map(|a| String::from_utf8_lossy(a).into_owned())
-            .unwrap_or_else(|| "?".into())
+            .unwrap_or_else(|| {
+                // A REST API (GCE, Route 53): the method and the path.
+                let line = String::from_utf8_lossy(first_line);
+                let mut words = line.split_whitespace();
+                let method = words.next().unwrap_or("?");
+                let path = words.next().unwrap_or("").split('?').next().unwrap_or("");
+                format!("{method} {path}")
+            })
+    }
+}
+
+/// Whether `pattern` names `action`: the same (`CreateVpc`), or for a REST
+/// API a pattern with one `*` (`POST */global/networks`).
+fn names(pattern: &str, action: &str) -> bool {
+    match pattern.split_once('*') {
+        Some((prefix, suffix)) => action.len() >= prefix.len() + suffix.len() && action.starts_with(prefix) && action.ends_with(suffix),
+        None => pattern == action,
     }
 }
 
@@ -331,9 +348,9 @@ async fn exchange(mut client: TcpStream, upstream_port: u16, shared: &Mutex<Inne
         inner.counts.requests += 1;
         *inner.counts.by_action.entry(action.clone()).or_default() += 1;
         let seq = inner.counts.requests;
-        let rule = inner.plan.rules.iter().find(|r| r.action == action).cloned();
+        let rule = inner.plan.rules.iter().find(|r| names(&r.action, &action)).cloned();
         let (mut fault, delay) = decide(&mut inner, &action);
-        if inner.counts.by_action[&action] == 1 && inner.plan.drop_first.contains(&action) {
+        if inner.counts.by_action[&action] == 1 && inner.plan.drop_first.iter().any(|p| names(p, &action)) {
             fault = Fault::DropResponse;
         }
         (seq, fault, delay, rule)
@@ -383,7 +400,7 @@ async fn exchange(mut client: TcpStream, upstream_port: u16, shared: &Mutex<Inne
 /// Draws the fault and delay of one request from the plan's generator.
 fn decide(inner: &mut Inner, action: &str) -> (Fault, Option<Duration>) {
     let plan = &inner.plan;
-    let eligible = plan.only_actions.is_empty() || plan.only_actions.iter().any(|a| a == action);
+    let eligible = plan.only_actions.is_empty() || plan.only_actions.iter().any(|a| names(a, action));
     // Always draw the same number of values, so one request's fate never shifts another's.
     let (r, l, s, which) = (inner.rng.unit(), inner.rng.unit(), inner.rng.unit(), inner.rng.next_u64());
     if !eligible {

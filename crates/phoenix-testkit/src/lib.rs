@@ -1,6 +1,7 @@
 //! Test support: real emulators on 127.0.0.1 and free ports. Used only as a
 //! dev-dependency; nothing here stands in for a provider.
 
+pub mod conformance;
 pub mod fault_proxy;
 pub mod requests;
 
