@@ -94,7 +94,6 @@ impl GceServer {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
-
     /// Environment variables that point the `phoenix` binary here (endpoint, project, region, zone).
     pub fn env(&self) -> Vec<(String, String)> {
         vec![

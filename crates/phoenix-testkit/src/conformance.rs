@@ -553,8 +553,13 @@ fn ownership(addr: &ResourceAddr) -> Ownership {
     Ownership { environment: ENVIRONMENT.into(), instance: None, resource: addr.clone(), lineage: lineage().into(), expires_at: None }
 }
 
+/// Unique to each create call, as the executor makes them: an API that
+/// deduplicates by it (GCE's `requestId`) would otherwise answer a later
+/// create with the first one's finished operation.
 fn token(addr: &ResourceAddr, step: &str) -> String {
-    format!("conformance-{addr}-{step}-{}", std::process::id())
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("conformance-{addr}-{step}-{}-{n}", std::process::id())
 }
 
 fn silent() -> phoenix_core::provider::LogSink {
