@@ -13,7 +13,8 @@
 //!    changes, is applied, and plans no change after;
 //! 3. the force-new change plans a replacement, which is carried out (in the
 //!    order the schema says) and plans no change after;
-//! 4. `list_owned` finds the object with its owner (for listable kinds);
+//! 4. `list_owned` finds the object with its owner, or under its container
+//!    (as the case says);
 //! 5. delete; delete again succeeds; the read says gone (for kinds that
 //!    leave an object);
 //! 6. a run killed after the create reached the API: the next refresh adopts
@@ -62,8 +63,12 @@ pub struct Case {
     pub updates: Vec<serde_json::Value>,
     /// A definition that differs in a force-new attribute.
     pub replace: Option<serde_json::Value>,
-    /// Whether `list_owned` (for `gc`) lists this kind.
-    pub listable: bool,
+    /// How `list_owned` (for `gc`) lists this kind's objects.
+    pub listed: Listed,
+    /// Inputs given a new value (`name` → `name-k`) for each object the
+    /// suite makes again after a delete, for APIs that keep a deleted object's
+    /// name reserved for a while.
+    pub fresh_names: Vec<&'static str>,
     /// The API request that makes the object (`CreateVpc`, `POST */networks`),
     /// for the lost-answer case through a [`FaultProxy`].
     pub create_request: Option<&'static str>,
@@ -71,7 +76,16 @@ pub struct Case {
 
 impl Case {
     pub fn new(type_name: &'static str, create: serde_json::Value) -> Self {
-        Self { type_name, needs: Vec::new(), create, updates: Vec::new(), replace: None, listable: true, create_request: None }
+        Self {
+            type_name,
+            needs: Vec::new(),
+            create,
+            updates: Vec::new(),
+            replace: None,
+            listed: Listed::Owned,
+            fresh_names: Vec::new(),
+            create_request: None,
+        }
     }
     pub fn need(mut self, name: &'static str, type_name: &'static str, inputs: serde_json::Value) -> Self {
         self.needs.push((name, type_name, inputs));
@@ -86,13 +100,46 @@ impl Case {
         self
     }
     pub fn not_listable(mut self) -> Self {
-        self.listable = false;
+        self.listed = Listed::Not;
         self
+    }
+    pub fn listed(mut self, listed: Listed) -> Self {
+        self.listed = listed;
+        self
+    }
+    pub fn fresh_names(mut self, inputs: &[&'static str]) -> Self {
+        self.fresh_names = inputs.to_vec();
+        self
+    }
+    /// `inputs` with the [`fresh_names`](Self::fresh_names) suffixed.
+    fn renamed(&self, inputs: &serde_json::Value, suffix: &str) -> serde_json::Value {
+        let mut v = inputs.clone();
+        for name in &self.fresh_names {
+            if let Some(serde_json::Value::String(s)) = v.get(*name) {
+                v[*name] = serde_json::Value::String(format!("{s}-{suffix}"));
+            }
+        }
+        v
     }
     pub fn lost_answer_of(mut self, request: &'static str) -> Self {
         self.create_request = Some(request);
         self
     }
+}
+
+/// How `gc` finds a kind's objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    /// Listed with the object's own ownership marks.
+    Owned,
+    /// Carries no marks: listed with the ownership of the named need (its
+    /// container: a DNS zone, a volume), which `container` names by id.
+    Under(&'static str),
+    /// Never listed on its own: it goes when the named need does (a scaling
+    /// policy with its group).
+    GoesWith(&'static str),
+    /// The provider says it cannot list the kind (`gc` reports it as not swept).
+    Not,
 }
 
 /// The provider under test: configured directly against its emulator and,
@@ -209,13 +256,8 @@ pub async fn run(harness: &Harness, case: &Case) -> Report {
     }
 
     // 4. Listed for gc with its owner.
-    let listed = w.owned(&subject, t).await;
-    if case.listable {
-        assert_eq!(listed, Some(1), "{t}: list_owned should find the object once, with its owner");
-        report.passed("listed with its owner");
-    } else {
-        assert_eq!(listed, None, "{t}: the case says it is not listable, but the provider lists it");
-    }
+    w.expect_listed(&subject, t, case.listed, 1).await;
+    report.passed(format!("listed for gc: {:?}", case.listed));
 
     // 8. Stateful: snapshot, restore into a new object.
     if let Some(restore_input) = w.harness.provider.restore_attr(t)
@@ -238,16 +280,14 @@ pub async fn run(harness: &Harness, case: &Case) -> Report {
     report.passed("delete, delete again, gone");
 
     // 6. A run killed after the create reached the API adopts on rerun.
-    let inputs = w.desired(&schema, &case.create);
+    let inputs = w.desired(&schema, &case.renamed(&case.create, "k"));
     w.declare(&subject, t, &inputs);
     if schema.adoptable {
         let made = w.create(&subject, t, &inputs).await.unwrap_or_else(|e| panic!("{t}: create (killed run): {e}"));
         let adopted = w.adopt_pending(&subject, t, &schema, &inputs).await;
         let adopted = adopted.unwrap_or_else(|| panic!("{t}: the rerun should adopt what the killed run made"));
         assert_eq!(id_of(&adopted), id_of(&made), "{t}: adopted a different object than the one made");
-        if case.listable {
-            assert_eq!(w.owned(&subject, t).await, Some(1), "{t}: after adoption, exactly one object");
-        }
+        w.expect_listed(&subject, t, case.listed, 1).await;
         w.expect_no_change(&subject, "after adoption").await;
         let r = w.state.resources.remove(&subject).expect("adopted");
         w.delete(&subject, t, &r).await.unwrap_or_else(|e| panic!("{t}: delete after adoption: {e}"));
@@ -258,6 +298,8 @@ pub async fn run(harness: &Harness, case: &Case) -> Report {
 
     // 7. The create's answer is lost.
     if let (Some(request), Some((proxied, proxy))) = (case.create_request, &w.harness.proxied) {
+        let inputs = w.desired(&schema, &case.renamed(&case.create, "l"));
+        w.declare(&subject, t, &inputs);
         proxy.set_plan(FaultPlan::none().with_drop_first(request));
         proxy.reset_counts();
         let result = proxied
@@ -283,9 +325,7 @@ pub async fn run(harness: &Harness, case: &Case) -> Report {
             }
             Err(_) => adopted.unwrap_or_else(|| panic!("{t}: the create's answer was lost and the rerun adopted nothing")),
         };
-        if case.listable {
-            assert_eq!(w.owned(&subject, t).await, Some(1), "{t}: a lost answer made a second object");
-        }
+        w.expect_listed(&subject, t, case.listed, 1).await;
         let r = w.state.resources.remove(&subject).unwrap_or_else(|| ResourceState {
             type_name: t.into(),
             inputs: inputs.clone(),
@@ -462,18 +502,39 @@ impl World<'_> {
         Some(r.outputs)
     }
 
-    /// How many objects `list_owned` finds owned by `subject` of this run; `None` when the kind is not listed.
-    async fn owned(&self, subject: &ResourceAddr, t: &str) -> Option<usize> {
+    /// Holds `list_owned` to `listed`: `count` objects of this kind found
+    /// under the owner it names (so a second object made by a lost answer shows).
+    async fn expect_listed(&self, subject: &ResourceAddr, t: &str, listed: Listed, count: usize) {
         let listing = self.harness.provider.list_owned().await.unwrap_or_else(|e| panic!("{t}: list_owned: {e}"));
-        if listing.unsupported.iter().any(|u| u == t) {
-            return None;
+        let unsupported = listing.unsupported.iter().any(|u| u == t);
+        let mine = |owner: &ResourceAddr| {
+            listing
+                .objects
+                .iter()
+                .filter(|o| o.type_name == t && o.ownership.resource == *owner && o.ownership.lineage == lineage())
+                .collect::<Vec<_>>()
+        };
+        match listed {
+            Listed::Not => assert!(unsupported, "{t}: the case says it is not listed, yet the provider does not report it unsupported"),
+            Listed::Owned => {
+                assert!(!unsupported, "{t}: the provider cannot list it");
+                assert_eq!(mine(subject).len(), count, "{t}: list_owned should find {count} object(s) owned by `{subject}`");
+            }
+            Listed::Under(need) => {
+                assert!(!unsupported, "{t}: the provider cannot list it");
+                let container = self.known[need].get("id").cloned().unwrap_or(Value::Null);
+                let found = mine(&addr(need));
+                assert_eq!(found.len(), count, "{t}: list_owned should find {count} object(s) under `{need}`");
+                for o in found {
+                    assert_eq!(o.container.as_ref().map(|c| Value::String(c.clone())), Some(container.clone()), "{t}: its container");
+                }
+            }
+            Listed::GoesWith(need) => {
+                assert!(!unsupported, "{t}: the provider cannot list it");
+                assert!(self.known.contains_key(need), "{t}: no need `{need}`");
+                assert!(mine(subject).is_empty() && mine(&addr(need)).is_empty(), "{t}: listed on its own, though it goes with `{need}`");
+            }
         }
-        let mine = listing
-            .objects
-            .iter()
-            .filter(|o| o.type_name == t && o.ownership.resource == *subject && o.ownership.lineage == lineage())
-            .count();
-        Some(mine)
     }
 
     async fn snapshot_and_restore(&mut self, subject: &ResourceAddr, t: &str, schema: &ResourceSchema, restore_input: &str) {
@@ -493,7 +554,6 @@ impl World<'_> {
             .unwrap_or_else(|e| panic!("{t}: snapshot: {e}"));
         let restored = addr(&format!("{}-restored", short(t)));
         let mut inputs: Attrs = self.def.resources[subject].attrs.clone();
-        inputs.insert(restore_input.to_string(), Value::String(snap.id.clone()));
         for (k, v) in inputs.iter_mut() {
             // Names unique per namespace: the restored copy needs its own.
             if schema.attr(k).is_some_and(|a| a.force_new)
@@ -503,6 +563,7 @@ impl World<'_> {
                 *v = Value::String(format!("{s}-r"));
             }
         }
+        inputs.insert(restore_input.to_string(), Value::String(snap.id.clone()));
         let out = self.create(&restored, t, &inputs).await.unwrap_or_else(|e| panic!("{t}: restore from {}: {e}", snap.id));
         let r2 = self.state.resources.remove(&restored).expect("recorded");
         assert_eq!(r2.outputs, out);
