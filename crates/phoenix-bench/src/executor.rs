@@ -21,7 +21,7 @@ use phoenix_core::provider::{
     AdoptRequest, CreateRequest, DeleteRequest, Observed, Provider, ProviderContext, ProviderError, RefreshItem, Registry, UpdateRequest,
 };
 use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
-use phoenix_core::state::{Journal, JournalRecord, StateDoc};
+use phoenix_core::state::{Journal, JournalError, JournalRecord, StateDoc};
 use phoenix_core::value::{Attrs, Value};
 
 const DELAY: Duration = Duration::from_millis(100);
@@ -76,8 +76,8 @@ struct MemoryJournal(Mutex<Vec<String>>);
 
 #[async_trait]
 impl Journal for MemoryJournal {
-    async fn record(&self, record: JournalRecord) -> Result<(), String> {
-        let line = serde_json::to_string(&record).map_err(|e| e.to_string())?;
+    async fn record(&self, record: JournalRecord) -> Result<(), JournalError> {
+        let line = serde_json::to_string(&record).map_err(|e| JournalError::Serialize(e.to_string()))?;
         self.0.lock().unwrap().push(line);
         Ok(())
     }

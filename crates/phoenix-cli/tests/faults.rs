@@ -85,6 +85,8 @@ async fn permission_denied_fails_fast_with_the_aws_message() {
     assert_eq!(up.code, 1, "{}\n{}", up.stdout, up.stderr);
     let all = format!("{}{}", up.stdout, up.stderr);
     assert!(all.contains("UnauthorizedOperation") && all.contains("You are not authorized"), "{all}");
+    // Typed from AWS's code to the printer: the kind's hint, not a guess from the text.
+    assert!(all.contains("hint: the credentials in use lack a permission this call needs"), "{all}");
     let counts = proxy.counts();
     assert_eq!(counts.action("CreateVpc"), 1, "a permanent error is not retried: {counts:?}");
     // Nothing depends on nothing: everything else was skipped, not attempted.

@@ -16,8 +16,8 @@ use tokio::task::JoinSet;
 use crate::addr::{Reference, ResourceAddr};
 use crate::graph::Dag;
 use crate::plan::{Action, Plan, PlannedChange, seal_sensitive};
-use crate::provider::{CreateRequest, DeleteRequest, ErrorClass, LogSink, ProviderError, Registry, UpdateRequest};
-use crate::state::{Intent, IntentOp, Journal, JournalRecord, Ownership, ResourceState};
+use crate::provider::{CreateRequest, DeleteRequest, ErrorClass, ErrorKind, LogSink, ProviderError, Registry, UpdateRequest};
+use crate::state::{Intent, IntentOp, Journal, JournalError, JournalRecord, Ownership, ResourceState};
 use crate::value::{Attrs, Value, is_known, is_sealed, resolve_known, seal, unescape};
 
 /// One provider operation in the apply graph. A replacement is two.
@@ -56,13 +56,46 @@ impl std::fmt::Display for OpNode {
     }
 }
 
+/// Why an operation failed, kept typed from the provider to the printer:
+/// `--json` carries `error` (the message) and `error_kind`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpError {
+    #[serde(rename = "error")]
+    pub message: String,
+    #[serde(rename = "error_kind")]
+    pub kind: ErrorKind,
+}
+
+impl OpError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { message: message.into(), kind }
+    }
+    /// What to do about it, where the kind says (credentials, throttling…).
+    pub fn hint(&self) -> Option<&'static str> {
+        self.kind.hint()
+    }
+}
+
+impl From<ProviderError> for OpError {
+    fn from(e: ProviderError) -> Self {
+        Self { message: e.message, kind: e.kind }
+    }
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// What happened to an operation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Succeeded,
     Failed {
-        error: String,
+        #[serde(flatten)]
+        error: OpError,
     },
     /// Not run because something it needs failed.
     Skipped {
@@ -90,7 +123,8 @@ pub enum ApplyEvent {
     Failed {
         addr: ResourceAddr,
         op: OpKind,
-        error: String,
+        #[serde(flatten)]
+        error: OpError,
         elapsed_ms: u64,
     },
     Skipped {
@@ -164,7 +198,9 @@ pub enum ApplyError {
     #[error("the plan's operations form a cycle: {0}")]
     Cycle(String),
     #[error("could not record to state: {0}")]
-    Journal(String),
+    Journal(JournalError),
+    #[error("an operation panicked: {0}")]
+    Panicked(String),
 }
 
 /// Builds the operation graph of a plan (edges point at what an operation needs).
@@ -344,7 +380,7 @@ pub async fn apply(
     let mut in_flight = JoinSet::new();
     let mut interrupted = *opts.cancel.borrow();
     let parallelism = opts.parallelism.max(1);
-    let mut journal_error: Option<String> = None;
+    let mut journal_error: Option<JournalError> = None;
 
     loop {
         while !interrupted && journal_error.is_none() && in_flight.len() < parallelism {
@@ -379,7 +415,7 @@ pub async fn apply(
                 let Some(joined) = joined else { break };
                 let (i, result, elapsed) = match joined {
                     Ok(x) => x,
-                    Err(e) => return Err(ApplyError::Journal(format!("an operation panicked: {e}"))),
+                    Err(e) => return Err(ApplyError::Panicked(e.to_string())),
                 };
                 let op = dag.node(i).clone();
                 let addr = real_addr(&op.addr);
@@ -398,7 +434,8 @@ pub async fn apply(
                     }
                     Err(OpFailure::Journal(error)) => {
                         // State can no longer be recorded: start nothing more.
-                        results[i] = Some(OpResult { addr, op: op.kind, outcome: Outcome::Failed { error: error.clone() }, elapsed_ms });
+                        let failed = OpError::new(ErrorKind::Unexpected, format!("could not record to state: {error}"));
+                        results[i] = Some(OpResult { addr, op: op.kind, outcome: Outcome::Failed { error: failed }, elapsed_ms });
                         journal_error = Some(error);
                     }
                 }
@@ -464,7 +501,7 @@ struct Task {
     addr: ResourceAddr,
     kind: OpKind,
     type_name: String,
-    inputs: Result<Attrs, String>,
+    inputs: Result<Attrs, OpError>,
     prior: Option<ResourceState>,
     depends_on: Vec<ResourceAddr>,
     create_before_destroy: bool,
@@ -479,7 +516,10 @@ fn prepare(change: &PlannedChange, kind: OpKind, values: &HashMap<ResourceAddr, 
         Some(d) if matches!(kind, OpKind::Create | OpKind::Update) => {
             let resolved: Attrs = d.iter().map(|(k, v)| (k.clone(), resolve_known(v, &lookup))).collect();
             match resolved.iter().find(|(_, v)| !is_known(v)) {
-                Some((k, v)) => Err(format!("attribute `{k}` is still unknown after its dependencies finished: {v}")),
+                Some((k, v)) => Err(OpError::new(
+                    ErrorKind::InvalidInput,
+                    format!("attribute `{k}` is still unknown after its dependencies finished: {v}"),
+                )),
                 None => Ok(resolved.iter().map(|(k, v)| (k.clone(), unescape(v))).collect()),
             }
         }
@@ -500,8 +540,14 @@ fn prepare(change: &PlannedChange, kind: OpKind, values: &HashMap<ResourceAddr, 
 }
 
 enum OpFailure {
-    Provider(String),
-    Journal(String),
+    Provider(OpError),
+    Journal(JournalError),
+}
+
+impl From<ProviderError> for OpFailure {
+    fn from(e: ProviderError) -> Self {
+        OpFailure::Provider(e.into())
+    }
 }
 
 async fn record(shared: &Shared, rec: JournalRecord) -> Result<(), OpFailure> {
@@ -510,7 +556,7 @@ async fn record(shared: &Shared, rec: JournalRecord) -> Result<(), OpFailure> {
 
 async fn run_op(shared: &Shared, task: Task) -> Result<Produced, OpFailure> {
     let Some(provider) = shared.registry.provider_for(&task.type_name).cloned() else {
-        return Err(OpFailure::Provider(format!("no provider for `{}`", task.type_name)));
+        return Err(OpFailure::Provider(OpError::new(ErrorKind::Unsupported, format!("no provider for `{}`", task.type_name))));
     };
     let ownership = Ownership {
         environment: shared.environment.clone(),
@@ -575,7 +621,7 @@ async fn run_op(shared: &Shared, task: Task) -> Result<Produced, OpFailure> {
                         // The provider is sure nothing was made: nothing to adopt later.
                         record(shared, JournalRecord::ClearIntent { addr: task.addr.clone() }).await?;
                     }
-                    Err(OpFailure::Provider(e.message))
+                    Err(OpFailure::from(e))
                 }
             }
         }
@@ -592,7 +638,7 @@ async fn run_op(shared: &Shared, task: Task) -> Result<Produced, OpFailure> {
                 ownership,
                 log,
             };
-            let outputs = provider.update(req).await.map_err(|e: ProviderError| OpFailure::Provider(e.message))?;
+            let outputs = provider.update(req).await.map_err(OpFailure::from)?;
             let resource = ResourceState {
                 type_name: task.type_name.clone(),
                 inputs: seal_sensitive(schema, &inputs, &shared.salt),
@@ -614,7 +660,7 @@ async fn run_op(shared: &Shared, task: Task) -> Result<Produced, OpFailure> {
                 ownership,
                 log,
             };
-            provider.delete(req).await.map_err(|e| OpFailure::Provider(e.message))?;
+            provider.delete(req).await.map_err(OpFailure::from)?;
             let deposed_now = task.deposed || (task.replacing && task.create_before_destroy);
             let rec = if deposed_now {
                 JournalRecord::RemoveDeposed { addr: task.addr.clone() }

@@ -195,7 +195,20 @@ pub enum JournalRecord {
 /// concurrent records into one sync.
 #[async_trait]
 pub trait Journal: Send + Sync {
-    async fn record(&self, record: JournalRecord) -> Result<(), String>;
+    async fn record(&self, record: JournalRecord) -> Result<(), JournalError>;
+}
+
+/// A record that could not be made durable: the run must stop scheduling.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    /// The journal was closed, or its writer stopped before the record was durable.
+    #[error("the state journal is closed: {0}")]
+    Closed(String),
+    /// Writing, syncing or uploading the record failed.
+    #[error("the journal record was not made durable: {0}")]
+    NotDurable(String),
+    #[error("cannot serialize a journal record: {0}")]
+    Serialize(String),
 }
 
 /// Marks every object Phoenix makes so that an interrupted run can find and

@@ -14,7 +14,7 @@ use crate::definition::{Definition, ResourceConfig};
 use crate::provider::*;
 use crate::recovery::SnapshotRef;
 use crate::schema::{AttrSchema, AttrType, ResourceSchema};
-use crate::state::{Journal, JournalRecord, StateDoc};
+use crate::state::{Journal, JournalError, JournalRecord, StateDoc};
 use crate::value::{Attrs, Value};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -49,7 +49,7 @@ impl FakeProvider {
         tokio::time::sleep(self.delay).await;
         self.calls.lock().unwrap().push(Call { op, addr: addr.to_string(), start, end: Instant::now() });
         if self.fail.lock().unwrap().contains(addr.as_str()) {
-            return Err(ProviderError::permanent(format!("{addr} failed on purpose")));
+            return Err(ProviderError::new(ErrorKind::PermissionDenied, format!("{addr} failed on purpose")));
         }
         Ok(())
     }
@@ -140,7 +140,7 @@ impl MemoryJournal {
 
 #[async_trait]
 impl Journal for MemoryJournal {
-    async fn record(&self, record: JournalRecord) -> Result<(), String> {
+    async fn record(&self, record: JournalRecord) -> Result<(), JournalError> {
         self.records.lock().unwrap().push(record);
         Ok(())
     }

@@ -10,7 +10,7 @@ use phoenix_core::executor::{ApplyOptions, NullReporter, Outcome, apply};
 use phoenix_core::plan::Action;
 use phoenix_core::planner::{PlanOptions, diff, refresh};
 use phoenix_core::provider::{ProviderContext, Registry};
-use phoenix_core::state::{Journal, JournalRecord, StateDoc};
+use phoenix_core::state::{Journal, JournalError, JournalRecord, StateDoc};
 use phoenix_core::{Attrs, ResourceAddr, Value};
 use phoenix_provider_metal::{LocalTransport, MetalProvider, OwnerMark, Transport};
 use serde_json::json;
@@ -23,7 +23,7 @@ struct MemJournal {
 
 #[async_trait]
 impl Journal for MemJournal {
-    async fn record(&self, record: JournalRecord) -> Result<(), String> {
+    async fn record(&self, record: JournalRecord) -> Result<(), JournalError> {
         if let (JournalRecord::Put { addr, .. }, Some(lost)) = (&record, &self.lose_put_of)
             && addr.as_str() == lost
         {

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::Utc;
-use phoenix_core::state::{Journal, JournalRecord, StateDoc};
+use phoenix_core::state::{Journal, JournalError, JournalRecord, StateDoc};
 use phoenix_state::{RunJournal, StateError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -92,11 +92,14 @@ impl Drop for S3Journal {
 
 #[async_trait]
 impl Journal for S3Journal {
-    async fn record(&self, record: JournalRecord) -> Result<(), String> {
-        let line = serde_json::to_vec(&record).map_err(|e| format!("cannot serialize a journal record: {e}"))?;
+    async fn record(&self, record: JournalRecord) -> Result<(), JournalError> {
+        let line = serde_json::to_vec(&record).map_err(|e| JournalError::Serialize(e.to_string()))?;
         let (ack, acked) = oneshot::channel();
-        self.tx.send(Msg::Record { line, record, ack }).map_err(|_| "the state journal writer has stopped".to_string())?;
-        acked.await.map_err(|_| "the state journal writer stopped before the record was durable".to_string())?
+        self.tx.send(Msg::Record { line, record, ack }).map_err(|_| JournalError::Closed("the writer has stopped".into()))?;
+        acked
+            .await
+            .map_err(|_| JournalError::Closed("the writer stopped before the record was durable".into()))?
+            .map_err(JournalError::NotDurable)
     }
 }
 

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use phoenix_core::state::{Journal, JournalRecord, StateDoc};
+use phoenix_core::state::{Journal, JournalError, JournalRecord, StateDoc};
 use tokio::sync::oneshot;
 
 use crate::disk::{self, Layout};
@@ -181,14 +181,17 @@ impl Drop for FileJournal {
 
 #[async_trait]
 impl Journal for FileJournal {
-    async fn record(&self, record: JournalRecord) -> Result<(), String> {
+    async fn record(&self, record: JournalRecord) -> Result<(), JournalError> {
         // Serialize here, on the caller's task, so concurrent records are
         // serialized in parallel; the writer only frames and writes bytes.
-        let json = serde_json::to_vec(&record).map_err(|e| format!("cannot serialize a journal record: {e}"))?;
+        let json = serde_json::to_vec(&record).map_err(|e| JournalError::Serialize(e.to_string()))?;
         let (ack, acked) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or("the state journal is closed")?;
-        tx.send(Msg::Record(Pending { json, record, ack })).map_err(|_| "the state journal writer has stopped".to_string())?;
-        acked.await.map_err(|_| "the state journal writer stopped before the record was durable".to_string())?
+        let tx = self.tx.as_ref().ok_or_else(|| JournalError::Closed("closed after the run".into()))?;
+        tx.send(Msg::Record(Pending { json, record, ack })).map_err(|_| JournalError::Closed("the writer has stopped".into()))?;
+        acked
+            .await
+            .map_err(|_| JournalError::Closed("the writer stopped before the record was durable".into()))?
+            .map_err(JournalError::NotDurable)
     }
 }
 

@@ -187,7 +187,9 @@ async fn execute(
             .results
             .iter()
             .filter_map(|r| match &r.outcome {
-                Outcome::Failed { error } => Some(serde_json::json!({"addr": r.addr, "op": r.op, "error": error})),
+                Outcome::Failed { error } => {
+                    Some(serde_json::json!({"addr": r.addr, "op": r.op, "error": error.message, "error_kind": error.kind}))
+                }
                 _ => None,
             })
             .collect();
@@ -288,6 +290,9 @@ fn print_summary(report: &ApplyReport, (created, updated, destroyed): (usize, us
     for r in &report.results {
         if let Outcome::Failed { error } = &r.outcome {
             println!("  {} {} ({}): {error}", style("✗").red(), r.addr, r.op);
+            if let Some(hint) = error.hint() {
+                println!("    {}", style(format!("hint: {hint}")).dim());
+            }
         }
     }
     println!("State was saved; run the command again to continue.");

@@ -25,7 +25,7 @@ use crate::executor::{ApplyOptions, NullReporter, apply};
 use crate::planner::{PlanOptions, diff, refresh};
 use crate::provider::*;
 use crate::schema::{AttrSchema, AttrType, ResourceSchema};
-use crate::state::{Journal, JournalRecord, StateDoc};
+use crate::state::{Journal, JournalError, JournalRecord, StateDoc};
 use crate::value::{Attrs, Value};
 
 /// What one provider call does.
@@ -143,10 +143,10 @@ struct KilledAt {
 
 #[async_trait]
 impl Journal for KilledAt {
-    async fn record(&self, record: JournalRecord) -> Result<(), String> {
+    async fn record(&self, record: JournalRecord) -> Result<(), JournalError> {
         let mut r = self.records.lock().unwrap();
         if r.len() >= self.limit {
-            return Err("killed".into());
+            return Err(JournalError::Closed("killed".into()));
         }
         r.push(record);
         Ok(())

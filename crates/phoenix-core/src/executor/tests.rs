@@ -102,7 +102,10 @@ async fn a_failure_skips_dependents_but_independent_branches_finish() {
     let r = run(&diamond(), &empty_state(), false, &["subnet"], 5, 8).await;
     assert!(!r.report.is_success());
     let outcome = |a: &str| r.report.results.iter().find(|x| x.addr.as_str() == a).unwrap().outcome.clone();
-    assert!(matches!(outcome("subnet"), Outcome::Failed { .. }));
+    // The provider's error kind reaches the report, typed.
+    let Outcome::Failed { error } = outcome("subnet") else { panic!("subnet should have failed") };
+    assert_eq!((error.kind, error.message.as_str()), (ErrorKind::PermissionDenied, "subnet failed on purpose"));
+    assert!(error.hint().is_some_and(|h| h.contains("permission")));
     assert_eq!(outcome("web"), Outcome::Skipped { because: addr("subnet") });
     assert_eq!(outcome("sg"), Outcome::Succeeded);
     assert_eq!(outcome("lonely"), Outcome::Succeeded);
@@ -197,4 +200,18 @@ async fn replacing_an_object_that_an_updated_dependent_points_at_is_not_a_cycle(
     assert!(r.report.is_success(), "{:?}", r.report);
     assert_eq!(r.provider.ops(), vec![("delete".into(), "a".into()), ("create".into(), "a".into()), ("update".into(), "b".into())]);
     assert_eq!(r.state.resources[&addr("b")].inputs["name"], json!("id-a"));
+}
+
+#[test]
+fn a_failed_event_carries_the_message_and_the_kind() {
+    let ev = ApplyEvent::Failed {
+        addr: addr("db"),
+        op: OpKind::Create,
+        error: OpError::new(ErrorKind::RateLimited, "CreateDBInstance: Throttling"),
+        elapsed_ms: 7,
+    };
+    assert_eq!(
+        serde_json::to_value(&ev).unwrap(),
+        json!({"event": "failed", "addr": "db", "op": "create", "error": "CreateDBInstance: Throttling", "error_kind": "rate_limited", "elapsed_ms": 7})
+    );
 }
