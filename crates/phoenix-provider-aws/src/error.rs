@@ -4,9 +4,14 @@
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use phoenix_core::provider::{ErrorKind, ProviderError};
 
-/// The kind of an AWS error code: the one place codes are interpreted.
-fn kind_of(code: &str) -> ErrorKind {
+/// The kind of an AWS error: the one place codes are interpreted.
+///
+/// Auto Scaling is the exception that needs its message: it reports a group
+/// or policy that does not exist as a `ValidationError` whose message says
+/// "not found", with no code of its own.
+fn kind_of(code: &str, message: Option<&str>) -> ErrorKind {
     match code {
+        "ValidationError" if message.is_some_and(|m| m.contains("not found")) => ErrorKind::NotFound,
         "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "PriorRequestNotComplete" => {
             ErrorKind::RateLimited
         }
@@ -41,7 +46,7 @@ where
     let message = e.message().map(str::to_string);
     let kind = match &e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => ErrorKind::Transient,
-        _ => code.as_deref().map_or(ErrorKind::Unexpected, kind_of),
+        _ => code.as_deref().map_or(ErrorKind::Unexpected, |c| kind_of(c, message.as_deref())),
     };
     let text = match (code, message) {
         (Some(c), Some(m)) => format!("{what}: {c}: {m}"),
@@ -60,5 +65,5 @@ pub fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
 /// `InvalidLaunchTemplateName.NotFoundException`, `DBSubnetGroupNotFoundFault`,
 /// `NoSuchHostedZone` … : the object is gone (or not visible yet).
 pub fn is_not_found<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
-    e.code().is_some_and(|c| kind_of(c) == ErrorKind::NotFound)
+    e.code().is_some_and(|c| kind_of(c, e.message()) == ErrorKind::NotFound)
 }

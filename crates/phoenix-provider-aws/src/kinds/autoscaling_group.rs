@@ -20,7 +20,7 @@ use serde_json::json;
 use super::lb::same_set;
 use super::{Kind, id_attr, id_of, in_item_order, opt_i64, opt_str, priors, req_str, str_list, tags_attr};
 use crate::client::Aws;
-use crate::error::sdk;
+use crate::error::{is_not_found, sdk};
 use crate::tags;
 
 pub struct AutoscalingGroup;
@@ -328,10 +328,7 @@ impl Kind for AutoscalingGroup {
             // ForceDelete terminates the instances with the group.
             match aws.autoscaling.delete_auto_scaling_group().auto_scaling_group_name(name).force_delete(true).send().await {
                 Ok(_) => {}
-                // Auto Scaling says "not found" as a ValidationError with a message.
-                Err(e) if aws_sdk_autoscaling::error::ProvideErrorMetadata::message(&e).is_some_and(|m| m.contains("not found")) => {
-                    return Ok(());
-                }
+                Err(e) if is_not_found(&e) => return Ok(()),
                 Err(e) => return Err(sdk("DeleteAutoScalingGroup", e)),
             }
         }

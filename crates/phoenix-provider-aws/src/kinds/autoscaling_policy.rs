@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::{Kind, id_attr, id_of, in_item_order, opt_str, req_str};
 use crate::client::Aws;
-use crate::error::sdk;
+use crate::error::{is_not_found, sdk};
 
 pub struct AutoscalingPolicy;
 
@@ -166,7 +166,7 @@ impl Kind for AutoscalingPolicy {
         match aws.autoscaling.delete_policy().auto_scaling_group_name(group).policy_name(name).send().await {
             Ok(_) => Ok(()),
             // Deleting the group deletes its policies; either way, it is gone.
-            Err(e) if aws_sdk_autoscaling::error::ProvideErrorMetadata::message(&e).is_some_and(|m| m.contains("not found")) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(sdk("DeletePolicy", e)),
         }
     }
