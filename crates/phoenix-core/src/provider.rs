@@ -356,6 +356,35 @@ pub trait Provider: Send + Sync {
     async fn delete_snapshot(&self, type_name: &str, _snapshot: &crate::recovery::SnapshotRef) -> Result<(), ProviderError> {
         Err(ProviderError::permanent(format!("provider `{}` cannot delete `{type_name}` snapshots", self.name())))
     }
+
+    /// The placement facet, for providers whose objects live in a region:
+    /// how a restore moves them (`phoenix restore --region`). `None` (the
+    /// default): the provider's objects have no region and do not move.
+    fn placement(&self) -> Option<&dyn Placement> {
+        None
+    }
+}
+
+/// Where a provider's objects are made, and how a restore moves them to
+/// another region or makes them beside the originals. What each cloud needs
+/// (a zone of the region for GCE, names unique in a project) is said here,
+/// by the provider, so the CLI holds no cloud's rules.
+pub trait Placement: Send + Sync {
+    /// Refuses, naming what is missing, a move of this provider's `objects`
+    /// to `region` (and `zone`): before any lock or state is taken.
+    fn check_move(&self, objects: &[ResourceAddr], region: &str, zone: Option<&str>) -> Result<(), ProviderError>;
+    /// The provider settings that place objects in `region` (and `zone`):
+    /// recorded in state, so every later command finds the objects there.
+    fn settings(&self, region: &str, zone: Option<&str>) -> Vec<(&'static str, String)>;
+    /// Moves one object's definition to `region`/`zone`, for objects placed
+    /// by their own attributes rather than by the provider's settings.
+    fn relocate(&self, _config: &mut crate::definition::ResourceConfig, _region: &str, _zone: &str) {}
+    /// Attributes unique in the provider's namespace across regions (GCE
+    /// names in a project): a restore beside the original takes their values
+    /// from the environment as rendered now, not from the point.
+    fn renamed_beside_original(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// The providers of one run, with every resource type they declare.

@@ -39,6 +39,7 @@ mod config;
 mod error;
 mod http;
 pub mod kinds;
+mod placement;
 mod recovery;
 mod tags;
 mod wait;
@@ -173,6 +174,10 @@ impl Provider for AwsProvider {
             }
         }
         Ok(listing)
+    }
+
+    fn placement(&self) -> Option<&dyn phoenix_core::provider::Placement> {
+        Some(&placement::RegionPlacement)
     }
 
     fn api_calls(&self) -> u64 {

@@ -40,6 +40,7 @@ mod config;
 pub mod gce;
 pub mod kinds;
 pub mod labels;
+mod placement;
 pub mod recovery;
 mod sweep;
 
@@ -167,6 +168,10 @@ impl Provider for GcpProvider {
                 (None, None) => true,
                 _ => false,
             }
+    }
+
+    fn placement(&self) -> Option<&dyn phoenix_core::provider::Placement> {
+        Some(&placement::GcePlacement)
     }
 
     fn api_calls(&self) -> u64 {

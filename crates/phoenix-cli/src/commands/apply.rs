@@ -88,7 +88,7 @@ async fn execute(
         && let Some(region) = spec.region.as_deref()
     {
         // Durable before any object is made there: later commands find them in that region.
-        recovery::override_region(&mut state, region, spec.zone.as_deref())?;
+        recovery::override_region(&mut state, &env.registry, region, spec.zone.as_deref())?;
         state = lock.write(&state).await.map_err(context::state_failure)?;
     }
     // `-C DIR` means "as if started in DIR": relative paths are under it.

@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::anyhow;
 use console::style;
 use futures::stream::{self, StreamExt};
+use phoenix_core::definition::Definition;
 use phoenix_core::plan::Plan;
 use phoenix_core::planner::{PlanOptions, diff, refresh};
 use phoenix_core::provider::{LogSink, ProviderError, Registry};
@@ -332,74 +333,59 @@ pub async fn restore(
 ) -> CmdResult {
     let (env, store) = store_of(g, printer, &args.env).await?;
     let point = find(store.as_ref(), &env.loaded.name, from).await?;
-    drop(env);
     if let Some(r) = region {
-        gcp_placement(&point, r, zone)?;
+        check_move(&env.registry, &point, r, zone)?;
     }
+    drop(env);
     let spec = RestoreSpec { point, region: region.map(str::to_string), zone: zone.map(str::to_string) };
     super::apply::restore(g, printer, args, apply, spec).await
 }
 
-/// GCP objects are placed by their `zone`/`region` attributes (the point holds
-/// them as rendered) and the provider's defaults, not by `aws.region`: moving
-/// them takes a zone of the region too (`--zone`), as zone names differ between
-/// regions (`europe-west1` has `b`, `c`, `d`).
-fn gcp_placement(point: &RecoveryPoint, region: &str, zone: Option<&str>) -> Result<(), Failure> {
-    let gcp: Vec<String> =
-        point.definition.resources.iter().filter(|(_, r)| r.provider_name() == "gcp").map(|(a, _)| a.to_string()).collect();
-    if gcp.is_empty() {
-        return Ok(());
+/// Refuses a move to `region`/`zone` that a provider of the point's objects
+/// cannot make as asked (GCE needs a zone of the region).
+fn check_move(registry: &Registry, point: &RecoveryPoint, region: &str, zone: Option<&str>) -> Result<(), Failure> {
+    for name in registry.provider_names() {
+        let Some(placement) = registry.provider(name).and_then(|p| p.placement()) else { continue };
+        let objects: Vec<ResourceAddr> =
+            point.definition.resources.iter().filter(|(_, r)| r.provider_name() == name).map(|(a, _)| a.clone()).collect();
+        placement.check_move(&objects, region, zone).map_err(|e| fail(format!("recovery point {}: {}", point.id, e.message)))?;
     }
-    match zone {
-        None => Err(fail(format!(
-            "recovery point {} holds GCP objects ({}): with `--region {region}` name the zone to make them in too (`--zone {region}-b`)",
-            point.id,
-            gcp.join(", ")
-        ))),
-        Some(z) if !z.starts_with(&format!("{region}-")) => Err(fail(format!("--zone {z} is not a zone of --region {region}"))),
-        Some(_) => Ok(()),
-    }
+    Ok(())
 }
 
-/// Moves the GCP objects of a restore's definition to `region`/`zone`: their
-/// `region` and `zone` attributes (the other placements follow from them:
-/// machine types and disk types are resolved in the zone, references resolve
-/// to the new objects).
-fn relocate_gcp(def: &mut phoenix_core::definition::Definition, region: &str, zone: &str) {
-    for r in def.resources.values_mut().filter(|r| r.provider_name() == "gcp") {
-        for (attr, to) in [("region", region), ("zone", zone)] {
-            if let Some(v) = r.attrs.get_mut(attr) {
-                *v = Value::String(to.to_string());
+/// Places a restore's definition: beside the original (another instance),
+/// names unique across regions come from the environment as rendered now;
+/// moved to `region`/`zone`, objects placed by their own attributes move.
+fn place(def: &mut Definition, current: &Definition, registry: &Registry, beside_original: bool, to: Option<(&str, &str)>) {
+    for (addr, r) in def.resources.iter_mut() {
+        let Some(placement) = registry.provider(r.provider_name()).and_then(|p| p.placement()) else { continue };
+        if beside_original {
+            for attr in placement.renamed_beside_original() {
+                if let Some(v @ Value::String(_)) = current.resources.get(addr).and_then(|c| c.attrs.get(*attr)) {
+                    r.attrs.insert(attr.to_string(), v.clone());
+                }
             }
         }
-    }
-}
-
-/// GCE names are unique in a project, so a restore beside the original (a
-/// drill: another `--instance`) cannot reuse the point's names: each GCP
-/// object takes the `name` the environment renders for this instance now
-/// (templates put the instance in names), which later plans of it expect too.
-fn rename_gcp(def: &mut phoenix_core::definition::Definition, current: &phoenix_core::definition::Definition) {
-    for (addr, r) in def.resources.iter_mut().filter(|(_, r)| r.provider_name() == "gcp") {
-        if let Some(name @ Value::String(_)) = current.resources.get(addr).and_then(|c| c.attrs.get("name")) {
-            r.attrs.insert("name".into(), name.clone());
+        if let Some((region, zone)) = to {
+            placement.relocate(r, region, zone);
         }
     }
 }
 
-/// Records in `state` that its objects live in `region` (the AWS provider's
-/// `region`) and, given a zone, the GCP provider's `region` and `zone`. A
-/// state whose objects already live elsewhere is refused: one state, one place.
-pub fn override_region(state: &mut StateDoc, region: &str, zone: Option<&str>) -> Result<(), Failure> {
-    let mut settings = vec![("aws", vec![("region", region)])];
-    if let Some(z) = zone {
-        settings.push(("gcp", vec![("region", region), ("zone", z)]));
-    }
+/// Records in `state` the settings that place each provider's objects in
+/// `region` (and `zone`), as the providers say them. A state whose objects
+/// already live elsewhere is refused: one state, one place.
+pub fn override_region(state: &mut StateDoc, registry: &Registry, region: &str, zone: Option<&str>) -> Result<(), Failure> {
+    let settings: Vec<(&str, Vec<(&str, String)>)> = registry
+        .provider_names()
+        .filter_map(|name| Some((name, registry.provider(name)?.placement()?.settings(region, zone))))
+        .filter(|(_, values)| !values.is_empty())
+        .collect();
     for (provider, values) in settings {
         let o = state.provider_overrides.entry(provider.to_string()).or_default();
         for (key, want) in &values {
             match o.get(*key).and_then(Value::as_str) {
-                Some(have) if have != *want => {
+                Some(have) if have != want => {
                     return Err(fail(format!(
                         "this state's {provider} objects live in {have}; restore into {want} as another instance (--instance)"
                     )));
@@ -413,7 +399,7 @@ pub fn override_region(state: &mut StateDoc, region: &str, zone: Option<&str>) -
             }
         }
         for (key, want) in values {
-            o.insert(key.into(), Value::String(want.to_string()));
+            o.insert(key.into(), Value::String(want));
         }
     }
     Ok(())
@@ -445,12 +431,8 @@ pub async fn plan(env: &Env, state: &StateDoc, spec: &RestoreSpec) -> Result<(Pl
     let build = |existing: &BTreeSet<ResourceAddr>| {
         let (mut def, restored) = restore_definition(&spec.point, &env.loaded.definition, existing, spec.region.as_deref())
             .map_err(|errors| not_restorable(spec, &errors))?;
-        if spec.point.instance != env.loaded.instance {
-            rename_gcp(&mut def, &env.loaded.definition);
-        }
-        if let (Some(region), Some(zone)) = (&spec.region, &spec.zone) {
-            relocate_gcp(&mut def, region, zone);
-        }
+        let to = spec.region.as_deref().zip(spec.zone.as_deref());
+        place(&mut def, &env.loaded.definition, &env.registry, spec.point.instance != env.loaded.instance, to);
         Ok::<_, Failure>((def, restored))
     };
     let (def, restored) = build(&existing)?;
