@@ -246,8 +246,13 @@ fn aws(phoenix: &Path, web_counts: &[usize]) -> anyhow::Result<()> {
         ] {
             let args: Vec<&str> = args.into_iter().map(|a| if a == "POINT" { point.as_str() } else { a }).collect();
             if phase.starts_with("restore") {
-                // Lost with the environment: its state (the recovery point lives apart from it).
-                std::fs::remove_dir_all(project.path().join(".phoenix/state/staging"))?;
+                // Lost with the environment: its state (the recovery point lives
+                // apart from it). `down` removes an emptied state itself; whatever
+                // is left (history kept elsewhere) goes too.
+                let state = project.path().join(".phoenix/state/staging");
+                if state.exists() {
+                    std::fs::remove_dir_all(state)?;
+                }
             }
             let before = requests();
             let start = Instant::now();
