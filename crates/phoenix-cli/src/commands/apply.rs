@@ -285,10 +285,12 @@ fn print_summary(report: &ApplyReport, (created, updated, destroyed): (usize, us
         report.failed(),
         report.skipped()
     );
-    for r in &report.results {
-        if let Outcome::Failed { error } = &r.outcome {
-            println!("  {} {} ({}): {error}", style("✗").red(), r.addr, r.op);
-        }
+    let failures = report.results.iter().filter_map(|r| match &r.outcome {
+        Outcome::Failed { error } => Some((format!("{} ({})", r.addr, r.op), error.to_string())),
+        _ => None,
+    });
+    for line in crate::commands::plan::said_once(failures) {
+        println!("  {} {line}", style("✗").red());
     }
     println!("State was saved; run the command again to continue.");
 }
