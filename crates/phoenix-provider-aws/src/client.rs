@@ -149,11 +149,17 @@ impl Aws {
     pub async fn account(&self) -> Result<String, ProviderError> {
         let retries = RetryConfig::standard().with_max_attempts(4).with_initial_backoff(Duration::from_millis(200));
         let conf = aws_sdk_sts::config::Builder::from(&self.sdk).retry_config(retries).build();
-        let out = aws_sdk_sts::Client::from_conf(conf)
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| crate::error::sdk("STS GetCallerIdentity", e))?;
+        let out = aws_sdk_sts::Client::from_conf(conf).get_caller_identity().send().await.map_err(|e| {
+            // GetCallerIdentity needs no permission: a 403 is always the keys
+            // themselves (unknown, expired, signed wrong), whatever shape its body has.
+            let forbidden = e.raw_response().is_some_and(|r| r.status().as_u16() == 403);
+            let e = crate::error::sdk("STS GetCallerIdentity", e);
+            if forbidden && e.kind != phoenix_core::provider::ErrorKind::Credentials {
+                ProviderError::credentials("STS GetCallerIdentity: 403 Forbidden: the keys are unknown, expired or signed wrong")
+            } else {
+                e
+            }
+        })?;
         out.account().map(str::to_string).ok_or_else(|| ProviderError::permanent("STS GetCallerIdentity answered without an account"))
     }
 
