@@ -230,8 +230,9 @@ fn state_mv_follows_a_rename_so_nothing_is_rebuilt() {
     assert_eq!(mv.code, 0, "{}", mv.stderr);
     let s = summary(&p, &["app"]);
     assert_eq!((s["create"].as_u64(), s["delete"].as_u64(), s["unchanged"].as_u64()), (Some(0), Some(0), Some(4)), "{s}");
+    // An address that names nothing is bad usage; a destination already taken is an error.
     let again = phoenix(&p.dir, &["state", "mv", "app", "lose", "other"]);
-    assert_eq!(again.code, 1);
+    assert_eq!(again.code, 64);
     assert!(again.stderr.contains("did you mean"), "{}", again.stderr);
     let taken = phoenix(&p.dir, &["state", "mv", "app", "single", "base"]);
     assert_eq!(taken.code, 1);
