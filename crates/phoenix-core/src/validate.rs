@@ -354,6 +354,7 @@ fn check_zone_spread(def: &Definition, addr: &ResourceAddr, res: &crate::definit
     let message = match names.as_slice() {
         [] => format!("`{list_attr}`: {what} needs subnets in at least two availability zones; none is given"),
         [one] => format!("`{list_attr}`: {what} needs subnets in at least two availability zones; only {one} is given ({place})"),
+        [a, b] => format!("`{list_attr}`: {what} needs subnets in at least two availability zones; {a} and {b} are both {place}"),
         many => format!("`{list_attr}`: {what} needs subnets in at least two availability zones; {} are all {place}", many.join(", ")),
     };
     problems.push(
