@@ -13,11 +13,12 @@ Examples:
 
 Exit codes:
   0  success (with --detailed-exitcode: no changes)
-  1  an error: a provider call failed, state could not be written, bad usage
-     (an unknown flag, subcommand or --target/--exclude/--replace address)
+  1  an error: a provider call failed, state could not be written
   2  changes are present (plan --detailed-exitcode)
   3  the environment definition is invalid (nothing was called or changed)
   4  the state is locked by another run
+  64 bad usage: an unknown subcommand or flag, a malformed --var, an unknown
+     environment or --target/--exclude/--replace address (nothing was changed)
   130 interrupted (Ctrl-C); state was saved";
 
 /// Phoenix: provision environments that rise again from the ashes.

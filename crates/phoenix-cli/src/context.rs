@@ -47,7 +47,7 @@ pub struct Env {
 pub fn load(global: &Global, printer: &Printer, args: &EnvArgs) -> Result<Env, Failure> {
     let project = project(global)?;
     let opts = args.load_options();
-    let loaded = project.load(&args.env, &opts).map_err(|d| invalid(printer, d))?;
+    let loaded = load_definition(&project, printer, &args.env, &opts)?;
     let registry = registry();
     let names: Vec<&str> = registry.provider_names().filter(|n| *n != phoenix_core::builtin::PROVIDER_NAME).collect();
     let mut problems = loaded.validate(registry.schemas(), &names);
@@ -67,6 +67,21 @@ pub fn load(global: &Global, printer: &Printer, args: &EnvArgs) -> Result<Env, F
         return Err(invalid(printer, problems));
     }
     Ok(env)
+}
+
+/// Loads and renders an environment's definition, printing its problems: an
+/// environment that does not exist is bad usage (the command line names
+/// something that is not there), a broken one is invalid.
+pub fn load_definition(
+    project: &Project,
+    printer: &Printer,
+    name: &str,
+    opts: &phoenix_config::LoadOptions,
+) -> Result<LoadedEnvironment, Failure> {
+    project.load(name, opts).map_err(|d| {
+        let failure = invalid(printer, d);
+        if project.environment_file(name).is_file() { failure } else { Failure { code: Exit::Usage, ..failure } }
+    })
 }
 
 /// With `--instance`, every name the provider needs unique must contain the

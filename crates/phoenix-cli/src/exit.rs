@@ -8,6 +8,10 @@ pub enum Exit {
     Changes = 2,
     Invalid = 3,
     Locked = 4,
+    /// The command line is wrong: an unknown subcommand or flag, a malformed
+    /// `--var`, an environment or address that does not exist. Not 2, which
+    /// `plan --detailed-exitcode` uses for "changes present"; 64 is sysexits' EX_USAGE.
+    Usage = 64,
     Interrupted = 130,
 }
 

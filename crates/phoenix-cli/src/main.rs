@@ -18,10 +18,10 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and --version are answers; anything else is bad usage, which is
-            // exit 1 (clap's own 2 would read as "changes present" to CI).
+            // Help and --version are answers; anything else is bad usage, with its
+            // own code (clap's own 2 would read as "changes present" to CI).
             let _ = e.print();
-            std::process::exit(if e.use_stderr() { Exit::Error as i32 } else { Exit::Ok as i32 });
+            std::process::exit(if e.use_stderr() { Exit::Usage as i32 } else { Exit::Ok as i32 });
         }
     };
     init_logging(cli.global.verbose);

@@ -239,7 +239,7 @@ async fn import_brings_an_existing_vpc_under_management() {
     let missing = run(&project, &moto, &["import", "staging", "vpc", "vpc-00000000000000000", "--var", "web_count=0"]);
     assert_eq!(missing.code, 1, "{}", missing.stderr);
     let undeclared = run(&project, &moto, &["import", "staging", "nope", &id, "--var", "web_count=0"]);
-    assert_eq!(undeclared.code, 1);
+    assert_eq!(undeclared.code, 64);
 
     let import = run(&project, &moto, &["import", "staging", "vpc", &id, "--var", "web_count=0"]);
     assert_eq!(import.code, 0, "{}\n{}", import.stdout, import.stderr);

@@ -27,8 +27,8 @@ fn cases() -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn corpus_has_at_least_fifty_cases() {
-    assert!(cases().len() >= 50, "only {} cases", cases().len());
+fn corpus_has_at_least_eighty_cases() {
+    assert!(cases().len() >= 80, "only {} cases", cases().len());
 }
 
 #[test]

@@ -161,7 +161,7 @@ fn render_graph_and_state_commands() {
     let plan = phoenix(&p.dir, &["--json", "plan", "app"]);
     assert_eq!(plan.event("plan").unwrap()["summary"]["create"], 1);
     let unknown = phoenix(&p.dir, &["state", "rm", "app", "nope", "--yes"]);
-    assert_eq!(unknown.code, 1);
+    assert_eq!(unknown.code, 64);
     assert_eq!(phoenix(&p.dir, &["unlock", "app"]).code, 0);
 }
 
@@ -174,7 +174,7 @@ fn targets_limit_up_to_a_resource_and_what_it_needs() {
     let names: Vec<&str> = list.lines().map(|l| l.split('\t').next().unwrap()).collect();
     assert_eq!(names, vec!["base", "item-1"]);
     let bad = phoenix(&p.dir, &["up", "app", "--yes", "--target", "ghost"]);
-    assert_eq!(bad.code, 1);
+    assert_eq!(bad.code, 64);
 }
 
 #[test]

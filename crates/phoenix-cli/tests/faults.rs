@@ -109,3 +109,17 @@ async fn a_bad_ami_fails_fast_with_the_aws_message() {
     let rerun_plan = stack.run_plan(&project, &proxy, "badami").0;
     assert_eq!(rerun_plan.code, 2, "the instance is still to create: {}", rerun_plan.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_error_from_many_resources_is_said_once_with_a_count() {
+    let stack = stack();
+    let rule = ErrorRule::new("CreateSubnet", 403, "UnauthorizedOperation", "You are not authorized to perform this operation.");
+    let proxy = FaultProxy::start(stack.moto.port, FaultPlan::none().with_rule(rule));
+    let project = Project::repo();
+    let (up, _) = stack.run(&project, &proxy, "denied3", &["up", "staging"], None);
+    assert_eq!(up.code, 1, "{}\n{}", up.stdout, up.stderr);
+    assert_eq!(proxy.counts().action("CreateSubnet"), 3, "each of the three subnets was tried");
+    let summary = up.stdout.split("Apply failed:").nth(1).unwrap_or_else(|| panic!("no summary: {}", up.stdout));
+    assert_eq!(summary.matches("You are not authorized").count(), 1, "{summary}");
+    assert!(summary.contains("3 resources (subnet-0 (create), subnet-1 (create), subnet-2 (create))"), "{summary}");
+}

@@ -155,18 +155,69 @@ fn missing_credentials_fail_once_before_any_lock_or_file() {
 }
 
 #[test]
-fn preflight_says_where_each_provider_acts_without_calling_it() {
+fn preflight_names_the_account_the_region_and_the_endpoint() {
     let (p, mut env) = aws_without_credentials();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let moto = phoenix_testkit::Moto::start();
     env.extend([
-        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "not-a-secret".to_string()),
-        ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
     ]);
     let out = run_with(&p, &["plan", "net"], &env, &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("aws: region eu-west-1 via AWS_ENDPOINT_URL={endpoint}")), "{}", out.stderr);
-    assert!(listener.accept().is_err(), "a plan against empty state calls nothing");
+    let line = format!("aws: account 123456789012 in eu-west-1 via AWS_ENDPOINT_URL={}", moto.endpoint());
+    assert!(out.stderr.contains(&line), "{}", out.stderr);
+}
+
+/// Keys the cloud refuses, and an endpoint where nothing answers: `plan`,
+/// `up` and `down` fail in the preflight, once, with the fix, before any lock.
+#[test]
+fn refused_or_unreachable_aws_fails_in_the_preflight_before_any_lock() {
+    let moto = phoenix_testkit::Moto::start_enforcing_auth();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let cases = [(moto.endpoint(), "AWS refused the credentials", "aws configure"), (closed, "cannot confirm the AWS credentials", "")];
+    for (endpoint, says, fix) in cases {
+        let (p, mut env) = aws_without_credentials();
+        env.extend([
+            ("AWS_ACCESS_KEY_ID", "AKIDNEVERISSUED".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "not-a-secret".to_string()),
+            ("AWS_ENDPOINT_URL", endpoint.clone()),
+        ]);
+        for args in [&["plan", "net"][..], &["up", "net", "--yes"][..], &["down", "net", "--yes"][..]] {
+            let out = run_with(&p, args, &env, &[]);
+            assert_eq!(out.code, 1, "{endpoint} {args:?}: {}\n{}", out.stdout, out.stderr);
+            assert_eq!(out.stderr.matches(says).count(), 1, "{}", out.stderr);
+            assert!(out.stderr.contains(fix) && out.stderr.contains("nothing was locked"), "{}", out.stderr);
+            assert!(!p.dir.join(".phoenix").exists(), "{args:?} locked or wrote something");
+        }
+    }
+}
+
+/// No Google credentials anywhere (no key file variable, no gcloud login, not
+/// on GCE) and no emulator endpoint: the preflight says so once, with the fix.
+#[test]
+fn missing_google_credentials_fail_in_the_preflight_with_the_fix() {
+    if std::fs::read_to_string("/sys/class/dmi/id/product_name").is_ok_and(|p| p.contains("Google")) {
+        eprintln!("skipped: on GCE the metadata server is a real source of credentials");
+        return;
+    }
+    let p = Project::empty();
+    p.write("environments/net.toml", "template = \"net\"\n\n[providers.gcp]\nproject = \"p\"\nregion = \"us-central1\"\n");
+    p.write("templates/net.toml.j2", "[resource.net]\ntype = \"gcp.network\"\nname = \"net\"\n");
+    let env = vec![("HOME", p.dir.display().to_string())];
+    let unset = ["GOOGLE_APPLICATION_CREDENTIALS", "GCE_METADATA_HOST", "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE"];
+    for args in [&["plan", "net"][..], &["up", "net", "--yes"][..], &["down", "net", "--yes"][..]] {
+        let out = run_with(&p, args, &env, &unset);
+        assert_eq!(out.code, 1, "{args:?}: {}\n{}", out.stdout, out.stderr);
+        assert_eq!(out.stderr.matches("no Google credentials").count(), 1, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("gcloud auth application-default login") && out.stderr.contains("GOOGLE_APPLICATION_CREDENTIALS"),
+            "{}",
+            out.stderr
+        );
+        assert!(!p.dir.join(".phoenix").exists(), "{args:?} locked or wrote something");
+    }
 }

@@ -94,6 +94,6 @@ fn schema_prints_one_type_as_markdown_or_json() {
 fn schema_of_an_unknown_type_fails_and_says_how_to_list_them() {
     let tmp = tempfile::tempdir().unwrap();
     let out = phoenix(tmp.path(), &["schema", "metal.nothing"]);
-    assert_eq!(out.code, 1);
+    assert_eq!(out.code, 64);
     assert!(out.stderr.contains("metal.nothing") && out.stderr.contains("phoenix schema"), "{}", out.stderr);
 }

@@ -68,30 +68,50 @@ fn apply_and_destroy_are_up_and_down() {
 }
 
 #[test]
-fn bad_usage_exits_1_and_suggests_the_command_meant() {
+fn bad_usage_exits_64_and_suggests_the_command_meant() {
     let p = project();
     let typo = phoenix(&p.dir, &["destory", "app"]);
-    assert_eq!(typo.code, 1, "usage errors must not read as `changes present` (2): {}", typo.stderr);
+    assert_eq!(typo.code, 64, "usage errors must not read as `changes present` (2): {}", typo.stderr);
     assert!(typo.stderr.contains("'destroy'"), "{}", typo.stderr);
     let flag = phoenix(&p.dir, &["plan", "app", "--detailed-exitcode", "--bogus"]);
-    assert_eq!(flag.code, 1, "{}", flag.stderr);
+    assert_eq!(flag.code, 64, "{}", flag.stderr);
+    let var = phoenix(&p.dir, &["plan", "app", "--var", "count"]);
+    assert_eq!(var.code, 64, "a --var without `=`: {}", var.stderr);
+    assert!(var.stderr.contains("expected NAME=VALUE"), "{}", var.stderr);
+    assert!(!p.dir.join(".phoenix").exists(), "bad usage wrote something");
     // Help is an answer, not an error.
     assert_eq!(phoenix(&p.dir, &["plan", "--help"]).code, 0);
+}
+
+/// `phoenix --help` and docs/reference/exit-codes.md list the same codes.
+#[test]
+fn help_and_the_exit_code_reference_list_the_same_codes() {
+    let p = project();
+    let help = phoenix(&p.dir, &["--help"]).stdout;
+    let section = help.split_once("Exit codes:").expect("--help lists the exit codes").1;
+    let in_help: std::collections::BTreeSet<String> =
+        section.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| w.parse::<u8>().is_ok()).map(str::to_string).collect();
+    let doc = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/reference/exit-codes.md")).unwrap();
+    let in_doc: std::collections::BTreeSet<String> =
+        doc.lines().filter_map(|l| l.strip_prefix("| `")).filter_map(|l| l.split_once('`')).map(|(c, _)| c.to_string()).collect();
+    assert_eq!(in_help, in_doc, "--help:\n{section}");
+    assert!(in_help.contains("64") && in_help.contains("3"), "{in_help:?}");
 }
 
 #[test]
 fn environment_names_get_a_did_you_mean_and_paths_are_paths() {
     let p = project();
+    // A name that is not there is bad usage (64), not an invalid definition (3).
     let out = phoenix(&p.dir, &["validate", "App"]);
-    assert_eq!(out.code, 3);
+    assert_eq!(out.code, 64);
     assert!(out.stderr.contains("did you mean `app`?"), "{}", out.stderr);
     let path = phoenix(&p.dir, &["validate", "./x.toml"]);
-    assert_eq!(path.code, 3);
+    assert_eq!(path.code, 64);
     assert!(!path.stderr.contains(".toml.toml") && path.stderr.contains("./x.toml"), "{}", path.stderr);
     let elsewhere = Project::empty();
     std::fs::remove_dir(elsewhere.dir.join("environments")).unwrap();
     let out = phoenix(&elsewhere.dir, &["plan", "app"]);
-    assert_eq!(out.code, 3);
+    assert_eq!(out.code, 64);
     assert!(out.stderr.contains("no environments/ directory") && out.stderr.contains("-C DIR"), "{}", out.stderr);
 }
 
@@ -137,10 +157,10 @@ fn replace_forces_a_replacement_and_names_must_exist() {
     assert_eq!(up.code, 0, "{}", up.stderr);
     assert_ne!(before, phoenix(&p.dir, &["state", "show", "app", "loose"]).stdout, "a replaced data resource gets a new id");
     let ghost = phoenix(&p.dir, &["plan", "app", "--replace", "lose"]);
-    assert_eq!(ghost.code, 1);
+    assert_eq!(ghost.code, 64);
     assert!(ghost.stderr.contains("did you mean `loose`?"), "{}", ghost.stderr);
     let target = phoenix(&p.dir, &["plan", "app", "--target", "item-9"]);
-    assert_eq!(target.code, 1);
+    assert_eq!(target.code, 64);
     assert!(target.stderr.contains("did you mean `item-0`?") || target.stderr.contains("did you mean `item-1`?"), "{}", target.stderr);
 }
 
@@ -210,8 +230,9 @@ fn state_mv_follows_a_rename_so_nothing_is_rebuilt() {
     assert_eq!(mv.code, 0, "{}", mv.stderr);
     let s = summary(&p, &["app"]);
     assert_eq!((s["create"].as_u64(), s["delete"].as_u64(), s["unchanged"].as_u64()), (Some(0), Some(0), Some(4)), "{s}");
+    // An address that names nothing is bad usage; a destination already taken is an error.
     let again = phoenix(&p.dir, &["state", "mv", "app", "lose", "other"]);
-    assert_eq!(again.code, 1);
+    assert_eq!(again.code, 64);
     assert!(again.stderr.contains("did you mean"), "{}", again.stderr);
     let taken = phoenix(&p.dir, &["state", "mv", "app", "single", "base"]);
     assert_eq!(taken.code, 1);

@@ -110,6 +110,10 @@ pub struct AttrSchema {
     pub default: Option<Value>,
     #[serde(skip)]
     pub validator: Option<Validator>,
+    /// The name of the validator's format (`aws-region`), when it has one:
+    /// shown in the JSON schema so tools know what the attribute takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<&'static str>,
     /// Allowed values beyond the type, as data (from a kind's typed spec:
     /// an enum's variants, an integer's range).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -161,6 +165,7 @@ impl AttrSchema {
             highlight: false,
             default: None,
             validator: None,
+            format: None,
             constraint: None,
         }
     }
@@ -195,6 +200,17 @@ impl AttrSchema {
     }
     pub fn validate_with(mut self, validator: Validator) -> Self {
         self.validator = Some(validator);
+        self
+    }
+    /// Checks values with the named format's validator ([`validators::by_format`]),
+    /// the same names a typed spec uses (`#[schemars(extend("format" = "aws-region"))]`).
+    ///
+    /// # Panics
+    /// On a name `by_format` does not know: a bug in the schema, caught by its tests.
+    pub fn format(mut self, format: &'static str) -> Self {
+        let validator = validators::by_format(format).unwrap_or_else(|| panic!("no validator for format `{format}`"));
+        self.validator = Some(validator);
+        self.format = Some(format);
         self
     }
     /// Checks a value of the right type against the validator and the constraint.
@@ -279,8 +295,145 @@ pub mod validators {
             "port" => port,
             "http-status" => http_status,
             "non-negative" => non_negative,
+            "aws-region" => aws_region,
+            "aws-zone" => aws_zone,
+            "aws-security-group-name" => aws_security_group_name,
+            "aws-db-parameter-group-name" => aws_db_parameter_group_name,
+            "aws-db-subnet-group-name" => aws_db_subnet_group_name,
+            "gcp-region" => gcp_region,
+            "gcp-zone" => gcp_zone,
             _ => return None,
         })
+    }
+
+    /// The text of a string value that is known (no `${...}` left), else `None`:
+    /// what a format checks once the value is written out.
+    fn known_text(value: &Value) -> Option<&str> {
+        value.as_str().filter(|s| !s.contains("${"))
+    }
+
+    /// An AWS region's shape, `us-east-1`: a two-letter area, one or two words
+    /// (`gov-west`, `southeast`), a number. Returns the length of the region
+    /// prefix of `s`, if it starts with one.
+    fn aws_region_prefix(s: &str) -> Option<usize> {
+        let parts: Vec<&str> = s.split('-').collect();
+        let word = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+        // The number may carry a zone letter (`1a`) or be followed by a local zone's words.
+        for words in [1, 2] {
+            let Some(last) = parts.get(1 + words) else { continue };
+            let digits = last.bytes().take_while(u8::is_ascii_digit).count();
+            if parts[0].len() == 2 && word(parts[0]) && parts[1..=words].iter().all(|p| word(p)) && digits > 0 {
+                return Some(parts[..=words].iter().map(|p| p.len() + 1).sum::<usize>() + digits);
+            }
+        }
+        None
+    }
+
+    /// An AWS region such as `us-east-1` or `eu-west-1`.
+    pub fn aws_region(value: &Value) -> Result<(), String> {
+        let Some(s) = known_text(value) else { return Ok(()) };
+        if aws_region_prefix(s) == Some(s.len()) {
+            Ok(())
+        } else {
+            Err(format!("`{s}` is not an AWS region like `us-east-1` or `eu-west-1`"))
+        }
+    }
+
+    /// An AWS availability zone: a region and a letter (`us-east-1a`), or a
+    /// Local Zone (`us-west-2-lax-1a`).
+    pub fn aws_zone(value: &Value) -> Result<(), String> {
+        let Some(s) = known_text(value) else { return Ok(()) };
+        let ok = aws_region_prefix(s).is_some_and(|n| {
+            let rest = &s[n..];
+            (rest.len() == 1 && rest.bytes().all(|b| b.is_ascii_lowercase()))
+                || (rest.len() > 1
+                    && rest.starts_with('-')
+                    && rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !rest.ends_with('-'))
+        });
+        if ok {
+            Ok(())
+        } else if aws_region_prefix(s) == Some(s.len()) {
+            Err(format!("`{s}` is a region, not an availability zone; add the zone's letter, e.g. `{s}a`"))
+        } else {
+            Err(format!("`{s}` is not an AWS availability zone like `us-east-1a`"))
+        }
+    }
+
+    /// An EC2 security group name: 1-255 characters of EC2's VPC set, not starting with `sg-`.
+    pub fn aws_security_group_name(value: &Value) -> Result<(), String> {
+        let Some(s) = known_text(value) else { return Ok(()) };
+        const PUNCTUATION: &str = " ._-:/()#,@[]+=&;{}!$*";
+        if s.is_empty() || s.len() > 255 {
+            return Err(format!("a security group name is 1-255 characters, `{s}` has {}", s.len()));
+        }
+        if let Some(c) = s.chars().find(|c| !c.is_ascii_alphanumeric() && !PUNCTUATION.contains(*c)) {
+            return Err(format!("`{s}`: a security group name cannot contain `{c}` (letters, digits, spaces and {PUNCTUATION} only)"));
+        }
+        if s.to_ascii_lowercase().starts_with("sg-") {
+            return Err(format!("`{s}`: a security group name cannot start with `sg-` (that is how ids look)"));
+        }
+        Ok(())
+    }
+
+    /// An RDS parameter group name: 1-255 letters, digits and single hyphens, starting with a letter.
+    pub fn aws_db_parameter_group_name(value: &Value) -> Result<(), String> {
+        let Some(s) = known_text(value) else { return Ok(()) };
+        let ok = (1..=255).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !s.ends_with('-')
+            && !s.contains("--");
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("`{s}` is not a DB parameter group name: letters, digits and single hyphens, starting with a letter"))
+        }
+    }
+
+    /// An RDS subnet group name: 1-255 letters, digits, spaces, `.`, `_` and `-`; not `default`.
+    pub fn aws_db_subnet_group_name(value: &Value) -> Result<(), String> {
+        let Some(s) = known_text(value) else { return Ok(()) };
+        if s.eq_ignore_ascii_case("default") {
+            return Err("`default` is reserved for the VPC's default DB subnet group; pick another name".into());
+        }
+        let ok = (1..=255).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || " ._-".contains(c));
+        if ok { Ok(()) } else { Err(format!("`{s}` is not a DB subnet group name: letters, digits, spaces, `.`, `_` and `-`")) }
+    }
+
+    /// A GCP region's shape: `us-central1`, `europe-west4`.
+    fn is_gcp_region(s: &str) -> bool {
+        let Some((area, place)) = s.split_once('-') else { return false };
+        let letters = place.bytes().take_while(u8::is_ascii_lowercase).count();
+        !area.is_empty()
+            && area.bytes().all(|b| b.is_ascii_lowercase())
+            && letters > 0
+            && letters < place.len()
+            && place[letters..].bytes().all(|b| b.is_ascii_digit())
+    }
+
+    /// A GCP region such as `us-central1` or `europe-west4`.
+    pub fn gcp_region(value: &Value) -> Result<(), String> {
+        let Some(s) = known_text(value) else { return Ok(()) };
+        if is_gcp_region(s) {
+            return Ok(());
+        }
+        match s.rsplit_once('-') {
+            Some((region, zone)) if is_gcp_region(region) && zone.len() == 1 => {
+                Err(format!("`{s}` is a zone, not a region; its region is `{region}`"))
+            }
+            _ => Err(format!("`{s}` is not a GCP region like `us-central1` or `europe-west4`")),
+        }
+    }
+
+    /// A GCP zone: a region and a letter, `us-central1-a`.
+    pub fn gcp_zone(value: &Value) -> Result<(), String> {
+        let Some(s) = known_text(value) else { return Ok(()) };
+        match s.rsplit_once('-') {
+            Some((region, zone)) if is_gcp_region(region) && zone.len() == 1 && zone.bytes().all(|b| b.is_ascii_lowercase()) => Ok(()),
+            _ if is_gcp_region(s) => Err(format!("`{s}` is a region, not a zone; add the zone's letter, e.g. `{s}-a`")),
+            _ => Err(format!("`{s}` is not a GCP zone like `us-central1-a`")),
+        }
     }
 
     /// An IPv4 CIDR block such as `10.0.0.0/16`.
@@ -413,6 +566,55 @@ mod tests {
         assert!(ipv4_cidr(&json!("10.0.0.1/16")).is_err());
         assert!(ipv4_cidr(&json!("300.0.0.0/8")).is_err());
         assert!(ipv4_cidr(&json!("10.0.0.0")).is_err());
+    }
+
+    #[test]
+    fn region_and_zone_shapes() {
+        use validators::{aws_region, aws_zone, gcp_region, gcp_zone};
+        for ok in ["us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1", "cn-north-1", "il-central-1"] {
+            assert!(aws_region(&json!(ok)).is_ok(), "{ok}");
+            assert!(aws_zone(&json!(format!("{ok}a"))).is_ok(), "{ok}a");
+        }
+        assert!(aws_zone(&json!("us-west-2-lax-1a")).is_ok());
+        for bad in ["us-east", "useast1", "us-east-1a", "US-EAST-1", "eu-west-1 ", "europe-west1", ""] {
+            assert!(aws_region(&json!(bad)).is_err(), "{bad}");
+        }
+        assert!(aws_zone(&json!("us-east-1")).unwrap_err().contains("is a region"));
+        for bad in ["us-east-1-", "us-east-1ab", "us-central1-a", "us-east-1A"] {
+            assert!(aws_zone(&json!(bad)).is_err(), "{bad}");
+        }
+        for ok in ["us-central1", "europe-west4", "northamerica-northeast1", "me-central2"] {
+            assert!(gcp_region(&json!(ok)).is_ok(), "{ok}");
+            assert!(gcp_zone(&json!(format!("{ok}-b"))).is_ok(), "{ok}-b");
+        }
+        assert!(gcp_region(&json!("us-central1-a")).unwrap_err().contains("its region is `us-central1`"));
+        assert!(gcp_zone(&json!("us-central1")).unwrap_err().contains("is a region"));
+        for bad in ["us-east-1", "uscentral1", "us-central", "us-central1-ab", "us-central1-"] {
+            assert!(gcp_region(&json!(bad)).is_err(), "{bad}");
+            assert!(gcp_zone(&json!(bad)).is_err(), "{bad}");
+        }
+        assert!(aws_region(&json!("${var.region}")).is_ok() && gcp_zone(&json!("${x.zone}")).is_ok());
+    }
+
+    #[test]
+    fn security_group_names() {
+        use validators::aws_security_group_name as check;
+        assert!(check(&json!("web (public) #1")).is_ok());
+        assert!(check(&json!("sg-web")).is_err());
+        assert!(check(&json!("web%")).is_err());
+        assert!(check(&json!("")).is_err());
+        assert!(check(&json!("x".repeat(256))).is_err());
+    }
+
+    #[test]
+    fn rds_group_names() {
+        use validators::{aws_db_parameter_group_name as params, aws_db_subnet_group_name as subnets};
+        assert!(params(&json!("app-mysql8")).is_ok());
+        for bad in ["8app", "app--x", "app-", "app_x", ""] {
+            assert!(params(&json!(bad)).is_err(), "{bad}");
+        }
+        assert!(subnets(&json!("app db.subnets_1")).is_ok());
+        assert!(subnets(&json!("default")).is_err() && subnets(&json!("a/b")).is_err());
     }
 
     #[test]

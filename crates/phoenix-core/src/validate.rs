@@ -192,6 +192,7 @@ pub fn validate(def: &Definition, schemas: &Schemas) -> Vec<Problem> {
             check_reference(def, schemas, addr, "depends_on", dep, None, &mut problems);
         }
         check_contained_ranges(def, addr, res, &mut problems);
+        check_zone_spread(def, addr, res, &mut problems);
     }
     for (name, out) in &def.outputs {
         for e in reference_syntax_errors(&out.value) {
@@ -306,6 +307,68 @@ fn check_contained_ranges(def: &Definition, addr: &ResourceAddr, res: &crate::de
                 .help(format!("pick a range within {parent_text}, or widen `{}.{parent_range_attr}`", parent.resource)),
             );
         }
+    }
+}
+
+/// Types whose subnets the cloud wants in at least two availability zones:
+/// (type, its list of subnets, what it is called in the message).
+const SPREAD_OVER_ZONES: &[(&str, &str, &str)] =
+    &[("aws.lb", "subnet_ids", "an application load balancer"), ("aws.db_subnet_group", "subnet_ids", "a DB subnet group")];
+
+/// Where a subnet of this definition is, as far as the definition says.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum ZoneOf {
+    Named(String),
+    /// `az_index`: the Nth zone of the region (equal indexes are the same zone).
+    Index(i64),
+}
+
+/// A load balancer (or DB subnet group) whose subnets are all resources of this
+/// definition, each with its zone written out, must span two zones.
+fn check_zone_spread(def: &Definition, addr: &ResourceAddr, res: &crate::definition::ResourceConfig, problems: &mut Vec<Problem>) {
+    let Some((_, list_attr, what)) = SPREAD_OVER_ZONES.iter().find(|(t, _, _)| *t == res.type_name) else { return };
+    let Some(items) = res.attrs.get(*list_attr).and_then(Value::as_array) else { return };
+    let mut zones = Vec::new();
+    for item in items {
+        // An id written out, or anything but a whole `${subnet.id}`: its zone is unknown here.
+        let Some(r) = whole_reference(item) else { return };
+        let Some(subnet) = def.resources.get(&r.resource).filter(|s| s.type_name == "aws.subnet") else { return };
+        let zone = match (subnet.attrs.get("availability_zone"), subnet.attrs.get("az_index").and_then(Value::as_i64)) {
+            (Some(z), _) if is_known(z) => ZoneOf::Named(z.as_str().unwrap_or_default().to_string()),
+            (None, Some(i)) => ZoneOf::Index(i),
+            _ => return,
+        };
+        zones.push((zone, r.resource.clone()));
+    }
+    let distinct: BTreeSet<&ZoneOf> = zones.iter().map(|(z, _)| z).collect();
+    let mixed = distinct.iter().any(|z| matches!(z, ZoneOf::Named(_))) && distinct.iter().any(|z| matches!(z, ZoneOf::Index(_)));
+    if distinct.len() >= 2 || mixed {
+        return;
+    }
+    let names: Vec<String> = zones.iter().map(|(_, r)| format!("`{r}`")).collect();
+    let place = match distinct.first() {
+        Some(ZoneOf::Named(z)) => format!("in {z}"),
+        Some(ZoneOf::Index(i)) => format!("in the zone of az_index {i}"),
+        None => String::new(),
+    };
+    let message = match names.as_slice() {
+        [] => format!("`{list_attr}`: {what} needs subnets in at least two availability zones; none is given"),
+        [one] => format!("`{list_attr}`: {what} needs subnets in at least two availability zones; only {one} is given ({place})"),
+        [a, b] => format!("`{list_attr}`: {what} needs subnets in at least two availability zones; {a} and {b} are both {place}"),
+        many => format!("`{list_attr}`: {what} needs subnets in at least two availability zones; {} are all {place}", many.join(", ")),
+    };
+    problems.push(
+        Problem::new(ErrorKind::InvalidValue, Origin::field(addr, *list_attr), message)
+            .help("add a subnet in another zone, or give one of these subnets another `availability_zone` (or `az_index`)"),
+    );
+}
+
+/// The reference a value is made of entirely (`"${subnet-a.id}"`), if it is one.
+fn whole_reference(value: &Value) -> Option<crate::addr::Reference> {
+    let segments = parse_segments(value.as_str()?).ok()?;
+    match segments.as_slice() {
+        [Segment::Ref(r)] => Some(r.clone()),
+        _ => None,
     }
 }
 

@@ -109,7 +109,7 @@ impl Aws {
                 use aws_credential_types::provider::ProvideCredentials;
                 p.provide_credentials().await.map_err(|e| {
                     ProviderError::permanent(format!(
-                        "no AWS credentials: {e}; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or `profile` in [providers.aws]"
+                        "no AWS credentials: {e}; run `aws configure`, or set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or `profile` in [providers.aws]"
                     ))
                 })?;
             }
@@ -140,6 +140,27 @@ impl Aws {
     {
         let cell = self.images.lock().expect("not poisoned").entry(query).or_default().clone();
         cell.get_or_try_init(lookup).await.cloned()
+    }
+
+    /// The account the credentials belong to (STS GetCallerIdentity): the one
+    /// call that proves them, made by the preflight before any plan. Four
+    /// attempts, 200 ms apart at first: a blip is ridden out, while a wrong
+    /// endpoint fails within seconds (refused keys are not retried at all).
+    pub async fn account(&self) -> Result<String, ProviderError> {
+        let retries = RetryConfig::standard().with_max_attempts(4).with_initial_backoff(Duration::from_millis(200));
+        let conf = aws_sdk_sts::config::Builder::from(&self.sdk).retry_config(retries).build();
+        let out = aws_sdk_sts::Client::from_conf(conf).get_caller_identity().send().await.map_err(|e| {
+            // GetCallerIdentity needs no permission: a 403 is always the keys
+            // themselves (unknown, expired, signed wrong), whatever shape its body has.
+            let forbidden = e.raw_response().is_some_and(|r| r.status().as_u16() == 403);
+            let e = crate::error::sdk("STS GetCallerIdentity", e);
+            if forbidden && e.kind != phoenix_core::provider::ErrorKind::Credentials {
+                ProviderError::credentials("STS GetCallerIdentity: 403 Forbidden: the keys are unknown, expired or signed wrong")
+            } else {
+                e
+            }
+        })?;
+        out.account().map(str::to_string).ok_or_else(|| ProviderError::permanent("STS GetCallerIdentity answered without an account"))
     }
 
     /// An EC2 client of another region, on the same credentials, endpoint,

@@ -1,6 +1,7 @@
 //! The `[providers.aws]` block.
 
 use phoenix_core::provider::ProviderError;
+use phoenix_core::schema::validators;
 use phoenix_core::value::{Attrs, Value};
 
 /// Settings of the provider block; credentials come from the standard AWS sources.
@@ -44,7 +45,11 @@ impl AwsConfig {
         for (k, v) in block {
             let bad = |want: &str| ProviderError::permanent(format!("`{k}` must be {want}"));
             match k.as_str() {
-                "region" => c.region = Some(v.as_str().ok_or_else(|| bad("a string such as \"eu-west-1\""))?.to_string()),
+                "region" => {
+                    let r = v.as_str().ok_or_else(|| bad("a string such as \"eu-west-1\""))?;
+                    validators::aws_region(v).map_err(|e| ProviderError::permanent(format!("`region`: {e}")))?;
+                    c.region = Some(r.to_string());
+                }
                 "profile" => c.profile = Some(v.as_str().ok_or_else(|| bad("a profile name"))?.to_string()),
                 "endpoint" => {
                     let e = v.as_str().ok_or_else(|| bad("a URL"))?;
@@ -93,5 +98,7 @@ mod tests {
         assert!(AwsConfig::from_block(&bad).unwrap_err().message.contains("regoin"));
         let bad: Attrs = serde_json::from_value(json!({"endpoint": "localhost:5000"})).unwrap();
         assert!(AwsConfig::from_block(&bad).is_err());
+        let bad: Attrs = serde_json::from_value(json!({"region": "eu-west1"})).unwrap();
+        assert!(AwsConfig::from_block(&bad).unwrap_err().message.contains("`region`: `eu-west1` is not an AWS region"));
     }
 }

@@ -26,8 +26,8 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use phoenix_core::provider::{
-    AdoptRequest, CreateRequest, DeleteRequest, Observed, Provider, ProviderContext, ProviderError, RefreshItem, SnapshotRequest,
-    UpdateRequest,
+    AdoptRequest, CreateRequest, DeleteRequest, ErrorKind, Observed, Provider, ProviderContext, ProviderError, RefreshItem,
+    SnapshotRequest, UpdateRequest,
 };
 use phoenix_core::recovery::SnapshotRef;
 use phoenix_core::schema::ResourceSchema;
@@ -88,14 +88,23 @@ impl Provider for AwsProvider {
         Ok(())
     }
 
+    /// Resolves region and credentials, then proves the credentials with STS
+    /// GetCallerIdentity: the account they act in is the line's first word.
     async fn preflight(&self) -> Result<Option<String>, ProviderError> {
         let aws = self.aws().await?;
-        let endpoint = match (self.config.get().and_then(|c| c.endpoint.clone()), std::env::var("AWS_ENDPOINT_URL")) {
+        let via = match (self.config.get().and_then(|c| c.endpoint.clone()), std::env::var("AWS_ENDPOINT_URL")) {
             (Some(e), _) => format!(" via endpoint {e}"),
             (None, Ok(e)) if !e.is_empty() => format!(" via AWS_ENDPOINT_URL={e}"),
             _ => String::new(),
         };
-        Ok(Some(format!("region {}{endpoint}", aws.region)))
+        let account = aws.account().await.map_err(|e| match e.kind {
+            ErrorKind::Credentials => ProviderError::credentials(format!(
+                "AWS refused the credentials in {}{via}: {}; fix them with `aws configure`, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+                aws.region, e.message
+            )),
+            kind => ProviderError::new(kind, format!("cannot confirm the AWS credentials in {}{via}: {}", aws.region, e.message)),
+        })?;
+        Ok(Some(format!("account {account} in {}{via}", aws.region)))
     }
 
     async fn refresh(&self, items: Vec<RefreshItem>) -> Vec<Result<Option<Observed>, ProviderError>> {

@@ -1,6 +1,7 @@
 //! The `[providers.gcp]` block, with gcloud's standard environment variables as fallbacks.
 
 use phoenix_core::provider::ProviderError;
+use phoenix_core::schema::validators;
 use phoenix_core::value::{Attrs, Value};
 
 /// Settings of the provider block; credentials come from the standard Google sources.
@@ -54,8 +55,14 @@ impl GcpConfig {
             let string = |want: &str| v.as_str().map(str::to_string).ok_or_else(|| bad(want));
             match k.as_str() {
                 "project" => c.project = Some(string("a project id")?),
-                "region" => c.region = Some(string("a region such as \"europe-west1\"")?),
-                "zone" => c.zone = Some(string("a zone such as \"europe-west1-b\"")?),
+                "region" => {
+                    c.region = Some(string("a region such as \"europe-west1\"")?);
+                    validators::gcp_region(v).map_err(|e| ProviderError::permanent(format!("`region` in [providers.gcp]: {e}")))?;
+                }
+                "zone" => {
+                    c.zone = Some(string("a zone such as \"europe-west1-b\"")?);
+                    validators::gcp_zone(v).map_err(|e| ProviderError::permanent(format!("`zone` in [providers.gcp]: {e}")))?;
+                }
                 "endpoint" => c.endpoint = Some(endpoint(&string("a URL")?).map_err(|e| bad(&e))?),
                 "credentials" => {
                     let s = string("\"default\" or \"anonymous\"")?;
@@ -136,5 +143,7 @@ mod tests {
         assert!(GcpConfig::from_block(&bad, &|_| None).unwrap_err().message.contains("projet"));
         let bad: Attrs = serde_json::from_value(json!({"credentials": "magic"})).unwrap();
         assert!(GcpConfig::from_block(&bad, &|_| None).is_err());
+        let bad: Attrs = serde_json::from_value(json!({"zone": "europe-west1"})).unwrap();
+        assert!(GcpConfig::from_block(&bad, &|_| None).unwrap_err().message.contains("is a region, not a zone"));
     }
 }

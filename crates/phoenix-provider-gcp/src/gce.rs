@@ -229,6 +229,7 @@ impl Gce {
         } else {
             // Application default credentials: GOOGLE_APPLICATION_CREDENTIALS, gcloud's user
             // credentials, then the metadata server. Building makes no call; the first request fetches a token.
+            default_credentials_exist(&|n| std::env::var_os(n))?;
             google_cloud_auth::credentials::Builder::default().build().map_err(|e| {
                 ProviderError::permanent(format!(
                     "no Google credentials: {e}; set GOOGLE_APPLICATION_CREDENTIALS, run `gcloud auth application-default login`, or run on GCE"
@@ -724,4 +725,30 @@ pub fn uuid(seed: &str, salt: u64) -> String {
     b[8] = (b[8] & 0x3f) | 0x80;
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+/// Whether application default credentials have a source, looked up as
+/// google-cloud-auth does but without its last resort: off GCE, the metadata
+/// server it falls back to is not there, and the first request would fail
+/// with a connection error that says nothing about credentials.
+fn default_credentials_exist(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Result<(), ProviderError> {
+    let set = |n: &str| env(n).filter(|v| !v.is_empty());
+    if set("GOOGLE_APPLICATION_CREDENTIALS").is_some() || set("GCE_METADATA_HOST").is_some() {
+        return Ok(());
+    }
+    let well_known = set("HOME").map(|home| std::path::PathBuf::from(home).join(".config/gcloud/application_default_credentials.json"));
+    if well_known.as_ref().is_some_and(|f| f.is_file()) {
+        return Ok(());
+    }
+    // A GCE machine says so in its DMI data; its metadata server gives the token.
+    let on_gce = std::fs::read_to_string("/sys/class/dmi/id/product_name").is_ok_and(|p| p.contains("Google"));
+    if on_gce {
+        return Ok(());
+    }
+    Err(ProviderError::credentials(format!(
+        "no Google credentials: GOOGLE_APPLICATION_CREDENTIALS is not set and {} does not exist; \
+         run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file \
+         (for an emulator, set `endpoint` in [providers.gcp] to its http:// URL)",
+        well_known.map_or("~/.config/gcloud/application_default_credentials.json".to_string(), |f| f.display().to_string())
+    )))
 }

@@ -69,20 +69,28 @@ impl Moto {
     pub const REGION: &'static str = "eu-west-1";
 
     pub fn start() -> Moto {
-        Self::spawn(Stdio::null())
+        Self::spawn(Stdio::null(), &[])
+    }
+
+    /// A moto that checks every request against its own IAM users
+    /// (`INITIAL_NO_AUTH_ACTION_COUNT=0`): keys it never issued are refused
+    /// (`InvalidClientTokenId`), as AWS refuses them.
+    pub fn start_enforcing_auth() -> Moto {
+        Self::spawn(Stdio::null(), &[("INITIAL_NO_AUTH_ACTION_COUNT", "0")])
     }
 
     /// Starts moto with its request log (one line per API request) written to `log`.
     pub fn start_logged(log: &std::path::Path) -> Moto {
         let file = std::fs::File::create(log).expect("create the moto log");
-        Self::spawn(Stdio::from(file))
+        Self::spawn(Stdio::from(file), &[])
     }
 
-    fn spawn(log: Stdio) -> Moto {
+    fn spawn(log: Stdio, env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let dir = tempfile::tempdir().expect("a temp dir");
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

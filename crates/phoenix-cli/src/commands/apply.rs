@@ -287,13 +287,26 @@ fn print_summary(report: &ApplyReport, (created, updated, destroyed): (usize, us
         report.failed(),
         report.skipped()
     );
-    for r in &report.results {
-        if let Outcome::Failed { error } = &r.outcome {
-            println!("  {} {} ({}): {error}", style("✗").red(), r.addr, r.op);
-            if let Some(hint) = error.hint() {
-                println!("    {}", style(format!("hint: {hint}")).dim());
-            }
-        }
+    let failures = report.results.iter().filter_map(|r| match &r.outcome {
+        Outcome::Failed { error } => Some((format!("{} ({})", r.addr, r.op), error.to_string())),
+        _ => None,
+    });
+    for line in crate::commands::plan::said_once(failures) {
+        println!("  {} {line}", style("✗").red());
+    }
+    // What to do about it, once per kind of error (credentials, throttling…).
+    let mut hints: Vec<&str> = report
+        .results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Failed { error } => error.hint(),
+            _ => None,
+        })
+        .collect();
+    hints.sort_unstable();
+    hints.dedup();
+    for hint in hints {
+        println!("    {}", style(format!("hint: {hint}")).dim());
     }
     println!("State was saved; run the command again to continue.");
 }

@@ -39,7 +39,7 @@ use crate::progress::json_event;
 /// Loads an environment without an instance (its state root and providers).
 fn load_env(g: &Global, printer: &Printer, name: &str) -> Result<Env, Failure> {
     let project = context::project(g)?;
-    let loaded = project.load(name, &LoadOptions::default()).map_err(|d| context::invalid(printer, d))?;
+    let loaded = context::load_definition(&project, printer, name, &LoadOptions::default())?;
     Ok(Env { project, loaded, registry: context::registry() })
 }
 

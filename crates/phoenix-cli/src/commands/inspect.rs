@@ -36,7 +36,7 @@ pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
 pub fn render(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     let project = context::project(g)?;
     let opts = args.load_options();
-    let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
+    let loaded = context::load_definition(&project, printer, &args.env, &opts)?;
     let secrets = sensitive_values(&loaded.definition, &context::registry());
     if printer.json {
         let templates: Vec<_> =
@@ -184,7 +184,7 @@ fn highlights(env: &context::Env, r: &phoenix_core::state::ResourceState) -> Vec
 pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<&str>) -> CmdResult {
     let project = context::project(g)?;
     let opts = args.load_options();
-    let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
+    let loaded = context::load_definition(&project, printer, &args.env, &opts)?;
     let env = context::Env { project, loaded, registry: context::registry() };
     let state = env.read_state().await?;
     let shown = |v: &serde_json::Value| if is_sealed(v) { serde_json::Value::String("(sensitive)".into()) } else { v.clone() };
@@ -223,7 +223,7 @@ pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<
 pub async fn unlock(g: &Global, printer: &Printer, args: &EnvArgs, force: bool) -> CmdResult {
     let project = context::project(g)?;
     let opts = args.load_options();
-    let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
+    let loaded = context::load_definition(&project, printer, &args.env, &opts)?;
     let env = context::Env { project, loaded, registry: context::registry() };
     let store = env.store().await?;
     // Show who holds it first, whatever happens next.
@@ -269,7 +269,7 @@ pub async fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: 
     for r in resources {
         let addr = ResourceAddr::new_unchecked(r.as_str());
         if state.resources.remove(&addr).is_none() {
-            return Err(Failure::new(Exit::Error, anyhow!("`{r}` is not in the state of {}; nothing was changed", env.loaded.state_key())));
+            return Err(Failure::new(Exit::Usage, anyhow!("`{r}` is not in the state of {}; nothing was changed", env.loaded.state_key())));
         }
         removed.push(addr);
     }
@@ -284,7 +284,7 @@ pub async fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: 
 
 pub async fn state_mv(g: &Global, printer: &Printer, args: &EnvArgs, source: &str, destination: &str, lock: &LockArgs) -> CmdResult {
     let env = context::load(g, printer, args)?;
-    let to = ResourceAddr::parse(destination).map_err(|e| Failure::new(Exit::Error, anyhow!("`{destination}`: {e}")))?;
+    let to = ResourceAddr::parse(destination).map_err(|e| Failure::new(Exit::Usage, anyhow!("`{destination}`: {e}")))?;
     let from = ResourceAddr::new_unchecked(source);
     let (guard, mut state) = env.lock_state("state mv", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer).await?;
     let key = env.loaded.state_key();
@@ -299,7 +299,7 @@ pub async fn state_mv(g: &Global, printer: &Printer, args: &EnvArgs, source: &st
     }
     let Some(resource) = state.resources.remove(&from) else {
         let hint = closest(source, state.resources.keys().map(ResourceAddr::as_str)).map(|s| format!("; did you mean `{s}`?"));
-        return Err(Failure::new(Exit::Error, anyhow!("`{source}` is not in the state of {key}{}", hint.unwrap_or_default())));
+        return Err(Failure::new(Exit::Usage, anyhow!("`{source}` is not in the state of {key}{}", hint.unwrap_or_default())));
     };
     match env.loaded.definition.resources.get(&to) {
         None => printer.note(&format!("`{destination}` is not declared in {}: the next plan will delete it", env.loaded.source.name)),
@@ -328,7 +328,10 @@ pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &st
     let env = context::load(g, printer, args)?;
     let addr = ResourceAddr::new_unchecked(resource);
     let config = env.loaded.definition.resources.get(&addr).ok_or_else(|| {
-        anyhow!("`{resource}` is not declared in {}; declare it first, then import the object as it", env.loaded.source.name)
+        Failure::new(
+            Exit::Usage,
+            anyhow!("`{resource}` is not declared in {}; declare it first, then import the object as it", env.loaded.source.name),
+        )
     })?;
     let (guard, state) = env.lock_state("import", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer).await?;
     if state.resources.contains_key(&addr) {

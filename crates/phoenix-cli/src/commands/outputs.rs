@@ -28,7 +28,7 @@ pub async fn export(
 ) -> CmdResult {
     let project = context::project(g)?;
     let opts = args.load_options();
-    let loaded = project.load(&args.env, &opts).map_err(|d| context::invalid(printer, d))?;
+    let loaded = context::load_definition(&project, printer, &args.env, &opts)?;
     let env = context::Env { project, loaded, registry: context::registry() };
     let state = env.read_state().await?;
     let mut outputs = state.outputs.clone();

@@ -49,7 +49,7 @@ pub async fn make_plan(env: &Env, state: &StateDoc, destroy: bool, scope: &Scope
 /// [`make_plan`], also returning the state as the providers read it (for `status --refresh`).
 pub async fn refresh_and_plan(env: &Env, state: &StateDoc, destroy: bool, scope: &Scope) -> Result<(StateDoc, Plan), Failure> {
     if destroy && !scope.replace.is_empty() {
-        return Err(Failure::new(Exit::Error, anyhow!("--replace makes no sense when destroying everything")));
+        return Err(Failure::new(Exit::Usage, anyhow!("--replace makes no sense when destroying everything")));
     }
     let opts = PlanOptions {
         destroy,
@@ -67,11 +67,11 @@ fn addresses(env: &Env, state: &StateDoc, flag: &str, given: &[String]) -> Resul
     given
         .iter()
         .map(|t| {
-            let addr = ResourceAddr::parse(t).map_err(|e| anyhow!("{flag} {t}: {e}"))?;
+            let addr = ResourceAddr::parse(t).map_err(|e| Failure::new(Exit::Usage, anyhow!("{flag} {t}: {e}")))?;
             if !env.loaded.definition.resources.contains_key(&addr) && !state.resources.contains_key(&addr) {
                 let known = env.loaded.definition.resources.keys().chain(state.resources.keys()).map(ResourceAddr::as_str);
                 let hint = closest(t, known).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
-                return Err(Failure::new(Exit::Error, anyhow!("{flag} {t}: no resource `{t}` is declared or in state{hint}")));
+                return Err(Failure::new(Exit::Usage, anyhow!("{flag} {t}: no resource `{t}` is declared or in state{hint}")));
             }
             Ok(addr)
         })
@@ -81,21 +81,29 @@ fn addresses(env: &Env, state: &StateDoc, flag: &str, given: &[String]) -> Resul
 /// Refresh errors, one line per distinct error: the same message from many
 /// resources (missing credentials) is shown once with the resources it hit.
 pub fn refresh_failure(errors: Vec<RefreshError>) -> Failure {
+    let lines = said_once(errors.into_iter().map(|e| (e.addr.to_string(), e.error.message)));
+    let lines: Vec<String> = lines.iter().map(|l| format!("  {l}")).collect();
+    Failure::new(Exit::Error, anyhow!("refresh failed; nothing was changed:\n{}", lines.join("\n")))
+}
+
+/// Errors as `who: message` lines, each distinct message once, in the order
+/// first seen: many resources hit by the same error (missing credentials, a
+/// refused key) make one line with their count, `3 resources (a, b, c): …`.
+pub fn said_once(errors: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
     let mut by_message: Vec<(String, Vec<String>)> = Vec::new();
-    for e in errors {
-        match by_message.iter_mut().find(|(m, _)| *m == e.error.message) {
-            Some((_, addrs)) => addrs.push(e.addr.to_string()),
-            None => by_message.push((e.error.message.clone(), vec![e.addr.to_string()])),
+    for (who, message) in errors {
+        match by_message.iter_mut().find(|(m, _)| *m == message) {
+            Some((_, hit)) => hit.push(who),
+            None => by_message.push((message, vec![who])),
         }
     }
-    let lines: Vec<String> = by_message
+    by_message
         .iter()
-        .map(|(message, addrs)| match addrs.as_slice() {
-            [one] => format!("  {one}: {message}"),
-            many => format!("  {} resources ({}): {message}", many.len(), shorten(many)),
+        .map(|(message, hit)| match hit.as_slice() {
+            [one] => format!("{one}: {message}"),
+            many => format!("{} resources ({}): {message}", many.len(), shorten(many)),
         })
-        .collect();
-    Failure::new(Exit::Error, anyhow!("refresh failed; nothing was changed:\n{}", lines.join("\n")))
+        .collect()
 }
 
 /// The first few names of a long list, and how many more.

@@ -48,7 +48,7 @@ pub fn schema(g: &Global, printer: &Printer, name: Option<&str>, format: SchemaF
             (None, Some(s)) => reference.type_page(s),
             (None, None) => {
                 return Err(Failure::new(
-                    Exit::Error,
+                    Exit::Usage,
                     anyhow!("`{n}` is neither a resource type nor a provider of this binary; `phoenix schema` lists them"),
                 ));
             }

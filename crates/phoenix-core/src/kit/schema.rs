@@ -44,7 +44,12 @@ pub fn of<K: Kind>(kind: &K) -> ResourceSchema {
         a.default = prop.get("default").filter(|d| !d.is_null()).cloned();
         a.force_new = flag(prop, "force_new");
         a.sensitive = flag(prop, "sensitive");
-        a.validator = prop.get("format").and_then(Value::as_str).and_then(validators::by_format);
+        if let Some(format) = prop.get("format").and_then(Value::as_str)
+            && let Some(validator) = validators::by_format(format)
+        {
+            a.validator = Some(validator);
+            a.format = Some(intern(format));
+        }
         a.constraint = constraint(prop);
         attrs.push(a);
     }

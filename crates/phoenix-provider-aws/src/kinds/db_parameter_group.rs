@@ -101,7 +101,9 @@ impl Kind for DbParameterGroup {
             type_name: "aws.db_parameter_group",
             description: "An RDS DB parameter group",
             attrs: vec![
-                AttrSchema::required("name", AttrType::String, "unique in the region (lower case)").force_new(),
+                AttrSchema::required("name", AttrType::String, "unique in the region (lower case)")
+                    .force_new()
+                    .format("aws-db-parameter-group-name"),
                 AttrSchema::required("family", AttrType::String, "the engine family, e.g. mysql8.0, postgres16").force_new(),
                 AttrSchema::optional("description", AttrType::String, "what it is for").default(json!("Managed by Phoenix")).force_new(),
                 AttrSchema::optional("parameters", AttrType::Map(Box::new(AttrType::String)), "name = value (in place; applied at reboot)"),

@@ -100,7 +100,9 @@ impl Kind for DbSubnetGroup {
             type_name: "aws.db_subnet_group",
             description: "An RDS DB subnet group",
             attrs: vec![
-                AttrSchema::required("name", AttrType::String, "unique in the region (lower case)").force_new(),
+                AttrSchema::required("name", AttrType::String, "unique in the region (lower case)")
+                    .force_new()
+                    .format("aws-db-subnet-group-name"),
                 AttrSchema::optional("description", AttrType::String, "what it is for").default(json!("Managed by Phoenix")),
                 AttrSchema::required("subnet_ids", AttrType::List(Box::new(AttrType::String)), "subnets in at least two zones (in place)"),
                 tags_attr(),

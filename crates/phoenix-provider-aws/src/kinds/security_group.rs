@@ -305,7 +305,9 @@ impl Kind for SecurityGroup {
             type_name: "aws.security_group",
             description: "A VPC security group with its ingress and egress rules",
             attrs: vec![
-                AttrSchema::required("name", AttrType::String, "the group name, unique in its VPC").force_new(),
+                AttrSchema::required("name", AttrType::String, "the group name, unique in its VPC")
+                    .force_new()
+                    .format("aws-security-group-name"),
                 AttrSchema::optional("description", AttrType::String, "what the group is for (EC2 cannot change it)")
                     .force_new()
                     .default(json!("Managed by Phoenix")),

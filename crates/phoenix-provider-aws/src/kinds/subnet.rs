@@ -75,6 +75,7 @@ impl Kind for Subnet {
                     ..AttrSchema::optional("availability_zone", AttrType::String, "the zone, e.g. eu-west-1a (or use az_index)")
                         .force_new()
                         .stable()
+                        .format("aws-zone")
                 },
                 AttrSchema::optional(
                     "az_index",

@@ -108,7 +108,8 @@ impl Kind for Volume {
                     AttrType::String,
                     "its zone, the zone of the instance it attaches to (e.g. ${web-0.availability_zone})",
                 )
-                .force_new(),
+                .force_new()
+                .format("aws-zone"),
                 AttrSchema::optional("size", AttrType::Int, "size in GiB (default: the snapshot's); grows in place, never shrinks")
                     .validate_with(validators::non_negative),
                 AttrSchema::optional("volume_type", AttrType::String, "gp3, gp2, st1, sc1, standard").default(json!("gp3")).force_new(),

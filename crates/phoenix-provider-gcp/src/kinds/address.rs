@@ -19,7 +19,7 @@ impl Kind for Address {
             "A reserved static IP address",
             true,
             vec![
-                AttrSchema::optional("region", AttrType::String, "default: the provider's region").force_new(),
+                AttrSchema::optional("region", AttrType::String, "default: the provider's region").force_new().format("gcp-region"),
                 AttrSchema::optional("address_type", AttrType::String, "EXTERNAL or INTERNAL")
                     .default(json!("EXTERNAL"))
                     .force_new()

@@ -27,7 +27,7 @@ impl Kind for Disk {
             "A persistent disk (blank, or from an image or a snapshot)",
             true,
             vec![
-                AttrSchema::optional("zone", AttrType::String, "default: the provider's zone").force_new(),
+                AttrSchema::optional("zone", AttrType::String, "default: the provider's zone").force_new().format("gcp-zone"),
                 AttrSchema::optional("size_gb", AttrType::Int, "size in GB (default: the source's, or 500 when blank); grows in place"),
                 AttrSchema::optional("type", AttrType::String, "pd-standard, pd-balanced, pd-ssd …")
                     .default(json!("pd-balanced"))

@@ -72,7 +72,7 @@ impl Kind for Instance {
             "A Compute Engine VM instance",
             true,
             vec![
-                AttrSchema::optional("zone", AttrType::String, "default: the provider's zone").force_new(),
+                AttrSchema::optional("zone", AttrType::String, "default: the provider's zone").force_new().format("gcp-zone"),
                 AttrSchema::required("machine_type", AttrType::String, "e.g. e2-small; changed in place (stop, setMachineType, start)")
                     .validate_with(validate_machine),
                 AttrSchema::required(

@@ -24,7 +24,7 @@ impl Kind for Subnetwork {
                 AttrSchema::required("ip_cidr_range", AttrType::String, "the primary range, e.g. 10.10.0.0/24")
                     .force_new()
                     .validate_with(validators::ipv4_cidr),
-                AttrSchema::optional("region", AttrType::String, "default: the provider's region").force_new(),
+                AttrSchema::optional("region", AttrType::String, "default: the provider's region").force_new().format("gcp-region"),
                 AttrSchema::optional("private_ip_google_access", AttrType::Bool, "reach Google APIs without external IPs")
                     .default(json!(false))
                     .force_new(),
