@@ -140,6 +140,11 @@ struct Command<'a> {
     text: &'a str,
 }
 
+/// The environment in clear, which create and update need.
+fn clear_env(spec: &ExecInputs) -> Result<Vec<(String, String)>, ProviderError> {
+    env(spec).ok_or_else(|| ProviderError::permanent("`environment` is sealed: its values are needed to run the command"))
+}
+
 /// Runs `command` to its end and returns the outputs of a successful run.
 async fn run(
     cfg: &MetalConfig,
@@ -148,21 +153,8 @@ async fn run(
     ownership: &Ownership,
     log: &LogSink,
     command: Command<'_>,
-) -> Result<ExecOutputs, ProviderError> {
-    let env = env(spec).ok_or_else(|| ProviderError::permanent("`environment` is sealed: its values are needed to run the command"))?;
-    let (code, stdout) = run_command(cfg, addr, spec, ownership, log, command, env).await?;
-    Ok(ExecOutputs { exit_code: code.into(), stdout })
-}
-
-async fn run_command(
-    cfg: &MetalConfig,
-    addr: &ResourceAddr,
-    spec: &ExecInputs,
-    ownership: &Ownership,
-    log: &LogSink,
-    command: Command<'_>,
     mut env: Vec<(String, String)>,
-) -> Result<(i32, String), ProviderError> {
+) -> Result<ExecOutputs, ProviderError> {
     let h = cfg.host(&spec.host)?;
     let t = h.transport.clone();
     let workdir = workdir(&h, spec.workdir.as_deref()).await?;
@@ -188,7 +180,7 @@ async fn run_command(
     let tails = tails.into_inner().unwrap_or_else(|e| e.into_inner());
     let attr = command.attr;
     match result {
-        Ok(exit) if exit.success() => Ok((0, tails.stdout_tail())),
+        Ok(exit) if exit.success() => Ok(ExecOutputs { exit_code: 0, stdout: tails.stdout_tail() }),
         Ok(exit) => Err(ProviderError::permanent(format!("`{attr}` of `{addr}` failed with {exit}{}", tails.describe()))),
         Err(TransportError::Timeout(d)) => Err(ProviderError::permanent(format!(
             "`{attr}` of `{addr}` timed out after {}s (timeout_secs) and its process group was killed{}",
@@ -227,7 +219,7 @@ impl Kind for Exec {
 
     async fn create(&self, client: &Metal, req: Create<'_, Self>) -> Result<ExecOutputs, ProviderError> {
         let command = Command { attr: "command", text: &req.spec.command };
-        run(&*client.config()?, req.addr, req.spec, req.ownership, req.log, command).await
+        run(&*client.config()?, req.addr, req.spec, req.ownership, req.log, command, clear_env(req.spec)?).await
     }
 
     /// Runs `update_command` (or `command`) again, unless only what matters on
@@ -243,7 +235,7 @@ impl Kind for Exec {
             Some(c) => Command { attr: "update_command", text: c },
             None => Command { attr: "command", text: &req.spec.command },
         };
-        run(&cfg, req.addr, req.spec, req.ownership, req.log, command).await
+        run(&cfg, req.addr, req.spec, req.ownership, req.log, command, clear_env(req.spec)?).await
     }
 
     /// Runs `destroy_command` if there is one. State holds `environment` sealed,
@@ -257,7 +249,7 @@ impl Kind for Exec {
                 Vec::new()
             });
             let command = Command { attr: "destroy_command", text };
-            run_command(&cfg, req.addr, req.spec, req.ownership, req.log, command, env).await?;
+            run(&cfg, req.addr, req.spec, req.ownership, req.log, command, env).await?;
         }
         // The root may have been made for the command's working directory.
         prune(&h, Vec::new()).await
