@@ -1,41 +1,74 @@
 //! `metal.exec`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use phoenix_core::addr::ResourceAddr;
-use phoenix_core::provider::{DeleteRequest, LogSink, ProviderError, UpdateRequest};
+use phoenix_core::kit::{Capabilities, Create, Delete, Kind, Observed, Prior, Secret, Update};
+use phoenix_core::provider::{LogSink, ProviderError};
+use phoenix_core::schema::Validator;
 use phoenix_core::state::Ownership;
-use phoenix_core::value::Attrs;
-use serde_json::json;
+use phoenix_core::value::Value;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::config::MetalConfig;
 use crate::transport::{ExecSpec, OutputStream, TransportError};
-use crate::{OWNER_ENV, env_vars, host, int, opt_str, prune, req_str, workdir};
+use crate::{Metal, OWNER_ENV, default_host, prune, workdir};
 
-const DEFAULT_TIMEOUT_SECS: i64 = 300;
+pub struct Exec;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecInputs {
+    /// the host it lives on: a name under [providers.metal.hosts]
+    #[serde(default = "default_host")]
+    #[schemars(extend("force_new" = true))]
+    pub host: String,
+    /// run with `sh -c` on create (and on update without `update_command`)
+    pub command: String,
+    /// run on update instead of `command`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_command: Option<String>,
+    /// run on destroy; it gets `environment` only if it is not sealed in state
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroy_command: Option<String>,
+    /// extra environment variables
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Secret<BTreeMap<String, String>>>,
+    /// working directory; relative to the provider root, which is the default
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "workdir"))]
+    pub workdir: Option<String>,
+    /// any change replaces the resource (runs `destroy_command`, then `command`)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("force_new" = true))]
+    pub triggers: Option<BTreeMap<String, Value>>,
+    /// the command's process group is killed after this many seconds (0: no limit)
+    #[serde(default = "default_timeout")]
+    #[schemars(extend("format" = "non-negative"))]
+    pub timeout_secs: i64,
+}
+
+/// Missing fields read as empty: state may hold none (a delete of what a failed create recorded).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct ExecOutputs {
+    /// the exit code of the last run (0)
+    pub exit_code: i64,
+    /// the last 4 KiB of standard output, trimmed
+    pub stdout: String,
+}
+
+fn default_timeout() -> i64 {
+    300
+}
 /// How much of stdout the `stdout` attribute keeps.
 const STDOUT_TAIL_BYTES: usize = 4096;
 /// How many stderr lines an error shows.
 const STDERR_TAIL_LINES: usize = 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Create,
-    Update,
-    Destroy,
-}
-
-impl Phase {
-    fn attr(self) -> &'static str {
-        match self {
-            Phase::Create => "command",
-            Phase::Update => "update_command",
-            Phase::Destroy => "destroy_command",
-        }
-    }
-}
 
 /// What a run kept of its output.
 #[derive(Default)]
@@ -92,50 +125,43 @@ fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// Runs the command of `phase` (create: `command`; update: `update_command`,
-/// else `command`) and returns `exit_code` and `stdout`.
-pub async fn run(
-    cfg: &MetalConfig,
-    addr: &ResourceAddr,
-    inputs: &Attrs,
-    ownership: &Ownership,
-    log: &LogSink,
-    phase: Phase,
-) -> Result<Attrs, ProviderError> {
-    let (attr, command) = match phase {
-        Phase::Update => match opt_str(inputs, "update_command")? {
-            Some(c) => ("update_command", c),
-            None => ("command", req_str(inputs, "command")?),
-        },
-        _ => (phase.attr(), req_str(inputs, phase.attr())?),
-    };
-    let env = env_vars(inputs, "environment")?
-        .ok_or_else(|| ProviderError::permanent("`environment` is sealed: its values are needed to run the command"))?;
-    let (code, stdout) = run_command(cfg, addr, inputs, ownership, log, attr, command, env).await?;
-    let mut out = Attrs::new();
-    out.insert("exit_code".into(), json!(code));
-    out.insert("stdout".into(), json!(stdout));
-    Ok(out)
+/// The environment in clear; `None` when state holds it sealed.
+fn env(spec: &ExecInputs) -> Option<Vec<(String, String)>> {
+    match &spec.environment {
+        None => Some(Vec::new()),
+        Some(Secret::Clear(env)) => Some(env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        Some(Secret::Sealed(_)) => None,
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_command(
+/// One command of a run: which input it is (for errors) and its text.
+struct Command<'a> {
+    attr: &'a str,
+    text: &'a str,
+}
+
+/// The environment in clear, which create and update need.
+fn clear_env(spec: &ExecInputs) -> Result<Vec<(String, String)>, ProviderError> {
+    env(spec).ok_or_else(|| ProviderError::permanent("`environment` is sealed: its values are needed to run the command"))
+}
+
+/// Runs `command` to its end and returns the outputs of a successful run.
+async fn run(
     cfg: &MetalConfig,
     addr: &ResourceAddr,
-    inputs: &Attrs,
+    spec: &ExecInputs,
     ownership: &Ownership,
     log: &LogSink,
-    attr: &str,
-    command: &str,
+    command: Command<'_>,
     mut env: Vec<(String, String)>,
-) -> Result<(i32, String), ProviderError> {
-    let h = cfg.host(host(inputs))?;
+) -> Result<ExecOutputs, ProviderError> {
+    let h = cfg.host(&spec.host)?;
     let t = h.transport.clone();
-    let workdir = workdir(&h, inputs).await?;
-    let timeout_secs = int(inputs, "timeout_secs", DEFAULT_TIMEOUT_SECS)?;
+    let workdir = workdir(&h, spec.workdir.as_deref()).await?;
+    let timeout_secs = spec.timeout_secs;
     env.push((OWNER_ENV.to_string(), ownership.key()));
-    let spec = ExecSpec {
-        command: command.to_string(),
+    let exec = ExecSpec {
+        command: command.text.to_string(),
         workdir,
         env,
         timeout: (timeout_secs > 0).then(|| Duration::from_secs(timeout_secs as u64)),
@@ -145,15 +171,16 @@ async fn run_command(
         log(addr, line);
         tails.lock().unwrap_or_else(|e| e.into_inner()).push(stream, line);
     };
-    let mut result = t.exec(&spec, &on_line).await;
+    let mut result = t.exec(&exec, &on_line).await;
     if matches!(&result, Err(TransportError::MissingWorkdir(d)) if *d == h.root) {
         // A concurrent delete pruned the (then empty) root after it was made.
         t.create_dir_all(&h.root).await?;
-        result = t.exec(&spec, &on_line).await;
+        result = t.exec(&exec, &on_line).await;
     }
     let tails = tails.into_inner().unwrap_or_else(|e| e.into_inner());
+    let attr = command.attr;
     match result {
-        Ok(exit) if exit.success() => Ok((0, tails.stdout_tail())),
+        Ok(exit) if exit.success() => Ok(ExecOutputs { exit_code: 0, stdout: tails.stdout_tail() }),
         Ok(exit) => Err(ProviderError::permanent(format!("`{attr}` of `{addr}` failed with {exit}{}", tails.describe()))),
         Err(TransportError::Timeout(d)) => Err(ProviderError::permanent(format!(
             "`{attr}` of `{addr}` timed out after {}s (timeout_secs) and its process group was killed{}",
@@ -164,33 +191,69 @@ async fn run_command(
     }
 }
 
-/// Runs `update_command` (or `command`) again, unless only what matters on
-/// destroy changed.
-pub async fn update(cfg: &MetalConfig, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-    let destroy_only = !req.changed.is_empty() && req.changed.iter().all(|c| c == "destroy_command" || c == "timeout_secs");
-    if destroy_only {
-        cfg.transport(host(&req.inputs))?;
-        return Ok(req.prior_outputs.clone());
-    }
-    run(cfg, &req.addr, &req.inputs, &req.ownership, &req.log, Phase::Update).await
-}
+#[async_trait]
+impl Kind for Exec {
+    const TYPE: &'static str = "metal.exec";
+    const DESCRIPTION: &'static str = "Commands run on create, update and destroy (deployment hooks); fails on a non-zero exit";
+    const FORMATS: &'static [(&'static str, Validator)] = crate::schemas::FORMATS;
+    type Client = Metal;
+    type Spec = ExecInputs;
+    type Outputs = ExecOutputs;
 
-/// Runs `destroy_command` if there is one. State holds `environment` sealed,
-/// so it runs without those variables then (and says so in the log).
-pub async fn delete(cfg: &MetalConfig, req: &DeleteRequest) -> Result<(), ProviderError> {
-    let h = cfg.host(host(&req.inputs))?;
-    if let Some(command) = opt_str(&req.inputs, Phase::Destroy.attr())? {
-        let env = match env_vars(&req.inputs, "environment")? {
-            Some(env) => env,
-            None => {
-                (req.log)(&req.addr, "note: `environment` is sensitive and not kept in state; destroy_command runs without it");
-                Vec::new()
-            }
-        };
-        run_command(cfg, &req.addr, &req.inputs, &req.ownership, &req.log, Phase::Destroy.attr(), command, env).await?;
+    fn capabilities(&self) -> Capabilities {
+        // Commands leave nothing to find: they run again.
+        Capabilities::managed().not_adoptable()
     }
-    // The root may have been made for the command's working directory.
-    prune(&h, Vec::new()).await
+
+    /// A command has run; nothing of it stays to be read back.
+    async fn read(&self, client: &Metal, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
+        let cfg = client.config()?;
+        items
+            .iter()
+            .map(|i| {
+                cfg.transport(&i.spec.host)?;
+                Ok(Some(Observed { spec: i.spec.clone(), outputs: i.outputs.clone() }))
+            })
+            .collect()
+    }
+
+    async fn create(&self, client: &Metal, req: Create<'_, Self>) -> Result<ExecOutputs, ProviderError> {
+        let command = Command { attr: "command", text: &req.spec.command };
+        run(&*client.config()?, req.addr, req.spec, req.ownership, req.log, command, clear_env(req.spec)?).await
+    }
+
+    /// Runs `update_command` (or `command`) again, unless only what matters on
+    /// destroy changed.
+    async fn update(&self, client: &Metal, req: Update<'_, Self>) -> Result<ExecOutputs, ProviderError> {
+        let cfg = client.config()?;
+        let destroy_only = !req.changed.is_empty() && req.changed.iter().all(|c| c == "destroy_command" || c == "timeout_secs");
+        if destroy_only {
+            cfg.transport(&req.spec.host)?;
+            return Ok(req.outputs.clone());
+        }
+        let command = match &req.spec.update_command {
+            Some(c) => Command { attr: "update_command", text: c },
+            None => Command { attr: "command", text: &req.spec.command },
+        };
+        run(&cfg, req.addr, req.spec, req.ownership, req.log, command, clear_env(req.spec)?).await
+    }
+
+    /// Runs `destroy_command` if there is one. State holds `environment` sealed,
+    /// so it runs without those variables then (and says so in the log).
+    async fn delete(&self, client: &Metal, req: Delete<'_, Self>) -> Result<(), ProviderError> {
+        let cfg = client.config()?;
+        let h = cfg.host(&req.spec.host)?;
+        if let Some(text) = &req.spec.destroy_command {
+            let env = env(req.spec).unwrap_or_else(|| {
+                (req.log)(req.addr, "note: `environment` is sensitive and not kept in state; destroy_command runs without it");
+                Vec::new()
+            });
+            let command = Command { attr: "destroy_command", text };
+            run(&cfg, req.addr, req.spec, req.ownership, req.log, command, env).await?;
+        }
+        // The root may have been made for the command's working directory.
+        prune(&h, Vec::new()).await
+    }
 }
 
 #[cfg(test)]

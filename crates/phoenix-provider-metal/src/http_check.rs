@@ -2,20 +2,22 @@
 
 use std::time::Duration;
 
-use phoenix_core::addr::ResourceAddr;
-use phoenix_core::provider::{LogSink, Observed, ProviderError, RefreshItem};
-use phoenix_core::value::Attrs;
+use async_trait::async_trait;
+use phoenix_core::kit::{Capabilities, Create, Delete, Kind, Observed, Prior, Update};
+use phoenix_core::provider::ProviderError;
+use phoenix_core::schema::Validator;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::config::MetalConfig;
 use crate::schemas::http_url;
 use crate::ssh::shell::quote;
 use crate::transport::{ExecSpec, OutputStream, Transport};
+use crate::{Metal, default_host};
 
 /// Starts the line on which `curl` reports the status of a check made on the host.
 const MARK: &str = "\u{1e}phoenix-http-status ";
-use crate::{host, int, opt_str, req_str};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest one attempt may take (the whole check has `timeout_secs`).
@@ -35,6 +37,59 @@ pub fn client() -> Result<reqwest::Client, ProviderError> {
         .map_err(|e| ProviderError::permanent(format!("cannot set up the HTTP client: {}", chain(&e))))
 }
 
+pub struct HttpCheck;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheckSpec {
+    /// the host it lives on: a name under [providers.metal.hosts]
+    #[serde(default = "default_host")]
+    #[schemars(extend("force_new" = true))]
+    pub host: String,
+    /// an http:// URL to GET
+    #[schemars(extend("format" = "http-url"))]
+    pub url: String,
+    /// the status that passes
+    #[serde(default = "default_status")]
+    #[schemars(extend("format" = "http-status"))]
+    pub expect_status: i64,
+    /// text the response body must contain
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contains: Option<String>,
+    /// give up after this many seconds
+    #[serde(default = "default_timeout")]
+    #[schemars(extend("format" = "positive"))]
+    pub timeout_secs: i64,
+    /// milliseconds between attempts
+    #[serde(default = "default_interval")]
+    #[schemars(extend("format" = "positive"))]
+    pub interval_ms: i64,
+    /// where the GET is made: "phoenix" (this machine, the default) or "host" (on the resource's host, with curl)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "check-from"))]
+    pub from: Option<String>,
+}
+
+/// Missing fields read as empty: state may hold none (a delete of what a failed create recorded).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct HttpCheckOutputs {
+    /// the status of the passing response
+    pub status: u16,
+}
+
+fn default_status() -> i64 {
+    200
+}
+
+fn default_timeout() -> i64 {
+    60
+}
+
+fn default_interval() -> i64 {
+    250
+}
+
 struct Check<'a> {
     url: &'a str,
     expect: u16,
@@ -44,20 +99,20 @@ struct Check<'a> {
 }
 
 impl<'a> Check<'a> {
-    fn from_inputs(inputs: &'a Attrs) -> Result<Self, ProviderError> {
-        let url = req_str(inputs, "url")?;
+    fn from_spec(spec: &'a HttpCheckSpec) -> Result<Self, ProviderError> {
+        let url = spec.url.as_str();
         http_url(&json!(url)).map_err(|e| ProviderError::permanent(format!("`url`: {e}")))?;
-        let expect = int(inputs, "expect_status", 200)?;
+        let expect = spec.expect_status;
         let expect = u16::try_from(expect)
             .ok()
             .filter(|s| (100..=599).contains(s))
             .ok_or_else(|| ProviderError::permanent(format!("`expect_status`: {expect} is not an HTTP status code")))?;
-        let from_host = match opt_str(inputs, "from")? {
+        let from_host = match spec.from.as_deref() {
             None | Some("phoenix") => false,
             Some("host") => true,
             Some(other) => return Err(ProviderError::permanent(format!("`from`: `{other}` is neither \"phoenix\" nor \"host\""))),
         };
-        Ok(Self { url, expect, contains: opt_str(inputs, "contains")?, from_host })
+        Ok(Self { url, expect, contains: spec.contains.as_deref(), from_host })
     }
 
     fn goal(&self) -> String {
@@ -150,30 +205,24 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn outputs(status: u16) -> Attrs {
-    let mut o = Attrs::new();
-    o.insert("status".into(), json!(status));
-    o
-}
-
 /// Create and update: GET every `interval_ms` until it passes; an error after `timeout_secs`.
-pub async fn wait(
-    client: &reqwest::Client,
-    cfg: &MetalConfig,
-    addr: &ResourceAddr,
-    inputs: &Attrs,
-    log: &LogSink,
-) -> Result<Attrs, ProviderError> {
-    let t = cfg.transport(host(inputs))?;
-    let check = Check::from_inputs(inputs)?;
-    let timeout = Duration::from_secs(int(inputs, "timeout_secs", 60)?.max(1) as u64);
-    let interval = Duration::from_millis(int(inputs, "interval_ms", 250)?.max(1) as u64);
+async fn wait(
+    client: &Metal,
+    addr: &phoenix_core::ResourceAddr,
+    spec: &HttpCheckSpec,
+    log: &phoenix_core::provider::LogSink,
+) -> Result<HttpCheckOutputs, ProviderError> {
+    let http = client.http()?;
+    let t = client.config()?.transport(&spec.host)?;
+    let check = Check::from_spec(spec)?;
+    let timeout = Duration::from_secs(spec.timeout_secs.max(1) as u64);
+    let interval = Duration::from_millis(spec.interval_ms.max(1) as u64);
     let deadline = Instant::now() + timeout;
     let mut last_logged = String::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let reason = match check.attempt_from(client, t.as_ref(), left.clamp(Duration::from_millis(100), ATTEMPT_TIMEOUT)).await {
-            Ok(status) => return Ok(outputs(status)),
+        let reason = match check.attempt_from(http, t.as_ref(), left.clamp(Duration::from_millis(100), ATTEMPT_TIMEOUT)).await {
+            Ok(status) => return Ok(HttpCheckOutputs { status }),
             Err(reason) => reason,
         };
         if reason != last_logged {
@@ -192,15 +241,47 @@ pub async fn wait(
     }
 }
 
-/// One GET: passing keeps the check, failing forgets it so the next plan runs it again.
-pub async fn refresh(client: &reqwest::Client, cfg: &MetalConfig, item: &RefreshItem) -> Result<Option<Observed>, ProviderError> {
-    let t = cfg.transport(host(&item.inputs))?;
-    let check = Check::from_inputs(&item.inputs)?;
-    match check.attempt_from(client, t.as_ref(), REFRESH_TIMEOUT).await {
-        Ok(status) => Ok(Some(Observed { inputs: item.inputs.clone(), outputs: outputs(status) })),
-        Err(reason) => {
-            tracing::debug!(addr = %item.addr, url = check.url, %reason, "http check no longer passes");
-            Ok(None)
-        }
+#[async_trait]
+impl Kind for HttpCheck {
+    const TYPE: &'static str = "metal.http_check";
+    const DESCRIPTION: &'static str =
+        "Waits until an HTTP GET returns the expected status (and body text), made from the machine running Phoenix or from the host";
+    const FORMATS: &'static [(&'static str, Validator)] = crate::schemas::FORMATS;
+    type Client = Metal;
+    type Spec = HttpCheckSpec;
+    type Outputs = HttpCheckOutputs;
+
+    fn capabilities(&self) -> Capabilities {
+        // Checks leave nothing to find.
+        Capabilities::managed().not_adoptable()
+    }
+
+    /// One GET: passing keeps the check, failing forgets it so the next plan runs it again.
+    async fn read(&self, client: &Metal, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
+        let (http, cfg) = (client.http()?, client.config()?);
+        futures_util::future::try_join_all(items.iter().map(|i| async {
+            let t = cfg.transport(&i.spec.host)?;
+            let check = Check::from_spec(&i.spec)?;
+            match check.attempt_from(http, t.as_ref(), REFRESH_TIMEOUT).await {
+                Ok(status) => Ok(Some(Observed { spec: i.spec.clone(), outputs: HttpCheckOutputs { status } })),
+                Err(reason) => {
+                    tracing::debug!(addr = %i.addr, url = check.url, %reason, "http check no longer passes");
+                    Ok(None)
+                }
+            }
+        }))
+        .await
+    }
+
+    async fn create(&self, client: &Metal, req: Create<'_, Self>) -> Result<HttpCheckOutputs, ProviderError> {
+        wait(client, req.addr, req.spec, req.log).await
+    }
+
+    async fn update(&self, client: &Metal, req: Update<'_, Self>) -> Result<HttpCheckOutputs, ProviderError> {
+        wait(client, req.addr, req.spec, req.log).await
+    }
+
+    async fn delete(&self, _: &Metal, _: Delete<'_, Self>) -> Result<(), ProviderError> {
+        Ok(())
     }
 }

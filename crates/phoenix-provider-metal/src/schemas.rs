@@ -1,10 +1,11 @@
-//! The typed schemas of the metal resource types.
+//! The metal resource types' names and the validators their specs name
+//! with a `format` keyword ([`FORMATS`]); the schemas themselves are derived
+//! from each kind's `Spec` and `Outputs`.
 
-use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
+use phoenix_core::schema::{ResourceSchema, Validator};
 use phoenix_core::value::Value;
-use serde_json::json;
 
-use crate::config::{BOOKKEEPING_DIR, DEFAULT_HOST, relative_parts};
+use crate::config::{BOOKKEEPING_DIR, relative_parts};
 
 pub const FILE: &str = "metal.file";
 pub const SERVICE: &str = "metal.service";
@@ -16,18 +17,23 @@ pub const MACHINE: &str = "metal.machine";
 pub const BOOT_TARGETS: &[&str] =
     &["Pxe", "Cd", "Hdd", "Usb", "UefiHttp", "UefiTarget", "BiosSetup", "Diags", "Utilities", "SDCard", "Floppy", "RemoteDrive"];
 
-fn host() -> AttrSchema {
-    AttrSchema::optional("host", AttrType::String, "the host it lives on: a name under [providers.metal.hosts]")
-        .default(json!(DEFAULT_HOST))
-        .force_new()
-}
+/// The `format` keywords of metal specs and what checks them.
+pub(crate) const FORMATS: &[(&str, Validator)] = &[
+    ("resource-path", resource_path),
+    ("workdir", workdir),
+    ("octal-mode", octal_mode),
+    ("http-url", http_url),
+    ("owner", owner_spec),
+    ("restart-policy", restart_policy),
+    ("check-from", check_from),
+    ("boot-target", boot_target),
+    ("image-url", image_url),
+    ("positive", positive),
+];
 
-fn string_map() -> AttrType {
-    AttrType::Map(Box::new(AttrType::String))
-}
-
-fn any_map() -> AttrType {
-    AttrType::Map(Box::new(AttrType::Any))
+/// Every metal schema.
+pub fn all() -> Vec<ResourceSchema> {
+    crate::kinds().schemas()
 }
 
 fn has_reference(s: &str) -> bool {
@@ -150,57 +156,6 @@ fn image_url(value: &Value) -> Result<(), String> {
     Err(format!("`{s}` is not an http(s):// URL the BMC can download"))
 }
 
-fn machine() -> ResourceSchema {
-    ResourceSchema {
-        type_name: MACHINE,
-        description: "Claims a machine of the inventory by labels (a claim file on the machine keeps other environments off it), powers it on through its BMC and optionally re-images it; destroy wipes and releases it",
-        attrs: vec![
-            AttrSchema::optional("labels", string_map(), "labels the machine must carry, all of them (e.g. { role = \"web\" })")
-                .force_new(),
-            AttrSchema::optional("machine", AttrType::String, "a specific machine of the inventory, by name").force_new(),
-            AttrSchema::optional(
-                "boot_override",
-                AttrType::String,
-                "re-image: a one-time boot source (Pxe, Cd...) set through the BMC, then a restart",
-            )
-            .force_new()
-            .validate_with(boot_target),
-            AttrSchema::optional(
-                "image",
-                AttrType::String,
-                "re-image: an ISO URL inserted as virtual media (boots from Cd unless boot_override says otherwise)",
-            )
-            .force_new()
-            .validate_with(image_url),
-            AttrSchema::optional(
-                "wipe_commands",
-                AttrType::List(Box::new(AttrType::String)),
-                "commands run over SSH on release, after the inventory's `wipe`",
-            ),
-            AttrSchema::optional("wait_ssh_secs", AttrType::Int, "how long to wait for SSH after a power-on or restart")
-                .default(json!(300))
-                .validate_with(positive),
-            AttrSchema::optional("power_timeout_secs", AttrType::Int, "how long to wait for the BMC to report a power change")
-                .default(json!(120))
-                .validate_with(positive),
-            AttrSchema::computed("name", AttrType::String, "the claimed machine: use it as `host` of the resources deployed on it")
-                .stable(),
-            AttrSchema::computed("address", AttrType::String, "its SSH address").stable(),
-            AttrSchema::computed("ssh_user", AttrType::String, "the user Phoenix logs in as").stable(),
-            AttrSchema::computed("root", AttrType::String, "where relative paths of resources on it live").stable(),
-            AttrSchema::computed("claim", AttrType::String, "the owner recorded in the machine's claim file").stable(),
-            AttrSchema::computed("bmc_url", AttrType::String, "its BMC, empty when it has none").stable(),
-            AttrSchema::computed("power_state", AttrType::String, "as the BMC reports it (`unmanaged` without a BMC)"),
-            AttrSchema::computed("boot_target", AttrType::String, "the boot override the BMC reports"),
-        ],
-        // Only the wipe commands and timeouts change in place; anything else is another claim.
-        update_in_place: true,
-        create_before_destroy: false,
-        // an interrupted create leaves a claim file naming this resource.
-        adoptable: true,
-    }
-}
-
 fn positive(value: &Value) -> Result<(), String> {
     match value.as_i64() {
         Some(n) if n <= 0 => Err(format!("{n} must be greater than 0")),
@@ -208,154 +163,10 @@ fn positive(value: &Value) -> Result<(), String> {
     }
 }
 
-pub fn all() -> Vec<ResourceSchema> {
-    vec![
-        ResourceSchema {
-            type_name: FILE,
-            description: "A file with the given content, written atomically; relative paths live under the provider root",
-            attrs: vec![
-                host(),
-                AttrSchema::required(
-                    "path",
-                    AttrType::String,
-                    "where the file goes; relative paths are under the provider root and may not leave it",
-                )
-                .force_new()
-                .validate_with(resource_path),
-                AttrSchema::required("content", AttrType::String, "the file's content"),
-                AttrSchema::optional("mode", AttrType::String, "permission bits in octal, like \"0644\"")
-                    .default(json!("0644"))
-                    .validate_with(octal_mode),
-                AttrSchema::optional(
-                    "owner",
-                    AttrType::String,
-                    "`user` or `user:group` (names or ids) the file is given before it appears; needs the rights to chown",
-                )
-                .validate_with(owner_spec),
-                AttrSchema::computed(
-                    "sha256",
-                    AttrType::String,
-                    "SHA-256 of the content (hex): reference it to restart a service when the file changes",
-                ),
-                AttrSchema::computed("abs_path", AttrType::String, "the absolute path of the file on its host").stable(),
-            ],
-            update_in_place: true,
-            create_before_destroy: false,
-            // a written file is found at its path.
-            adoptable: true,
-        },
-        ResourceSchema {
-            type_name: SERVICE,
-            description: "A long-running command: a systemd unit (written, enabled, started) on hosts that run systemd, else a supervised process in its own process group; logged to a file and marked with PHOENIX_OWNER",
-            attrs: vec![
-                host(),
-                AttrSchema::required(
-                    "command",
-                    AttrType::String,
-                    "the command line, run with `sh -c` (use `exec` to avoid an extra shell)",
-                ),
-                AttrSchema::optional("workdir", AttrType::String, "working directory; relative to the provider root, which is the default")
-                    .validate_with(workdir),
-                AttrSchema::optional("environment", string_map(), "extra environment variables").sensitive(),
-                AttrSchema::optional(
-                    "restart_on",
-                    any_map(),
-                    "any change to these values restarts the service (e.g. a config file's sha256)",
-                ),
-                AttrSchema::optional("stop_timeout_secs", AttrType::Int, "seconds between SIGTERM and SIGKILL when stopping")
-                    .default(json!(10))
-                    .validate_with(validators::non_negative),
-                AttrSchema::optional(
-                    "restart",
-                    AttrType::String,
-                    "when the command is started again after it ends: \"on-failure\" (the default), \"always\" or \"no\"",
-                )
-                .default(json!("on-failure"))
-                .validate_with(restart_policy),
-                AttrSchema::computed("pid", AttrType::Int, "the main process id (for a process: also its process group id)"),
-                AttrSchema::computed("manager", AttrType::String, "what runs it: \"systemd\" or \"process\" (chosen by the host's `init`)")
-                    .stable(),
-                AttrSchema::computed("unit", AttrType::String, "the systemd unit's name (empty for a process)").stable(),
-                AttrSchema::computed("log_path", AttrType::String, "where stdout and stderr are appended").stable(),
-                AttrSchema::computed(
-                    "owner",
-                    AttrType::String,
-                    "the PHOENIX_OWNER mark in the process's environment: how Phoenix finds it again",
-                )
-                .stable(),
-            ],
-            update_in_place: true,
-            create_before_destroy: false,
-            // a started service is found by PHOENIX_OWNER.
-            adoptable: true,
-        },
-        ResourceSchema {
-            type_name: EXEC,
-            description: "Commands run on create, update and destroy (deployment hooks); fails on a non-zero exit",
-            attrs: vec![
-                host(),
-                AttrSchema::required("command", AttrType::String, "run with `sh -c` on create (and on update without `update_command`)"),
-                AttrSchema::optional("update_command", AttrType::String, "run on update instead of `command`"),
-                AttrSchema::optional(
-                    "destroy_command",
-                    AttrType::String,
-                    "run on destroy; it gets `environment` only if it is not sealed in state",
-                ),
-                AttrSchema::optional("environment", string_map(), "extra environment variables").sensitive(),
-                AttrSchema::optional("workdir", AttrType::String, "working directory; relative to the provider root, which is the default")
-                    .validate_with(workdir),
-                AttrSchema::optional("triggers", any_map(), "any change replaces the resource (runs `destroy_command`, then `command`)")
-                    .force_new(),
-                AttrSchema::optional(
-                    "timeout_secs",
-                    AttrType::Int,
-                    "the command's process group is killed after this many seconds (0: no limit)",
-                )
-                .default(json!(300))
-                .validate_with(validators::non_negative),
-                AttrSchema::computed("exit_code", AttrType::Int, "the exit code of the last run (0)"),
-                AttrSchema::computed("stdout", AttrType::String, "the last 4 KiB of standard output, trimmed"),
-            ],
-            update_in_place: true,
-            create_before_destroy: false,
-            // commands leave nothing to find: they run again.
-            adoptable: false,
-        },
-        ResourceSchema {
-            type_name: HTTP_CHECK,
-            description: "Waits until an HTTP GET returns the expected status (and body text), made from the machine running Phoenix or from the host",
-            attrs: vec![
-                host(),
-                AttrSchema::required("url", AttrType::String, "an http:// URL to GET").validate_with(http_url),
-                AttrSchema::optional("expect_status", AttrType::Int, "the status that passes")
-                    .default(json!(200))
-                    .validate_with(validators::http_status),
-                AttrSchema::optional("contains", AttrType::String, "text the response body must contain"),
-                AttrSchema::optional("timeout_secs", AttrType::Int, "give up after this many seconds")
-                    .default(json!(60))
-                    .validate_with(positive),
-                AttrSchema::optional("interval_ms", AttrType::Int, "milliseconds between attempts")
-                    .default(json!(250))
-                    .validate_with(positive),
-                AttrSchema::optional(
-                    "from",
-                    AttrType::String,
-                    "where the GET is made: \"phoenix\" (this machine, the default) or \"host\" (on the resource's host, with curl)",
-                )
-                .validate_with(check_from),
-                AttrSchema::computed("status", AttrType::Int, "the status of the passing response"),
-            ],
-            update_in_place: true,
-            create_before_destroy: false,
-            // checks leave nothing to find.
-            adoptable: false,
-        },
-        machine(),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -389,5 +200,41 @@ mod tests {
         assert!(m.attrs.iter().filter(|a| a.computed).all(|a| a.stable || a.name == "power_state" || a.name == "boot_target"));
         assert!(boot_target(&json!("Pxe")).is_ok() && boot_target(&json!("pxe")).is_err());
         assert!(image_url(&json!("http://127.0.0.1/x.iso")).is_ok() && image_url(&json!("/x.iso")).is_err());
+    }
+
+    #[test]
+    fn derived_schemas_keep_every_validator_and_add_no_constraint() {
+        let validated = [
+            ("metal.file", "path"),
+            ("metal.file", "mode"),
+            ("metal.file", "owner"),
+            ("metal.service", "workdir"),
+            ("metal.service", "stop_timeout_secs"),
+            ("metal.service", "restart"),
+            ("metal.exec", "workdir"),
+            ("metal.exec", "timeout_secs"),
+            ("metal.http_check", "url"),
+            ("metal.http_check", "expect_status"),
+            ("metal.http_check", "timeout_secs"),
+            ("metal.http_check", "interval_ms"),
+            ("metal.http_check", "from"),
+            ("metal.machine", "boot_override"),
+            ("metal.machine", "image"),
+            ("metal.machine", "wait_ssh_secs"),
+            ("metal.machine", "power_timeout_secs"),
+        ];
+        for s in all() {
+            for a in &s.attrs {
+                let want = validated.contains(&(s.type_name, a.name));
+                assert_eq!(a.validator.is_some(), want, "`{}.{}` validator", s.type_name, a.name);
+                assert!(a.constraint.is_none(), "`{}.{}` gained a constraint", s.type_name, a.name);
+            }
+        }
+        let attr = |t: &str, n: &str| all().into_iter().find(|s| s.type_name == t).and_then(|s| s.attr(n).cloned()).unwrap();
+        assert!(attr("metal.file", "mode").check_value(&json!("0855")).is_err());
+        assert!(attr("metal.machine", "wait_ssh_secs").check_value(&json!(0)).is_err());
+        assert!(attr("metal.service", "stop_timeout_secs").check_value(&json!(-1)).is_err());
+        assert!(attr("metal.http_check", "expect_status").check_value(&json!(700)).is_err());
+        assert!(attr("metal.service", "environment").sensitive && attr("metal.exec", "environment").sensitive);
     }
 }

@@ -256,7 +256,7 @@ pub(crate) fn to_attrs<T: Serialize>(value: &T) -> Attrs {
 
 /// Outputs as state's attributes. A null output stays: it is a known value
 /// that references resolve to.
-pub(crate) fn output_attrs<T: Serialize>(value: &T) -> Attrs {
+pub fn output_attrs<T: Serialize>(value: &T) -> Attrs {
     match serde_json::to_value(value) {
         Ok(Value::Object(map)) => map.into_iter().collect(),
         _ => Attrs::new(),

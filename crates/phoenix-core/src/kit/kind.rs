@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::addr::ResourceAddr;
 use crate::provider::{LogSink, ProviderError};
+use crate::schema::Validator;
 use crate::state::Ownership;
 
 /// What a kind can do, as data: the engine and the conformance suite read
@@ -155,6 +156,9 @@ pub trait Kind: Send + Sync + 'static {
     type Spec: Serialize + DeserializeOwned + JsonSchema + Clone + Send + Sync + 'static;
     /// The computed attributes (ids, addresses).
     type Outputs: Serialize + DeserializeOwned + JsonSchema + Clone + Send + Sync + 'static;
+    /// Validators of this kind's own `format` keywords, checked before the
+    /// shared ones ([`crate::schema::validators::by_format`]).
+    const FORMATS: &'static [(&'static str, Validator)] = &[];
 
     fn capabilities(&self) -> Capabilities;
 

@@ -31,7 +31,7 @@ mod policy;
 pub mod schema;
 mod secret;
 
-pub use adapter::KindSet;
+pub use adapter::{KindSet, output_attrs};
 pub use kind::{Capabilities, Create, Delete, Found, Kind, Observed, Owned, Prior, Stateful, Update};
 pub use policy::{CallLimits, CallPermit, CallPolicy, jitter};
 pub use secret::Secret;

@@ -11,7 +11,7 @@
 //! | `"sensitive" = true` | spec | never in state, plans or logs in clear (implied by [`super::Secret`]) |
 //! | `"stable" = true` | outputs | an in-place update never changes it (ids, ARNs) |
 //! | `"highlight" = true` | outputs | `phoenix status` shows it |
-//! | `"format" = "ipv4-cidr"` | spec | a named validator ([`validators::by_format`]) |
+//! | `"format" = "ipv4-cidr"` | spec | a named validator: the kind's own ([`Kind::FORMATS`]), else [`validators::by_format`] |
 //!
 //! Enums of unit variants become a one-of constraint; integers keep the
 //! range of their Rust type (`u16` ports cannot be 70000).
@@ -45,7 +45,7 @@ pub fn of<K: Kind>(kind: &K) -> ResourceSchema {
         a.force_new = flag(prop, "force_new");
         a.sensitive = flag(prop, "sensitive");
         if let Some(format) = prop.get("format").and_then(Value::as_str)
-            && let Some(validator) = validators::by_format(format)
+            && let Some(validator) = validator::<K>(format)
         {
             a.validator = Some(validator);
             a.format = Some(intern(format));
@@ -72,6 +72,11 @@ pub fn of<K: Kind>(kind: &K) -> ResourceSchema {
         create_before_destroy: caps.create_before_destroy,
         adoptable: caps.adoptable,
     }
+}
+
+/// The validator a `format` keyword names: the kind's own, else a shared one.
+fn validator<K: Kind>(format: &str) -> Option<crate::schema::Validator> {
+    K::FORMATS.iter().find(|(f, _)| *f == format).map(|(_, v)| *v).or_else(|| validators::by_format(format))
 }
 
 /// The JSON Schema of `T` with every subschema inlined (draft 2020-12).
@@ -208,6 +213,10 @@ mod tests {
         /// rules
         #[serde(default)]
         rules: Vec<Rule>,
+        /// a name only this kind knows how to check
+        #[serde(default = "three")]
+        #[schemars(extend("format" = "odd"))]
+        odd: i64,
     }
     #[derive(Clone, Default, Serialize, Deserialize, JsonSchema)]
     #[serde(rename_all = "lowercase")]
@@ -231,6 +240,12 @@ mod tests {
     fn three() -> i64 {
         3
     }
+    fn odd(v: &serde_json::Value) -> Result<(), String> {
+        match v.as_i64() {
+            Some(n) if n % 2 == 0 => Err(format!("{n} is even")),
+            _ => Ok(()),
+        }
+    }
     struct K;
     #[async_trait::async_trait]
     impl Kind for K {
@@ -239,6 +254,7 @@ mod tests {
         type Client = ();
         type Spec = Everything;
         type Outputs = Out;
+        const FORMATS: &'static [(&'static str, crate::schema::Validator)] = &[("odd", odd)];
         fn capabilities(&self) -> Capabilities {
             Capabilities::managed().replace_only()
         }
@@ -273,5 +289,7 @@ mod tests {
         assert_eq!(a("rules").ty, AttrType::List(Box::new(AttrType::Map(Box::new(AttrType::Any)))));
         assert!(a("id").computed && a("id").stable && a("id").highlight);
         assert_eq!(a("id").description, "the id");
+        assert!(a("odd").check_value(&json!(4)).unwrap_err().contains("even"), "a kind's own format, over an i64's `int64`");
+        assert!(a("odd").check_value(&json!(5)).is_ok() && a("odd").ty == AttrType::Int);
     }
 }

@@ -6,17 +6,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use phoenix_core::addr::ResourceAddr;
-use phoenix_core::provider::{AdoptRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
+use phoenix_core::kit::{Delete, Update};
+use phoenix_core::provider::ProviderError;
 use phoenix_core::state::Ownership;
-use phoenix_core::value::{Attrs, Value};
-use serde_json::json;
 
-use super::{restart, stop_timeout};
+use super::{Service, ServiceOutputs, ServiceSpec as Spec, only_stop_timeout_changed};
 use crate::config::Host;
 use crate::init::Manager;
 use crate::supervise::exited_within;
 use crate::transport::{OwnerMark, ServiceSpec, Transport, TransportError};
-use crate::{LOG_HEADER, OWNER_ENV, env_vars, prune, req_str, workdir};
+use crate::{LOG_HEADER, OWNER_ENV, prune, workdir};
 
 const LOG_TAIL_LINES: usize = 20;
 /// A command that ends sooner than this after its start failed to start (a
@@ -30,22 +29,18 @@ fn owner_mark(key: String) -> OwnerMark {
     OwnerMark { vars: vec![(OWNER_ENV.to_string(), key)] }
 }
 
-fn outputs(pid: u32, log_path: &std::path::Path, ownership: &Ownership) -> Attrs {
-    let mut o = Attrs::new();
-    o.insert("pid".into(), json!(pid));
-    o.insert("log_path".into(), Value::String(log_path.display().to_string()));
-    o.insert("owner".into(), Value::String(ownership.key()));
-    o.insert("manager".into(), Value::String(Manager::Process.as_str().into()));
-    o.insert("unit".into(), Value::String(String::new()));
-    o
+fn outputs(pid: u32, log_path: &std::path::Path, ownership: &Ownership) -> ServiceOutputs {
+    ServiceOutputs {
+        pid: pid.into(),
+        log_path: log_path.display().to_string(),
+        owner: ownership.key(),
+        manager: Manager::Process.as_str().into(),
+        unit: String::new(),
+    }
 }
 
-fn recorded_pid(outputs: &Attrs) -> Option<u32> {
-    outputs.get("pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok())
-}
-
-fn log_path(h: &Host, addr: &ResourceAddr, outputs: Option<&Attrs>) -> PathBuf {
-    outputs.and_then(|o| o.get("log_path")).and_then(Value::as_str).map(PathBuf::from).unwrap_or_else(|| h.log_path(addr.as_str()))
+fn log_path(h: &Host, addr: &ResourceAddr, outputs: &ServiceOutputs) -> PathBuf {
+    if outputs.log_path.is_empty() { h.log_path(addr.as_str()) } else { PathBuf::from(&outputs.log_path) }
 }
 
 async fn read_pid_file(t: &dyn Transport, path: &std::path::Path) -> Option<u32> {
@@ -68,12 +63,11 @@ pub(super) async fn log_tail(t: &dyn Transport, path: &std::path::Path) -> Strin
     if tail.trim().is_empty() { "(the log is empty)".into() } else { format!("  {tail}") }
 }
 
-pub async fn start(h: &Host, addr: &ResourceAddr, inputs: &Attrs, ownership: &Ownership) -> Result<Attrs, ProviderError> {
+pub async fn start(h: &Host, addr: &ResourceAddr, inputs: &Spec, ownership: &Ownership) -> Result<ServiceOutputs, ProviderError> {
     let t = h.transport.clone();
-    let command = req_str(inputs, "command")?.to_string();
-    let workdir = workdir(h, inputs).await?;
-    let env = env_vars(inputs, "environment")?
-        .ok_or_else(|| ProviderError::permanent("`environment` is sealed: its values are needed to start the service"))?;
+    let command = inputs.command.clone();
+    let workdir = workdir(h, inputs.workdir.as_deref()).await?;
+    let env = inputs.env("start the service")?;
     let log_path = h.log_path(addr.as_str());
     let spec = ServiceSpec {
         name: addr.to_string(),
@@ -82,7 +76,7 @@ pub async fn start(h: &Host, addr: &ResourceAddr, inputs: &Attrs, ownership: &Ow
         env,
         mark: owner_mark(ownership.key()),
         log_path: log_path.clone(),
-        restart: restart(inputs)?,
+        restart: inputs.restart()?,
     };
     let pid = match t.start_service(&spec).await {
         Err(TransportError::MissingWorkdir(d)) if d == h.root => {
@@ -99,7 +93,7 @@ pub async fn start(h: &Host, addr: &ResourceAddr, inputs: &Attrs, ownership: &Ow
     if !running || exited {
         let tail = log_tail(t.as_ref(), &log_path).await;
         if running {
-            stop(h, t.as_ref(), addr, pid, ownership, stop_timeout(inputs)).await?;
+            stop(h, t.as_ref(), addr, pid, ownership, inputs.stop_timeout()).await?;
         }
         return Err(ProviderError::permanent(format!(
             "service `{addr}` exited within {FAILED_START_MS} ms of starting; last lines of {}:\n{tail}",
@@ -110,7 +104,7 @@ pub async fn start(h: &Host, addr: &ResourceAddr, inputs: &Attrs, ownership: &Ow
     let pid_path = h.pid_path(addr.as_str());
     if let Err(e) = t.write_file(&pid_path, format!("{pid}\n").as_bytes(), 0o644, None).await {
         // It runs: record it (tainted) rather than leak it.
-        return Err(ProviderError::from(e).with_created(out));
+        return Err(ProviderError::from(e).with_created(phoenix_core::kit::output_attrs(&out)));
     }
     Ok(out)
 }
@@ -129,64 +123,61 @@ async fn stop(
 }
 
 /// Any change restarts the service (stop, then start), except a change of the stop timeout alone.
-pub async fn update(h: &Host, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
+pub async fn update(h: &Host, req: &Update<'_, Service>) -> Result<ServiceOutputs, ProviderError> {
     let t = h.transport.clone();
-    let pid = recorded_pid(&req.prior_outputs);
-    let only_timeout = !req.changed.is_empty() && req.changed.iter().all(|c| c == "stop_timeout_secs");
-    if only_timeout
+    let pid = req.outputs.pid();
+    if only_stop_timeout_changed(req)
         && let Some(pid) = pid
         && t.service_running(pid, &owner_mark(req.ownership.key())).await?
     {
-        return Ok(req.prior_outputs.clone());
+        return Ok(req.outputs.clone());
     }
     if let Some(pid) = pid {
-        stop(h, t.as_ref(), &req.addr, pid, &req.ownership, stop_timeout(&req.prior_inputs)).await?;
+        stop(h, t.as_ref(), req.addr, pid, req.ownership, req.prior.stop_timeout()).await?;
     }
-    start(h, &req.addr, &req.inputs, &req.ownership).await
+    start(h, req.addr, req.spec, req.ownership).await
 }
 
 /// Running: the recorded pid is alive and carries this resource's owner mark
 /// (not a dead service whose pid was reused).
-pub async fn refresh(h: &Host, item: &RefreshItem) -> Result<Option<Observed>, ProviderError> {
-    let t = h.transport.clone();
-    let (Some(pid), Some(owner)) = (recorded_pid(&item.outputs), item.outputs.get("owner").and_then(Value::as_str)) else {
-        return Ok(None);
-    };
-    let running = t.service_running(pid, &owner_mark(owner.to_string())).await?;
-    let mut outputs = item.outputs.clone();
+pub async fn refresh(h: &Host, recorded: &ServiceOutputs) -> Result<Option<ServiceOutputs>, ProviderError> {
+    let (Some(pid), false) = (recorded.pid(), recorded.owner.is_empty()) else { return Ok(None) };
+    let running = h.transport.service_running(pid, &owner_mark(recorded.owner.clone())).await?;
+    let mut outputs = recorded.clone();
     // Recorded before services had managers: it is a process.
-    outputs.entry("manager".to_string()).or_insert_with(|| Value::String(Manager::Process.as_str().into()));
-    outputs.entry("unit".to_string()).or_insert_with(|| Value::String(String::new()));
-    Ok(running.then(|| Observed { inputs: item.inputs.clone(), outputs }))
+    if outputs.manager.is_empty() {
+        outputs.manager = Manager::Process.as_str().into();
+    }
+    Ok(running.then_some(outputs))
 }
 
 /// Finds the service an interrupted create started, by its owner mark. When
 /// several run (more than one interrupted run), keeps one and stops the others.
-pub async fn adopt(h: &Host, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
+pub async fn adopt(h: &Host, addr: &ResourceAddr, spec: &Spec, ownership: &Ownership) -> Result<Option<ServiceOutputs>, ProviderError> {
     let t = h.transport.clone();
-    let found = t.find_services(&owner_mark(req.ownership.key())).await?;
+    let found = t.find_services(&owner_mark(ownership.key())).await?;
     let Some(&oldest) = found.first() else { return Ok(None) };
-    let pid_path = h.pid_path(req.addr.as_str());
+    let pid_path = h.pid_path(addr.as_str());
     let recorded = read_pid_file(t.as_ref(), &pid_path).await;
     let keep = recorded.filter(|p| found.contains(p)).unwrap_or(oldest);
     for &other in found.iter().filter(|&&p| p != keep) {
-        tracing::info!(addr = %req.addr, pid = other, kept = keep, "stopping a duplicate service");
-        stop(h, t.as_ref(), &req.addr, other, &req.ownership, stop_timeout(&req.inputs)).await?;
+        tracing::info!(%addr, pid = other, kept = keep, "stopping a duplicate service");
+        stop(h, t.as_ref(), addr, other, ownership, spec.stop_timeout()).await?;
     }
     if recorded != Some(keep) {
         t.write_file(&pid_path, format!("{keep}\n").as_bytes(), 0o644, None).await?;
     }
-    let log_path = h.log_path(req.addr.as_str());
-    Ok(Some(Observed { inputs: req.inputs.clone(), outputs: outputs(keep, &log_path, &req.ownership) }))
+    let log_path = h.log_path(addr.as_str());
+    Ok(Some(outputs(keep, &log_path, ownership)))
 }
 
 /// Stops the recorded process (SIGTERM to its group, SIGKILL after
 /// `stop_timeout_secs`) and removes its pid file and log. Already dead is fine.
-pub async fn delete(h: &Host, req: &DeleteRequest) -> Result<(), ProviderError> {
+pub async fn delete(h: &Host, req: &Delete<'_, Service>) -> Result<(), ProviderError> {
     let t = h.transport.clone();
-    let pid = recorded_pid(&req.outputs);
+    let pid = req.outputs.pid();
     if let Some(pid) = pid {
-        stop(h, t.as_ref(), &req.addr, pid, &req.ownership, stop_timeout(&req.inputs)).await?;
+        stop(h, t.as_ref(), req.addr, pid, req.ownership, req.spec.stop_timeout()).await?;
     }
     // The pid file and log are shared by every process of this resource (a
     // create-before-destroy replacement runs beside the old one): keep them
@@ -198,7 +189,7 @@ pub async fn delete(h: &Host, req: &DeleteRequest) -> Result<(), ProviderError> 
     };
     if !other_live {
         t.remove_file(&pid_path).await?;
-        t.remove_file(&log_path(h, &req.addr, Some(&req.outputs))).await?;
+        t.remove_file(&log_path(h, req.addr, req.outputs)).await?;
     }
     prune(h, Vec::new()).await
 }

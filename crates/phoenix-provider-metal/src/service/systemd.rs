@@ -11,18 +11,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use phoenix_core::addr::ResourceAddr;
-use phoenix_core::provider::{AdoptRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
+use phoenix_core::kit::{Delete, Update};
+use phoenix_core::provider::ProviderError;
 use phoenix_core::state::Ownership;
-use phoenix_core::value::{Attrs, Value};
-use serde_json::json;
 
 use super::process::log_tail;
-use super::{STARTUP_GRACE, restart, stop_timeout};
+use super::{STARTUP_GRACE, Service, ServiceOutputs, ServiceSpec as Spec, only_stop_timeout_changed};
 use crate::config::Host;
 use crate::init::Manager;
 use crate::ssh::shell::{qpath, quote};
 use crate::transport::{ExecSpec, Restart};
-use crate::{LOG_HEADER, OWNER_ENV, env_vars, prune, req_str, workdir};
+use crate::{LOG_HEADER, OWNER_ENV, prune, workdir};
 
 const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -166,14 +165,14 @@ async fn run(h: &Host, what: &str, script: &str) -> Result<(bool, String, String
     Ok((exit.success(), out, tail))
 }
 
-fn outputs(pid: u64, log: &Path, ownership: &Ownership, unit: &str) -> Attrs {
-    let mut o = Attrs::new();
-    o.insert("pid".into(), json!(pid));
-    o.insert("log_path".into(), Value::String(log.display().to_string()));
-    o.insert("owner".into(), Value::String(ownership.key()));
-    o.insert("manager".into(), Value::String(Manager::Systemd.as_str().into()));
-    o.insert("unit".into(), Value::String(unit.to_string()));
-    o
+fn outputs(pid: u64, log: &Path, ownership: &Ownership, unit: &str) -> ServiceOutputs {
+    ServiceOutputs {
+        pid,
+        log_path: log.display().to_string(),
+        owner: ownership.key(),
+        manager: Manager::Systemd.as_str().into(),
+        unit: unit.to_string(),
+    }
 }
 
 /// `MainPID=123` from `systemctl show -p MainPID` (0 when not running).
@@ -182,12 +181,11 @@ fn main_pid(show: &str) -> u64 {
 }
 
 /// Writes the environment file and the unit (both atomically).
-async fn write_unit(h: &Host, addr: &ResourceAddr, inputs: &Attrs, ownership: &Ownership, unit: &str) -> Result<PathBuf, ProviderError> {
+async fn write_unit(h: &Host, addr: &ResourceAddr, inputs: &Spec, ownership: &Ownership, unit: &str) -> Result<PathBuf, ProviderError> {
     let t = &h.transport;
-    let command = req_str(inputs, "command")?;
-    let workdir = workdir(h, inputs).await?;
-    let env = env_vars(inputs, "environment")?
-        .ok_or_else(|| ProviderError::permanent("`environment` is sealed: its values are needed to write the service's unit"))?;
+    let command = &inputs.command;
+    let workdir = workdir(h, inputs.workdir.as_deref()).await?;
+    let env = inputs.env("write the service's unit")?;
     let env_path = env_path(h, addr);
     t.write_file(&env_path, env_file(&env)?.as_bytes(), 0o600, None).await?;
     let script = script_path(h, addr);
@@ -200,8 +198,8 @@ async fn write_unit(h: &Host, addr: &ResourceAddr, inputs: &Attrs, ownership: &O
         workdir: &workdir,
         env_file: &env_path,
         log: &log,
-        restart: restart(inputs)?,
-        stop_timeout: stop_timeout(inputs),
+        restart: inputs.restart()?,
+        stop_timeout: inputs.stop_timeout(),
     }
     .render()?;
     t.write_file(&unit_path(h, unit), text.as_bytes(), 0o644, None).await?;
@@ -209,7 +207,13 @@ async fn write_unit(h: &Host, addr: &ResourceAddr, inputs: &Attrs, ownership: &O
 }
 
 /// Reloads units, enables and (re)starts this one, and checks it stays up.
-async fn restart_unit(h: &Host, addr: &ResourceAddr, ownership: &Ownership, unit: &str, log: &Path) -> Result<Attrs, ProviderError> {
+async fn restart_unit(
+    h: &Host,
+    addr: &ResourceAddr,
+    ownership: &Ownership,
+    unit: &str,
+    log: &Path,
+) -> Result<ServiceOutputs, ProviderError> {
     let u = quote(unit);
     let log_dir = log.parent().map(qpath).unwrap_or_else(|| "/".into());
     let header = quote(&format!("{LOG_HEADER}{addr} (systemd unit {unit})"));
@@ -235,31 +239,32 @@ async fn restart_unit(h: &Host, addr: &ResourceAddr, ownership: &Ownership, unit
     Ok(outputs(main_pid(&out), log, ownership, unit))
 }
 
-pub async fn start(h: &Host, addr: &ResourceAddr, inputs: &Attrs, ownership: &Ownership) -> Result<Attrs, ProviderError> {
+pub async fn start(h: &Host, addr: &ResourceAddr, inputs: &Spec, ownership: &Ownership) -> Result<ServiceOutputs, ProviderError> {
     let unit = unit_name(ownership);
     let log = write_unit(h, addr, inputs, ownership, &unit).await?;
     restart_unit(h, addr, ownership, &unit, &log).await
 }
 
 /// Rewrites the unit; restarts unless only the stop timeout changed (a reload is enough then).
-pub async fn update(h: &Host, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-    let unit = unit_name(&req.ownership);
-    let log = write_unit(h, &req.addr, &req.inputs, &req.ownership, &unit).await?;
-    let only_timeout = !req.changed.is_empty() && req.changed.iter().all(|c| c == "stop_timeout_secs");
-    if only_timeout {
+pub async fn update(h: &Host, req: &Update<'_, Service>) -> Result<ServiceOutputs, ProviderError> {
+    let unit = unit_name(req.ownership);
+    let log = write_unit(h, req.addr, req.spec, req.ownership, &unit).await?;
+    if only_stop_timeout_changed(req) {
         let (ok, _, err) = run(h, "reloading systemd units", "$SYSTEMCTL daemon-reload\n").await?;
         if !ok {
             return Err(ProviderError::permanent(format!("cannot reload systemd units on {}:\n  {err}", h.name)));
         }
-        return Ok(req.prior_outputs.clone());
+        return Ok(req.outputs.clone());
     }
-    restart_unit(h, &req.addr, &req.ownership, &unit, &log).await
+    restart_unit(h, req.addr, req.ownership, &unit, &log).await
 }
 
 /// Exists while its unit file names this owner and the unit is active.
-pub async fn refresh(h: &Host, item: &RefreshItem) -> Result<Option<Observed>, ProviderError> {
-    let Some(unit) = item.outputs.get("unit").and_then(Value::as_str).filter(|u| !u.is_empty()) else { return Ok(None) };
-    let Some(owner) = item.outputs.get("owner").and_then(Value::as_str) else { return Ok(None) };
+pub async fn refresh(h: &Host, recorded: &ServiceOutputs) -> Result<Option<ServiceOutputs>, ProviderError> {
+    let (unit, owner) = (&recorded.unit, &recorded.owner);
+    if unit.is_empty() || owner.is_empty() {
+        return Ok(None);
+    }
     let Some(file) = h.transport.read_file(&unit_path(h, unit)).await? else { return Ok(None) };
     if !String::from_utf8_lossy(&file.content).contains(&format!("{OWNER_ENV}={owner}")) {
         return Ok(None);
@@ -269,28 +274,20 @@ pub async fn refresh(h: &Host, item: &RefreshItem) -> Result<Option<Observed>, P
     if out.lines().next().map(str::trim) != Some("active") {
         return Ok(None);
     }
-    let mut outputs = item.outputs.clone();
-    outputs.insert("pid".into(), json!(main_pid(&out)));
-    Ok(Some(Observed { inputs: item.inputs.clone(), outputs }))
+    Ok(Some(ServiceOutputs { pid: main_pid(&out), ..recorded.clone() }))
 }
 
 /// An interrupted create wrote this owner's unit: adopt it when it is active
 /// (otherwise the create writes and starts it again).
-pub async fn adopt(h: &Host, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-    let unit = unit_name(&req.ownership);
-    let log = h.log_path(req.addr.as_str());
-    let item = RefreshItem {
-        addr: req.addr.clone(),
-        type_name: req.type_name.clone(),
-        inputs: req.inputs.clone(),
-        outputs: outputs(0, &log, &req.ownership, &unit),
-    };
-    refresh(h, &item).await
+pub async fn adopt(h: &Host, addr: &ResourceAddr, ownership: &Ownership) -> Result<Option<ServiceOutputs>, ProviderError> {
+    let unit = unit_name(ownership);
+    let log = h.log_path(addr.as_str());
+    refresh(h, &outputs(0, &log, ownership, &unit)).await
 }
 
 /// Stops and disables the unit, then removes it, its environment file and its log.
-pub async fn delete(h: &Host, req: &DeleteRequest) -> Result<(), ProviderError> {
-    let unit = req.outputs.get("unit").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| unit_name(&req.ownership));
+pub async fn delete(h: &Host, req: &Delete<'_, Service>) -> Result<(), ProviderError> {
+    let unit = if req.outputs.unit.is_empty() { unit_name(req.ownership) } else { req.outputs.unit.clone() };
     let path = unit_path(h, &unit);
     if h.transport.read_file(&path).await?.is_some() {
         let u = quote(&unit);
@@ -301,8 +298,8 @@ pub async fn delete(h: &Host, req: &DeleteRequest) -> Result<(), ProviderError> 
         h.transport.remove_file(&path).await?;
         run(h, "reloading systemd units", "$SYSTEMCTL daemon-reload\n").await?;
     }
-    h.transport.remove_file(&env_path(h, &req.addr)).await?;
-    h.transport.remove_file(&script_path(h, &req.addr)).await?;
+    h.transport.remove_file(&env_path(h, req.addr)).await?;
+    h.transport.remove_file(&script_path(h, req.addr)).await?;
     h.transport.remove_file(&h.log_path(req.addr.as_str())).await?;
     prune(h, Vec::new()).await
 }
