@@ -25,6 +25,7 @@
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use phoenix_core::kit::KindSet;
 use phoenix_core::provider::{
     AdoptRequest, CreateRequest, DeleteRequest, ErrorKind, Observed, Provider, ProviderContext, ProviderError, RefreshItem,
     SnapshotRequest, UpdateRequest,
@@ -36,6 +37,8 @@ use tokio::sync::OnceCell;
 
 mod client;
 mod config;
+mod create;
+mod ec2;
 mod error;
 mod http;
 pub mod kinds;
@@ -50,10 +53,17 @@ pub use config::AwsConfig;
 pub const PROVIDER_NAME: &str = "aws";
 
 /// The `aws` provider.
-#[derive(Default)]
 pub struct AwsProvider {
     config: OnceLock<AwsConfig>,
     client: OnceCell<Arc<Aws>>,
+    /// The kinds on the provider kit, one line each.
+    kit: KindSet<Aws>,
+}
+
+impl Default for AwsProvider {
+    fn default() -> Self {
+        Self { config: OnceLock::new(), client: OnceCell::new(), kit: KindSet::new().with(kinds::vpc::Vpc) }
+    }
 }
 
 impl AwsProvider {
@@ -79,7 +89,9 @@ impl Provider for AwsProvider {
     }
 
     fn schemas(&self) -> Vec<ResourceSchema> {
-        kinds::all().iter().map(|k| k.schema()).collect()
+        let mut schemas = self.kit.schemas();
+        schemas.extend(kinds::all().iter().map(|k| k.schema()));
+        schemas
     }
 
     fn configure(&self, cx: &ProviderContext) -> Result<(), ProviderError> {
@@ -112,10 +124,16 @@ impl Provider for AwsProvider {
             Ok(a) => a,
             Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
         };
-        // One batch per type, types in parallel.
+        // Kinds on the kit are read by the kit, the others here; one batch per type, types in parallel.
+        let (on_kit, rest): (Vec<usize>, Vec<usize>) = (0..items.len()).partition(|i| self.kit.contains(&items[*i].type_name));
+        if rest.is_empty() {
+            return self.kit.refresh(aws, &items).await;
+        }
+        let kit_items: Vec<RefreshItem> = on_kit.iter().map(|i| items[*i].clone()).collect();
+        let kit_read = self.kit.refresh(aws, &kit_items);
         let mut by_type: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
-        for (i, item) in items.iter().enumerate() {
-            by_type.entry(item.type_name.as_str()).or_default().push(i);
+        for i in rest {
+            by_type.entry(items[i].type_name.as_str()).or_default().push(i);
         }
         let mut out: Vec<Option<Result<Option<Observed>, ProviderError>>> = (0..items.len()).map(|_| None).collect();
         let batches = by_type.into_iter().map(|(t, idx)| {
@@ -128,7 +146,11 @@ impl Provider for AwsProvider {
                 (idx, result)
             }
         });
-        for (idx, result) in futures::future::join_all(batches).await {
+        let (kit_found, batches) = futures::future::join(kit_read, futures::future::join_all(batches)).await;
+        for (i, found) in on_kit.into_iter().zip(kit_found) {
+            out[i] = Some(found);
+        }
+        for (idx, result) in batches {
             match result {
                 Ok(found) => {
                     for (i, f) in idx.into_iter().zip(found) {
@@ -147,21 +169,33 @@ impl Provider for AwsProvider {
 
     async fn adopt(&self, req: AdoptRequest) -> Result<Option<Observed>, ProviderError> {
         let aws = self.aws().await?;
+        if self.kit.contains(&req.type_name) {
+            return self.kit.adopt(aws, &req).await;
+        }
         kind(&req.type_name)?.find(aws, &req).await
     }
 
     async fn create(&self, req: CreateRequest) -> Result<Attrs, ProviderError> {
         let aws = self.aws().await?;
+        if self.kit.contains(&req.type_name) {
+            return self.kit.create(aws, &req).await;
+        }
         kind(&req.type_name)?.create(aws, &req).await
     }
 
     async fn update(&self, req: UpdateRequest) -> Result<Attrs, ProviderError> {
         let aws = self.aws().await?;
+        if self.kit.contains(&req.type_name) {
+            return self.kit.update(aws, &req).await;
+        }
         kind(&req.type_name)?.update(aws, &req).await
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError> {
         let aws = self.aws().await?;
+        if self.kit.contains(&req.type_name) {
+            return self.kit.delete(aws, &req).await;
+        }
         kind(&req.type_name)?.delete(aws, &req).await
     }
 
@@ -173,7 +207,7 @@ impl Provider for AwsProvider {
 
     async fn list_owned(&self) -> Result<phoenix_core::provider::OwnedListing, ProviderError> {
         let aws = self.aws().await?;
-        let mut listing = phoenix_core::provider::OwnedListing::default();
+        let mut listing = self.kit.list_owned(aws).await?;
         let found =
             futures::future::join_all(kinds::all().iter().map(|k| async move { (k.schema().type_name, k.list_owned(aws).await) })).await;
         for (type_name, result) in found {

@@ -18,6 +18,16 @@ pub fn all_tags(o: &Ownership, user: Option<&Value>) -> Vec<Tag> {
     pairs(o, user).into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
+/// [`all_tags`] of a typed `tags` input.
+pub fn all_tags_typed(o: &Ownership, user: Option<&std::collections::BTreeMap<String, String>>) -> Vec<Tag> {
+    all_tags(o, serde_json::to_value(user).ok().as_ref())
+}
+
+/// The user's tags as read back from an object: Phoenix's own and the default `Name` left out.
+pub fn observed_user_tags(tags: &[Tag]) -> Value {
+    user_tags(tags, default_name_from(tags).as_deref())
+}
+
 /// [`all_tags`] as key/value pairs, for the services whose `Tag` types differ from EC2's
 /// (ELBv2, Auto Scaling, RDS, Route 53): one rule for every service.
 pub fn pairs(o: &Ownership, user: Option<&Value>) -> Vec<(String, String)> {
@@ -103,6 +113,6 @@ fn default_name_from(tags: &[Tag]) -> Option<String> {
 /// `tags`, so tags changed outside Phoenix show as drift.
 pub fn observe_tags(inputs: &mut Attrs, prior: &Attrs, tags: &[Tag]) {
     if prior.contains_key("tags") {
-        inputs.insert("tags".into(), user_tags(tags, default_name_from(tags).as_deref()));
+        inputs.insert("tags".into(), observed_user_tags(tags));
     }
 }

@@ -12,10 +12,11 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::kind::{Create, Delete, Found, Kind, Observed, Prior, Update};
+use super::kind::{Create, Delete, Found, Kind, Observed, Prior, Snapshot, Update};
 use crate::provider::{
-    self, AdoptRequest, CreateRequest, DeleteRequest, OwnedListing, OwnedObject, ProviderError, RefreshItem, UpdateRequest,
+    self, AdoptRequest, CreateRequest, DeleteRequest, OwnedListing, OwnedObject, ProviderError, RefreshItem, SnapshotRequest, UpdateRequest,
 };
+use crate::recovery::SnapshotRef;
 use crate::schema::ResourceSchema;
 use crate::value::{Attrs, Value};
 
@@ -122,6 +123,24 @@ impl<C: Send + Sync + 'static> KindSet<C> {
         Ok(listing)
     }
 
+    pub async fn snapshot(&self, client: &C, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
+        self.kind(&req.type_name)?.snapshot(client, req).await
+    }
+
+    pub async fn copy_snapshot(
+        &self,
+        client: &C,
+        type_name: &str,
+        snapshot: &SnapshotRef,
+        to_region: &str,
+    ) -> Result<SnapshotRef, ProviderError> {
+        self.kind(type_name)?.copy_snapshot(client, snapshot, to_region).await
+    }
+
+    pub async fn delete_snapshot(&self, client: &C, type_name: &str, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
+        self.kind(type_name)?.delete_snapshot(client, snapshot).await
+    }
+
     /// The input a stateful kind's objects are restored through.
     pub fn restore_attr(&self, type_name: &str) -> Option<&'static str> {
         self.kinds.get(type_name)?.capabilities().stateful.map(|s| s.restore_input)
@@ -150,6 +169,9 @@ trait Erased<C>: Send + Sync {
     async fn update(&self, client: &C, req: &UpdateRequest) -> Result<Attrs, ProviderError>;
     async fn delete(&self, client: &C, req: &DeleteRequest) -> Result<(), ProviderError>;
     async fn list_owned(&self, client: &C) -> Result<Option<Vec<OwnedObject>>, ProviderError>;
+    async fn snapshot(&self, client: &C, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError>;
+    async fn copy_snapshot(&self, client: &C, snapshot: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError>;
+    async fn delete_snapshot(&self, client: &C, snapshot: &SnapshotRef) -> Result<(), ProviderError>;
 }
 
 struct Typed<K> {
@@ -221,6 +243,22 @@ impl<K: Kind> Erased<K::Client> for Typed<K> {
         let outputs = from_attrs(K::TYPE, "outputs", &req.outputs)?;
         let delete = Delete { addr: &req.addr, spec: &spec, outputs: &outputs, ownership: &req.ownership, log: &req.log };
         self.kind.delete(client, delete).await
+    }
+
+    async fn snapshot(&self, client: &K::Client, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
+        let spec = from_attrs(K::TYPE, "inputs", &req.inputs)?;
+        let outputs = from_attrs(K::TYPE, "outputs", &req.outputs)?;
+        let snapshot =
+            Snapshot { addr: &req.addr, spec: &spec, outputs: &outputs, ownership: &req.ownership, point: &req.point, log: &req.log };
+        self.kind.snapshot(client, snapshot).await
+    }
+
+    async fn copy_snapshot(&self, client: &K::Client, snapshot: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        self.kind.copy_snapshot(client, snapshot, to_region).await
+    }
+
+    async fn delete_snapshot(&self, client: &K::Client, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
+        self.kind.delete_snapshot(client, snapshot).await
     }
 
     async fn list_owned(&self, client: &K::Client) -> Result<Option<Vec<OwnedObject>>, ProviderError> {

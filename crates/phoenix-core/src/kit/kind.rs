@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 
 use crate::addr::ResourceAddr;
 use crate::provider::{LogSink, ProviderError};
+use crate::recovery::SnapshotRef;
 use crate::schema::Validator;
 use crate::state::Ownership;
 
@@ -133,6 +134,19 @@ pub struct Delete<'a, K: Kind + ?Sized> {
     pub log: &'a LogSink,
 }
 
+/// Arguments of [`Kind::snapshot`]: one object of a stateful kind.
+pub struct Snapshot<'a, K: Kind + ?Sized> {
+    pub addr: &'a ResourceAddr,
+    /// As last applied (sensitive ones sealed).
+    pub spec: &'a K::Spec,
+    pub outputs: &'a K::Outputs,
+    /// The object's owner: the snapshot is marked with it and with `point`.
+    pub ownership: &'a Ownership,
+    /// The recovery point's id.
+    pub point: &'a str,
+    pub log: &'a LogSink,
+}
+
 /// One resource type, e.g. `aws.vpc`.
 ///
 /// # Contract
@@ -183,6 +197,24 @@ pub trait Kind: Send + Sync + 'static {
     }
 
     async fn delete(&self, client: &Self::Client, req: Delete<'_, Self>) -> Result<(), ProviderError>;
+
+    /// A snapshot of one object's data, for a recovery point; called only
+    /// for kinds with [`Capabilities::stateful`] (and objects
+    /// [`Kind::is_stateful`] says hold data). The snapshot must be usable as
+    /// the kind's restore input.
+    async fn snapshot(&self, _client: &Self::Client, _req: Snapshot<'_, Self>) -> Result<SnapshotRef, ProviderError> {
+        Err(ProviderError::unsupported(format!("`{}` holds no data Phoenix snapshots", Self::TYPE)))
+    }
+
+    /// A copy of one of this kind's snapshots in another region (for a restore there).
+    async fn copy_snapshot(&self, _client: &Self::Client, _snapshot: &SnapshotRef, _to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        Err(ProviderError::unsupported(format!("`{}` snapshots cannot be copied to another region", Self::TYPE)))
+    }
+
+    /// Deletes one of this kind's snapshots; one already gone is deleted.
+    async fn delete_snapshot(&self, _client: &Self::Client, _snapshot: &SnapshotRef) -> Result<(), ProviderError> {
+        Err(ProviderError::unsupported(format!("`{}` holds no data Phoenix snapshots", Self::TYPE)))
+    }
 
     /// Every live object of this kind carrying Phoenix's ownership marks, of
     /// any environment, for `gc`. `None` (the default): cannot be listed, and

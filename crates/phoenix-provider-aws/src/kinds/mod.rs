@@ -98,7 +98,6 @@ fn owned_by_tags<'a>(kind: &dyn Kind, get: impl FnMut(&str) -> Option<&'a str>, 
 /// Every type, in the order they usually depend on each other.
 pub fn all() -> &'static [&'static dyn Kind] {
     &[
-        &vpc::Vpc,
         &subnet::Subnet,
         &internet_gateway::InternetGateway,
         &route_table::RouteTable,
@@ -243,26 +242,13 @@ impl<O> Made<O> {
     }
 }
 
-/// "Not found" codes of things a user names (an image, a key, a snapshot)
-/// rather than of a parent just created: waiting will not make them appear.
-const NEVER_APPEARS: [&str; 3] = ["InvalidAMIID.NotFound", "InvalidKeyPair.NotFound", "InvalidSnapshot.NotFound"];
-
-/// Attempts of [`create_once`] whose outcome was unknown.
-const CREATE_ATTEMPTS: u32 = 6;
-
-/// Runs a create call (built with [`crate::client::create_call_config`]) so
-/// that a lost answer never makes a second object: after a failure that may
-/// have created it (no answer, 5xx, throttled out) the object is looked up by
-/// its ownership tags (set atomically by the create's TagSpecifications); only
-/// if it is absent is the call tried again. "Not found" answers (a parent
-/// created a moment ago and not yet visible: EC2 is eventually consistent)
-/// are retried for about 30 seconds. Refusals (4xx) fail at once.
+/// [`crate::create::create_once`] for the kinds not yet on the provider kit.
 pub async fn create_once<O, F, Fut, E, R>(
     aws: &Aws,
     kind: &dyn Kind,
     req: &CreateRequest,
     what: &str,
-    mut call: F,
+    call: F,
 ) -> Result<Made<O>, ProviderError>
 where
     F: FnMut() -> Fut,
@@ -270,45 +256,19 @@ where
     E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    use phoenix_core::provider::ErrorClass;
-    let started = std::time::Instant::now();
-    let mut unknown = 0;
-    let mut delay = std::time::Duration::from_millis(200);
-    loop {
-        let sent = { call().await };
-        let e = match sent {
-            Ok(o) => return Ok(Made::Answered(o)),
-            Err(e)
-                if crate::error::is_not_found(&e)
-                    && !crate::error::code(&e).is_some_and(|c| NEVER_APPEARS.contains(&c))
-                    && started.elapsed() < std::time::Duration::from_secs(30) =>
-            {
-                tokio::time::sleep(crate::wait::jitter(delay)).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(4));
-                continue;
-            }
-            Err(e) => crate::error::sdk(what, e),
-        };
-        if e.class() == ErrorClass::Permanent {
-            return Err(e);
-        }
+    let find = || async {
         let adopt = AdoptRequest {
             addr: req.addr.clone(),
             type_name: req.type_name.clone(),
             inputs: req.inputs.clone(),
             ownership: req.ownership.clone(),
         };
-        if let Some(found) = kind.find(aws, &adopt).await? {
-            tracing::debug!(resource = %req.addr, "{what}: the answer was lost but the object exists; adopting it");
-            return Ok(Made::Found(found));
-        }
-        unknown += 1;
-        if unknown >= CREATE_ATTEMPTS {
-            return Err(e);
-        }
-        tokio::time::sleep(crate::wait::jitter(delay)).await;
-        delay = (delay * 2).min(std::time::Duration::from_secs(4));
-    }
+        kind.find(aws, &adopt).await
+    };
+    Ok(match crate::create::create_once(what, call, find).await? {
+        crate::create::Made::Answered(o) => Made::Answered(o),
+        crate::create::Made::Found(f) => Made::Found(f),
+    })
 }
 
 /// Every page of a paginated call (each page is a request under the call policy, like any other).
