@@ -93,6 +93,14 @@ pub struct RefreshItem {
     pub outputs: Attrs,
 }
 
+impl RefreshItem {
+    /// An object not yet in state, known only by its id.
+    pub fn imported(addr: &ResourceAddr, type_name: &str, id: &str) -> Self {
+        let outputs = [("id".to_string(), serde_json::Value::String(id.to_string()))].into_iter().collect();
+        Self { addr: addr.clone(), type_name: type_name.to_string(), inputs: Attrs::new(), outputs }
+    }
+}
+
 /// Arguments of [`Provider::adopt`].
 #[derive(Debug, Clone)]
 pub struct AdoptRequest {
@@ -278,6 +286,11 @@ pub trait Provider: Send + Sync {
     fn configure(&self, cx: &ProviderContext) -> Result<(), ProviderError>;
     async fn refresh(&self, items: Vec<RefreshItem>) -> Vec<Result<Option<Observed>, ProviderError>>;
     async fn adopt(&self, req: AdoptRequest) -> Result<Option<Observed>, ProviderError>;
+    /// The object with this id as it is, for `phoenix import`. Default: a
+    /// read with no prior inputs (kinds that need none to read).
+    async fn import(&self, addr: &ResourceAddr, type_name: &str, id: &str) -> Result<Option<Observed>, ProviderError> {
+        self.refresh(vec![RefreshItem::imported(addr, type_name, id)]).await.into_iter().next().unwrap_or(Ok(None))
+    }
     async fn create(&self, req: CreateRequest) -> Result<Attrs, ProviderError>;
     async fn update(&self, req: UpdateRequest) -> Result<Attrs, ProviderError>;
     async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError>;

@@ -53,6 +53,12 @@ pub async fn read<K: Ec2Kind>(aws: &Aws, items: &[Prior<K>]) -> Result<Vec<Optio
     Ok(items.iter().map(|i| objects.get(K::id_of(&i.outputs)).map(|o| K::observe(o, Some(&i.spec)))).collect())
 }
 
+/// One object by id, everything read from the API (for `phoenix import`).
+pub async fn import<K: Ec2Kind>(aws: &Aws, id: &str) -> Result<Option<Observed<K>>, ProviderError> {
+    let found = K::describe(aws, vec![tags::id_filter(K::ID_FILTER, &[id.to_string()])]).await?;
+    Ok(found.iter().find(|o| K::id(o) == id).map(|o| K::observe(o, None)))
+}
+
 /// The object an interrupted create made, by its ownership tags.
 pub async fn find<K: Ec2Kind>(aws: &Aws, spec: &K::Spec, ownership: &Ownership) -> Result<Option<Observed<K>>, ProviderError> {
     let found = K::describe(aws, tags::owner_filters(ownership)).await?;

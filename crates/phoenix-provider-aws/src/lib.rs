@@ -25,6 +25,7 @@
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use phoenix_core::addr::ResourceAddr;
 use phoenix_core::kit::KindSet;
 use phoenix_core::provider::{
     AdoptRequest, CreateRequest, DeleteRequest, ErrorKind, Observed, Provider, ProviderContext, ProviderError, RefreshItem,
@@ -165,6 +166,13 @@ impl Provider for AwsProvider {
             }
         }
         out.into_iter().map(|r| r.unwrap_or_else(|| Err(ProviderError::permanent("refresh returned too few results")))).collect()
+    }
+
+    async fn import(&self, addr: &ResourceAddr, type_name: &str, id: &str) -> Result<Option<Observed>, ProviderError> {
+        if self.kit.contains(type_name) {
+            return self.kit.import(self.aws().await?, type_name, id).await;
+        }
+        self.refresh(vec![RefreshItem::imported(addr, type_name, id)]).await.into_iter().next().unwrap_or(Ok(None))
     }
 
     async fn adopt(&self, req: AdoptRequest) -> Result<Option<Observed>, ProviderError> {

@@ -31,7 +31,7 @@ use phoenix_core::ResourceAddr;
 use phoenix_core::definition::{Definition, Lifecycle, ResourceConfig};
 use phoenix_core::plan::{Action, seal_sensitive};
 use phoenix_core::planner::{self, PlanOptions, Refreshed};
-use phoenix_core::provider::{CreateRequest, DeleteRequest, Provider, Registry, SnapshotRequest, UpdateRequest};
+use phoenix_core::provider::{CreateRequest, DeleteRequest, ErrorKind, Provider, Registry, SnapshotRequest, UpdateRequest};
 use phoenix_core::schema::ResourceSchema;
 use phoenix_core::state::{Intent, IntentOp, Ownership, ResourceState, StateDoc};
 use phoenix_core::value::{Attrs, Value};
@@ -206,9 +206,28 @@ pub async fn run(harness: &Harness, case: &Case) -> Report {
     let inputs = w.desired(&schema, &case.create);
     w.declare(&subject, t, &inputs);
     let outputs = w.create(&subject, t, &inputs).await.unwrap_or_else(|e| panic!("{t}: create: {e}"));
+    let made_id = id_of(&outputs);
     w.record(&subject, t, &schema, &inputs, outputs);
     w.expect_no_change(&subject, "after create").await;
     report.passed("create, read back, no change");
+
+    // 1b. `phoenix import` of its id reads the object with no prior inputs.
+    if let Some(id) = made_id.as_str() {
+        match w.harness.provider.import(&subject, t, id).await {
+            Err(e) if e.kind == ErrorKind::Unsupported => {}
+            found => {
+                let found = found.unwrap_or_else(|e| panic!("{t}: import of `{id}`: {e}"));
+                let found = found.unwrap_or_else(|| panic!("{t}: import of `{id}` found nothing"));
+                assert_eq!(id_of(&found.outputs), made_id, "{t}: import read another object");
+                for (k, v) in &found.inputs {
+                    if let Some(want) = inputs.get(k).filter(|_| !schema.attr(k).is_some_and(|a| a.sensitive)) {
+                        assert_eq!(v, want, "{t}: import reads `{k}` other than it was made");
+                    }
+                }
+                report.passed("imported by id");
+            }
+        }
+    }
 
     // 2. In-place updates.
     for (i, next) in case.updates.iter().enumerate() {

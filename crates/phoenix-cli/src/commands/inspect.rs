@@ -323,7 +323,6 @@ pub async fn state_mv(g: &Global, printer: &Printer, args: &EnvArgs, source: &st
 }
 
 pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &str, id: &str, lock: &LockArgs) -> CmdResult {
-    use phoenix_core::provider::RefreshItem;
     use phoenix_core::state::{JournalRecord, ResourceState};
     let env = context::load(g, printer, args)?;
     let addr = ResourceAddr::new_unchecked(resource);
@@ -342,14 +341,7 @@ pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &st
     }
     env.configure_providers(printer, &state)?;
     let provider = env.registry.provider_for(&config.type_name).ok_or_else(|| anyhow!("no provider for `{}`", config.type_name))?;
-    let item = RefreshItem {
-        addr: addr.clone(),
-        type_name: config.type_name.clone(),
-        inputs: Default::default(),
-        outputs: [("id".to_string(), serde_json::Value::String(id.to_string()))].into_iter().collect(),
-    };
-    let observed =
-        provider.refresh(vec![item]).await.into_iter().next().unwrap_or(Ok(None)).map_err(|e| anyhow!("reading `{id}`: {}", e.message))?;
+    let observed = provider.import(&addr, &config.type_name, id).await.map_err(|e| anyhow!("reading `{id}`: {}", e.message))?;
     let Some(observed) = observed else {
         return Err(Failure::new(Exit::Error, anyhow!("no `{}` with id `{id}` exists; nothing was recorded", config.type_name)));
     };

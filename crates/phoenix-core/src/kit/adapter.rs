@@ -94,6 +94,10 @@ impl<C: Send + Sync + 'static> KindSet<C> {
         out.into_iter().map(|r| r.unwrap_or_else(|| Err(ProviderError::unexpected("an item was not read")))).collect()
     }
 
+    pub async fn import(&self, client: &C, type_name: &str, id: &str) -> Result<Option<provider::Observed>, ProviderError> {
+        self.kind(type_name)?.import(client, id).await
+    }
+
     pub async fn adopt(&self, client: &C, req: &AdoptRequest) -> Result<Option<provider::Observed>, ProviderError> {
         self.kind(&req.type_name)?.adopt(client, req).await
     }
@@ -164,6 +168,7 @@ trait Erased<C>: Send + Sync {
     fn capabilities(&self) -> super::Capabilities;
     fn is_stateful(&self, inputs: &Attrs) -> bool;
     async fn read(&self, client: &C, items: &[&RefreshItem]) -> Result<Vec<Option<provider::Observed>>, ProviderError>;
+    async fn import(&self, client: &C, id: &str) -> Result<Option<provider::Observed>, ProviderError>;
     async fn adopt(&self, client: &C, req: &AdoptRequest) -> Result<Option<provider::Observed>, ProviderError>;
     async fn create(&self, client: &C, req: &CreateRequest) -> Result<Attrs, ProviderError>;
     async fn update(&self, client: &C, req: &UpdateRequest) -> Result<Attrs, ProviderError>;
@@ -207,6 +212,11 @@ impl<K: Kind> Erased<K::Client> for Typed<K> {
             .collect::<Result<Vec<_>, ProviderError>>()?;
         let found = self.kind.read(client, &priors).await?;
         Ok(found.into_iter().zip(items).map(|(f, item)| f.map(|o| untyped(o, &item.inputs))).collect())
+    }
+
+    async fn import(&self, client: &K::Client, id: &str) -> Result<Option<provider::Observed>, ProviderError> {
+        let found = self.kind.import(client, id).await?;
+        Ok(found.map(|o| provider::Observed { inputs: to_attrs(&o.spec), outputs: output_attrs(&o.outputs) }))
     }
 
     async fn adopt(&self, client: &K::Client, req: &AdoptRequest) -> Result<Option<provider::Observed>, ProviderError> {

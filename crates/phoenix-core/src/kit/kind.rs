@@ -184,6 +184,12 @@ pub trait Kind: Send + Sync + 'static {
 
     async fn read(&self, client: &Self::Client, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError>;
 
+    /// The object with this id as it is, for `phoenix import`: no prior spec
+    /// exists, so everything comes from the API. Default: not importable.
+    async fn import(&self, _client: &Self::Client, _id: &str) -> Result<Option<Observed<Self>>, ProviderError> {
+        Err(ProviderError::unsupported(format!("`{}` objects cannot be imported", Self::TYPE)))
+    }
+
     /// Default: nothing can be found (for kinds that are not adoptable).
     async fn find(&self, _client: &Self::Client, _req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
         Ok(None)

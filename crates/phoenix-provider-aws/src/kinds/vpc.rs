@@ -99,6 +99,10 @@ impl Kind for Vpc {
         ec2::read(aws, items).await
     }
 
+    async fn import(&self, aws: &Aws, id: &str) -> Result<Option<Observed<Self>>, ProviderError> {
+        ec2::import(aws, id).await
+    }
+
     async fn find(&self, aws: &Aws, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
         ec2::find(aws, req.spec, req.ownership).await
     }
