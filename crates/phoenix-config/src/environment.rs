@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use phoenix_core::definition::Definition;
+use phoenix_core::schema::Invalid;
 use phoenix_core::validate::{ErrorKind, Origin, Schemas, validate};
 use phoenix_core::value::Attrs;
 use serde::Deserialize;
@@ -29,7 +30,7 @@ pub enum StateSpec {
 }
 
 impl StateSpec {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
         if s == "local" {
             return Ok(StateSpec::Local { dir: None });
         }
@@ -39,11 +40,11 @@ impl StateSpec {
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(format!("`{s}`: the S3 state location needs a bucket: s3://BUCKET/PREFIX"));
+                return Err(Invalid(format!("`{s}`: the S3 state location needs a bucket: s3://BUCKET/PREFIX")));
             }
             return Ok(StateSpec::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() });
         }
-        Err(format!("unknown state location `{s}`: use \"local\", \"local:DIR\" or \"s3://BUCKET/PREFIX\""))
+        Err(Invalid(format!("unknown state location `{s}`: use \"local\", \"local:DIR\" or \"s3://BUCKET/PREFIX\"")))
     }
 }
 

@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use phoenix_core::ResourceAddr;
 use phoenix_core::definition::{Definition, Lifecycle, OutputConfig, ResourceConfig};
+use phoenix_core::schema::Invalid;
 use phoenix_core::validate::ErrorKind;
 use phoenix_core::value::{Attrs, Value};
 use serde::Deserialize;
@@ -209,7 +210,7 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
                         Ok(v) => {
                             attrs.insert(key_name.clone(), v);
                         }
-                        Err(e) => problems.push(bad(ErrorKind::WrongType, e)),
+                        Err(e) => problems.push(bad(ErrorKind::WrongType, e.into())),
                     },
                 }
             }
@@ -265,16 +266,16 @@ pub fn parse_all(rendered: &[Rendered]) -> Result<(Definition, SourceMap), Vec<D
 }
 
 /// TOML to Phoenix values. Datetimes become RFC 3339 strings.
-pub fn to_value(v: &toml::Value) -> Result<Value, String> {
+pub fn to_value(v: &toml::Value) -> Result<Value, Invalid> {
     Ok(match v {
         toml::Value::String(s) => Value::String(s.clone()),
         toml::Value::Integer(i) => Value::from(*i),
         toml::Value::Float(f) => {
-            serde_json::Number::from_f64(*f).map(Value::Number).ok_or_else(|| format!("{f} is not a finite number"))?
+            serde_json::Number::from_f64(*f).map(Value::Number).ok_or_else(|| Invalid(format!("{f} is not a finite number")))?
         }
         toml::Value::Boolean(b) => Value::Bool(*b),
         toml::Value::Datetime(d) => Value::String(d.to_string()),
         toml::Value::Array(items) => Value::Array(items.iter().map(to_value).collect::<Result<_, _>>()?),
-        toml::Value::Table(t) => Value::Object(t.iter().map(|(k, v)| Ok((k.clone(), to_value(v)?))).collect::<Result<_, String>>()?),
+        toml::Value::Table(t) => Value::Object(t.iter().map(|(k, v)| Ok((k.clone(), to_value(v)?))).collect::<Result<_, Invalid>>()?),
     })
 }

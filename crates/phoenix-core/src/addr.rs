@@ -1,5 +1,6 @@
 //! Resource addresses and `${name.attribute}` references.
 
+use crate::schema::Invalid;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -14,19 +15,19 @@ pub struct ResourceAddr(String);
 
 impl ResourceAddr {
     /// Checks the name: ASCII letters, digits, `-` and `_`, starting with a letter or digit, at most 128 characters.
-    pub fn parse(name: &str) -> Result<Self, String> {
+    pub fn parse(name: &str) -> Result<Self, Invalid> {
         if name.is_empty() {
-            return Err("a resource name cannot be empty".into());
+            return Err(Invalid::from("a resource name cannot be empty"));
         }
         if name.len() > 128 {
-            return Err(format!("resource name `{name}` is longer than 128 characters"));
+            return Err(Invalid(format!("resource name `{name}` is longer than 128 characters")));
         }
         let first = name.chars().next().unwrap_or('-');
         if !first.is_ascii_alphanumeric() {
-            return Err(format!("resource name `{name}` must start with a letter or digit"));
+            return Err(Invalid(format!("resource name `{name}` must start with a letter or digit")));
         }
         if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-            return Err(format!("resource name `{name}` contains `{bad}`; use letters, digits, `-` and `_`"));
+            return Err(Invalid(format!("resource name `{name}` contains `{bad}`; use letters, digits, `-` and `_`")));
         }
         Ok(Self(name.to_string()))
     }
@@ -71,7 +72,7 @@ pub enum Segment<'a> {
 ///
 /// `$${` escapes a literal `${`. A malformed reference (`${x}`, `${a.}`, an
 /// unclosed `${`) is an error naming the offending text.
-pub fn parse_segments(s: &str) -> Result<Vec<Segment<'_>>, String> {
+pub fn parse_segments(s: &str) -> Result<Vec<Segment<'_>>, Invalid> {
     let mut out = Vec::new();
     let mut rest = s;
     let mut text = String::new();
@@ -83,7 +84,7 @@ pub fn parse_segments(s: &str) -> Result<Vec<Segment<'_>>, String> {
             rest = stripped;
         } else if let Some(body_start) = after.strip_prefix("${") {
             let Some(end) = body_start.find('}') else {
-                return Err(format!("unclosed reference `{after}`: expected `${{name.attribute}}`"));
+                return Err(Invalid(format!("unclosed reference `{after}`: expected `${{name.attribute}}`")));
             };
             let body = body_start[..end].trim();
             let reference = parse_reference_body(body)?;
@@ -104,13 +105,13 @@ pub fn parse_segments(s: &str) -> Result<Vec<Segment<'_>>, String> {
     Ok(out)
 }
 
-fn parse_reference_body(body: &str) -> Result<Reference, String> {
+fn parse_reference_body(body: &str) -> Result<Reference, Invalid> {
     let Some((name, attribute)) = body.split_once('.') else {
-        return Err(format!("reference `${{{body}}}` needs an attribute: `${{{body}.id}}`"));
+        return Err(Invalid(format!("reference `${{{body}}}` needs an attribute: `${{{body}.id}}`")));
     };
-    let resource = ResourceAddr::parse(name).map_err(|e| format!("in reference `${{{body}}}`: {e}"))?;
+    let resource = ResourceAddr::parse(name).map_err(|e| e.within(format!("in reference `${{{body}}}`")))?;
     if attribute.is_empty() || !attribute.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("reference `${{{body}}}` has an invalid attribute name `{attribute}`"));
+        return Err(Invalid(format!("reference `${{{body}}}` has an invalid attribute name `{attribute}`")));
     }
     Ok(Reference { resource, attribute: attribute.to_string() })
 }

@@ -12,7 +12,7 @@ use crate::addr::ResourceAddr;
 use crate::addr::{Segment, parse_segments};
 use crate::definition::Definition;
 use crate::graph::Dag;
-use crate::schema::{AttrType, ResourceSchema, closest};
+use crate::schema::{AttrType, Invalid, ResourceSchema, closest};
 use crate::value::{Value, is_known, reference_syntax_errors, references};
 
 /// What kind of mistake; stable names that tests and `--json` consumers match on.
@@ -242,24 +242,24 @@ pub fn validate(def: &Definition, schemas: &Schemas) -> Vec<Problem> {
 
 /// A string at a position typed other than string: text with a reference inside
 /// is text, and a whole `${r.attr}` takes that attribute's type, which must fit.
-fn check_reference_types(expected: &AttrType, value: &Value, def: &Definition, schemas: &Schemas) -> Result<(), String> {
+fn check_reference_types(expected: &AttrType, value: &Value, def: &Definition, schemas: &Schemas) -> Result<(), Invalid> {
     match (expected, value) {
         (AttrType::Any | AttrType::String, _) => Ok(()),
         (AttrType::List(inner), Value::Array(items)) => items
             .iter()
             .enumerate()
-            .try_for_each(|(i, v)| check_reference_types(inner, v, def, schemas).map_err(|e| format!("item {i}: {e}"))),
+            .try_for_each(|(i, v)| check_reference_types(inner, v, def, schemas).map_err(|e| e.within(format!("item {i}")))),
         (AttrType::Map(inner), Value::Object(map)) => {
-            map.iter().try_for_each(|(k, v)| check_reference_types(inner, v, def, schemas).map_err(|e| format!("key `{k}`: {e}")))
+            map.iter().try_for_each(|(k, v)| check_reference_types(inner, v, def, schemas).map_err(|e| e.within(format!("key `{k}`"))))
         }
         (_, Value::String(s)) if !is_known(value) => {
             let segments = parse_segments(s).unwrap_or_default();
             let [Segment::Ref(r)] = segments.as_slice() else {
-                return Err(format!("expected {expected}, found text with a reference inside (`{s}`), which is always a string"));
+                return Err(Invalid(format!("expected {expected}, found text with a reference inside (`{s}`), which is always a string")));
             };
             let target = def.resources.get(&r.resource).and_then(|t| schemas.get(&t.type_name)).and_then(|s| s.attr(&r.attribute));
             match target {
-                Some(t) if !fits(expected, &t.ty) => Err(format!("expected {expected}, but `{r}` is {}", t.ty)),
+                Some(t) if !fits(expected, &t.ty) => Err(Invalid(format!("expected {expected}, but `{r}` is {}", t.ty))),
                 _ => Ok(()),
             }
         }

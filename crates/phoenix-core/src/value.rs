@@ -30,7 +30,7 @@ pub fn references(value: &Value) -> Vec<Reference> {
 }
 
 /// Malformed reference syntax anywhere inside a value, as messages.
-pub fn reference_syntax_errors(value: &Value) -> Vec<String> {
+pub fn reference_syntax_errors(value: &Value) -> Vec<crate::schema::Invalid> {
     let mut out = Vec::new();
     walk_strings(value, &mut |s| {
         if let Err(e) = parse_segments(s) {

@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 
 pub mod api;
 pub mod discovery;
-pub mod filter;
+mod filter;
 
 use api::{Api, ApiError, Call};
 use discovery::Discovery;

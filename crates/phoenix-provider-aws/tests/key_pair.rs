@@ -124,7 +124,7 @@ async fn public_key_validation_and_schema() {
     let check = schema.attr("public_key").unwrap().validator.unwrap();
     assert!(check(&json!(KEYS[0])).is_ok());
     assert!(check(&json!("${file.content}")).is_ok());
-    assert!(check(&json!("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn...")).unwrap_err().contains("private key"));
+    assert!(check(&json!("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn...")).unwrap_err().0.contains("private key"));
     assert!(check(&json!("not a key")).is_err());
     assert!(schema.attr("key_name").unwrap().force_new && schema.attr("public_key").unwrap().force_new);
     assert!(schema.attr("fingerprint").unwrap().computed && schema.attr("id").unwrap().stable);

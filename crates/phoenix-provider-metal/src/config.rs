@@ -6,6 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use phoenix_core::provider::{ProviderContext, ProviderError};
+use phoenix_core::schema::Invalid;
 use phoenix_core::value::Value;
 
 use crate::init::{self, InitSettings};
@@ -213,7 +214,7 @@ pub fn normalize(path: &Path) -> PathBuf {
 }
 
 /// The relative part of a resource path, checked: empty and climbing out are errors.
-pub fn relative_parts(path: &str) -> Result<PathBuf, String> {
+pub fn relative_parts(path: &str) -> Result<PathBuf, Invalid> {
     let mut out = PathBuf::new();
     for c in Path::new(path).components() {
         match c {
@@ -221,20 +222,20 @@ pub fn relative_parts(path: &str) -> Result<PathBuf, String> {
             Component::CurDir => {}
             Component::ParentDir => {
                 if !out.pop() {
-                    return Err(format!("`{path}` escapes the root directory (`..` climbs above it)"));
+                    return Err(Invalid(format!("`{path}` escapes the root directory (`..` climbs above it)")));
                 }
             }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("`{path}` is not relative"));
+                return Err(Invalid(format!("`{path}` is not relative")));
             }
         }
     }
     Ok(out)
 }
 
-pub fn resolve_under(root: &Path, path: &str) -> Result<PathBuf, String> {
+pub fn resolve_under(root: &Path, path: &str) -> Result<PathBuf, Invalid> {
     if path.is_empty() {
-        return Err("the path is empty".into());
+        return Err(Invalid::from("the path is empty"));
     }
     if Path::new(path).is_absolute() {
         return Ok(normalize(Path::new(path)));
@@ -251,8 +252,8 @@ mod tests {
         let root = Path::new("/srv/w");
         assert_eq!(resolve_under(root, "a/./b/../c").unwrap(), PathBuf::from("/srv/w/a/c"));
         assert_eq!(resolve_under(root, "/etc/x/../y").unwrap(), PathBuf::from("/etc/y"));
-        assert!(resolve_under(root, "../x").unwrap_err().contains("escapes"));
-        assert!(resolve_under(root, "a/../../x").unwrap_err().contains("escapes"));
+        assert!(resolve_under(root, "../x").unwrap_err().0.contains("escapes"));
+        assert!(resolve_under(root, "a/../../x").unwrap_err().0.contains("escapes"));
         assert!(resolve_under(root, "").is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! with a `format` keyword ([`FORMATS`]); the schemas themselves are derived
 //! from each kind's `Spec` and `Outputs`.
 
-use phoenix_core::schema::{ResourceSchema, Validator};
+use phoenix_core::schema::{Invalid, ResourceSchema, Validator};
 use phoenix_core::value::Value;
 
 use crate::config::{BOOKKEEPING_DIR, relative_parts};
@@ -41,7 +41,7 @@ fn has_reference(s: &str) -> bool {
 }
 
 /// A relative path may not climb out of the root nor into Phoenix's bookkeeping directory.
-pub fn resource_path(value: &Value) -> Result<(), String> {
+pub fn resource_path(value: &Value) -> Result<(), Invalid> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if has_reference(s) {
         return Ok(());
@@ -54,16 +54,16 @@ pub fn resource_path(value: &Value) -> Result<(), String> {
     }
     let rel = relative_parts(s)?;
     if rel.as_os_str().is_empty() {
-        return Err(format!("`{s}` names the root directory itself, not a file"));
+        return Err(Invalid(format!("`{s}` names the root directory itself, not a file")));
     }
     if rel.components().next().is_some_and(|c| c.as_os_str() == BOOKKEEPING_DIR) {
-        return Err(format!("`{s}` is inside `{BOOKKEEPING_DIR}`, which Phoenix keeps for pid files and logs"));
+        return Err(Invalid(format!("`{s}` is inside `{BOOKKEEPING_DIR}`, which Phoenix keeps for pid files and logs")));
     }
     Ok(())
 }
 
 /// A working directory: relative ones may not climb out of the root.
-pub fn workdir(value: &Value) -> Result<(), String> {
+pub fn workdir(value: &Value) -> Result<(), Invalid> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if has_reference(s) || s.starts_with('/') {
         return Ok(());
@@ -72,7 +72,7 @@ pub fn workdir(value: &Value) -> Result<(), String> {
 }
 
 /// Permission bits in octal, like `0644` or `755`.
-pub fn octal_mode(value: &Value) -> Result<(), String> {
+pub fn octal_mode(value: &Value) -> Result<(), Invalid> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if has_reference(s) {
         return Ok(());
@@ -80,8 +80,8 @@ pub fn octal_mode(value: &Value) -> Result<(), String> {
     parse_mode(s).map(|_| ())
 }
 
-pub fn parse_mode(s: &str) -> Result<u32, String> {
-    let err = || format!("`{s}` is not a file mode: use 3 or 4 octal digits like \"0644\"");
+pub fn parse_mode(s: &str) -> Result<u32, Invalid> {
+    let err = || Invalid(format!("`{s}` is not a file mode: use 3 or 4 octal digits like \"0644\""));
     if !(3..=4).contains(&s.len()) || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return Err(err());
     }
@@ -89,22 +89,22 @@ pub fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 /// An `http://` URL (this build has no TLS).
-pub fn http_url(value: &Value) -> Result<(), String> {
+pub fn http_url(value: &Value) -> Result<(), Invalid> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if has_reference(s) {
         return Ok(());
     }
     if s.starts_with("https://") {
-        return Err(format!("`{s}`: https is not supported by metal.http_check yet; use http://"));
+        return Err(Invalid(format!("`{s}`: https is not supported by metal.http_check yet; use http://")));
     }
     if !s.starts_with("http://") {
-        return Err(format!("`{s}` is not an http:// URL"));
+        return Err(Invalid(format!("`{s}` is not an http:// URL")));
     }
     Ok(())
 }
 
 /// `user` or `user:group`: POSIX-ish names or numeric ids.
-fn owner_spec(value: &Value) -> Result<(), String> {
+fn owner_spec(value: &Value) -> Result<(), Invalid> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if has_reference(s) {
         return Ok(());
@@ -120,45 +120,45 @@ fn owner_spec(value: &Value) -> Result<(), String> {
         Some((u, g)) => name_ok(u) && name_ok(g),
         None => name_ok(s),
     };
-    if ok { Ok(()) } else { Err(format!("`{s}` is not an owner: use `user` or `user:group` (names or numeric ids)")) }
+    if ok { Ok(()) } else { Err(Invalid(format!("`{s}` is not an owner: use `user` or `user:group` (names or numeric ids)"))) }
 }
 
-fn restart_policy(value: &Value) -> Result<(), String> {
+fn restart_policy(value: &Value) -> Result<(), Invalid> {
     match value.as_str() {
         None | Some("on-failure" | "always" | "no") => Ok(()),
         Some(s) if has_reference(s) => Ok(()),
-        Some(s) => Err(format!("`{s}`: use \"on-failure\", \"always\" or \"no\"")),
+        Some(s) => Err(Invalid(format!("`{s}`: use \"on-failure\", \"always\" or \"no\""))),
     }
 }
 
-fn check_from(value: &Value) -> Result<(), String> {
+fn check_from(value: &Value) -> Result<(), Invalid> {
     match value.as_str() {
         None | Some("phoenix" | "host") => Ok(()),
         Some(s) if has_reference(s) => Ok(()),
-        Some(s) => Err(format!("`{s}`: use \"phoenix\" or \"host\"")),
+        Some(s) => Err(Invalid(format!("`{s}`: use \"phoenix\" or \"host\""))),
     }
 }
 
-fn boot_target(value: &Value) -> Result<(), String> {
+fn boot_target(value: &Value) -> Result<(), Invalid> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if has_reference(s) || BOOT_TARGETS.contains(&s) {
         return Ok(());
     }
-    Err(format!("`{s}` is not a Redfish boot source; use one of {}", BOOT_TARGETS.join(", ")))
+    Err(Invalid(format!("`{s}` is not a Redfish boot source; use one of {}", BOOT_TARGETS.join(", "))))
 }
 
 /// An image URL a BMC can download.
-fn image_url(value: &Value) -> Result<(), String> {
+fn image_url(value: &Value) -> Result<(), Invalid> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if has_reference(s) || s.starts_with("http://") || s.starts_with("https://") {
         return Ok(());
     }
-    Err(format!("`{s}` is not an http(s):// URL the BMC can download"))
+    Err(Invalid(format!("`{s}` is not an http(s):// URL the BMC can download")))
 }
 
-fn positive(value: &Value) -> Result<(), String> {
+fn positive(value: &Value) -> Result<(), Invalid> {
     match value.as_i64() {
-        Some(n) if n <= 0 => Err(format!("{n} must be greater than 0")),
+        Some(n) if n <= 0 => Err(Invalid(format!("{n} must be greater than 0"))),
         _ => Ok(()),
     }
 }
@@ -176,7 +176,7 @@ mod tests {
         assert!(octal_mode(&json!("0855")).is_err());
         assert!(octal_mode(&json!("rw-r--r--")).is_err());
         assert!(resource_path(&json!("a/b.txt")).is_ok());
-        assert!(resource_path(&json!("../b.txt")).unwrap_err().contains("escapes"));
+        assert!(resource_path(&json!("../b.txt")).unwrap_err().0.contains("escapes"));
         assert!(resource_path(&json!(".")).is_err());
         assert!(resource_path(&json!(".phoenix-metal/x")).is_err());
         assert!(resource_path(&json!("${dir.path}/x")).is_ok());

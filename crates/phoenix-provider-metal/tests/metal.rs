@@ -318,7 +318,7 @@ async fn file_paths_escaping_the_root_are_rejected() {
     // The schema's validator catches it before any plan.
     let schema = phoenix_provider_metal::schemas::all().into_iter().find(|s| s.type_name == FILE).unwrap();
     let validate = schema.attr("path").unwrap().validator.unwrap();
-    assert!(validate(&json!("../evil.txt")).unwrap_err().contains("escapes"));
+    assert!(validate(&json!("../evil.txt")).unwrap_err().0.contains("escapes"));
     assert!(validate(&json!("ok/fine.txt")).is_ok());
 }
 

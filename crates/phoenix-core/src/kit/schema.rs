@@ -166,6 +166,7 @@ fn intern(s: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use crate::schema::Invalid;
     use std::collections::BTreeMap;
 
     use schemars::JsonSchema;
@@ -240,9 +241,9 @@ mod tests {
     fn three() -> i64 {
         3
     }
-    fn odd(v: &serde_json::Value) -> Result<(), String> {
+    fn odd(v: &serde_json::Value) -> Result<(), Invalid> {
         match v.as_i64() {
-            Some(n) if n % 2 == 0 => Err(format!("{n} is even")),
+            Some(n) if n % 2 == 0 => Err(Invalid(format!("{n} is even"))),
             _ => Ok(()),
         }
     }
@@ -282,14 +283,14 @@ mod tests {
         assert_eq!(a("count").default, Some(json!(3)));
         assert!(!a("count").required);
         assert_eq!(a("mode").ty, AttrType::String);
-        assert!(a("mode").check_value(&json!("slow")).unwrap_err().contains("fast, safe"));
+        assert!(a("mode").check_value(&json!("slow")).unwrap_err().0.contains("fast, safe"));
         assert!(a("mode").check_value(&json!("${x.mode}")).is_ok(), "unknown values are checked once known");
         assert_eq!(a("names").ty, AttrType::List(Box::new(AttrType::String)));
         assert_eq!(a("tags").ty, AttrType::Map(Box::new(AttrType::String)));
         assert_eq!(a("rules").ty, AttrType::List(Box::new(AttrType::Map(Box::new(AttrType::Any)))));
         assert!(a("id").computed && a("id").stable && a("id").highlight);
         assert_eq!(a("id").description, "the id");
-        assert!(a("odd").check_value(&json!(4)).unwrap_err().contains("even"), "a kind's own format, over an i64's `int64`");
+        assert!(a("odd").check_value(&json!(4)).unwrap_err().0.contains("even"), "a kind's own format, over an i64's `int64`");
         assert!(a("odd").check_value(&json!(5)).is_ok() && a("odd").ty == AttrType::Int);
     }
 }

@@ -150,7 +150,7 @@ impl Kind for AutoscalingGroup {
                 .default(json!("EC2"))
                 .validate_with(|v| match v.as_str() {
                     Some("EC2" | "ELB") | None => Ok(()),
-                    Some(o) => Err(format!("`{o}` is not a health check type: EC2 or ELB")),
+                    Some(o) => Err(format!("`{o}` is not a health check type: EC2 or ELB").into()),
                 }),
                 AttrSchema::optional("health_check_grace_period", AttrType::Int, "seconds before a new instance is health-checked")
                     .default(json!(300))

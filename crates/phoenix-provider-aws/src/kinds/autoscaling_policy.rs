@@ -109,7 +109,7 @@ impl Kind for AutoscalingPolicy {
                 )
                 .default(json!(METRICS[0]))
                 .validate_with(|v| match v.as_str() {
-                    Some(m) if !METRICS.contains(&m) => Err(format!("`{m}` is not one of {}", METRICS.join(", "))),
+                    Some(m) if !METRICS.contains(&m) => Err(format!("`{m}` is not one of {}", METRICS.join(", ")).into()),
                     _ => Ok(()),
                 }),
                 AttrSchema::optional("resource_label", AttrType::String, "for ALBRequestCountPerTarget: app/…/targetgroup/…"),

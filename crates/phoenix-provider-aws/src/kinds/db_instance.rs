@@ -14,6 +14,7 @@
 //! cluster's, so it takes no `username`/`password`, has no snapshot of its own
 //! (recovery points snapshot the cluster) and is destroyed without one.
 
+use phoenix_core::schema::Invalid;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -36,7 +37,7 @@ pub struct DbInstance;
 const FAILED: [&str; 5] = ["failed", "incompatible-parameters", "incompatible-restore", "incompatible-network", "restore-error"];
 
 /// RDS identifiers: 1–63 lower-case letters, digits and hyphens, starting with a letter.
-pub(crate) fn check_identifier(value: &Value) -> Result<(), String> {
+pub(crate) fn check_identifier(value: &Value) -> Result<(), Invalid> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if s.contains("${") {
         return Ok(());
@@ -49,7 +50,7 @@ pub(crate) fn check_identifier(value: &Value) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{s}` is not an RDS identifier: lower-case letters, digits and single hyphens, starting with a letter"))
+        Err(Invalid(format!("`{s}` is not an RDS identifier: lower-case letters, digits and single hyphens, starting with a letter")))
     }
 }
 

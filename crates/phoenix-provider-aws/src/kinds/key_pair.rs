@@ -4,6 +4,7 @@
 //! the public half, so nothing secret reaches state. Everything but tags
 //! forces a new key pair (EC2 cannot change one in place).
 
+use phoenix_core::schema::Invalid;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -23,7 +24,7 @@ use crate::tags;
 pub struct KeyPair;
 
 /// A public key in OpenSSH format (`ssh-ed25519 AAAA… comment`), not a private key by mistake.
-fn check_public_key(value: &Value) -> Result<(), String> {
+fn check_public_key(value: &Value) -> Result<(), Invalid> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if s.contains("${") {
         return Ok(());

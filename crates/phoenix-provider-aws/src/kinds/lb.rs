@@ -4,6 +4,7 @@
 //! SetSecurityGroups); name, scheme and type replace it. The ELBv2 tag helpers
 //! shared by `aws.lb_target_group` and `aws.lb_listener` live here too.
 
+use phoenix_core::schema::Invalid;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -24,7 +25,7 @@ use crate::tags;
 pub struct Lb;
 
 /// ELBv2 names: 1–32 letters, digits and hyphens, not starting or ending with a hyphen.
-pub(crate) fn check_elb_name(value: &Value) -> Result<(), String> {
+pub(crate) fn check_elb_name(value: &Value) -> Result<(), Invalid> {
     let Some(s) = value.as_str() else { return Ok(()) };
     if s.contains("${") {
         return Ok(());
@@ -35,7 +36,7 @@ pub(crate) fn check_elb_name(value: &Value) -> Result<(), String> {
         && !s.starts_with('-')
         && !s.ends_with('-')
         && !s.starts_with("internal-");
-    if ok { Ok(()) } else { Err(format!("`{s}` is not a load balancer / target group name: 1-32 letters, digits and hyphens")) }
+    if ok { Ok(()) } else { Err(Invalid(format!("`{s}` is not a load balancer / target group name: 1-32 letters, digits and hyphens"))) }
 }
 
 pub(crate) fn elb_tags(o: &Ownership, user: Option<&Value>) -> Vec<Tag> {

@@ -6,6 +6,7 @@
 //! (DescribeTargetHealth: one call per group, ELBv2 has no batch form), which
 //! `phoenix status` shows.
 
+use phoenix_core::schema::Invalid;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -34,10 +35,10 @@ fn int(inputs: &Attrs, name: &str) -> Option<i32> {
 }
 
 /// `200`, `200,204` or `200-299`.
-fn check_matcher(value: &Value) -> Result<(), String> {
+fn check_matcher(value: &Value) -> Result<(), Invalid> {
     let Some(s) = value.as_str() else { return Ok(()) };
     let ok = s.split(',').all(|part| part.split('-').all(|c| c.trim().parse::<u16>().is_ok_and(|n| (100..=599).contains(&n))));
-    if ok { Ok(()) } else { Err(format!("`{s}` is not a status matcher such as \"200\", \"200,204\" or \"200-299\"")) }
+    if ok { Ok(()) } else { Err(Invalid(format!("`{s}` is not a status matcher such as \"200\", \"200,204\" or \"200-299\""))) }
 }
 
 fn health(tg: &TargetGroup) -> [(&'static str, Option<i32>); 4] {

@@ -211,7 +211,7 @@ impl Kind for Route53Record {
                 AttrSchema::optional("failover", AttrType::String, "PRIMARY or SECONDARY (failover routing)").validate_with(|v| {
                     match v.as_str() {
                         Some("PRIMARY" | "SECONDARY") | None => Ok(()),
-                        Some(o) => Err(format!("`{o}` is not a failover role: PRIMARY or SECONDARY")),
+                        Some(o) => Err(format!("`{o}` is not a failover role: PRIMARY or SECONDARY").into()),
                     }
                 }),
                 AttrSchema::optional("health_check_id", AttrType::String, "a Route 53 health check deciding failover"),

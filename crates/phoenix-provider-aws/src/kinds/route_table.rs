@@ -6,6 +6,7 @@
 //! Only routes Phoenix could have made (origin `CreateRoute`) are managed:
 //! the VPC's `local` route and propagated routes are left alone.
 
+use phoenix_core::schema::Invalid;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -26,20 +27,20 @@ use crate::tags;
 pub struct RouteTable;
 
 /// Checks `routes`: a list of `{cidr_block, gateway_id}` tables, one per destination.
-fn check_routes(value: &Value) -> Result<(), String> {
+fn check_routes(value: &Value) -> Result<(), Invalid> {
     let Some(items) = value.as_array() else { return Ok(()) };
     let mut seen = Vec::new();
     for (i, r) in items.iter().enumerate() {
         let Some(m) = r.as_object() else { continue };
         if let Some(k) = m.keys().find(|k| *k != "cidr_block" && *k != "gateway_id") {
-            return Err(format!("route {i}: unknown key `{k}` (a route takes cidr_block and gateway_id)"));
+            return Err(Invalid(format!("route {i}: unknown key `{k}` (a route takes cidr_block and gateway_id)")));
         }
         let (Some(cidr), Some(_)) = (m.get("cidr_block"), m.get("gateway_id")) else {
-            return Err(format!("route {i}: needs both cidr_block and gateway_id"));
+            return Err(Invalid(format!("route {i}: needs both cidr_block and gateway_id")));
         };
         validators::ipv4_cidr(cidr).map_err(|e| format!("route {i}: {e}"))?;
         if seen.contains(&cidr) {
-            return Err(format!("route {i}: a second route to {cidr}; a destination has one route"));
+            return Err(Invalid(format!("route {i}: a second route to {cidr}; a destination has one route")));
         }
         seen.push(cidr);
     }

@@ -10,6 +10,7 @@
 //! Sources other than IPv4 CIDR blocks (other groups, IPv6, prefix lists)
 //! are neither managed nor reported.
 
+use phoenix_core::schema::Invalid;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
@@ -144,16 +145,16 @@ fn observed_tables(prior: Option<&Value>, actual: &BTreeSet<Rule>) -> Value {
 }
 
 /// Checks `ingress`/`egress` tables: known keys, a protocol, CIDR blocks, and ports where the protocol has them.
-fn check_rules(value: &Value) -> Result<(), String> {
+fn check_rules(value: &Value) -> Result<(), Invalid> {
     const KEYS: [&str; 5] = ["protocol", "from_port", "to_port", "cidr_blocks", "description"];
     let pending = |v: &Value| v.as_str().is_some_and(|s| s.contains("${"));
     for (i, t) in value.as_array().into_iter().flatten().enumerate() {
         let Some(m) = t.as_object() else { continue };
         if let Some(k) = m.keys().find(|k| !KEYS.contains(&k.as_str())) {
-            return Err(format!("rule {i}: unknown key `{k}` (a rule takes {})", KEYS.join(", ")));
+            return Err(Invalid(format!("rule {i}: unknown key `{k}` (a rule takes {})", KEYS.join(", "))));
         }
-        let Some(p) = m.get("protocol") else { return Err(format!("rule {i}: needs a protocol (tcp, udp, icmp or all)")) };
-        let Some(cidrs) = m.get("cidr_blocks") else { return Err(format!("rule {i}: needs cidr_blocks, e.g. [\"0.0.0.0/0\"]")) };
+        let Some(p) = m.get("protocol") else { return Err(Invalid(format!("rule {i}: needs a protocol (tcp, udp, icmp or all)"))) };
+        let Some(cidrs) = m.get("cidr_blocks") else { return Err(Invalid(format!("rule {i}: needs cidr_blocks, e.g. [\"0.0.0.0/0\"]"))) };
         match cidrs.as_array() {
             Some(list) if !list.is_empty() => {
                 for c in list {
@@ -161,7 +162,7 @@ fn check_rules(value: &Value) -> Result<(), String> {
                 }
             }
             _ if pending(cidrs) => {}
-            _ => return Err(format!("rule {i}: cidr_blocks must be a non-empty list of CIDR blocks")),
+            _ => return Err(Invalid(format!("rule {i}: cidr_blocks must be a non-empty list of CIDR blocks"))),
         }
         let proto = p.as_str().map(protocol).unwrap_or_default();
         let port = |k: &str| -> Result<Option<i64>, String> {
@@ -177,12 +178,12 @@ fn check_rules(value: &Value) -> Result<(), String> {
         };
         let (from, to) = (port("from_port")?, port("to_port")?);
         if (proto == "tcp" || proto == "udp") && from.is_none() && !m.get("from_port").is_some_and(pending) {
-            return Err(format!("rule {i}: {proto} needs from_port (and to_port for a range)"));
+            return Err(Invalid(format!("rule {i}: {proto} needs from_port (and to_port for a range)")));
         }
         if let (Some(f), Some(t)) = (from, to)
             && t < f
         {
-            return Err(format!("rule {i}: to_port {t} is below from_port {f}"));
+            return Err(Invalid(format!("rule {i}: to_port {t} is below from_port {f}")));
         }
     }
     Ok(())

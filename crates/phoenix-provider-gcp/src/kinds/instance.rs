@@ -65,7 +65,7 @@ impl Kind for Instance {
     fn schema(&self) -> ResourceSchema {
         let validate_machine = |v: &Value| match v.as_str() {
             Some(s) if !s.is_empty() && !s.contains('/') => Ok(()),
-            _ => Err("a machine type name such as e2-small (not a URL)".to_string()),
+            _ => Err("a machine type name such as e2-small (not a URL)".into()),
         };
         schema(
             "gcp.instance",

@@ -16,6 +16,7 @@
 //! - `delete` succeeds when the object is already gone and retries while
 //!   dependents are still going away (`resourceInUseByAnotherResource`).
 
+use phoenix_core::schema::Invalid;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
@@ -294,7 +295,7 @@ pub fn common_attrs(labelled: bool) -> Vec<AttrSchema> {
     v
 }
 
-fn rfc1035(v: &Value) -> Result<(), String> {
+fn rfc1035(v: &Value) -> Result<(), Invalid> {
     let s = v.as_str().unwrap_or_default();
     let b = s.as_bytes();
     let ok = !b.is_empty()
@@ -305,7 +306,9 @@ fn rfc1035(v: &Value) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{s}` is not a GCE name: a lowercase letter, then lowercase letters, digits or `-`, at most 63, not ending in `-`"))
+        Err(Invalid(format!(
+            "`{s}` is not a GCE name: a lowercase letter, then lowercase letters, digits or `-`, at most 63, not ending in `-`"
+        )))
     }
 }
 
