@@ -154,12 +154,18 @@ impl GceError {
             .and_then(|p| p["error"]["message"].as_str().map(str::to_string))
             .or_else(|| e.status().map(|s| s.message.clone()))
             .unwrap_or_else(|| e.to_string());
-        // The client keeps the status, not always the raw envelope: name the
-        // reason from the status code, and recognise GCE's in-use message.
+        // The client keeps the status, not always the raw envelope: take the
+        // reason from the status's details, else from the status code.
+        let detailed = e.status().and_then(|s| {
+            s.details.iter().find_map(|d| match d {
+                google_cloud_gax::error::rpc::StatusDetails::ErrorInfo(info) if !info.reason.is_empty() => Some(info.reason.clone()),
+                _ => None,
+            })
+        });
         let reason = if !reason.is_empty() {
             reason
-        } else if message.contains("is already being used by") {
-            "resourceInUseByAnotherResource".to_string()
+        } else if let Some(reason) = detailed {
+            reason
         } else {
             match http {
                 Some(404) => "notFound",
