@@ -211,7 +211,7 @@ impl<K: Kind> Erased<K::Client> for Typed<K> {
             })
             .collect::<Result<Vec<_>, ProviderError>>()?;
         let found = self.kind.read(client, &priors).await?;
-        Ok(found.into_iter().zip(items).map(|(f, item)| f.map(|o| untyped(o, &item.inputs))).collect())
+        Ok(found.into_iter().zip(items).map(|(f, item)| f.map(|o| without_sensitive(&self.schema, untyped(o, &item.inputs)))).collect())
     }
 
     async fn import(&self, client: &K::Client, id: &str) -> Result<Option<provider::Observed>, ProviderError> {
@@ -222,7 +222,7 @@ impl<K: Kind> Erased<K::Client> for Typed<K> {
     async fn adopt(&self, client: &K::Client, req: &AdoptRequest) -> Result<Option<provider::Observed>, ProviderError> {
         let spec = from_attrs::<K::Spec>(K::TYPE, "inputs", &req.inputs)?;
         let found = self.kind.find(client, Found { addr: &req.addr, spec: &spec, ownership: &req.ownership }).await?;
-        Ok(found.map(|o| untyped(o, &req.inputs)))
+        Ok(found.map(|o| without_sensitive(&self.schema, untyped(o, &req.inputs))))
     }
 
     async fn create(&self, client: &K::Client, req: &CreateRequest) -> Result<Attrs, ProviderError> {
@@ -319,4 +319,11 @@ fn untyped<K: Kind + ?Sized>(observed: Observed<K>, prior: &Attrs) -> provider::
     let now = to_attrs(&observed.spec);
     let inputs = prior.keys().map(|k| (k.clone(), now.get(k).cloned().unwrap_or(Value::Null))).collect();
     provider::Observed { inputs, outputs: output_attrs(&observed.outputs) }
+}
+
+/// A read never reports a sensitive input: no API gives one back, and state
+/// keeps its sealed digest (the planner compares that with the definition).
+fn without_sensitive(schema: &ResourceSchema, mut observed: provider::Observed) -> provider::Observed {
+    observed.inputs.retain(|k, _| !schema.attr(k).is_some_and(|a| a.sensitive));
+    observed
 }
