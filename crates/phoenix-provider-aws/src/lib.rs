@@ -44,6 +44,7 @@ mod error;
 mod http;
 pub mod kinds;
 mod placement;
+mod rds;
 mod recovery;
 mod tags;
 mod wait;
@@ -63,7 +64,16 @@ pub struct AwsProvider {
 
 impl Default for AwsProvider {
     fn default() -> Self {
-        Self { config: OnceLock::new(), client: OnceCell::new(), kit: KindSet::new().with(kinds::vpc::Vpc) }
+        Self {
+            config: OnceLock::new(),
+            client: OnceCell::new(),
+            kit: KindSet::new()
+                .with(kinds::vpc::Vpc)
+                .with(kinds::db_subnet_group::DbSubnetGroup)
+                .with(kinds::db_parameter_group::DbParameterGroup)
+                .with(kinds::db_cluster::DbCluster)
+                .with(kinds::db_instance::DbInstance),
+        }
     }
 }
 

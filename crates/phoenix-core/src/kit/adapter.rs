@@ -152,7 +152,7 @@ impl<C: Send + Sync + 'static> KindSet<C> {
 
     /// Whether this object is snapshotted in recovery points.
     pub fn is_stateful(&self, type_name: &str, inputs: &Attrs) -> bool {
-        self.kinds.get(type_name).is_some_and(|k| k.is_stateful(inputs))
+        self.kinds.get(type_name).and_then(|k| k.capabilities().stateful).is_some_and(|s| s.holds_data(inputs))
     }
 
     /// `(type, input)` pairs whose values must be unique in the provider's namespace.
@@ -166,7 +166,6 @@ impl<C: Send + Sync + 'static> KindSet<C> {
 trait Erased<C>: Send + Sync {
     fn schema(&self) -> &ResourceSchema;
     fn capabilities(&self) -> super::Capabilities;
-    fn is_stateful(&self, inputs: &Attrs) -> bool;
     async fn read(&self, client: &C, items: &[&RefreshItem]) -> Result<Vec<Option<provider::Observed>>, ProviderError>;
     async fn import(&self, client: &C, id: &str) -> Result<Option<provider::Observed>, ProviderError>;
     async fn adopt(&self, client: &C, req: &AdoptRequest) -> Result<Option<provider::Observed>, ProviderError>;
@@ -194,11 +193,6 @@ impl<K: Kind> Erased<K::Client> for Typed<K> {
         self.kind.capabilities()
     }
 
-    fn is_stateful(&self, inputs: &Attrs) -> bool {
-        // Inputs that do not parse are caught by validation; here they count as not stateful.
-        from_attrs::<K::Spec>(K::TYPE, "inputs", inputs).is_ok_and(|spec| self.kind.is_stateful(&spec))
-    }
-
     async fn read(&self, client: &K::Client, items: &[&RefreshItem]) -> Result<Vec<Option<provider::Observed>>, ProviderError> {
         let priors = items
             .iter()
@@ -211,7 +205,7 @@ impl<K: Kind> Erased<K::Client> for Typed<K> {
             })
             .collect::<Result<Vec<_>, ProviderError>>()?;
         let found = self.kind.read(client, &priors).await?;
-        Ok(found.into_iter().zip(items).map(|(f, item)| f.map(|o| untyped(o, &item.inputs))).collect())
+        Ok(found.into_iter().zip(items).map(|(f, item)| f.map(|o| without_sensitive(&self.schema, untyped(o, &item.inputs)))).collect())
     }
 
     async fn import(&self, client: &K::Client, id: &str) -> Result<Option<provider::Observed>, ProviderError> {
@@ -222,7 +216,7 @@ impl<K: Kind> Erased<K::Client> for Typed<K> {
     async fn adopt(&self, client: &K::Client, req: &AdoptRequest) -> Result<Option<provider::Observed>, ProviderError> {
         let spec = from_attrs::<K::Spec>(K::TYPE, "inputs", &req.inputs)?;
         let found = self.kind.find(client, Found { addr: &req.addr, spec: &spec, ownership: &req.ownership }).await?;
-        Ok(found.map(|o| untyped(o, &req.inputs)))
+        Ok(found.map(|o| without_sensitive(&self.schema, untyped(o, &req.inputs))))
     }
 
     async fn create(&self, client: &K::Client, req: &CreateRequest) -> Result<Attrs, ProviderError> {
@@ -319,4 +313,11 @@ fn untyped<K: Kind + ?Sized>(observed: Observed<K>, prior: &Attrs) -> provider::
     let now = to_attrs(&observed.spec);
     let inputs = prior.keys().map(|k| (k.clone(), now.get(k).cloned().unwrap_or(Value::Null))).collect();
     provider::Observed { inputs, outputs: output_attrs(&observed.outputs) }
+}
+
+/// A read never reports a sensitive input: no API gives one back, and state
+/// keeps its sealed digest (the planner compares that with the definition).
+fn without_sensitive(schema: &ResourceSchema, mut observed: provider::Observed) -> provider::Observed {
+    observed.inputs.retain(|k, _| !schema.attr(k).is_some_and(|a| a.sensitive));
+    observed
 }

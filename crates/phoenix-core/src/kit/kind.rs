@@ -47,8 +47,20 @@ impl Capabilities {
         self.adoptable = false;
         self
     }
+    /// Every object holds data, restored through `restore_input`.
     pub const fn stateful(mut self, restore_input: &'static str) -> Self {
-        self.stateful = Some(Stateful { restore_input });
+        self.stateful = Some(Stateful { restore_input, which: WhichObjects::Every });
+        self
+    }
+    /// Only objects whose boolean `input` is true hold data (`aws.instance`'s `stateful`).
+    pub const fn stateful_if(mut self, restore_input: &'static str, input: &'static str) -> Self {
+        self.stateful = Some(Stateful { restore_input, which: WhichObjects::OptedIn(input) });
+        self
+    }
+    /// Objects with `input` set keep their data elsewhere (an Aurora
+    /// instance's, in its cluster): the others hold data.
+    pub const fn stateful_unless(mut self, restore_input: &'static str, input: &'static str) -> Self {
+        self.stateful = Some(Stateful { restore_input, which: WhichObjects::Unless(input) });
         self
     }
     pub const fn unique_names(mut self, inputs: &'static [&'static str]) -> Self {
@@ -62,6 +74,28 @@ impl Capabilities {
 pub struct Stateful {
     /// The input a new object is made from a snapshot with (`snapshot_id`).
     pub restore_input: &'static str,
+    pub which: WhichObjects,
+}
+
+/// Which objects of a stateful kind hold data, as data: decided on the
+/// inputs as written, so it holds for partial inputs and is said in the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhichObjects {
+    Every,
+    /// Those whose boolean input is true.
+    OptedIn(&'static str),
+    /// Those without this input set.
+    Unless(&'static str),
+}
+
+impl Stateful {
+    pub fn holds_data(&self, inputs: &crate::value::Attrs) -> bool {
+        match self.which {
+            WhichObjects::Every => true,
+            WhichObjects::OptedIn(input) => inputs.get(input).and_then(serde_json::Value::as_bool) == Some(true),
+            WhichObjects::Unless(input) => inputs.get(input).is_none_or(serde_json::Value::is_null),
+        }
+    }
 }
 
 /// One object to read back: its inputs as last applied (sensitive ones
@@ -176,12 +210,6 @@ pub trait Kind: Send + Sync + 'static {
 
     fn capabilities(&self) -> Capabilities;
 
-    /// Whether this object is snapshotted in recovery points (a kind whose
-    /// objects opt in overrides it; see [`Capabilities::stateful`]).
-    fn is_stateful(&self, _spec: &Self::Spec) -> bool {
-        self.capabilities().stateful.is_some()
-    }
-
     async fn read(&self, client: &Self::Client, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError>;
 
     /// The object with this id as it is, for `phoenix import`: no prior spec
@@ -206,7 +234,7 @@ pub trait Kind: Send + Sync + 'static {
 
     /// A snapshot of one object's data, for a recovery point; called only
     /// for kinds with [`Capabilities::stateful`] (and objects
-    /// [`Kind::is_stateful`] says hold data). The snapshot must be usable as
+    /// [`Stateful::holds_data`] says hold data). The snapshot must be usable as
     /// the kind's restore input.
     async fn snapshot(&self, _client: &Self::Client, _req: Snapshot<'_, Self>) -> Result<SnapshotRef, ProviderError> {
         Err(ProviderError::unsupported(format!("`{}` holds no data Phoenix snapshots", Self::TYPE)))

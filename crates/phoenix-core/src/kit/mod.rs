@@ -32,6 +32,6 @@ pub mod schema;
 mod secret;
 
 pub use adapter::{KindSet, output_attrs};
-pub use kind::{Capabilities, Create, Delete, Found, Kind, Observed, Owned, Prior, Snapshot, Stateful, Update};
+pub use kind::{Capabilities, Create, Delete, Found, Kind, Observed, Owned, Prior, Snapshot, Stateful, Update, WhichObjects};
 pub use policy::{CallLimits, CallPermit, CallPolicy, jitter};
 pub use secret::Secret;

@@ -113,10 +113,6 @@ pub fn all() -> &'static [&'static dyn Kind] {
         &launch_template::LaunchTemplate,
         &autoscaling_group::AutoscalingGroup,
         &autoscaling_policy::AutoscalingPolicy,
-        &db_subnet_group::DbSubnetGroup,
-        &db_parameter_group::DbParameterGroup,
-        &db_cluster::DbCluster,
-        &db_instance::DbInstance,
         &route53_zone::Route53Zone,
         &route53_record::Route53Record,
     ]
