@@ -213,7 +213,7 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
             // after a `phoenix restore`) keeps the object, not replaces it.
             let mut carried = None;
             if let Some(p) = prior
-                && let Some(attr) = registry.provider_for(&config.type_name).and_then(|pr| pr.restore_attr(&config.type_name))
+                && let Some(attr) = registry.recovery_for(&config.type_name).and_then(|r| r.restore_attr(&config.type_name))
                 && desired.get(attr).is_none_or(Value::is_null)
                 && let Some(was) = p.inputs.get(attr)
             {

@@ -332,42 +332,11 @@ pub trait Provider: Send + Sync {
         Ok(None)
     }
 
-    /// For a type whose objects hold data (volumes, disks, databases): the
-    /// input a new object is created from a snapshot with (`snapshot_id`...).
-    /// `None` (the default): nothing to snapshot.
-    fn restore_attr(&self, _type_name: &str) -> Option<&'static str> {
+    /// The recovery facet, for providers whose kinds hold data (volumes,
+    /// disks, databases): what recovery points snapshot and how. `None` (the
+    /// default): nothing of this provider's is snapshotted.
+    fn recovery(&self) -> Option<&dyn Recovery> {
         None
-    }
-
-    /// Whether this object of a [`restore_attr`](Self::restore_attr) type is
-    /// snapshotted in recovery points, given its inputs. By default every
-    /// object of such a type is; a provider overrides it for types where each
-    /// resource opts in (`aws.instance`'s `stateful`). The restore attribute
-    /// itself stays per type, so the planner treats it alike whether or not
-    /// the object is snapshotted now.
-    fn is_stateful(&self, type_name: &str, _inputs: &Attrs) -> bool {
-        self.restore_attr(type_name).is_some()
-    }
-
-    /// Takes a snapshot of one object of a [`restore_attr`](Self::restore_attr)
-    /// type, tagged with its owner and the recovery point, and waits until it is complete.
-    async fn snapshot(&self, req: SnapshotRequest) -> Result<crate::recovery::SnapshotRef, ProviderError> {
-        Err(ProviderError::permanent(format!("provider `{}` cannot snapshot `{}`", self.name(), req.type_name)))
-    }
-
-    /// Copies a snapshot to another region and waits until the copy is complete.
-    async fn copy_snapshot(
-        &self,
-        type_name: &str,
-        _snapshot: &crate::recovery::SnapshotRef,
-        _to_region: &str,
-    ) -> Result<crate::recovery::SnapshotRef, ProviderError> {
-        Err(ProviderError::permanent(format!("provider `{}` cannot copy `{type_name}` snapshots between regions", self.name())))
-    }
-
-    /// Deletes a snapshot; one that is already gone is fine.
-    async fn delete_snapshot(&self, type_name: &str, _snapshot: &crate::recovery::SnapshotRef) -> Result<(), ProviderError> {
-        Err(ProviderError::permanent(format!("provider `{}` cannot delete `{type_name}` snapshots", self.name())))
     }
 
     /// The placement facet, for providers whose objects live in a region:
@@ -376,6 +345,36 @@ pub trait Provider: Send + Sync {
     fn placement(&self) -> Option<&dyn Placement> {
         None
     }
+}
+
+/// Snapshots for recovery points, per kind: a provider on the kit answers
+/// from its kinds' capabilities and `snapshot` methods ([`crate::kit::KindSet`]).
+#[async_trait]
+pub trait Recovery: Send + Sync {
+    /// For a type whose objects hold data: the input a new object is created
+    /// from a snapshot with (`snapshot_id`...).
+    fn restore_attr(&self, type_name: &str) -> Option<&'static str>;
+
+    /// Whether this object of a [`restore_attr`](Self::restore_attr) type is
+    /// snapshotted in recovery points, given its inputs. The restore
+    /// attribute itself stays per type, so the planner treats it alike
+    /// whether or not the object is snapshotted now.
+    fn is_stateful(&self, type_name: &str, inputs: &Attrs) -> bool;
+
+    /// Takes a snapshot of one object, tagged with its owner and the
+    /// recovery point, and waits until it is complete.
+    async fn snapshot(&self, req: SnapshotRequest) -> Result<crate::recovery::SnapshotRef, ProviderError>;
+
+    /// Copies a snapshot to another region and waits until the copy is complete.
+    async fn copy_snapshot(
+        &self,
+        type_name: &str,
+        snapshot: &crate::recovery::SnapshotRef,
+        to_region: &str,
+    ) -> Result<crate::recovery::SnapshotRef, ProviderError>;
+
+    /// Deletes a snapshot; one that is already gone is fine.
+    async fn delete_snapshot(&self, type_name: &str, snapshot: &crate::recovery::SnapshotRef) -> Result<(), ProviderError>;
 }
 
 /// Where a provider's objects are made, and how a restore moves them to
@@ -431,6 +430,11 @@ impl Registry {
     }
 
     /// The provider that owns `type_name`.
+    /// The recovery facet of the provider of `type_name`, if it has one.
+    pub fn recovery_for(&self, type_name: &str) -> Option<&dyn Recovery> {
+        self.provider_for(type_name)?.recovery()
+    }
+
     pub fn provider_for(&self, type_name: &str) -> Option<&Arc<dyn Provider>> {
         self.providers.get(provider_of(type_name))
     }

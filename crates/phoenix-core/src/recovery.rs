@@ -13,7 +13,7 @@
 //!
 //! Which types are stateful, how they are snapshotted and which input a new
 //! object restores from is each provider's business
-//! ([`Provider::restore_attr`](crate::provider::Provider::restore_attr)).
+//! ([`Recovery::restore_attr`](crate::provider::Recovery::restore_attr)).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -135,9 +135,9 @@ pub fn stateful(state: &StateDoc, registry: &Registry) -> Vec<(ResourceAddr, Str
         .resources
         .iter()
         .filter_map(|(addr, r)| {
-            let provider = registry.provider_for(&r.type_name)?;
-            let attr = provider.restore_attr(&r.type_name)?;
-            provider.is_stateful(&r.type_name, &r.inputs).then(|| (addr.clone(), r.type_name.clone(), attr))
+            let recovery = registry.recovery_for(&r.type_name)?;
+            let attr = recovery.restore_attr(&r.type_name)?;
+            recovery.is_stateful(&r.type_name, &r.inputs).then(|| (addr.clone(), r.type_name.clone(), attr))
         })
         .collect()
 }
@@ -173,10 +173,10 @@ pub async fn take(
         };
         let source_id = r.outputs.get("id").and_then(Value::as_str).map(str::to_string);
         async move {
-            let Some(provider) = provider else {
-                return Err((addr, ProviderError::permanent(format!("no provider for `{type_name}`"))));
+            let Some(recovery) = provider.as_ref().and_then(|p| p.recovery()) else {
+                return Err((addr, ProviderError::permanent(format!("no provider snapshots `{type_name}`"))));
             };
-            match provider.snapshot(req).await {
+            match recovery.snapshot(req).await {
                 Ok(snapshot) => {
                     Ok(SnapshotRecord { addr, type_name, source_id, restore_attr: attr.to_string(), snapshot, copies: BTreeMap::new() })
                 }

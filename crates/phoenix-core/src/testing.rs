@@ -106,6 +106,13 @@ impl Provider for FakeProvider {
     async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError> {
         self.call("delete", &req.addr).await
     }
+    fn recovery(&self) -> Option<&dyn Recovery> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Recovery for FakeProvider {
     fn restore_attr(&self, _type_name: &str) -> Option<&'static str> {
         Some("from_snapshot")
     }
@@ -116,6 +123,12 @@ impl Provider for FakeProvider {
     async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
         self.call("snapshot", &req.addr).await?;
         Ok(SnapshotRef { id: format!("snap-{}-{}", req.addr, req.point), region: Some("r1".into()) })
+    }
+    async fn copy_snapshot(&self, type_name: &str, _snapshot: &SnapshotRef, _to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        Err(ProviderError::unsupported(format!("the fake provider cannot copy `{type_name}` snapshots between regions")))
+    }
+    async fn delete_snapshot(&self, type_name: &str, _snapshot: &SnapshotRef) -> Result<(), ProviderError> {
+        Err(ProviderError::unsupported(format!("the fake provider cannot delete `{type_name}` snapshots")))
     }
 }
 

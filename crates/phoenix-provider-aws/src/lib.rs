@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use phoenix_core::addr::ResourceAddr;
 use phoenix_core::kit::KindSet;
 use phoenix_core::provider::{
-    AdoptRequest, CreateRequest, DeleteRequest, ErrorKind, Observed, Provider, ProviderContext, ProviderError, RefreshItem,
+    AdoptRequest, CreateRequest, DeleteRequest, ErrorKind, Observed, Provider, ProviderContext, ProviderError, Recovery, RefreshItem,
     SnapshotRequest, UpdateRequest,
 };
 use phoenix_core::recovery::SnapshotRef;
@@ -245,23 +245,44 @@ impl Provider for AwsProvider {
         self.client.get().map_or(0, |a| a.calls())
     }
 
+    fn recovery(&self) -> Option<&dyn Recovery> {
+        Some(self)
+    }
+}
+
+/// Recovery points, from the kinds: each stateful kind says its restore
+/// input and which objects hold data, and takes its own snapshots.
+#[async_trait]
+impl Recovery for AwsProvider {
     fn restore_attr(&self, type_name: &str) -> Option<&'static str> {
-        recovery::restore_attr(type_name)
+        self.kit.restore_attr(type_name).or_else(|| recovery::legacy::restore_attr(type_name))
     }
 
     fn is_stateful(&self, type_name: &str, inputs: &phoenix_core::value::Attrs) -> bool {
-        recovery::is_stateful(type_name, inputs)
+        self.kit.is_stateful(type_name, inputs) || recovery::legacy::is_stateful(type_name, inputs)
     }
 
     async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
-        recovery::snapshot(self.aws().await?, &req).await
+        let aws = self.aws().await?;
+        if self.kit.contains(&req.type_name) {
+            return self.kit.snapshot(aws, &req).await;
+        }
+        recovery::legacy::snapshot(aws, &req).await
     }
 
     async fn copy_snapshot(&self, type_name: &str, snapshot: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
-        recovery::copy(self.aws().await?, type_name, snapshot, to_region).await
+        let aws = self.aws().await?;
+        if self.kit.contains(type_name) {
+            return self.kit.copy_snapshot(aws, type_name, snapshot, to_region).await;
+        }
+        recovery::legacy::copy(aws, type_name, snapshot, to_region).await
     }
 
     async fn delete_snapshot(&self, type_name: &str, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
-        recovery::delete(self.aws().await?, type_name, snapshot).await
+        let aws = self.aws().await?;
+        if self.kit.contains(type_name) {
+            return self.kit.delete_snapshot(aws, type_name, snapshot).await;
+        }
+        recovery::legacy::delete(aws, type_name, snapshot).await
     }
 }

@@ -10,108 +10,113 @@
 //! region they live in.
 
 use aws_sdk_ec2::types::{ResourceType, SnapshotState, Tag};
-use phoenix_core::provider::{ProviderError, SnapshotRequest};
+use phoenix_core::ResourceAddr;
+use phoenix_core::kit::{Kind, Snapshot};
+use phoenix_core::provider::{LogSink, ProviderError};
 use phoenix_core::recovery::SnapshotRef;
+use phoenix_core::state::Ownership;
 
 use crate::client::Aws;
 use crate::error::{is_not_found, sdk};
-use crate::kinds::id_of;
 use crate::tags::{all_tags, spec};
 use crate::wait;
 
 pub const POINT_TAG: &str = "phoenix:recovery-point";
 
-/// The input a new object is created from a snapshot with.
-pub fn restore_attr(type_name: &str) -> Option<&'static str> {
-    match type_name {
-        "aws.volume" => Some("snapshot_id"),
-        "aws.db_instance" | "aws.db_cluster" => Some("snapshot_identifier"),
-        "aws.instance" => Some("recovery_image"),
-        _ => None,
-    }
-}
+/// The two stateful kinds not yet on the kit (`aws.volume`, `aws.instance`).
+pub mod legacy {
+    use phoenix_core::provider::SnapshotRequest;
 
-/// Whether one object is snapshotted: every volume, database and cluster,
-/// except a cluster's DB instances; an instance only when its definition says
-/// `stateful = true` (most instances are cattle, rebuilt from their AMI and
-/// user data).
-pub fn is_stateful(type_name: &str, inputs: &phoenix_core::value::Attrs) -> bool {
-    match type_name {
-        "aws.instance" => inputs.get("stateful").and_then(serde_json::Value::as_bool) == Some(true),
-        // An Aurora cluster's instance: its data is the cluster's, snapshotted as the cluster.
-        "aws.db_instance" => inputs.get("db_cluster_identifier").is_none_or(serde_json::Value::is_null),
-        other => restore_attr(other).is_some(),
-    }
-}
+    use super::*;
+    use crate::kinds::id_of;
 
-fn unsupported(type_name: &str) -> ProviderError {
-    ProviderError::permanent(format!("`{type_name}` holds no data Phoenix snapshots"))
-}
-
-pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
-    match req.type_name.as_str() {
-        "aws.volume" => ebs_snapshot(aws, req).await,
-        "aws.db_instance" => rds::snapshot(aws, req).await,
-        "aws.db_cluster" => cluster::snapshot(aws, req).await,
-        "aws.instance" => image::snapshot(aws, req).await,
-        other => Err(unsupported(other)),
-    }
-}
-
-pub async fn copy(aws: &Aws, type_name: &str, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
-    match type_name {
-        "aws.volume" => ebs_copy(aws, snap, to_region).await,
-        "aws.db_instance" => rds::copy(aws, snap, to_region).await,
-        "aws.db_cluster" => cluster::copy(aws, snap, to_region).await,
-        "aws.instance" => image::copy(aws, snap, to_region).await,
-        other => Err(unsupported(other)),
-    }
-}
-
-pub async fn delete(aws: &Aws, type_name: &str, snap: &SnapshotRef) -> Result<(), ProviderError> {
-    match type_name {
-        "aws.volume" => {
-            let ec2 = aws.ec2_in(snap.region.as_deref().unwrap_or(&aws.region));
-            match ec2.delete_snapshot().snapshot_id(&snap.id).send().await {
-                Ok(_) => Ok(()),
-                Err(e) if is_not_found(&e) => Ok(()),
-                Err(e) => Err(sdk("DeleteSnapshot", e)),
-            }
+    pub fn restore_attr(type_name: &str) -> Option<&'static str> {
+        match type_name {
+            "aws.volume" => Some("snapshot_id"),
+            "aws.instance" => Some("recovery_image"),
+            _ => None,
         }
-        "aws.db_instance" => rds::delete(aws, snap).await,
-        "aws.db_cluster" => cluster::delete(aws, snap).await,
-        "aws.instance" => image::delete(aws, snap).await,
-        other => Err(unsupported(other)),
+    }
+
+    pub fn is_stateful(type_name: &str, inputs: &phoenix_core::value::Attrs) -> bool {
+        match type_name {
+            "aws.instance" => inputs.get("stateful").and_then(serde_json::Value::as_bool) == Some(true),
+            other => restore_attr(other).is_some(),
+        }
+    }
+
+    fn target<'a>(req: &'a SnapshotRequest) -> Result<Target<'a>, ProviderError> {
+        Ok(Target { addr: &req.addr, id: id_of(&req.outputs)?, ownership: &req.ownership, point: &req.point, log: &req.log })
+    }
+
+    pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
+        match req.type_name.as_str() {
+            "aws.volume" => ebs_snapshot(aws, target(req)?).await,
+            "aws.instance" => image::snapshot(aws, target(req)?).await,
+            other => Err(ProviderError::unsupported(format!("`{other}` holds no data Phoenix snapshots"))),
+        }
+    }
+
+    pub async fn copy(aws: &Aws, type_name: &str, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        match type_name {
+            "aws.volume" => ebs_copy(aws, snap, to_region).await,
+            "aws.instance" => image::copy(aws, snap, to_region).await,
+            other => Err(ProviderError::unsupported(format!("`{other}` holds no data Phoenix snapshots"))),
+        }
+    }
+
+    pub async fn delete(aws: &Aws, type_name: &str, snap: &SnapshotRef) -> Result<(), ProviderError> {
+        match type_name {
+            "aws.volume" => ebs_delete(aws, snap).await,
+            "aws.instance" => image::delete(aws, snap).await,
+            other => Err(ProviderError::unsupported(format!("`{other}` holds no data Phoenix snapshots"))),
+        }
     }
 }
 
-fn point_tags(req: &SnapshotRequest) -> Vec<Tag> {
+/// One object to snapshot, as each stateful kind's `snapshot` names it.
+pub struct Target<'a> {
+    pub addr: &'a ResourceAddr,
+    /// The object's id (volume, instance, DB instance or cluster identifier).
+    pub id: &'a str,
+    pub ownership: &'a Ownership,
+    pub point: &'a str,
+    pub log: &'a LogSink,
+}
+
+impl<'a> Target<'a> {
+    pub fn of<K: Kind + ?Sized>(req: &Snapshot<'a, K>, id: &'a str) -> Self {
+        Target { addr: req.addr, id, ownership: req.ownership, point: req.point, log: req.log }
+    }
+}
+
+fn point_tags(req: &Target) -> Vec<Tag> {
     let mut tags = all_tags(&req.ownership, None);
     tags.retain(|t| t.key() != Some("Name"));
     tags.push(Tag::builder().key("Name").value(format!("{}-{}-{}", req.ownership.environment, req.addr, req.point)).build());
-    tags.push(Tag::builder().key(POINT_TAG).value(&req.point).build());
+    tags.push(Tag::builder().key(POINT_TAG).value(req.point).build());
     tags
 }
 
-async fn ebs_snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
-    let volume = id_of(&req.outputs)?;
+pub async fn ebs_snapshot(aws: &Aws, req: Target<'_>) -> Result<SnapshotRef, ProviderError> {
+    let volume = req.id;
     let out = {
         aws.ec2
             .create_snapshot()
             .volume_id(volume)
             .description(format!("Phoenix recovery point {} of {}/{}", req.point, req.ownership.environment, req.addr))
-            .tag_specifications(spec(ResourceType::Snapshot, point_tags(req)))
+            .tag_specifications(spec(ResourceType::Snapshot, point_tags(&req)))
             .send()
             .await
             .map_err(|e| sdk("CreateSnapshot", e))?
     };
     let id = out.snapshot_id().ok_or_else(|| ProviderError::permanent("CreateSnapshot returned no id"))?.to_string();
-    (req.log)(&req.addr, &format!("snapshot {id} of {volume} started"));
+    (req.log)(req.addr, &format!("snapshot {id} of {volume} started"));
     wait_completed(aws, &aws.ec2, &id).await?;
     Ok(SnapshotRef { id, region: Some(aws.region.clone()) })
 }
 
-async fn ebs_copy(aws: &Aws, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+pub async fn ebs_copy(aws: &Aws, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
     let from = snap.region.clone().unwrap_or_else(|| aws.region.clone());
     let source = { aws.ec2_in(&from).describe_snapshots().snapshot_ids(&snap.id).send().await.map_err(|e| sdk("DescribeSnapshots", e))? };
     let tags: Vec<Tag> = source.snapshots().first().map(|s| s.tags().to_vec()).unwrap_or_default();
@@ -130,6 +135,15 @@ async fn ebs_copy(aws: &Aws, snap: &SnapshotRef, to_region: &str) -> Result<Snap
     let id = out.snapshot_id().ok_or_else(|| ProviderError::permanent("CopySnapshot returned no id"))?.to_string();
     wait_completed(aws, &ec2, &id).await?;
     Ok(SnapshotRef { id, region: Some(to_region.to_string()) })
+}
+
+pub async fn ebs_delete(aws: &Aws, snap: &SnapshotRef) -> Result<(), ProviderError> {
+    let ec2 = aws.ec2_in(snap.region.as_deref().unwrap_or(&aws.region));
+    match ec2.delete_snapshot().snapshot_id(&snap.id).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(sdk("DeleteSnapshot", e)),
+    }
 }
 
 async fn wait_completed(aws: &Aws, ec2: &aws_sdk_ec2::Client, id: &str) -> Result<(), ProviderError> {
@@ -153,13 +167,13 @@ async fn wait_completed(aws: &Aws, ec2: &aws_sdk_ec2::Client, id: &str) -> Resul
 }
 
 /// RDS: DB snapshots named `<instance id>-<point id>`.
-mod rds {
+pub mod rds {
     use aws_sdk_rds::error::ProvideErrorMetadata;
     use aws_sdk_rds::types::Tag as RdsTag;
 
     use super::*;
 
-    pub(super) fn tags(req: &SnapshotRequest) -> Vec<RdsTag> {
+    pub(super) fn tags(req: &Target) -> Vec<RdsTag> {
         point_tags(req).into_iter().filter_map(|t| Some(RdsTag::builder().key(t.key()?).value(t.value()?).build())).collect()
     }
 
@@ -167,20 +181,20 @@ mod rds {
         e.code().is_some_and(|c| c.contains("NotFound"))
     }
 
-    pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
-        let instance = id_of(&req.outputs)?;
+    pub async fn snapshot(aws: &Aws, req: Target<'_>) -> Result<SnapshotRef, ProviderError> {
+        let instance = req.id;
         let id = format!("{instance}-{}", req.point).replace("--", "-");
         {
             aws.rds
                 .create_db_snapshot()
                 .db_instance_identifier(instance)
                 .db_snapshot_identifier(&id)
-                .set_tags(Some(tags(req)))
+                .set_tags(Some(tags(&req)))
                 .send()
                 .await
                 .map_err(|e| sdk("CreateDBSnapshot", e))?;
         }
-        (req.log)(&req.addr, &format!("DB snapshot {id} of {instance} started"));
+        (req.log)(req.addr, &format!("DB snapshot {id} of {instance} started"));
         wait_available(aws, &aws.rds, &id).await?;
         Ok(SnapshotRef { id, region: Some(aws.region.clone()) })
     }
@@ -239,24 +253,24 @@ mod rds {
 
 /// Aurora: DB cluster snapshots named `<cluster id>-<point id>`, the same
 /// calls as [`rds`] in their cluster forms.
-mod cluster {
+pub mod cluster {
     use super::rds::{not_found, tags};
     use super::*;
 
-    pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
-        let cluster = id_of(&req.outputs)?;
+    pub async fn snapshot(aws: &Aws, req: Target<'_>) -> Result<SnapshotRef, ProviderError> {
+        let cluster = req.id;
         let id = format!("{cluster}-{}", req.point).replace("--", "-");
         {
             aws.rds
                 .create_db_cluster_snapshot()
                 .db_cluster_identifier(cluster)
                 .db_cluster_snapshot_identifier(&id)
-                .set_tags(Some(tags(req)))
+                .set_tags(Some(tags(&req)))
                 .send()
                 .await
                 .map_err(|e| sdk("CreateDBClusterSnapshot", e))?;
         }
-        (req.log)(&req.addr, &format!("DB cluster snapshot {id} of {cluster} started"));
+        (req.log)(req.addr, &format!("DB cluster snapshot {id} of {cluster} started"));
         wait_available(aws, &aws.rds, &id).await?;
         Ok(SnapshotRef { id, region: Some(aws.region.clone()) })
     }
@@ -322,13 +336,13 @@ mod cluster {
 
 /// Instances: AMIs taken without a reboot (crash-consistent, like an EBS
 /// snapshot of a running volume), named `<env>-<addr>-<point id>`.
-mod image {
+pub mod image {
     use aws_sdk_ec2::types::{BlockDeviceMapping, Image, ImageState};
 
     use super::*;
 
     /// AMI names: 3–128 of letters, digits and `()[] ./-'@_`.
-    fn image_name(req: &SnapshotRequest) -> String {
+    fn image_name(req: &Target) -> String {
         let raw = format!("{}-{}-{}", req.ownership.environment, req.addr, req.point);
         let clean: String =
             raw.chars().map(|c| if c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c) { c } else { '-' }).take(128).collect();
@@ -366,27 +380,27 @@ mod image {
             .collect())
     }
 
-    pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
-        let instance = id_of(&req.outputs)?;
+    pub async fn snapshot(aws: &Aws, req: Target<'_>) -> Result<SnapshotRef, ProviderError> {
+        let instance = req.id;
         let others = other_volumes(aws, instance).await?;
         let out = {
             aws.ec2
                 .create_image()
                 .instance_id(instance)
                 .set_block_device_mappings((!others.is_empty()).then_some(others))
-                .name(image_name(req))
+                .name(image_name(&req))
                 .description(format!("Phoenix recovery point {} of {}/{}", req.point, req.ownership.environment, req.addr))
                 // The instance keeps serving: the image is what its disks held at this instant.
                 .no_reboot(true)
-                .tag_specifications(spec(ResourceType::Image, point_tags(req)))
+                .tag_specifications(spec(ResourceType::Image, point_tags(&req)))
                 .send()
                 .await
                 .map_err(|e| sdk("CreateImage", e))?
         };
         let id = out.image_id().ok_or_else(|| ProviderError::permanent("CreateImage returned no id"))?.to_string();
-        (req.log)(&req.addr, &format!("image {id} of {instance} started"));
+        (req.log)(req.addr, &format!("image {id} of {instance} started"));
         let image = wait_available(aws, &aws.ec2, &id).await?;
-        tag_snapshots(&aws.ec2, &image, point_tags(req)).await?;
+        tag_snapshots(&aws.ec2, &image, point_tags(&req)).await?;
         Ok(SnapshotRef { id, region: Some(aws.region.clone()) })
     }
 

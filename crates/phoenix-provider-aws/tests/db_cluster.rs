@@ -3,7 +3,7 @@
 
 mod support;
 
-use phoenix_core::provider::Provider;
+use phoenix_core::provider::{Provider, Recovery};
 use serde_json::json;
 use support::*;
 

@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use phoenix_core::provider::{
-    AdoptRequest, CreateRequest, DeleteRequest, Observed, Provider, ProviderContext, ProviderError, RefreshItem, SnapshotRequest,
+    AdoptRequest, CreateRequest, DeleteRequest, Observed, Provider, ProviderContext, ProviderError, Recovery, RefreshItem, SnapshotRequest,
     UpdateRequest,
 };
 use phoenix_core::recovery::SnapshotRef;
@@ -178,8 +178,19 @@ impl Provider for GcpProvider {
         self.client.get().map_or(0, |g| g.calls())
     }
 
+    fn recovery(&self) -> Option<&dyn Recovery> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Recovery for GcpProvider {
     fn restore_attr(&self, type_name: &str) -> Option<&'static str> {
         recovery::restore_attr(type_name)
+    }
+
+    fn is_stateful(&self, type_name: &str, _inputs: &phoenix_core::value::Attrs) -> bool {
+        self.restore_attr(type_name).is_some()
     }
 
     async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotRef, ProviderError> {

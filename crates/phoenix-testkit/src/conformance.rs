@@ -279,8 +279,9 @@ pub async fn run(harness: &Harness, case: &Case) -> Report {
     report.passed(format!("listed for gc: {:?}", case.listed));
 
     // 8. Stateful: snapshot, restore into a new object.
-    if let Some(restore_input) = w.harness.provider.restore_attr(t)
-        && w.harness.provider.is_stateful(t, &w.state.resources[&subject].inputs)
+    if let Some(recovery) = w.harness.provider.recovery()
+        && let Some(restore_input) = recovery.restore_attr(t)
+        && recovery.is_stateful(t, &w.state.resources[&subject].inputs)
     {
         w.snapshot_and_restore(&subject, t, &schema, restore_input).await;
         report.passed("snapshot and restore");
@@ -559,7 +560,8 @@ impl World<'_> {
     async fn snapshot_and_restore(&mut self, subject: &ResourceAddr, t: &str, schema: &ResourceSchema, restore_input: &str) {
         let r = self.state.resources[subject].clone();
         let p = self.harness.provider.clone();
-        let snap = p
+        let recovery = p.recovery().expect("a stateful kind's provider has the recovery facet");
+        let snap = recovery
             .snapshot(SnapshotRequest {
                 addr: subject.clone(),
                 type_name: t.into(),
@@ -587,7 +589,7 @@ impl World<'_> {
         let r2 = self.state.resources.remove(&restored).expect("recorded");
         assert_eq!(r2.outputs, out);
         self.delete(&restored, t, &r2).await.unwrap_or_else(|e| panic!("{t}: delete the restored copy: {e}"));
-        p.delete_snapshot(t, &snap).await.unwrap_or_else(|e| panic!("{t}: delete snapshot {}: {e}", snap.id));
+        recovery.delete_snapshot(t, &snap).await.unwrap_or_else(|e| panic!("{t}: delete snapshot {}: {e}", snap.id));
     }
 }
 

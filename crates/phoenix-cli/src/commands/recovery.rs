@@ -135,8 +135,11 @@ async fn copy_all(registry: &Registry, snapshots: &mut [SnapshotRecord], region:
         let provider = registry.provider_for(&s.type_name).cloned();
         let (type_name, snap) = (s.type_name.clone(), s.snapshot.clone());
         async move {
-            let provider = provider.ok_or_else(|| ProviderError::permanent(format!("no provider for `{type_name}`")))?;
-            provider.copy_snapshot(&type_name, &snap, region).await.map(|c| (i, c))
+            let recovery = provider
+                .as_ref()
+                .and_then(|p| p.recovery())
+                .ok_or_else(|| ProviderError::permanent(format!("no provider snapshots `{type_name}`")))?;
+            recovery.copy_snapshot(&type_name, &snap, region).await.map(|c| (i, c))
         }
     });
     let results: Vec<_> = stream::iter(jobs).buffer_unordered(parallelism.max(1)).collect().await;
@@ -156,9 +159,9 @@ async fn copy_all(registry: &Registry, snapshots: &mut [SnapshotRecord], region:
 async fn discard(registry: &Registry, snapshots: &[SnapshotRecord], printer: &Printer) -> Vec<String> {
     let mut failed = Vec::new();
     for s in snapshots {
-        let Some(provider) = registry.provider_for(&s.type_name) else { continue };
+        let Some(recovery) = registry.recovery_for(&s.type_name) else { continue };
         for snap in std::iter::once(&s.snapshot).chain(s.copies.values()) {
-            if let Err(e) = provider.delete_snapshot(&s.type_name, snap).await {
+            if let Err(e) = recovery.delete_snapshot(&s.type_name, snap).await {
                 failed.push(format!("{} ({}): {}", snap.id, s.addr, e.message));
             }
         }

@@ -212,14 +212,14 @@ impl<'a> Reference<'a> {
     }
 
     fn restore_attr(&self, s: &ResourceSchema) -> Option<&'static str> {
-        self.registry.provider_for(s.type_name).and_then(|p| p.restore_attr(s.type_name))
+        self.registry.recovery_for(s.type_name).and_then(|r| r.restore_attr(s.type_name))
     }
 
     /// Which objects of a type with a restore attribute recovery points
     /// snapshot: every one, or only those whose definition opts in (the
     /// provider says no for an object with no inputs).
     fn stateful_when(&self, s: &ResourceSchema) -> &'static str {
-        let every = self.registry.provider_for(s.type_name).is_some_and(|p| p.is_stateful(s.type_name, &Attrs::new()));
+        let every = self.registry.recovery_for(s.type_name).is_some_and(|r| r.is_stateful(s.type_name, &Attrs::new()));
         if every { "every object" } else { "objects whose definition opts in" }
     }
 

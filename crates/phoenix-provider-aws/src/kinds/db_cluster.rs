@@ -23,6 +23,9 @@ use crate::client::Aws;
 use crate::ec2::UserTags;
 use crate::error::{code, is_not_found, sdk};
 use crate::rds::{self, Deleting, RdsDb};
+use crate::recovery::{self, Target};
+use phoenix_core::kit::Snapshot;
+use phoenix_core::recovery::SnapshotRef;
 
 pub struct DbCluster;
 
@@ -279,6 +282,18 @@ impl Kind for DbCluster {
 
     async fn find(&self, aws: &Aws, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
         rds::find(aws, req.spec, req.ownership).await
+    }
+
+    async fn snapshot(&self, aws: &Aws, req: Snapshot<'_, Self>) -> Result<SnapshotRef, ProviderError> {
+        recovery::cluster::snapshot(aws, Target::of(&req, &req.outputs.id)).await
+    }
+
+    async fn copy_snapshot(&self, aws: &Aws, snapshot: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        recovery::cluster::copy(aws, snapshot, to_region).await
+    }
+
+    async fn delete_snapshot(&self, aws: &Aws, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
+        recovery::cluster::delete(aws, snapshot).await
     }
 
     async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<Owned<Self>>>, ProviderError> {

@@ -26,6 +26,9 @@ use crate::client::Aws;
 use crate::ec2::UserTags;
 use crate::error::{code, is_not_found, sdk};
 use crate::rds::{self, Deleting, RdsDb};
+use crate::recovery::{self, Target};
+use phoenix_core::kit::Snapshot;
+use phoenix_core::recovery::SnapshotRef;
 
 pub struct DbInstance;
 
@@ -361,6 +364,18 @@ impl Kind for DbInstance {
         rds::find(aws, req.spec, req.ownership).await
     }
 
+    async fn snapshot(&self, aws: &Aws, req: Snapshot<'_, Self>) -> Result<SnapshotRef, ProviderError> {
+        recovery::rds::snapshot(aws, Target::of(&req, &req.outputs.id)).await
+    }
+
+    async fn copy_snapshot(&self, aws: &Aws, snapshot: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        recovery::rds::copy(aws, snapshot, to_region).await
+    }
+
+    async fn delete_snapshot(&self, aws: &Aws, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
+        recovery::rds::delete(aws, snapshot).await
+    }
+
     async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<Owned<Self>>>, ProviderError> {
         rds::list_owned(aws).await
     }
@@ -437,9 +452,9 @@ mod tests {
 
     use crate::kinds::db_cluster::DbCluster;
 
-    /// The kinds answer what recovery.rs answers today (until snapshots move onto the kinds).
+    /// A standalone instance and a cluster hold data; a cluster's instance does not.
     #[test]
-    fn the_kinds_say_what_is_stateful_as_recovery_does() {
+    fn the_kinds_say_which_databases_hold_data() {
         let set = KindSet::new().with(super::DbInstance).with(DbCluster);
         let alone =
             json!({"identifier": "a", "engine": "mysql", "instance_class": "db.t3.micro", "username": "u", "password": "secret-enough"});
@@ -456,8 +471,7 @@ mod tests {
         ] {
             let inputs: Attrs = serde_json::from_value(inputs).unwrap();
             assert_eq!(set.is_stateful(t, &inputs), stateful, "{t}: {inputs:?}");
-            assert_eq!(crate::recovery::is_stateful(t, &inputs), stateful, "{t}: {inputs:?}");
-            assert_eq!(set.restore_attr(t), crate::recovery::restore_attr(t), "{t}");
+            assert_eq!(set.restore_attr(t), Some("snapshot_identifier"), "{t}");
         }
     }
 }
