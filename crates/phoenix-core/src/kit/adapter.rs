@@ -21,13 +21,16 @@ use crate::schema::ResourceSchema;
 use crate::value::{Attrs, Value};
 
 /// The kinds of one provider, all sharing its client `C`.
+/// A provider's kinds, in the order they were registered: `gc` deletes
+/// leaked objects type by type in reverse of it, so a kind is registered
+/// after the kinds its objects depend on.
 pub struct KindSet<C> {
-    kinds: BTreeMap<&'static str, Box<dyn Erased<C>>>,
+    kinds: Vec<(&'static str, Box<dyn Erased<C>>)>,
 }
 
 impl<C> Default for KindSet<C> {
     fn default() -> Self {
-        Self { kinds: BTreeMap::new() }
+        Self { kinds: Vec::new() }
     }
 }
 
@@ -39,26 +42,29 @@ impl<C: Send + Sync + 'static> KindSet<C> {
     /// Registers a kind: its one line in the provider.
     pub fn with<K: Kind<Client = C>>(mut self, kind: K) -> Self {
         let schema = super::schema::of(&kind);
-        self.kinds.insert(K::TYPE, Box::new(Typed { kind, schema }));
+        assert!(!self.contains(K::TYPE), "`{}` registered twice", K::TYPE);
+        self.kinds.push((K::TYPE, Box::new(Typed { kind, schema })));
         self
     }
 
     pub fn contains(&self, type_name: &str) -> bool {
-        self.kinds.contains_key(type_name)
+        self.get(type_name).is_some()
     }
 
     pub fn type_names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.kinds.keys().copied()
+        self.kinds.iter().map(|(t, _)| *t)
     }
 
     pub fn schemas(&self) -> Vec<ResourceSchema> {
-        self.kinds.values().map(|k| k.schema().clone()).collect()
+        self.kinds.iter().map(|(_, k)| k.schema().clone()).collect()
+    }
+
+    fn get(&self, type_name: &str) -> Option<&dyn Erased<C>> {
+        self.kinds.iter().find(|(t, _)| *t == type_name).map(|(_, k)| &**k)
     }
 
     fn kind(&self, type_name: &str) -> Result<&dyn Erased<C>, ProviderError> {
-        self.kinds
-            .get(type_name)
-            .map(|k| &**k)
+        self.get(type_name)
             .ok_or_else(|| ProviderError::unsupported(format!("no resource type `{type_name}` in this provider")))
     }
 
@@ -147,12 +153,12 @@ impl<C: Send + Sync + 'static> KindSet<C> {
 
     /// The input a stateful kind's objects are restored through.
     pub fn restore_attr(&self, type_name: &str) -> Option<&'static str> {
-        self.kinds.get(type_name)?.capabilities().stateful.map(|s| s.restore_input)
+        self.get(type_name)?.capabilities().stateful.map(|s| s.restore_input)
     }
 
     /// Whether this object is snapshotted in recovery points.
     pub fn is_stateful(&self, type_name: &str, inputs: &Attrs) -> bool {
-        self.kinds.get(type_name).and_then(|k| k.capabilities().stateful).is_some_and(|s| s.holds_data(inputs))
+        self.get(type_name).and_then(|k| k.capabilities().stateful).is_some_and(|s| s.holds_data(inputs))
     }
 
     /// `(type, input)` pairs whose values must be unique in the provider's namespace.
