@@ -63,7 +63,18 @@ pub struct AwsProvider {
 
 impl Default for AwsProvider {
     fn default() -> Self {
-        Self { config: OnceLock::new(), client: OnceCell::new(), kit: KindSet::new().with(kinds::vpc::Vpc) }
+        Self {
+            config: OnceLock::new(),
+            client: OnceCell::new(),
+            kit: KindSet::new()
+                .with(kinds::vpc::Vpc)
+                .with(kinds::instance::Instance)
+                .with(kinds::volume::Volume)
+                .with(kinds::volume_attachment::VolumeAttachment)
+                .with(kinds::launch_template::LaunchTemplate)
+                .with(kinds::autoscaling_group::AutoscalingGroup)
+                .with(kinds::autoscaling_policy::AutoscalingPolicy),
+        }
     }
 }
 
