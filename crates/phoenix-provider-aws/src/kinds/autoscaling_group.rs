@@ -253,7 +253,7 @@ impl Kind for AutoscalingGroup {
     }
 
     async fn find(&self, aws: &Aws, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
-        let Some(g) = describe(aws, &[req.spec.name.clone()]).await?.into_iter().next() else { return Ok(None) };
+        let Some(g) = describe(aws, std::slice::from_ref(&req.spec.name)).await?.into_iter().next() else { return Ok(None) };
         Ok(tags::owned_by(&pairs(&g), req.ownership).then(|| observe(&g, Some(req.spec))))
     }
 

@@ -200,7 +200,7 @@ impl Kind for AutoscalingPolicy {
     }
 
     async fn find(&self, aws: &Aws, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
-        let found = describe(aws, Some(&req.spec.autoscaling_group_name), &[req.spec.name.clone()]).await?;
+        let found = describe(aws, Some(&req.spec.autoscaling_group_name), std::slice::from_ref(&req.spec.name)).await?;
         Ok(found.first().map(|p| observe(p, Some(req.spec))))
     }
 
