@@ -117,23 +117,9 @@ fn outputs(i: &Ec2Instance) -> InstanceOutputs {
 
 /// Every instance matching `filters`, over all pages, whatever its state (waits need to see `terminated`).
 async fn describe_all(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Ec2Instance>, ProviderError> {
-    let mut found = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = aws
-            .ec2
-            .describe_instances()
-            .set_filters(Some(filters.clone()))
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| sdk("DescribeInstances", e))?;
-        found.extend(out.reservations().iter().flat_map(|r| r.instances().iter().cloned()));
-        match out.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => return Ok(found),
-        }
-    }
+    let pages = aws.ec2.describe_instances().set_filters(Some(filters)).into_paginator().send();
+    let pages = super::all_pages("DescribeInstances", pages).await?;
+    Ok(pages.iter().flat_map(|p| p.reservations()).flat_map(|r| r.instances().iter().cloned()).collect())
 }
 
 /// One instance by id; `None` if EC2 does not (or does not yet) know it.

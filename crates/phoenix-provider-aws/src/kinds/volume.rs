@@ -70,23 +70,9 @@ fn outputs(v: &Ec2Volume) -> VolumeOutputs {
 
 /// Every volume matching `filters`, over all pages, whatever its state.
 pub(crate) async fn describe_all(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Ec2Volume>, ProviderError> {
-    let mut found = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = aws
-            .ec2
-            .describe_volumes()
-            .set_filters(Some(filters.clone()))
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| sdk("DescribeVolumes", e))?;
-        found.extend(out.volumes().iter().cloned());
-        match out.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => return Ok(found),
-        }
-    }
+    let pages = aws.ec2.describe_volumes().set_filters(Some(filters)).into_paginator().send();
+    let pages = super::all_pages("DescribeVolumes", pages).await?;
+    Ok(pages.iter().flat_map(|p| p.volumes().iter().cloned()).collect())
 }
 
 /// One volume by id (a filter, so an unknown id is `None` rather than an error).
