@@ -53,6 +53,35 @@ pub use config::AwsConfig;
 
 pub const PROVIDER_NAME: &str = "aws";
 
+/// Every type, in the order they usually depend on each other (a kit's
+/// kinds come by name): `gc` deletes leaks in reverse, so that an auto
+/// scaling group goes before its launch template and subnets, an instance
+/// before its subnet.
+const DEPENDENCY_ORDER: &[&str] = &[
+    "aws.vpc",
+    "aws.subnet",
+    "aws.internet_gateway",
+    "aws.route_table",
+    "aws.security_group",
+    "aws.key_pair",
+    "aws.instance",
+    "aws.volume",
+    "aws.volume_attachment",
+    "aws.eip",
+    "aws.lb",
+    "aws.lb_target_group",
+    "aws.lb_listener",
+    "aws.launch_template",
+    "aws.autoscaling_group",
+    "aws.autoscaling_policy",
+    "aws.db_subnet_group",
+    "aws.db_parameter_group",
+    "aws.db_cluster",
+    "aws.db_instance",
+    "aws.route53_zone",
+    "aws.route53_record",
+];
+
 /// The `aws` provider.
 pub struct AwsProvider {
     config: OnceLock<AwsConfig>,
@@ -100,9 +129,11 @@ impl Provider for AwsProvider {
         PROVIDER_NAME
     }
 
+    /// In [`DEPENDENCY_ORDER`]: `gc` deletes leaked types in reverse.
     fn schemas(&self) -> Vec<ResourceSchema> {
         let mut schemas = self.kit.schemas();
         schemas.extend(kinds::all().iter().map(|k| k.schema()));
+        schemas.sort_by_key(|s| DEPENDENCY_ORDER.iter().position(|t| *t == s.type_name).unwrap_or(usize::MAX));
         schemas
     }
 
@@ -264,5 +295,19 @@ impl Provider for AwsProvider {
 
     async fn delete_snapshot(&self, type_name: &str, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
         recovery::delete(self.aws().await?, type_name, snapshot).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_has_its_place_in_the_dependency_order() {
+        let schemas = AwsProvider::default().schemas();
+        let missing: Vec<&str> = schemas.iter().map(|s| s.type_name).filter(|t| !DEPENDENCY_ORDER.contains(t)).collect();
+        assert!(missing.is_empty(), "not in DEPENDENCY_ORDER (gc would delete them first): {missing:?}");
+        let order: Vec<&str> = schemas.iter().map(|s| s.type_name).collect();
+        assert_eq!(order, DEPENDENCY_ORDER, "schemas() lists the types in dependency order");
     }
 }
