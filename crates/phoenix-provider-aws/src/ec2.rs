@@ -112,3 +112,15 @@ pub async fn update_tags(
     aws.ec2.create_tags().resources(id).set_tags(Some(all)).send().await.map_err(|e| sdk("CreateTags", e))?;
     Ok(())
 }
+
+/// A list input read back as a set: the definition's order when the members
+/// are the same (EC2 does not keep the order), else the members sorted.
+pub fn as_set(prior: Option<&[String]>, mut seen: Vec<String>) -> Vec<String> {
+    seen.sort();
+    let mut want = prior.map(<[String]>::to_vec).unwrap_or_default();
+    want.sort();
+    match prior {
+        Some(p) if seen == want => p.to_vec(),
+        _ => seen,
+    }
+}

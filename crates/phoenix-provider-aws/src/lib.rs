@@ -54,6 +54,35 @@ pub use config::AwsConfig;
 
 pub const PROVIDER_NAME: &str = "aws";
 
+/// Every type, in the order they usually depend on each other (a kit's
+/// kinds come by name): `gc` deletes leaks in reverse, so that an auto
+/// scaling group goes before its launch template and subnets, an instance
+/// before its subnet.
+const DEPENDENCY_ORDER: &[&str] = &[
+    "aws.vpc",
+    "aws.subnet",
+    "aws.internet_gateway",
+    "aws.route_table",
+    "aws.security_group",
+    "aws.key_pair",
+    "aws.instance",
+    "aws.volume",
+    "aws.volume_attachment",
+    "aws.eip",
+    "aws.lb",
+    "aws.lb_target_group",
+    "aws.lb_listener",
+    "aws.launch_template",
+    "aws.autoscaling_group",
+    "aws.autoscaling_policy",
+    "aws.db_subnet_group",
+    "aws.db_parameter_group",
+    "aws.db_cluster",
+    "aws.db_instance",
+    "aws.route53_zone",
+    "aws.route53_record",
+];
+
 /// The `aws` provider.
 pub struct AwsProvider {
     config: OnceLock<AwsConfig>,
@@ -69,6 +98,12 @@ impl Default for AwsProvider {
             client: OnceCell::new(),
             kit: KindSet::new()
                 .with(kinds::vpc::Vpc)
+                .with(kinds::instance::Instance)
+                .with(kinds::volume::Volume)
+                .with(kinds::volume_attachment::VolumeAttachment)
+                .with(kinds::launch_template::LaunchTemplate)
+                .with(kinds::autoscaling_group::AutoscalingGroup)
+                .with(kinds::autoscaling_policy::AutoscalingPolicy)
                 .with(kinds::db_subnet_group::DbSubnetGroup)
                 .with(kinds::db_parameter_group::DbParameterGroup)
                 .with(kinds::db_cluster::DbCluster)
@@ -99,9 +134,11 @@ impl Provider for AwsProvider {
         PROVIDER_NAME
     }
 
+    /// In [`DEPENDENCY_ORDER`]: `gc` deletes leaked types in reverse.
     fn schemas(&self) -> Vec<ResourceSchema> {
         let mut schemas = self.kit.schemas();
         schemas.extend(kinds::all().iter().map(|k| k.schema()));
+        schemas.sort_by_key(|s| DEPENDENCY_ORDER.iter().position(|t| *t == s.type_name).unwrap_or(usize::MAX));
         schemas
     }
 
@@ -255,34 +292,36 @@ impl Provider for AwsProvider {
 #[async_trait]
 impl Recovery for AwsProvider {
     fn restore_attr(&self, type_name: &str) -> Option<&'static str> {
-        self.kit.restore_attr(type_name).or_else(|| recovery::legacy::restore_attr(type_name))
+        self.kit.restore_attr(type_name)
     }
 
     fn is_stateful(&self, type_name: &str, inputs: &phoenix_core::value::Attrs) -> bool {
-        self.kit.is_stateful(type_name, inputs) || recovery::legacy::is_stateful(type_name, inputs)
+        self.kit.is_stateful(type_name, inputs)
     }
 
     async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
-        let aws = self.aws().await?;
-        if self.kit.contains(&req.type_name) {
-            return self.kit.snapshot(aws, &req).await;
-        }
-        recovery::legacy::snapshot(aws, &req).await
+        self.kit.snapshot(self.aws().await?, &req).await
     }
 
     async fn copy_snapshot(&self, type_name: &str, snapshot: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
-        let aws = self.aws().await?;
-        if self.kit.contains(type_name) {
-            return self.kit.copy_snapshot(aws, type_name, snapshot, to_region).await;
-        }
-        recovery::legacy::copy(aws, type_name, snapshot, to_region).await
+        self.kit.copy_snapshot(self.aws().await?, type_name, snapshot, to_region).await
     }
 
     async fn delete_snapshot(&self, type_name: &str, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
-        let aws = self.aws().await?;
-        if self.kit.contains(type_name) {
-            return self.kit.delete_snapshot(aws, type_name, snapshot).await;
-        }
-        recovery::legacy::delete(aws, type_name, snapshot).await
+        self.kit.delete_snapshot(self.aws().await?, type_name, snapshot).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_has_its_place_in_the_dependency_order() {
+        let schemas = AwsProvider::default().schemas();
+        let missing: Vec<&str> = schemas.iter().map(|s| s.type_name).filter(|t| !DEPENDENCY_ORDER.contains(t)).collect();
+        assert!(missing.is_empty(), "not in DEPENDENCY_ORDER (gc would delete them first): {missing:?}");
+        let order: Vec<&str> = schemas.iter().map(|s| s.type_name).collect();
+        assert_eq!(order, DEPENDENCY_ORDER, "schemas() lists the types in dependency order");
     }
 }

@@ -23,57 +23,6 @@ use crate::wait;
 
 pub const POINT_TAG: &str = "phoenix:recovery-point";
 
-/// The two stateful kinds not yet on the kit (`aws.volume`, `aws.instance`).
-pub mod legacy {
-    use phoenix_core::provider::SnapshotRequest;
-
-    use super::*;
-    use crate::kinds::id_of;
-
-    pub fn restore_attr(type_name: &str) -> Option<&'static str> {
-        match type_name {
-            "aws.volume" => Some("snapshot_id"),
-            "aws.instance" => Some("recovery_image"),
-            _ => None,
-        }
-    }
-
-    pub fn is_stateful(type_name: &str, inputs: &phoenix_core::value::Attrs) -> bool {
-        match type_name {
-            "aws.instance" => inputs.get("stateful").and_then(serde_json::Value::as_bool) == Some(true),
-            other => restore_attr(other).is_some(),
-        }
-    }
-
-    fn target<'a>(req: &'a SnapshotRequest) -> Result<Target<'a>, ProviderError> {
-        Ok(Target { addr: &req.addr, id: id_of(&req.outputs)?, ownership: &req.ownership, point: &req.point, log: &req.log })
-    }
-
-    pub async fn snapshot(aws: &Aws, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
-        match req.type_name.as_str() {
-            "aws.volume" => ebs_snapshot(aws, target(req)?).await,
-            "aws.instance" => image::snapshot(aws, target(req)?).await,
-            other => Err(ProviderError::unsupported(format!("`{other}` holds no data Phoenix snapshots"))),
-        }
-    }
-
-    pub async fn copy(aws: &Aws, type_name: &str, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
-        match type_name {
-            "aws.volume" => ebs_copy(aws, snap, to_region).await,
-            "aws.instance" => image::copy(aws, snap, to_region).await,
-            other => Err(ProviderError::unsupported(format!("`{other}` holds no data Phoenix snapshots"))),
-        }
-    }
-
-    pub async fn delete(aws: &Aws, type_name: &str, snap: &SnapshotRef) -> Result<(), ProviderError> {
-        match type_name {
-            "aws.volume" => ebs_delete(aws, snap).await,
-            "aws.instance" => image::delete(aws, snap).await,
-            other => Err(ProviderError::unsupported(format!("`{other}` holds no data Phoenix snapshots"))),
-        }
-    }
-}
-
 /// One object to snapshot, as each stateful kind's `snapshot` names it.
 pub struct Target<'a> {
     pub addr: &'a ResourceAddr,

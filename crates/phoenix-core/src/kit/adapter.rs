@@ -64,8 +64,7 @@ impl<C: Send + Sync + 'static> KindSet<C> {
     }
 
     fn kind(&self, type_name: &str) -> Result<&dyn Erased<C>, ProviderError> {
-        self.get(type_name)
-            .ok_or_else(|| ProviderError::unsupported(format!("no resource type `{type_name}` in this provider")))
+        self.get(type_name).ok_or_else(|| ProviderError::unsupported(format!("no resource type `{type_name}` in this provider")))
     }
 
     /// Reads every item: one batch per type, the types in parallel.

@@ -7,32 +7,110 @@
 //! or version starts an instance refresh, so running instances are rolled onto
 //! it. Create and updates wait until the group has its desired capacity in service.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use aws_sdk_autoscaling::types::{AutoScalingGroup, LaunchTemplateSpecification, LifecycleState, RefreshPreferences, Tag};
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
-use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
+use phoenix_core::kit::{Capabilities, Create, Delete, Found, Kind, Observed, Owned, Prior, Update};
+use phoenix_core::provider::ProviderError;
+use phoenix_core::schema::Validator;
 use phoenix_core::state::Ownership;
-use phoenix_core::value::{Attrs, Value};
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use super::lb::same_set;
-use super::{Kind, id_attr, id_of, in_item_order, opt_i64, opt_str, priors, req_str, str_list, tags_attr};
 use crate::client::Aws;
+use crate::ec2::{self, UserTags};
 use crate::error::{is_not_found, sdk};
 use crate::tags;
 
 pub struct AutoscalingGroup;
 
-fn int(inputs: &Attrs, name: &str) -> Option<i32> {
-    opt_i64(inputs, name).and_then(|v| i32::try_from(v).ok())
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscalingGroupSpec {
+    /// unique in the region
+    #[schemars(extend("force_new" = true))]
+    pub name: String,
+    /// the launch template (${lt.id})
+    pub launch_template_id: String,
+    /// its version (${lt.latest_version}, so a template change rolls the instances); default: the template's default
+    pub launch_template_version: Option<i64>,
+    /// fewest instances
+    #[schemars(extend("format" = "non-negative"))]
+    pub min_size: i64,
+    /// most instances
+    #[schemars(extend("format" = "non-negative"))]
+    pub max_size: i64,
+    /// instances wanted now (in place); unset: scaling policies decide
+    #[schemars(extend("format" = "non-negative"))]
+    pub desired_capacity: Option<i64>,
+    /// subnets, one per availability zone (in place)
+    pub subnet_ids: Vec<String>,
+    /// target groups the instances are registered in (in place)
+    pub target_group_arns: Option<Vec<String>>,
+    /// EC2, or ELB to replace instances the load balancer finds unhealthy
+    #[serde(default = "ec2_checks")]
+    #[schemars(extend("format" = "aws-health-check-type"))]
+    pub health_check_type: String,
+    /// seconds before a new instance is health-checked
+    #[serde(default = "three_hundred")]
+    #[schemars(extend("format" = "non-negative"))]
+    pub health_check_grace_period: i64,
+    /// kept in service during an instance refresh
+    #[serde(default = "ninety")]
+    #[schemars(extend("format" = "non-negative"))]
+    pub min_healthy_percentage: i64,
+    /// wait until the desired capacity is in service
+    #[serde(default = "yes")]
+    pub wait_for_capacity: bool,
+    /// extra tags (Phoenix adds its ownership tags and Name)
+    pub tags: Option<UserTags>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct AutoscalingGroupOutputs {
+    /// the group's name
+    #[schemars(extend("stable" = true))]
+    pub id: String,
+    /// the group's ARN
+    #[schemars(extend("stable" = true))]
+    pub arn: String,
+    /// instances in the group (read on refresh)
+    #[schemars(extend("highlight" = true))]
+    pub instance_count: i64,
+    /// instances in service (read on refresh)
+    #[schemars(extend("highlight" = true))]
+    pub in_service: i64,
+}
+
+fn ec2_checks() -> String {
+    "EC2".into()
+}
+fn three_hundred() -> i64 {
+    300
+}
+fn ninety() -> i64 {
+    90
+}
+fn yes() -> bool {
+    true
+}
+
+fn health_check_type(v: &serde_json::Value) -> Result<(), phoenix_core::schema::Invalid> {
+    match v.as_str() {
+        Some("EC2" | "ELB") | None => Ok(()),
+        Some(o) => Err(format!("`{o}` is not a health check type: EC2 or ELB").into()),
+    }
+}
+
+fn int(v: i64) -> Option<i32> {
+    i32::try_from(v).ok()
 }
 
 /// Ownership tags propagate to the instances the group launches, so they too
 /// are known to be Phoenix's (and are swept with the group).
-fn asg_tags(o: &Ownership, user: Option<&Value>, name: &str) -> Vec<Tag> {
-    tags::pairs(o, user)
+fn asg_tags(o: &Ownership, user: Option<&UserTags>, name: &str) -> Vec<Tag> {
+    let user = serde_json::to_value(user).ok();
+    tags::pairs(o, user.as_ref())
         .into_iter()
         .map(|(k, v)| {
             Tag::builder().key(k).value(v).propagate_at_launch(true).resource_id(name).resource_type("auto-scaling-group").build()
@@ -40,55 +118,63 @@ fn asg_tags(o: &Ownership, user: Option<&Value>, name: &str) -> Vec<Tag> {
         .collect()
 }
 
-fn template(inputs: &Attrs) -> Result<LaunchTemplateSpecification, ProviderError> {
-    let version = opt_i64(inputs, "launch_template_version").map_or_else(|| "$Default".to_string(), |v| v.to_string());
-    Ok(LaunchTemplateSpecification::builder().launch_template_id(req_str(inputs, "launch_template_id")?).version(version).build())
+fn template(spec: &AutoscalingGroupSpec) -> LaunchTemplateSpecification {
+    let version = spec.launch_template_version.map_or_else(|| "$Default".to_string(), |v| v.to_string());
+    LaunchTemplateSpecification::builder().launch_template_id(&spec.launch_template_id).version(version).build()
 }
 
 fn in_service(g: &AutoScalingGroup) -> usize {
     g.instances().iter().filter(|i| i.lifecycle_state() == Some(&LifecycleState::InService)).count()
 }
 
-fn outputs(g: &AutoScalingGroup) -> Attrs {
-    let mut o = Attrs::new();
-    o.insert("id".into(), json!(g.auto_scaling_group_name().unwrap_or_default()));
-    o.insert("arn".into(), json!(g.auto_scaling_group_arn().unwrap_or_default()));
-    o.insert("instance_count".into(), json!(g.instances().len()));
-    o.insert("in_service".into(), json!(in_service(g)));
-    o
+fn outputs(g: &AutoScalingGroup) -> AutoscalingGroupOutputs {
+    AutoscalingGroupOutputs {
+        id: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+        arn: g.auto_scaling_group_arn().unwrap_or_default().to_string(),
+        instance_count: g.instances().len() as i64,
+        in_service: in_service(g) as i64,
+    }
 }
 
 fn pairs(g: &AutoScalingGroup) -> Vec<(String, String)> {
     g.tags().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect()
 }
 
-fn observed(g: &AutoScalingGroup, prior: &Attrs) -> Observed {
-    let mut inputs = Attrs::new();
-    inputs.insert("name".into(), json!(g.auto_scaling_group_name().unwrap_or_default()));
-    inputs.insert("min_size".into(), json!(g.min_size().unwrap_or_default()));
-    inputs.insert("max_size".into(), json!(g.max_size().unwrap_or_default()));
-    // Scaling policies move the desired capacity: compared only when the definition pins it.
-    if prior.contains_key("desired_capacity") {
-        inputs.insert("desired_capacity".into(), json!(g.desired_capacity().unwrap_or_default()));
-    }
+/// What a read sees; what the API does not report (refresh preferences,
+/// waiting) is kept as applied.
+fn observe(g: &AutoScalingGroup, prior: Option<&AutoscalingGroupSpec>) -> Observed<AutoscalingGroup> {
     let subnets = g.vpc_zone_identifier().unwrap_or_default().split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-    inputs.insert("subnet_ids".into(), same_set(prior, "subnet_ids", subnets));
-    if prior.contains_key("target_group_arns") {
-        inputs.insert("target_group_arns".into(), same_set(prior, "target_group_arns", g.target_group_arns().to_vec()));
-    }
-    inputs.insert("health_check_type".into(), json!(g.health_check_type().unwrap_or("EC2")));
-    if let Some(p) = g.health_check_grace_period() {
-        inputs.insert("health_check_grace_period".into(), json!(p));
-    }
-    if let Some(lt) = g.launch_template() {
-        inputs.insert("launch_template_id".into(), json!(lt.launch_template_id().unwrap_or_default()));
-        if prior.contains_key("launch_template_version") {
-            let v = lt.version().and_then(|v| v.parse::<i64>().ok()).map_or(Value::Null, |v| json!(v));
-            inputs.insert("launch_template_version".into(), v);
-        }
-    }
-    tags::observe_pairs(&mut inputs, prior, &pairs(g));
-    Observed { inputs, outputs: outputs(g) }
+    let lt = g.launch_template();
+    let group_tags: Vec<aws_sdk_ec2::types::Tag> =
+        pairs(g).into_iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect();
+    let spec = AutoscalingGroupSpec {
+        name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+        launch_template_id: lt
+            .and_then(|t| t.launch_template_id())
+            .map(str::to_string)
+            .or_else(|| prior.map(|p| p.launch_template_id.clone()))
+            .unwrap_or_default(),
+        launch_template_version: match lt {
+            Some(t) => t.version().and_then(|v| v.parse::<i64>().ok()),
+            None => prior.and_then(|p| p.launch_template_version),
+        },
+        min_size: i64::from(g.min_size().unwrap_or_default()),
+        max_size: i64::from(g.max_size().unwrap_or_default()),
+        // Scaling policies move the desired capacity: compared only when the definition pins it.
+        desired_capacity: Some(i64::from(g.desired_capacity().unwrap_or_default())),
+        subnet_ids: ec2::as_set(prior.map(|p| p.subnet_ids.as_slice()), subnets),
+        target_group_arns: Some(ec2::as_set(prior.and_then(|p| p.target_group_arns.as_deref()), g.target_group_arns().to_vec())),
+        health_check_type: g.health_check_type().unwrap_or("EC2").to_string(),
+        health_check_grace_period: g
+            .health_check_grace_period()
+            .map(i64::from)
+            .or_else(|| prior.map(|p| p.health_check_grace_period))
+            .unwrap_or_else(three_hundred),
+        min_healthy_percentage: prior.map_or_else(ninety, |p| p.min_healthy_percentage),
+        wait_for_capacity: prior.is_none_or(|p| p.wait_for_capacity),
+        tags: ec2::user_tags(&group_tags),
+    };
+    Observed { spec, outputs: outputs(g) }
 }
 
 /// Groups by name, over all pages; unknown names are simply absent.
@@ -123,111 +209,81 @@ async fn wait_capacity(aws: &Aws, name: &str, desired: Option<i32>) -> Result<Au
 
 #[async_trait]
 impl Kind for AutoscalingGroup {
-    fn schema(&self) -> ResourceSchema {
-        let list = || AttrType::List(Box::new(AttrType::String));
-        ResourceSchema {
-            type_name: "aws.autoscaling_group",
-            description: "An EC2 auto scaling group launching from a launch template",
-            attrs: vec![
-                AttrSchema::required("name", AttrType::String, "unique in the region").force_new(),
-                AttrSchema::required("launch_template_id", AttrType::String, "the launch template (${lt.id})"),
-                AttrSchema::optional(
-                    "launch_template_version",
-                    AttrType::Int,
-                    "its version (${lt.latest_version}, so a template change rolls the instances); default: the template's default",
-                ),
-                AttrSchema::required("min_size", AttrType::Int, "fewest instances").validate_with(validators::non_negative),
-                AttrSchema::required("max_size", AttrType::Int, "most instances").validate_with(validators::non_negative),
-                AttrSchema::optional("desired_capacity", AttrType::Int, "instances wanted now (in place); unset: scaling policies decide")
-                    .validate_with(validators::non_negative),
-                AttrSchema::required("subnet_ids", list(), "subnets, one per availability zone (in place)"),
-                AttrSchema::optional("target_group_arns", list(), "target groups the instances are registered in (in place)"),
-                AttrSchema::optional(
-                    "health_check_type",
-                    AttrType::String,
-                    "EC2, or ELB to replace instances the load balancer finds unhealthy",
-                )
-                .default(json!("EC2"))
-                .validate_with(|v| match v.as_str() {
-                    Some("EC2" | "ELB") | None => Ok(()),
-                    Some(o) => Err(format!("`{o}` is not a health check type: EC2 or ELB").into()),
-                }),
-                AttrSchema::optional("health_check_grace_period", AttrType::Int, "seconds before a new instance is health-checked")
-                    .default(json!(300))
-                    .validate_with(validators::non_negative),
-                AttrSchema::optional("min_healthy_percentage", AttrType::Int, "kept in service during an instance refresh")
-                    .default(json!(90))
-                    .validate_with(validators::non_negative),
-                AttrSchema::optional("wait_for_capacity", AttrType::Bool, "wait until the desired capacity is in service")
-                    .default(json!(true)),
-                tags_attr(),
-                id_attr("the group's name"),
-                AttrSchema::computed("arn", AttrType::String, "the group's ARN").stable(),
-                AttrSchema::computed("instance_count", AttrType::Int, "instances in the group (read on refresh)").highlight(),
-                AttrSchema::computed("in_service", AttrType::Int, "instances in service (read on refresh)").highlight(),
-            ],
-            update_in_place: true,
-            create_before_destroy: false,
-            adoptable: true,
-        }
+    const TYPE: &'static str = "aws.autoscaling_group";
+    const DESCRIPTION: &'static str = "An EC2 auto scaling group launching from a launch template";
+    type Client = Aws;
+    type Spec = AutoscalingGroupSpec;
+    type Outputs = AutoscalingGroupOutputs;
+    const FORMATS: &'static [(&'static str, Validator)] = &[("aws-health-check-type", health_check_type)];
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::managed()
     }
 
-    async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let prior = priors(items);
-        let names: Vec<String> = prior.keys().map(|s| s.to_string()).collect();
-        let mut found = HashMap::new();
-        for g in describe(aws, &names).await? {
-            let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
-            let p = prior.get(name.as_str()).copied().cloned().unwrap_or_default();
-            found.insert(name, observed(&g, &p));
-        }
-        Ok(in_item_order(items, found))
+    async fn read(&self, aws: &Aws, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
+        let mut names: Vec<String> = items.iter().map(|i| i.outputs.id.clone()).filter(|n| !n.is_empty()).collect();
+        names.sort();
+        names.dedup();
+        let found = describe(aws, &names).await?;
+        Ok(items
+            .iter()
+            .map(|i| found.iter().find(|g| g.auto_scaling_group_name() == Some(i.outputs.id.as_str())).map(|g| observe(g, Some(&i.spec))))
+            .collect())
     }
 
-    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+    /// By the group's name (its id).
+    async fn import(&self, aws: &Aws, id: &str) -> Result<Option<Observed<Self>>, ProviderError> {
+        Ok(describe(aws, &[id.to_string()]).await?.iter().find(|g| g.auto_scaling_group_name() == Some(id)).map(|g| observe(g, None)))
+    }
+
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<Owned<Self>>>, ProviderError> {
         let owned = aws_sdk_autoscaling::types::Filter::builder().name("tag-key").values("phoenix:environment").build();
         let pages = aws.autoscaling.describe_auto_scaling_groups().filters(owned).max_records(100).into_paginator().send();
         let mut found = Vec::new();
         for page in super::all_pages("DescribeAutoScalingGroups", pages).await? {
             for g in page.auto_scaling_groups().iter().filter(|g| g.status().is_none()) {
-                found.extend(super::owned_pairs(self, &pairs(g), observed(g, &Attrs::new())));
+                let pairs = pairs(g);
+                let Some(ownership) = Ownership::from_tags(|k| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())) else {
+                    continue;
+                };
+                found.push(Owned { ownership, observed: observe(g, None), container: None });
             }
         }
         Ok(Some(found))
     }
 
-    async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let name = req_str(&req.inputs, "name")?.to_string();
-        let Some(g) = describe(aws, &[name]).await?.into_iter().next() else { return Ok(None) };
-        Ok(tags::owned_by(&pairs(&g), &req.ownership).then(|| observed(&g, &req.inputs)))
+    async fn find(&self, aws: &Aws, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
+        let Some(g) = describe(aws, std::slice::from_ref(&req.spec.name)).await?.into_iter().next() else { return Ok(None) };
+        Ok(tags::owned_by(&pairs(&g), req.ownership).then(|| observe(&g, Some(req.spec))))
     }
 
-    async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
-        let i = &req.inputs;
-        let name = req_str(i, "name")?;
-        let groups = str_list(i, "target_group_arns");
+    async fn create(&self, aws: &Aws, req: Create<'_, Self>) -> Result<AutoscalingGroupOutputs, ProviderError> {
+        let s = req.spec;
+        let name = s.name.as_str();
+        let groups = s.target_group_arns.clone().unwrap_or_default();
         {
             // No client token: a second create of the same name fails (AlreadyExists) rather
             // than duplicating, and an interrupted create is adopted by name and tags.
             aws.autoscaling
                 .create_auto_scaling_group()
                 .auto_scaling_group_name(name)
-                .launch_template(template(i)?)
-                .min_size(int(i, "min_size").unwrap_or(0))
-                .max_size(int(i, "max_size").unwrap_or(0))
-                .set_desired_capacity(int(i, "desired_capacity"))
-                .vpc_zone_identifier(str_list(i, "subnet_ids").join(","))
+                .launch_template(template(s))
+                .min_size(int(s.min_size).unwrap_or(0))
+                .max_size(int(s.max_size).unwrap_or(0))
+                .set_desired_capacity(s.desired_capacity.and_then(int))
+                .vpc_zone_identifier(s.subnet_ids.join(","))
                 .set_target_group_arns((!groups.is_empty()).then_some(groups))
-                .health_check_type(opt_str(i, "health_check_type").unwrap_or("EC2"))
-                .set_health_check_grace_period(int(i, "health_check_grace_period"))
-                .set_tags(Some(asg_tags(&req.ownership, i.get("tags"), name)))
+                .health_check_type(&s.health_check_type)
+                .set_health_check_grace_period(int(s.health_check_grace_period))
+                .set_tags(Some(asg_tags(req.ownership, s.tags.as_ref(), name)))
                 .send()
                 .await
                 .map_err(|e| sdk("CreateAutoScalingGroup", e))?;
         }
-        let made: Attrs = [("id".to_string(), json!(name))].into_iter().collect();
-        let g = if i.get("wait_for_capacity").and_then(Value::as_bool).unwrap_or(true) {
-            wait_capacity(aws, name, int(i, "desired_capacity")).await
+        // The group exists from here on: a failure must hand it to the engine, never leak it.
+        let made: phoenix_core::value::Attrs = [("id".to_string(), serde_json::json!(name))].into_iter().collect();
+        let g = if s.wait_for_capacity {
+            wait_capacity(aws, name, s.desired_capacity.and_then(int)).await
         } else {
             describe(aws, &[name.to_string()])
                 .await?
@@ -239,29 +295,28 @@ impl Kind for AutoscalingGroup {
         Ok(outputs(&g))
     }
 
-    async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-        let name = id_of(&req.prior_outputs)?;
-        let i = &req.inputs;
-        let changed = |n: &str| req.changed.iter().any(|c| c == n);
-        let template_changed = changed("launch_template_id") || changed("launch_template_version");
+    async fn update(&self, aws: &Aws, req: Update<'_, Self>) -> Result<AutoscalingGroupOutputs, ProviderError> {
+        let name = req.outputs.id.as_str();
+        let s = req.spec;
+        let template_changed = req.changed("launch_template_id") || req.changed("launch_template_version");
         {
             aws.autoscaling
                 .update_auto_scaling_group()
                 .auto_scaling_group_name(name)
-                .launch_template(template(i)?)
-                .min_size(int(i, "min_size").unwrap_or(0))
-                .max_size(int(i, "max_size").unwrap_or(0))
-                .set_desired_capacity(int(i, "desired_capacity"))
-                .vpc_zone_identifier(str_list(i, "subnet_ids").join(","))
-                .health_check_type(opt_str(i, "health_check_type").unwrap_or("EC2"))
-                .set_health_check_grace_period(int(i, "health_check_grace_period"))
+                .launch_template(template(s))
+                .min_size(int(s.min_size).unwrap_or(0))
+                .max_size(int(s.max_size).unwrap_or(0))
+                .set_desired_capacity(s.desired_capacity.and_then(int))
+                .vpc_zone_identifier(s.subnet_ids.join(","))
+                .health_check_type(&s.health_check_type)
+                .set_health_check_grace_period(int(s.health_check_grace_period))
                 .send()
                 .await
                 .map_err(|e| sdk("UpdateAutoScalingGroup", e))?;
         }
-        if changed("target_group_arns") {
-            let before = str_list(&req.prior_inputs, "target_group_arns");
-            let after = str_list(i, "target_group_arns");
+        if req.changed("target_group_arns") {
+            let before = req.prior.target_group_arns.clone().unwrap_or_default();
+            let after = s.target_group_arns.clone().unwrap_or_default();
             let add: Vec<String> = after.iter().filter(|a| !before.contains(a)).cloned().collect();
             let remove: Vec<String> = before.iter().filter(|b| !after.contains(b)).cloned().collect();
             if !add.is_empty() {
@@ -284,24 +339,26 @@ impl Kind for AutoscalingGroup {
             }
         }
         // Tags are rewritten on every update: that also restores ownership tags removed out of band.
-        let removed = tags::removed_keys(&req.prior_inputs, i);
+        let kept = |k: &String| s.tags.as_ref().is_some_and(|t| t.contains_key(k));
+        let removed: Vec<&String> =
+            req.prior.tags.iter().flat_map(|t| t.keys()).filter(|k| !kept(k) && !k.starts_with("phoenix:")).collect();
         if !removed.is_empty() {
             let gone: Vec<Tag> =
-                removed.iter().map(|k| Tag::builder().key(k).resource_id(name).resource_type("auto-scaling-group").build()).collect();
+                removed.iter().map(|k| Tag::builder().key(*k).resource_id(name).resource_type("auto-scaling-group").build()).collect();
             aws.autoscaling.delete_tags().set_tags(Some(gone)).send().await.map_err(|e| sdk("DeleteTags", e))?;
         }
         {
             aws.autoscaling
                 .create_or_update_tags()
-                .set_tags(Some(asg_tags(&req.ownership, i.get("tags"), name)))
+                .set_tags(Some(asg_tags(req.ownership, s.tags.as_ref(), name)))
                 .send()
                 .await
                 .map_err(|e| sdk("CreateOrUpdateTags", e))?;
         }
         if template_changed {
             // Running instances keep the template they were launched from: roll them.
-            (req.log)(&req.addr, &format!("starting an instance refresh of {name} onto the new launch template"));
-            let prefs = RefreshPreferences::builder().set_min_healthy_percentage(int(i, "min_healthy_percentage")).build();
+            (req.log)(req.addr, &format!("starting an instance refresh of {name} onto the new launch template"));
+            let prefs = RefreshPreferences::builder().set_min_healthy_percentage(int(s.min_healthy_percentage)).build();
             aws.autoscaling
                 .start_instance_refresh()
                 .auto_scaling_group_name(name)
@@ -310,8 +367,8 @@ impl Kind for AutoscalingGroup {
                 .await
                 .map_err(|e| sdk("StartInstanceRefresh", e))?;
         }
-        let g = if i.get("wait_for_capacity").and_then(Value::as_bool).unwrap_or(true) {
-            wait_capacity(aws, name, int(i, "desired_capacity")).await?
+        let g = if s.wait_for_capacity {
+            wait_capacity(aws, name, s.desired_capacity.and_then(int)).await?
         } else {
             describe(aws, &[name.to_string()])
                 .await?
@@ -322,8 +379,8 @@ impl Kind for AutoscalingGroup {
         Ok(outputs(&g))
     }
 
-    async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
-        let name = id_of(&req.outputs)?;
+    async fn delete(&self, aws: &Aws, req: Delete<'_, Self>) -> Result<(), ProviderError> {
+        let name = req.outputs.id.as_str();
         {
             // ForceDelete terminates the instances with the group.
             match aws.autoscaling.delete_auto_scaling_group().auto_scaling_group_name(name).force_delete(true).send().await {

@@ -6,24 +6,93 @@
 //! disks are imaged in recovery points, and `phoenix restore` relaunches it
 //! from that image through `recovery_image`.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{
-    AttributeValue, BlockDeviceMapping, EbsBlockDevice, Filter, Instance as Ec2Instance, InstanceStateName, InstanceType, ResourceType,
+    AttributeValue, BlockDeviceMapping, EbsBlockDevice, Filter, Instance as Ec2Instance, InstanceStateName, InstanceType, ResourceType, Tag,
 };
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
-use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
-use phoenix_core::value::{Attrs, Value};
+use phoenix_core::kit::{Capabilities, Create, Delete, Found, Kind, Observed, Owned, Prior, Secret, Update};
+use phoenix_core::provider::ProviderError;
+use phoenix_core::state::Ownership;
+use phoenix_core::value::Attrs;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::create_once;
-use super::{Kind, id_attr, id_chunks, id_of, in_item_order, opt_i64, opt_str, priors, req_str, str_list, tags_attr, update_tags};
 use crate::client::{Aws, create_call_config};
+use crate::create::{Made, create_once};
+use crate::ec2::{self, Ec2Kind, UserTags};
 use crate::error::{is_not_found, sdk};
+use crate::recovery::{self, Target};
 use crate::tags;
+use phoenix_core::kit::Snapshot;
+use phoenix_core::recovery::SnapshotRef;
 
 pub struct Instance;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceSpec {
+    /// the AMI id (ami-…); or set ami_name
+    #[schemars(extend("force_new" = true))]
+    pub ami: Option<String>,
+    /// an AMI name pattern (al2023-ami-2023*-x86_64); the newest match is used
+    #[schemars(extend("force_new" = true))]
+    pub ami_name: Option<String>,
+    /// who owns the AMI named by ami_name: amazon, self, or an account id
+    #[serde(default = "amazon")]
+    #[schemars(extend("force_new" = true))]
+    pub ami_owner: String,
+    /// e.g. t3.micro; changed in place (stop, modify, start)
+    pub instance_type: String,
+    /// the subnet to launch in
+    #[schemars(extend("force_new" = true))]
+    pub subnet_id: String,
+    /// security groups; changed in place
+    pub security_group_ids: Option<Vec<String>>,
+    /// a cloud-init script or other user data (plain text)
+    // Bootstrap scripts often carry secrets: kept out of state and plans.
+    #[schemars(extend("force_new" = true))]
+    pub user_data: Option<Secret<String>>,
+    /// the EC2 key pair for SSH
+    #[schemars(extend("force_new" = true))]
+    pub key_name: Option<String>,
+    /// root volume size in GiB (default: the AMI's)
+    #[schemars(extend("force_new" = true))]
+    pub root_volume_size: Option<i64>,
+    /// snapshot this instance's root volume as an AMI in recovery points (`phoenix snapshot`); default false
+    pub stateful: Option<bool>,
+    /// launch from this AMI of a recovery point instead of ami/ami_name (set by `phoenix restore`)
+    #[schemars(extend("force_new" = true))]
+    pub recovery_image: Option<String>,
+    /// extra tags (Phoenix adds its ownership tags and Name)
+    pub tags: Option<UserTags>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct InstanceOutputs {
+    /// the instance id (i-…)
+    #[schemars(extend("stable" = true))]
+    pub id: String,
+    /// the AMI it was launched from
+    #[schemars(extend("stable" = true))]
+    pub image_id: String,
+    /// the primary private IPv4 address
+    // A VPC instance keeps its primary private address for life, stop/start included.
+    #[schemars(extend("stable" = true))]
+    pub private_ip: String,
+    /// the public IPv4 address (changes on stop/start), or ""
+    pub public_ip: String,
+    /// the zone of its subnet
+    #[schemars(extend("stable" = true))]
+    pub availability_zone: String,
+    /// pending, running, stopped …
+    pub state: String,
+}
+
+fn amazon() -> String {
+    "amazon".into()
+}
 
 /// States in which an instance still exists for Phoenix's purposes; `shutting-down`
 /// and `terminated` instances are on their way out and count as gone.
@@ -33,85 +102,32 @@ fn state_of(i: &Ec2Instance) -> &str {
     i.state().and_then(|s| s.name()).map_or("unknown", InstanceStateName::as_str)
 }
 
-fn is_live(i: &Ec2Instance) -> bool {
-    LIVE.contains(&state_of(i))
+fn live_filter() -> Filter {
+    Filter::builder().name("instance-state-name").set_values(Some(LIVE.iter().map(|s| s.to_string()).collect())).build()
 }
 
-fn outputs(i: &Ec2Instance) -> Attrs {
-    let mut o = Attrs::new();
-    o.insert("id".into(), json!(i.instance_id().unwrap_or_default()));
-    o.insert("image_id".into(), json!(i.image_id().unwrap_or_default()));
-    o.insert("private_ip".into(), json!(i.private_ip_address().unwrap_or_default()));
-    // No public address (a private subnet, or a stopped instance) reads as "" so references stay strings.
-    o.insert("public_ip".into(), json!(i.public_ip_address().unwrap_or_default()));
-    o.insert("availability_zone".into(), json!(i.placement().and_then(|p| p.availability_zone()).unwrap_or_default()));
-    o.insert("state".into(), json!(state_of(i)));
-    o
+fn outputs(i: &Ec2Instance) -> InstanceOutputs {
+    InstanceOutputs {
+        id: i.instance_id().unwrap_or_default().to_string(),
+        image_id: i.image_id().unwrap_or_default().to_string(),
+        private_ip: i.private_ip_address().unwrap_or_default().to_string(),
+        // No public address (a private subnet, or a stopped instance) reads as "" so references stay strings.
+        public_ip: i.public_ip_address().unwrap_or_default().to_string(),
+        availability_zone: i.placement().and_then(|p| p.availability_zone()).unwrap_or_default().to_string(),
+        state: state_of(i).to_string(),
+    }
 }
 
-/// What can be read back and compared with the definition. The AMI name
-/// pattern, user data and root volume size are not reported: EC2 does not
-/// return them cheaply (or at all), and they are force-new anyway.
-fn observed(i: &Ec2Instance, prior: &Attrs) -> Observed {
-    let mut inputs = Attrs::new();
-    if let Some(t) = i.instance_type() {
-        inputs.insert("instance_type".into(), json!(t.as_str()));
-    }
-    if let Some(s) = i.subnet_id() {
-        inputs.insert("subnet_id".into(), json!(s));
-    }
-    if prior.contains_key("recovery_image") {
-        // Launched from a recovery point's image, not from the definition's
-        // `ami`: the image is compared with `recovery_image`, and `ami` is
-        // kept as declared so that the restored instance is not replaced.
-        inputs.insert("recovery_image".into(), json!(i.image_id().unwrap_or_default()));
-        if let Some(ami) = prior.get("ami") {
-            inputs.insert("ami".into(), ami.clone());
-        }
-    } else if prior.contains_key("ami") {
-        inputs.insert("ami".into(), json!(i.image_id().unwrap_or_default()));
-    }
-    if prior.contains_key("key_name") {
-        inputs.insert("key_name".into(), i.key_name().map_or(Value::Null, |k| json!(k)));
-    }
-    // Only when the definition manages them (else the VPC's default group would read as drift),
-    // and in the definition's order when the set is the same (EC2 does not keep the order).
-    if prior.contains_key("security_group_ids") {
-        let mut seen: Vec<String> = i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect();
-        let mut want = str_list(prior, "security_group_ids");
-        seen.sort();
-        want.sort();
-        let value = if seen == want { prior["security_group_ids"].clone() } else { json!(seen) };
-        inputs.insert("security_group_ids".into(), value);
-    }
-    tags::observe_tags(&mut inputs, prior, i.tags());
-    Observed { inputs, outputs: outputs(i) }
-}
-
-/// Every instance matching `filters`, over all pages.
-async fn describe(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Ec2Instance>, ProviderError> {
-    let mut found = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = aws
-            .ec2
-            .describe_instances()
-            .set_filters(Some(filters.clone()))
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| sdk("DescribeInstances", e))?;
-        found.extend(out.reservations().iter().flat_map(|r| r.instances().iter().cloned()));
-        match out.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => return Ok(found),
-        }
-    }
+/// Every instance matching `filters`, over all pages, whatever its state (waits need to see `terminated`).
+async fn describe_all(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Ec2Instance>, ProviderError> {
+    let pages = aws.ec2.describe_instances().set_filters(Some(filters)).into_paginator().send();
+    let pages = super::all_pages("DescribeInstances", pages).await?;
+    Ok(pages.iter().flat_map(|p| p.reservations()).flat_map(|r| r.instances().iter().cloned()).collect())
 }
 
 /// One instance by id; `None` if EC2 does not (or does not yet) know it.
 async fn one(aws: &Aws, id: &str) -> Result<Option<Ec2Instance>, ProviderError> {
-    Ok(describe(aws, vec![tags::id_filter("instance-id", &[id.to_string()])]).await?.into_iter().next())
+    Ok(describe_all(aws, vec![tags::id_filter("instance-id", &[id.to_string()])]).await?.into_iter().next())
 }
 
 /// Waits until the instance is `want`. Right after a create EC2 may not list it yet, which is not an error;
@@ -147,17 +163,25 @@ async fn wait_gone(aws: &Aws, id: &str) -> Result<(), ProviderError> {
     .await
 }
 
+/// Which image to launch: an id, or the newest match of a name pattern among an owner's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AmiQuery<'a> {
+    pub ami: Option<&'a str>,
+    pub ami_name: Option<&'a str>,
+    pub ami_owner: Option<&'a str>,
+}
+
 /// The AMI to launch and its root device name (needed only to size the root volume).
 /// By name: the newest image matching the pattern among the owner's, as production
 /// code does it; an id is used as given, and looked up only when its root device is needed.
-pub(crate) async fn resolve_ami(aws: &Aws, inputs: &Attrs) -> Result<(String, Option<String>), ProviderError> {
-    let need_root = opt_i64(inputs, "root_volume_size").is_some();
-    let query = format!("{:?}|{:?}|{:?}|{need_root}", opt_str(inputs, "ami"), opt_str(inputs, "ami_name"), opt_str(inputs, "ami_owner"));
-    aws.image(query, || lookup_ami(aws, inputs, need_root)).await
+pub(crate) async fn resolve_ami(aws: &Aws, q: AmiQuery<'_>, need_root: bool) -> Result<(String, Option<String>), ProviderError> {
+    let query = format!("{:?}|{:?}|{:?}|{need_root}", q.ami, q.ami_name, q.ami_owner);
+    aws.image(query, || lookup_ami(aws, q, need_root)).await
 }
 
-async fn lookup_ami(aws: &Aws, inputs: &Attrs, need_root: bool) -> Result<(String, Option<String>), ProviderError> {
-    let request = match (opt_str(inputs, "ami"), opt_str(inputs, "ami_name")) {
+async fn lookup_ami(aws: &Aws, q: AmiQuery<'_>, need_root: bool) -> Result<(String, Option<String>), ProviderError> {
+    let owner = q.ami_owner.unwrap_or("amazon");
+    let request = match (q.ami, q.ami_name) {
         (Some(_), Some(_)) => return Err(ProviderError::permanent("set either `ami` or `ami_name`, not both")),
         (None, None) => {
             return Err(ProviderError::permanent(
@@ -166,24 +190,20 @@ async fn lookup_ami(aws: &Aws, inputs: &Attrs, need_root: bool) -> Result<(Strin
         }
         (Some(id), None) if !need_root => return Ok((id.to_string(), None)),
         (Some(id), None) => aws.ec2.describe_images().image_ids(id),
-        (None, Some(pattern)) => {
-            let owner = opt_str(inputs, "ami_owner").unwrap_or("amazon");
-            aws.ec2
-                .describe_images()
-                .owners(owner)
-                .filters(Filter::builder().name("name").values(pattern).build())
-                .filters(Filter::builder().name("state").values("available").build())
-        }
+        (None, Some(pattern)) => aws
+            .ec2
+            .describe_images()
+            .owners(owner)
+            .filters(Filter::builder().name("name").values(pattern).build())
+            .filters(Filter::builder().name("state").values("available").build()),
     };
     let out = { request.send().await.map_err(|e| sdk("DescribeImages", e))? };
     // ISO 8601 dates of one format sort as strings; the name breaks ties (it usually embeds a date).
     let newest = out.images().iter().max_by(|a, b| (a.creation_date(), a.name()).cmp(&(b.creation_date(), b.name())));
     let Some(image) = newest else {
-        return Err(ProviderError::permanent(match opt_str(inputs, "ami_name") {
-            Some(p) => {
-                format!("no available AMI named `{p}` owned by `{}` in {}", opt_str(inputs, "ami_owner").unwrap_or("amazon"), aws.region)
-            }
-            None => format!("AMI `{}` does not exist in {}", opt_str(inputs, "ami").unwrap_or_default(), aws.region),
+        return Err(ProviderError::permanent(match q.ami_name {
+            Some(p) => format!("no available AMI named `{p}` owned by `{owner}` in {}", aws.region),
+            None => format!("AMI `{}` does not exist in {}", q.ami.unwrap_or_default(), aws.region),
         }));
     };
     let id = image.image_id().ok_or_else(|| ProviderError::permanent("DescribeImages returned an image without an id"))?;
@@ -191,12 +211,12 @@ async fn lookup_ami(aws: &Aws, inputs: &Attrs, need_root: bool) -> Result<(Strin
 }
 
 /// Changes the instance type: EC2 only allows it on a stopped instance.
-async fn resize(aws: &Aws, req: &UpdateRequest, id: &str, to: &str) -> Result<(), ProviderError> {
+async fn resize(aws: &Aws, req: &Update<'_, Instance>, id: &str, to: &str) -> Result<(), ProviderError> {
     let current = one(aws, id).await?.ok_or_else(|| ProviderError::permanent(format!("instance {id} no longer exists")))?;
     if current.instance_type().map(InstanceType::as_str) == Some(to) {
         return Ok(());
     }
-    (req.log)(&req.addr, &format!("stopping {id} to change its type to {to}"));
+    (req.log)(req.addr, &format!("stopping {id} to change its type to {to}"));
     {
         aws.ec2.stop_instances().instance_ids(id).send().await.map_err(|e| sdk("StopInstances", e))?;
     }
@@ -218,143 +238,170 @@ async fn resize(aws: &Aws, req: &UpdateRequest, id: &str, to: &str) -> Result<()
     modified.map(|_| ())
 }
 
+/// The instance an interrupted create made, by its ownership tags.
+async fn find_made(aws: &Aws, spec: &InstanceSpec, ownership: &Ownership) -> Result<Option<Observed<Instance>>, ProviderError> {
+    let mut filters = tags::owner_filters(ownership);
+    filters.push(live_filter());
+    let mut live = describe_all(aws, filters).await?;
+    // Should two exist (an API that ignored the ClientToken), adopt the first launched, deterministically.
+    live.sort_by(|a, b| (a.launch_time(), a.instance_id()).cmp(&(b.launch_time(), b.instance_id())));
+    let Some(mut i) = live.into_iter().next() else { return Ok(None) };
+    // The interrupted create had not seen it running yet; finish that wait as create would.
+    if state_of(&i) == "pending" {
+        i = wait_for(aws, i.instance_id().unwrap_or_default(), InstanceStateName::Running).await?;
+    }
+    Ok(Some(Instance::observe(&i, Some(spec))))
+}
+
+#[async_trait]
+impl Ec2Kind for Instance {
+    type Object = Ec2Instance;
+    const ID_FILTER: &'static str = "instance-id";
+
+    async fn describe(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Ec2Instance>, ProviderError> {
+        let mut found = describe_all(aws, filters).await?;
+        found.retain(|i| LIVE.contains(&state_of(i)));
+        Ok(found)
+    }
+    fn id(i: &Ec2Instance) -> &str {
+        i.instance_id().unwrap_or_default()
+    }
+    fn tags(i: &Ec2Instance) -> &[Tag] {
+        i.tags()
+    }
+    fn id_of(outputs: &InstanceOutputs) -> &str {
+        &outputs.id
+    }
+    /// What can be read back and compared with the definition. The AMI name
+    /// pattern, user data and root volume size are not reported: EC2 does not
+    /// return them cheaply (or at all), and they are force-new anyway.
+    fn observe(i: &Ec2Instance, prior: Option<&InstanceSpec>) -> Observed<Self> {
+        let image = i.image_id().unwrap_or_default().to_string();
+        let (ami, recovery_image) = match prior {
+            // Launched from a recovery point's image, not from the definition's
+            // `ami`: the image is compared with `recovery_image`, and `ami` is
+            // kept as declared so that the restored instance is not replaced.
+            Some(p) if p.recovery_image.is_some() => (p.ami.clone(), Some(image)),
+            _ => (Some(image), None),
+        };
+        let groups: Vec<String> = i.security_groups().iter().filter_map(|g| g.group_id().map(str::to_string)).collect();
+        let spec = InstanceSpec {
+            ami,
+            ami_name: prior.and_then(|p| p.ami_name.clone()),
+            ami_owner: prior.map_or_else(amazon, |p| p.ami_owner.clone()),
+            instance_type: i
+                .instance_type()
+                .map(|t| t.as_str().to_string())
+                .or_else(|| prior.map(|p| p.instance_type.clone()))
+                .unwrap_or_default(),
+            subnet_id: i.subnet_id().map(str::to_string).or_else(|| prior.map(|p| p.subnet_id.clone())).unwrap_or_default(),
+            // In the definition's order when the set is the same (EC2 does not keep the order).
+            security_group_ids: Some(ec2::as_set(prior.and_then(|p| p.security_group_ids.as_deref()), groups)),
+            user_data: prior.and_then(|p| p.user_data.clone()),
+            key_name: i.key_name().map(str::to_string),
+            root_volume_size: prior.and_then(|p| p.root_volume_size),
+            stateful: prior.and_then(|p| p.stateful),
+            recovery_image,
+            tags: ec2::user_tags(i.tags()),
+        };
+        Observed { spec, outputs: outputs(i) }
+    }
+}
+
 #[async_trait]
 impl Kind for Instance {
-    fn schema(&self) -> ResourceSchema {
-        ResourceSchema {
-            type_name: "aws.instance",
-            description: "An EC2 instance",
-            attrs: vec![
-                AttrSchema::optional("ami", AttrType::String, "the AMI id (ami-…); or set ami_name").force_new(),
-                AttrSchema::optional(
-                    "ami_name",
-                    AttrType::String,
-                    "an AMI name pattern (al2023-ami-2023*-x86_64); the newest match is used",
-                )
-                .force_new(),
-                AttrSchema::optional("ami_owner", AttrType::String, "who owns the AMI named by ami_name: amazon, self, or an account id")
-                    .default(json!("amazon"))
-                    .force_new(),
-                AttrSchema::required("instance_type", AttrType::String, "e.g. t3.micro; changed in place (stop, modify, start)"),
-                AttrSchema::required("subnet_id", AttrType::String, "the subnet to launch in").force_new(),
-                AttrSchema::optional("security_group_ids", AttrType::List(Box::new(AttrType::String)), "security groups; changed in place"),
-                // Bootstrap scripts often carry secrets: kept out of state and plans.
-                AttrSchema::optional("user_data", AttrType::String, "a cloud-init script or other user data (plain text)")
-                    .force_new()
-                    .sensitive(),
-                AttrSchema::optional("key_name", AttrType::String, "the EC2 key pair for SSH").force_new(),
-                AttrSchema::optional("root_volume_size", AttrType::Int, "root volume size in GiB (default: the AMI's)").force_new(),
-                AttrSchema::optional(
-                    "stateful",
-                    AttrType::Bool,
-                    "snapshot this instance's root volume as an AMI in recovery points (`phoenix snapshot`); default false",
-                ),
-                AttrSchema::optional(
-                    "recovery_image",
-                    AttrType::String,
-                    "launch from this AMI of a recovery point instead of ami/ami_name (set by `phoenix restore`)",
-                )
-                .force_new(),
-                tags_attr(),
-                id_attr("the instance id (i-…)"),
-                AttrSchema::computed("image_id", AttrType::String, "the AMI it was launched from").stable(),
-                // A VPC instance keeps its primary private address for life, stop/start included.
-                AttrSchema::computed("private_ip", AttrType::String, "the primary private IPv4 address").stable(),
-                AttrSchema::computed("public_ip", AttrType::String, "the public IPv4 address (changes on stop/start), or \"\""),
-                AttrSchema::computed("availability_zone", AttrType::String, "the zone of its subnet").stable(),
-                AttrSchema::computed("state", AttrType::String, "pending, running, stopped …"),
-            ],
-            update_in_place: true,
-            create_before_destroy: false,
-            adoptable: true,
-        }
+    const TYPE: &'static str = "aws.instance";
+    const DESCRIPTION: &'static str = "An EC2 instance";
+    type Client = Aws;
+    type Spec = InstanceSpec;
+    type Outputs = InstanceOutputs;
+
+    fn capabilities(&self) -> Capabilities {
+        // Most instances are cattle, rebuilt from their AMI and user data:
+        // only those whose definition says `stateful = true` are imaged.
+        Capabilities::managed().stateful_if("recovery_image", "stateful")
     }
 
-    async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let prior = priors(items);
-        let mut found = HashMap::new();
-        for ids in id_chunks(items) {
-            for i in describe(aws, vec![tags::id_filter("instance-id", &ids)]).await? {
-                if !is_live(&i) {
-                    continue;
-                }
-                let id = i.instance_id().unwrap_or_default().to_string();
-                let p = prior.get(id.as_str()).copied().cloned().unwrap_or_default();
-                found.insert(id, observed(&i, &p));
-            }
-        }
-        Ok(in_item_order(items, found))
+    async fn read(&self, aws: &Aws, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
+        ec2::read(aws, items).await
     }
 
-    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+    async fn import(&self, aws: &Aws, id: &str) -> Result<Option<Observed<Self>>, ProviderError> {
+        ec2::import(aws, id).await
+    }
+
+    async fn find(&self, aws: &Aws, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
+        find_made(aws, req.spec, req.ownership).await
+    }
+
+    async fn snapshot(&self, aws: &Aws, req: Snapshot<'_, Self>) -> Result<SnapshotRef, ProviderError> {
+        recovery::image::snapshot(aws, Target::of(&req, &req.outputs.id)).await
+    }
+
+    async fn copy_snapshot(&self, aws: &Aws, snapshot: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        recovery::image::copy(aws, snapshot, to_region).await
+    }
+
+    async fn delete_snapshot(&self, aws: &Aws, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
+        recovery::image::delete(aws, snapshot).await
+    }
+
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<Owned<Self>>>, ProviderError> {
         // Terminated instances linger in DescribeInstances for a while: not leaks.
-        let live = Filter::builder().name("instance-state-name").set_values(Some(LIVE.iter().map(|s| s.to_string()).collect())).build();
-        let found = describe(aws, vec![super::owned_filter(), live]).await?;
+        let found = describe_all(aws, vec![ec2::owned_filter(), live_filter()]).await?;
         Ok(Some(
             found
                 .iter()
                 .filter_map(|i| {
-                    let mut o = super::owned(self, i.tags(), observed(i, &Attrs::new()))?;
+                    let ownership = Ownership::from_tags(|k| tags::tag(i.tags(), k))?;
                     // An auto scaling group's instances carry the group's ownership tags
                     // (propagated at launch) and no state holds their ids: they are the
                     // group's, a leak only with it, and go when it is deleted.
-                    o.container = crate::tags::tag(i.tags(), "aws:autoscaling:groupName").map(str::to_string);
-                    Some(o)
+                    let container = tags::tag(i.tags(), "aws:autoscaling:groupName").map(str::to_string);
+                    Some(Owned { ownership, observed: Self::observe(i, None), container })
                 })
                 .collect(),
         ))
     }
 
-    async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let mut filters = tags::owner_filters(&req.ownership);
-        filters.push(Filter::builder().name("instance-state-name").set_values(Some(LIVE.iter().map(|s| s.to_string()).collect())).build());
-        let mut live = describe(aws, filters).await?;
-        // Should two exist (an API that ignored the ClientToken), adopt the first launched, deterministically.
-        live.sort_by(|a, b| (a.launch_time(), a.instance_id()).cmp(&(b.launch_time(), b.instance_id())));
-        let Some(mut i) = live.into_iter().next() else { return Ok(None) };
-        // The interrupted create had not seen it running yet; finish that wait as create would.
-        if state_of(&i) == "pending" {
-            i = wait_for(aws, i.instance_id().unwrap_or_default(), InstanceStateName::Running).await?;
-        }
-        Ok(Some(observed(&i, &req.inputs)))
-    }
-
-    async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
-        let (image, root_device) = match opt_str(&req.inputs, "recovery_image") {
+    async fn create(&self, aws: &Aws, req: Create<'_, Self>) -> Result<InstanceOutputs, ProviderError> {
+        let spec = req.spec;
+        let need_root = spec.root_volume_size.is_some();
+        let (image, root_device) = match &spec.recovery_image {
             // Restored: the recovery point's image replaces whatever ami/ami_name say.
             Some(recovery) => {
-                let mut from = req.inputs.clone();
-                from.remove("ami_name");
-                from.insert("ami".into(), json!(recovery));
-                resolve_ami(aws, &from).await?
+                resolve_ami(aws, AmiQuery { ami: Some(recovery), ami_name: None, ami_owner: Some(&spec.ami_owner) }, need_root).await?
             }
-            None => resolve_ami(aws, &req.inputs).await?,
+            None => {
+                let q = AmiQuery { ami: spec.ami.as_deref(), ami_name: spec.ami_name.as_deref(), ami_owner: Some(&spec.ami_owner) };
+                resolve_ami(aws, q, need_root).await?
+            }
         };
-        let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
+        let tags = tags::all_tags_typed(req.ownership, spec.tags.as_ref());
         let mut run = aws
             .ec2
             .run_instances()
             .image_id(&image)
-            .instance_type(InstanceType::from(req_str(&req.inputs, "instance_type")?))
-            .subnet_id(req_str(&req.inputs, "subnet_id")?)
+            .instance_type(InstanceType::from(spec.instance_type.as_str()))
+            .subnet_id(&spec.subnet_id)
             .min_count(1)
             .max_count(1)
             // A retried call whose first response was lost gets the same instance back, not a second one.
-            .client_token(&req.idempotency_token)
+            .client_token(req.idempotency_token)
             .tag_specifications(tags::spec(ResourceType::Instance, tags.clone()))
             // The root volume (and any the AMI maps) carries the ownership tags too, so a sweep finds it.
             .tag_specifications(tags::spec(ResourceType::Volume, tags));
-        let groups = str_list(&req.inputs, "security_group_ids");
+        let groups = spec.security_group_ids.clone().unwrap_or_default();
         if !groups.is_empty() {
             run = run.set_security_group_ids(Some(groups));
         }
-        if let Some(u) = opt_str(&req.inputs, "user_data") {
-            run = run.user_data(aws_smithy_types::base64::encode(u));
+        if let Some(u) = &spec.user_data {
+            run = run.user_data(aws_smithy_types::base64::encode(u.clear()?));
         }
-        if let Some(k) = opt_str(&req.inputs, "key_name") {
+        if let Some(k) = &spec.key_name {
             run = run.key_name(k);
         }
-        if let Some(size) = opt_i64(&req.inputs, "root_volume_size") {
+        if let Some(size) = spec.root_volume_size {
             let device = root_device.ok_or_else(|| ProviderError::permanent(format!("AMI {image} names no root device to size")))?;
             let size = i32::try_from(size).map_err(|_| ProviderError::permanent(format!("root_volume_size {size} is out of range")))?;
             let ebs = EbsBlockDevice::builder().volume_size(size).delete_on_termination(true).build();
@@ -362,22 +409,28 @@ impl Kind for Instance {
         }
         // The ClientToken covers a retried call on AWS; emulators may ignore it, so a
         // lost answer is also looked up by tags (`create_once`).
-        let made =
-            create_once(aws, self, req, "RunInstances", || run.clone().customize().config_override(create_call_config()).send()).await?;
-        let id = made.id(|o| o.instances().first().and_then(|i| i.instance_id()), "RunInstances")?;
+        let call = || run.clone().customize().config_override(create_call_config()).send();
+        let find = || find_made(aws, spec, req.ownership);
+        let id = match create_once("RunInstances", call, find).await? {
+            Made::Answered(o) => o.instances().first().and_then(|i| i.instance_id()).unwrap_or_default().to_string(),
+            Made::Found(found) => found.outputs.id,
+        };
+        if id.is_empty() {
+            return Err(ProviderError::permanent("RunInstances returned no id"));
+        }
         // The instance exists from here on: any failure must hand it to the engine (recorded tainted), never leak it.
         let made: Attrs = [("id".to_string(), json!(id)), ("image_id".to_string(), json!(image))].into_iter().collect();
-        let running = wait_for(aws, &id, InstanceStateName::Running).await.map_err(|e| e.with_created(made.clone()))?;
+        let running = wait_for(aws, &id, InstanceStateName::Running).await.map_err(|e| e.with_created(made))?;
         Ok(outputs(&running))
     }
 
-    async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-        let id = id_of(&req.prior_outputs)?;
-        if req.changed.iter().any(|c| c == "instance_type") {
-            resize(aws, req, id, req_str(&req.inputs, "instance_type")?).await?;
+    async fn update(&self, aws: &Aws, req: Update<'_, Self>) -> Result<InstanceOutputs, ProviderError> {
+        let id = req.outputs.id.as_str();
+        if req.changed("instance_type") {
+            resize(aws, &req, id, &req.spec.instance_type).await?;
         }
-        if req.changed.iter().any(|c| c == "security_group_ids") {
-            let groups = str_list(&req.inputs, "security_group_ids");
+        if req.changed("security_group_ids") {
+            let groups = req.spec.security_group_ids.clone().unwrap_or_default();
             if groups.is_empty() {
                 return Err(ProviderError::permanent(
                     "an instance in a VPC needs at least one security group; list the VPC's default group to keep only it",
@@ -391,13 +444,13 @@ impl Kind for Instance {
                 .await
                 .map_err(|e| sdk("ModifyInstanceAttribute", e))?;
         }
-        update_tags(aws, id, req).await?;
+        ec2::update_tags(aws, id, req.prior.tags.as_ref(), req.spec.tags.as_ref(), req.ownership).await?;
         let now = one(aws, id).await?.ok_or_else(|| ProviderError::permanent(format!("instance {id} disappeared during the update")))?;
         Ok(outputs(&now))
     }
 
-    async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
-        let id = id_of(&req.outputs)?;
+    async fn delete(&self, aws: &Aws, req: Delete<'_, Self>) -> Result<(), ProviderError> {
+        let id = req.outputs.id.as_str();
         {
             match aws.ec2.terminate_instances().instance_ids(id).send().await {
                 Ok(_) => {}
@@ -407,5 +460,31 @@ impl Kind for Instance {
         }
         // Its security group, subnet and detached volumes can only be deleted once it is gone.
         wait_gone(aws, id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use phoenix_core::kit::KindSet;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn only_instances_that_say_stateful_are_snapshotted_through_recovery_image() {
+        let set: KindSet<Aws> = KindSet::new().with(Instance);
+        assert_eq!(set.restore_attr("aws.instance"), Some("recovery_image"));
+        let base = json!({"ami": "ami-1", "instance_type": "t3.micro", "subnet_id": "subnet-1"});
+        for stateful in [None, Some(false), Some(true)] {
+            let mut inputs: Attrs = serde_json::from_value(base.clone()).unwrap();
+            if let Some(s) = stateful {
+                inputs.insert("stateful".into(), json!(s));
+            }
+            assert_eq!(set.is_stateful("aws.instance", &inputs), stateful == Some(true), "{inputs:?}");
+        }
+        assert!(set.is_stateful(
+            "aws.instance",
+            &serde_json::from_value(json!({"stateful": true, "instance_type": "t3.micro", "subnet_id": "s"})).unwrap()
+        ));
     }
 }

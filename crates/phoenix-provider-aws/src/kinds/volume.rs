@@ -5,19 +5,60 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{Filter, ResourceType, Volume as Ec2Volume, VolumeState, VolumeType};
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
-use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
-use phoenix_core::value::{Attrs, Value};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, Volume as Ec2Volume, VolumeState, VolumeType};
+use phoenix_core::kit::{Capabilities, Create, Delete, Found, Kind, Observed, Owned, Prior, Update};
+use phoenix_core::provider::ProviderError;
+use phoenix_core::state::Ownership;
+use phoenix_core::value::Attrs;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::create_once;
-use super::{Kind, id_attr, id_chunks, id_of, in_item_order, opt_i64, opt_str, priors, req_str, tags_attr, update_tags};
 use crate::client::{Aws, create_call_config};
+use crate::create::{Made, create_once};
+use crate::ec2::{self, Ec2Kind, UserTags};
 use crate::error::{code, is_not_found, sdk};
+use crate::recovery::{self, Target};
 use crate::tags;
+use phoenix_core::kit::Snapshot;
+use phoenix_core::recovery::SnapshotRef;
 
 pub struct Volume;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    /// its zone, the zone of the instance it attaches to (e.g. ${web-0.availability_zone})
+    #[schemars(extend("force_new" = true, "format" = "aws-zone"))]
+    pub availability_zone: String,
+    /// size in GiB (default: the snapshot's); grows in place, never shrinks
+    #[schemars(extend("format" = "non-negative"))]
+    pub size: Option<i64>,
+    /// gp3, gp2, st1, sc1, standard
+    #[serde(default = "gp3")]
+    #[schemars(extend("force_new" = true))]
+    pub volume_type: String,
+    /// restore from this snapshot (snap-…)
+    // Disaster recovery restores volumes from snapshots.
+    #[schemars(extend("force_new" = true))]
+    pub snapshot_id: Option<String>,
+    /// extra tags (Phoenix adds its ownership tags and Name)
+    pub tags: Option<UserTags>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct VolumeOutputs {
+    /// the volume id (vol-…)
+    #[schemars(extend("stable" = true))]
+    pub id: String,
+    /// available, in-use …
+    pub state: String,
+}
+
+fn gp3() -> String {
+    "gp3".into()
+}
 
 /// `deleting` and `deleted` volumes are gone for Phoenix's purposes.
 const LIVE: [&str; 4] = ["creating", "available", "in-use", "error"];
@@ -26,60 +67,20 @@ fn state_of(v: &Ec2Volume) -> &str {
     v.state().map_or("unknown", VolumeState::as_str)
 }
 
-fn outputs(v: &Ec2Volume) -> Attrs {
-    let mut o = Attrs::new();
-    o.insert("id".into(), json!(v.volume_id().unwrap_or_default()));
-    o.insert("state".into(), json!(state_of(v)));
-    o
+fn outputs(v: &Ec2Volume) -> VolumeOutputs {
+    VolumeOutputs { id: v.volume_id().unwrap_or_default().to_string(), state: state_of(v).to_string() }
 }
 
-fn observed(v: &Ec2Volume, prior: &Attrs) -> Observed {
-    let mut inputs = Attrs::new();
-    if let Some(z) = v.availability_zone() {
-        inputs.insert("availability_zone".into(), json!(z));
-    }
-    // A size left to the snapshot, or a type left unset, is not the definition's to compare.
-    if prior.contains_key("size")
-        && let Some(s) = v.size()
-    {
-        inputs.insert("size".into(), json!(s));
-    }
-    if prior.contains_key("volume_type")
-        && let Some(t) = v.volume_type()
-    {
-        inputs.insert("volume_type".into(), json!(t.as_str()));
-    }
-    if prior.contains_key("snapshot_id") {
-        inputs.insert("snapshot_id".into(), v.snapshot_id().filter(|s| !s.is_empty()).map_or(Value::Null, |s| json!(s)));
-    }
-    tags::observe_tags(&mut inputs, prior, v.tags());
-    Observed { inputs, outputs: outputs(v) }
-}
-
-/// Every volume matching `filters`, over all pages.
-pub(crate) async fn describe(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Ec2Volume>, ProviderError> {
-    let mut found = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = aws
-            .ec2
-            .describe_volumes()
-            .set_filters(Some(filters.clone()))
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| sdk("DescribeVolumes", e))?;
-        found.extend(out.volumes().iter().cloned());
-        match out.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => return Ok(found),
-        }
-    }
+/// Every volume matching `filters`, over all pages, whatever its state.
+pub(crate) async fn describe_all(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Ec2Volume>, ProviderError> {
+    let pages = aws.ec2.describe_volumes().set_filters(Some(filters)).into_paginator().send();
+    let pages = super::all_pages("DescribeVolumes", pages).await?;
+    Ok(pages.iter().flat_map(|p| p.volumes().iter().cloned()).collect())
 }
 
 /// One volume by id (a filter, so an unknown id is `None` rather than an error).
 pub(crate) async fn one(aws: &Aws, id: &str) -> Result<Option<Ec2Volume>, ProviderError> {
-    Ok(describe(aws, vec![tags::id_filter("volume-id", &[id.to_string()])]).await?.into_iter().next())
+    Ok(describe_all(aws, vec![tags::id_filter("volume-id", &[id.to_string()])]).await?.into_iter().next())
 }
 
 /// Waits until the volume is `available` (and, with `size`, that size). Right after a create
@@ -96,54 +97,104 @@ async fn wait_available(aws: &Aws, id: &str, size: Option<i32>) -> Result<Ec2Vol
     .await
 }
 
+/// The volume an interrupted create made, by its ownership tags.
+async fn find_made(aws: &Aws, spec: &VolumeSpec, ownership: &Ownership) -> Result<Option<Observed<Volume>>, ProviderError> {
+    let mut filters = tags::owner_filters(ownership);
+    filters.push(Filter::builder().name("status").set_values(Some(["creating", "available", "in-use"].map(String::from).to_vec())).build());
+    let mut live = describe_all(aws, filters).await?;
+    live.sort_by(|a, b| (a.create_time(), a.volume_id()).cmp(&(b.create_time(), b.volume_id())));
+    let Some(mut v) = live.into_iter().next() else { return Ok(None) };
+    // The interrupted create had not seen it available yet; finish that wait as create would.
+    if state_of(&v) == "creating" {
+        v = wait_available(aws, v.volume_id().unwrap_or_default(), None).await?;
+    }
+    Ok(Some(Volume::observe(&v, Some(spec))))
+}
+
+fn size_i32(size: i64) -> Result<i32, ProviderError> {
+    i32::try_from(size).map_err(|_| ProviderError::permanent(format!("size {size} GiB is out of range")))
+}
+
+#[async_trait]
+impl Ec2Kind for Volume {
+    type Object = Ec2Volume;
+    const ID_FILTER: &'static str = "volume-id";
+
+    async fn describe(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Ec2Volume>, ProviderError> {
+        let mut found = describe_all(aws, filters).await?;
+        found.retain(|v| LIVE.contains(&state_of(v)));
+        Ok(found)
+    }
+    fn id(v: &Ec2Volume) -> &str {
+        v.volume_id().unwrap_or_default()
+    }
+    fn tags(v: &Ec2Volume) -> &[Tag] {
+        v.tags()
+    }
+    fn id_of(outputs: &VolumeOutputs) -> &str {
+        &outputs.id
+    }
+    fn observe(v: &Ec2Volume, prior: Option<&VolumeSpec>) -> Observed<Self> {
+        let spec = VolumeSpec {
+            availability_zone: v
+                .availability_zone()
+                .map(str::to_string)
+                .or_else(|| prior.map(|p| p.availability_zone.clone()))
+                .unwrap_or_default(),
+            // A size left to the snapshot, or a type left unset, is not the definition's to compare
+            // (the read compares only what the definition set).
+            size: v.size().map(i64::from).or_else(|| prior.and_then(|p| p.size)),
+            volume_type: v
+                .volume_type()
+                .map(|t| t.as_str().to_string())
+                .or_else(|| prior.map(|p| p.volume_type.clone()))
+                .unwrap_or_else(gp3),
+            snapshot_id: v.snapshot_id().filter(|s| !s.is_empty()).map(str::to_string),
+            tags: ec2::user_tags(v.tags()),
+        };
+        Observed { spec, outputs: outputs(v) }
+    }
+}
+
 #[async_trait]
 impl Kind for Volume {
-    fn schema(&self) -> ResourceSchema {
-        ResourceSchema {
-            type_name: "aws.volume",
-            description: "An EBS volume",
-            attrs: vec![
-                AttrSchema::required(
-                    "availability_zone",
-                    AttrType::String,
-                    "its zone, the zone of the instance it attaches to (e.g. ${web-0.availability_zone})",
-                )
-                .force_new()
-                .format("aws-zone"),
-                AttrSchema::optional("size", AttrType::Int, "size in GiB (default: the snapshot's); grows in place, never shrinks")
-                    .validate_with(validators::non_negative),
-                AttrSchema::optional("volume_type", AttrType::String, "gp3, gp2, st1, sc1, standard").default(json!("gp3")).force_new(),
-                // Disaster recovery restores volumes from snapshots.
-                AttrSchema::optional("snapshot_id", AttrType::String, "restore from this snapshot (snap-…)").force_new(),
-                tags_attr(),
-                id_attr("the volume id (vol-…)"),
-                AttrSchema::computed("state", AttrType::String, "available, in-use …"),
-            ],
-            update_in_place: true,
-            create_before_destroy: false,
-            adoptable: true,
-        }
+    const TYPE: &'static str = "aws.volume";
+    const DESCRIPTION: &'static str = "An EBS volume";
+    type Client = Aws;
+    type Spec = VolumeSpec;
+    type Outputs = VolumeOutputs;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::managed().stateful("snapshot_id")
     }
 
-    async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let prior = priors(items);
-        let mut found = HashMap::new();
-        for ids in id_chunks(items) {
-            for v in describe(aws, vec![tags::id_filter("volume-id", &ids)]).await? {
-                if !LIVE.contains(&state_of(&v)) {
-                    continue;
-                }
-                let id = v.volume_id().unwrap_or_default().to_string();
-                let p = prior.get(id.as_str()).copied().cloned().unwrap_or_default();
-                found.insert(id, observed(&v, &p));
-            }
-        }
-        Ok(in_item_order(items, found))
+    async fn read(&self, aws: &Aws, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
+        ec2::read(aws, items).await
     }
 
-    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+    async fn import(&self, aws: &Aws, id: &str) -> Result<Option<Observed<Self>>, ProviderError> {
+        ec2::import(aws, id).await
+    }
+
+    async fn find(&self, aws: &Aws, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
+        find_made(aws, req.spec, req.ownership).await
+    }
+
+    async fn snapshot(&self, aws: &Aws, req: Snapshot<'_, Self>) -> Result<SnapshotRef, ProviderError> {
+        recovery::ebs_snapshot(aws, Target::of(&req, &req.outputs.id)).await
+    }
+
+    async fn copy_snapshot(&self, aws: &Aws, snapshot: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
+        recovery::ebs_copy(aws, snapshot, to_region).await
+    }
+
+    async fn delete_snapshot(&self, aws: &Aws, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
+        recovery::ebs_delete(aws, snapshot).await
+    }
+
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<Owned<Self>>>, ProviderError> {
         let live = Filter::builder().name("status").set_values(Some(LIVE.iter().map(|s| s.to_string()).collect())).build();
-        let found = describe(aws, vec![super::owned_filter(), live]).await?;
+        let found = describe_all(aws, vec![ec2::owned_filter(), live]).await?;
         // An instance's root volume carries the instance's ownership tags
         // (RunInstances tags its volumes) but is part of the instance and goes
         // with it: not an `aws.volume` of its own, never a leak. It is told
@@ -180,65 +231,55 @@ impl Kind for Volume {
             found
                 .iter()
                 .filter(|v| !part_of_an_instance(v))
-                .filter_map(|v| super::owned(self, v.tags(), observed(v, &Attrs::new())))
+                .filter_map(|v| {
+                    let ownership = Ownership::from_tags(|k| tags::tag(v.tags(), k))?;
+                    Some(Owned { ownership, observed: Self::observe(v, None), container: None })
+                })
                 .collect(),
         ))
     }
 
-    async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let mut filters = tags::owner_filters(&req.ownership);
-        filters.push(
-            Filter::builder().name("status").set_values(Some(["creating", "available", "in-use"].map(String::from).to_vec())).build(),
-        );
-        let mut live = describe(aws, filters).await?;
-        live.sort_by(|a, b| (a.create_time(), a.volume_id()).cmp(&(b.create_time(), b.volume_id())));
-        let Some(mut v) = live.into_iter().next() else { return Ok(None) };
-        // The interrupted create had not seen it available yet; finish that wait as create would.
-        if state_of(&v) == "creating" {
-            v = wait_available(aws, v.volume_id().unwrap_or_default(), None).await?;
-        }
-        Ok(Some(observed(&v, &req.inputs)))
-    }
-
-    async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
-        let size = opt_i64(&req.inputs, "size")
-            .map(|s| i32::try_from(s).map_err(|_| ProviderError::permanent(format!("size {s} GiB is out of range"))))
-            .transpose()?;
-        let snapshot = opt_str(&req.inputs, "snapshot_id");
-        if size.is_none() && snapshot.is_none() {
+    async fn create(&self, aws: &Aws, req: Create<'_, Self>) -> Result<VolumeOutputs, ProviderError> {
+        let spec = req.spec;
+        let size = spec.size.map(size_i32).transpose()?;
+        if size.is_none() && spec.snapshot_id.is_none() {
             return Err(ProviderError::permanent("set `size` (GiB) or `snapshot_id` to restore from"));
         }
-        let volume_type = opt_str(&req.inputs, "volume_type").unwrap_or("gp3");
-        let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
-        let zone = req_str(&req.inputs, "availability_zone")?;
+        let tags = tags::all_tags_typed(req.ownership, spec.tags.as_ref());
         // The ClientToken makes a retried call return the same volume on AWS; emulators may
         // ignore it, so a lost answer is also looked up by tags (`create_once`).
-        let made = create_once(aws, self, req, "CreateVolume", || {
+        let call = || {
             aws.ec2
                 .create_volume()
-                .availability_zone(zone)
+                .availability_zone(&spec.availability_zone)
                 .set_size(size)
-                .set_snapshot_id(snapshot.map(str::to_string))
-                .volume_type(VolumeType::from(volume_type))
-                .client_token(&req.idempotency_token)
+                .set_snapshot_id(spec.snapshot_id.clone())
+                .volume_type(VolumeType::from(spec.volume_type.as_str()))
+                .client_token(req.idempotency_token)
                 .tag_specifications(tags::spec(ResourceType::Volume, tags.clone()))
                 .customize()
                 .config_override(create_call_config())
                 .send()
-        })
-        .await?;
-        let id = made.id(|o| o.volume_id(), "CreateVolume")?;
+        };
+        let find = || find_made(aws, spec, req.ownership);
+        let id = match create_once("CreateVolume", call, find).await? {
+            Made::Answered(o) => o.volume_id().unwrap_or_default().to_string(),
+            Made::Found(found) => found.outputs.id,
+        };
+        if id.is_empty() {
+            return Err(ProviderError::permanent("CreateVolume returned no id"));
+        }
         // The volume exists from here on: a failure must hand it to the engine, never leak it.
         let made: Attrs = [("id".to_string(), json!(id))].into_iter().collect();
         let v = wait_available(aws, &id, None).await.map_err(|e| e.with_created(made))?;
         Ok(outputs(&v))
     }
 
-    async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-        let id = id_of(&req.prior_outputs)?;
+    async fn update(&self, aws: &Aws, req: Update<'_, Self>) -> Result<VolumeOutputs, ProviderError> {
+        let id = req.outputs.id.as_str();
         let mut target = None;
-        if req.changed.iter().any(|c| c == "size")
-            && let Some(to) = opt_i64(&req.inputs, "size")
+        if req.changed("size")
+            && let Some(to) = req.spec.size
         {
             let current = one(aws, id).await?.ok_or_else(|| ProviderError::permanent(format!("volume {id} no longer exists")))?;
             let from = i64::from(current.size().unwrap_or_default());
@@ -249,18 +290,18 @@ impl Kind for Volume {
                 )));
             }
             if to > from {
-                let to = i32::try_from(to).map_err(|_| ProviderError::permanent(format!("size {to} GiB is out of range")))?;
+                let to = size_i32(to)?;
                 aws.ec2.modify_volume().volume_id(id).size(to).send().await.map_err(|e| sdk("ModifyVolume", e))?;
                 target = Some(to);
             }
         }
-        update_tags(aws, id, req).await?;
+        ec2::update_tags(aws, id, req.prior.tags.as_ref(), req.spec.tags.as_ref(), req.ownership).await?;
         let v = wait_available(aws, id, target).await?;
         Ok(outputs(&v))
     }
 
-    async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
-        let id = id_of(&req.outputs)?;
+    async fn delete(&self, aws: &Aws, req: Delete<'_, Self>) -> Result<(), ProviderError> {
+        let id = req.outputs.id.as_str();
         // A volume still detaching from its instance (VolumeInUse, IncorrectState) is retried until it is free.
         crate::wait::until(&format!("volume {id} to be deletable"), aws.wait_timeout, || async move {
             match aws.ec2.delete_volume().volume_id(id).send().await {
@@ -278,5 +319,20 @@ impl Kind for Volume {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use phoenix_core::kit::KindSet;
+
+    use super::*;
+
+    #[test]
+    fn every_volume_is_snapshotted_and_restored_through_snapshot_id() {
+        let set: KindSet<Aws> = KindSet::new().with(Volume);
+        assert_eq!(set.restore_attr("aws.volume"), Some("snapshot_id"));
+        let inputs: Attrs = serde_json::from_value(json!({"availability_zone": "eu-west-1a", "size": 3})).unwrap();
+        assert!(set.is_stateful("aws.volume", &inputs));
     }
 }

@@ -6,21 +6,42 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{Volume as Ec2Volume, VolumeAttachment as Ec2Attachment, VolumeAttachmentState};
-use phoenix_core::provider::{
-    AdoptRequest, CreateRequest, DeleteRequest, Observed, OwnedObject, ProviderError, RefreshItem, UpdateRequest,
-};
-use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
-use phoenix_core::value::{Attrs, Value};
-use serde_json::json;
+use aws_sdk_ec2::types::{Filter, Volume as Ec2Volume, VolumeAttachment as Ec2Attachment, VolumeAttachmentState};
+use phoenix_core::kit::{Capabilities, Create, Delete, Found, Kind, Observed, Owned, Prior};
+use phoenix_core::provider::ProviderError;
+use phoenix_core::state::Ownership;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use super::volume::{describe as describe_volumes, one as one_volume};
-use super::{Kind, id_attr, id_of, req_str};
+use super::volume::{describe_all as describe_volumes, one as one_volume};
 use crate::client::Aws;
+use crate::ec2;
 use crate::error::{code, is_not_found, sdk};
 use crate::tags;
 
 pub struct VolumeAttachment;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeAttachmentSpec {
+    /// the volume (vol-…)
+    #[schemars(extend("force_new" = true))]
+    pub volume_id: String,
+    /// the instance (i-…), in the volume's zone
+    #[schemars(extend("force_new" = true))]
+    pub instance_id: String,
+    /// the device it appears as, e.g. /dev/sdf
+    #[schemars(extend("force_new" = true))]
+    pub device_name: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct VolumeAttachmentOutputs {
+    /// volume-id:instance-id
+    #[schemars(extend("stable" = true))]
+    pub id: String,
+}
 
 fn id(volume: &str, instance: &str) -> String {
     format!("{volume}:{instance}")
@@ -31,22 +52,23 @@ fn parts(id: &str) -> Result<(&str, &str), ProviderError> {
     id.split_once(':').ok_or_else(|| ProviderError::permanent(format!("`{id}` is not an attachment id (volume-id:instance-id)")))
 }
 
-/// The volume's attachment to `instance`, while it is attaching or attached (detaching counts as gone).
-fn attachment<'a>(v: &'a Ec2Volume, instance: &str) -> Option<&'a Ec2Attachment> {
-    v.attachments().iter().find(|a| {
-        a.instance_id() == Some(instance) && matches!(a.state(), Some(VolumeAttachmentState::Attaching | VolumeAttachmentState::Attached))
-    })
+fn is_attached(a: &Ec2Attachment) -> bool {
+    matches!(a.state(), Some(VolumeAttachmentState::Attaching | VolumeAttachmentState::Attached))
 }
 
-fn observed(volume: &str, instance: &str, a: &Ec2Attachment) -> Observed {
-    let mut inputs = Attrs::new();
-    inputs.insert("volume_id".into(), json!(volume));
-    inputs.insert("instance_id".into(), json!(instance));
-    if let Some(d) = a.device() {
-        inputs.insert("device_name".into(), json!(d));
+/// The volume's attachment to `instance`, while it is attaching or attached (detaching counts as gone).
+fn attachment<'a>(v: &'a Ec2Volume, instance: &str) -> Option<&'a Ec2Attachment> {
+    v.attachments().iter().find(|a| a.instance_id() == Some(instance) && is_attached(a))
+}
+
+/// What a read sees. The device is the attachment's; a device EC2 does not
+/// report (it always does) is kept as applied.
+fn observe(volume: &str, instance: &str, a: &Ec2Attachment, prior: Option<&VolumeAttachmentSpec>) -> Observed<VolumeAttachment> {
+    let device_name = a.device().map(str::to_string).or_else(|| prior.map(|p| p.device_name.clone())).unwrap_or_default();
+    Observed {
+        spec: VolumeAttachmentSpec { volume_id: volume.to_string(), instance_id: instance.to_string(), device_name },
+        outputs: VolumeAttachmentOutputs { id: id(volume, instance) },
     }
-    let outputs: Attrs = [("id".to_string(), json!(id(volume, instance)))].into_iter().collect();
-    Observed { inputs, outputs }
 }
 
 /// Waits until the volume's attachment to `instance` is `attached` (the volume `in-use`).
@@ -62,29 +84,20 @@ async fn wait_attached(aws: &Aws, volume: &str, instance: &str) -> Result<Ec2Att
 
 #[async_trait]
 impl Kind for VolumeAttachment {
-    fn schema(&self) -> ResourceSchema {
-        ResourceSchema {
-            type_name: "aws.volume_attachment",
-            description: "An EBS volume attached to an instance",
-            attrs: vec![
-                AttrSchema::required("volume_id", AttrType::String, "the volume (vol-…)").force_new(),
-                AttrSchema::required("instance_id", AttrType::String, "the instance (i-…), in the volume's zone").force_new(),
-                AttrSchema::required("device_name", AttrType::String, "the device it appears as, e.g. /dev/sdf").force_new(),
-                id_attr("volume-id:instance-id"),
-            ],
-            // Every attribute is force-new: a different volume, instance or device is a new attachment.
-            update_in_place: false,
-            create_before_destroy: false,
-            adoptable: true,
-        }
+    const TYPE: &'static str = "aws.volume_attachment";
+    const DESCRIPTION: &'static str = "An EBS volume attached to an instance";
+    type Client = Aws;
+    type Spec = VolumeAttachmentSpec;
+    type Outputs = VolumeAttachmentOutputs;
+
+    /// Every input is force-new: a different volume, instance or device is a new attachment.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::managed().replace_only()
     }
 
-    async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let pairs: Vec<Option<(String, String)>> = items
-            .iter()
-            .map(|i| i.outputs.get("id").and_then(Value::as_str).and_then(|id| parts(id).ok()).map(|(v, i)| (v.to_string(), i.to_string())))
-            .collect();
-        let mut volumes: Vec<String> = pairs.iter().flatten().map(|(v, _)| v.clone()).collect();
+    async fn read(&self, aws: &Aws, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
+        let pairs: Vec<Option<(&str, &str)>> = items.iter().map(|i| parts(&i.outputs.id).ok()).collect();
+        let mut volumes: Vec<String> = pairs.iter().flatten().map(|(v, _)| v.to_string()).collect();
         volumes.sort();
         volumes.dedup();
         let mut by_id: HashMap<String, Ec2Volume> = HashMap::new();
@@ -95,34 +108,36 @@ impl Kind for VolumeAttachment {
         }
         Ok(pairs
             .into_iter()
-            .map(|p| {
+            .zip(items)
+            .map(|(p, item)| {
                 let (volume, instance) = p?;
-                let a = attachment(by_id.get(&volume)?, &instance)?;
-                Some(observed(&volume, &instance, a))
+                let a = attachment(by_id.get(volume)?, instance)?;
+                Some(observe(volume, instance, a, Some(&item.spec)))
             })
             .collect())
+    }
+
+    /// By its id, `vol-…:i-…`: one read of the volume.
+    async fn import(&self, aws: &Aws, id: &str) -> Result<Option<Observed<Self>>, ProviderError> {
+        let (volume, instance) = parts(id)?;
+        let Some(v) = one_volume(aws, volume).await? else { return Ok(None) };
+        Ok(attachment(&v, instance).map(|a| observe(volume, instance, a, None)))
     }
 
     /// Attachments carry no tags: those of Phoenix's volumes are listed under
     /// their volume's ownership with the volume as container, so `gc` detaches
     /// one only from a leaked volume (which cannot be deleted while in use).
-    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<OwnedObject>>, ProviderError> {
-        let in_use = aws_sdk_ec2::types::Filter::builder().name("status").values("in-use").build();
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<Owned<Self>>>, ProviderError> {
+        let in_use = Filter::builder().name("status").values("in-use").build();
         let mut found = Vec::new();
-        for v in describe_volumes(aws, vec![super::owned_filter(), in_use]).await? {
+        for v in describe_volumes(aws, vec![ec2::owned_filter(), in_use]).await? {
             let volume = v.volume_id().unwrap_or_default();
-            let Some(ownership) = phoenix_core::state::Ownership::from_tags(|k| tags::tag(v.tags(), k)) else { continue };
-            for a in v.attachments() {
+            let Some(ownership) = Ownership::from_tags(|k| tags::tag(v.tags(), k)) else { continue };
+            for a in v.attachments().iter().filter(|a| is_attached(a)) {
                 let Some(instance) = a.instance_id() else { continue };
-                if !matches!(a.state(), Some(VolumeAttachmentState::Attaching | VolumeAttachmentState::Attached)) {
-                    continue;
-                }
-                let o = observed(volume, instance, a);
-                found.push(OwnedObject {
-                    type_name: "aws.volume_attachment".into(),
+                found.push(Owned {
                     ownership: ownership.clone(),
-                    inputs: o.inputs,
-                    outputs: o.outputs,
+                    observed: observe(volume, instance, a, None),
                     container: Some(volume.to_string()),
                 });
             }
@@ -131,17 +146,14 @@ impl Kind for VolumeAttachment {
     }
 
     /// An attachment is identified by its volume and instance, so adoption reads them rather than tags.
-    async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let volume = req_str(&req.inputs, "volume_id")?;
-        let instance = req_str(&req.inputs, "instance_id")?;
+    async fn find(&self, aws: &Aws, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
+        let (volume, instance) = (req.spec.volume_id.as_str(), req.spec.instance_id.as_str());
         let Some(v) = one_volume(aws, volume).await? else { return Ok(None) };
-        Ok(attachment(&v, instance).map(|a| observed(volume, instance, a)))
+        Ok(attachment(&v, instance).map(|a| observe(volume, instance, a, Some(req.spec))))
     }
 
-    async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
-        let volume = req_str(&req.inputs, "volume_id")?;
-        let instance = req_str(&req.inputs, "instance_id")?;
-        let device = req_str(&req.inputs, "device_name")?;
+    async fn create(&self, aws: &Aws, req: Create<'_, Self>) -> Result<VolumeAttachmentOutputs, ProviderError> {
+        let (volume, instance, device) = (req.spec.volume_id.as_str(), req.spec.instance_id.as_str(), req.spec.device_name.as_str());
         // Just after their creates EC2 may not know the volume or instance yet, or the instance may still be pending.
         crate::wait::consistent(|| async move {
             let sent = { aws.ec2.attach_volume().volume_id(volume).instance_id(instance).device(device).send().await };
@@ -157,21 +169,17 @@ impl Kind for VolumeAttachment {
             }
         })
         .await?;
-        let made: Attrs = [("id".to_string(), json!(id(volume, instance)))].into_iter().collect();
-        wait_attached(aws, volume, instance).await.map_err(|e| e.with_created(made.clone()))?;
+        let made = VolumeAttachmentOutputs { id: id(volume, instance) };
+        wait_attached(aws, volume, instance).await.map_err(|e| e.with_created(phoenix_core::kit::output_attrs(&made)))?;
         Ok(made)
     }
 
-    async fn update(&self, _aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-        Err(ProviderError::permanent(format!("{}: an attachment cannot change in place; it is replaced", req.addr)))
-    }
-
-    async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
-        let (volume, instance) = parts(id_of(&req.outputs)?)?;
-        let mut detach = aws.ec2.detach_volume().volume_id(volume).instance_id(instance);
+    async fn delete(&self, aws: &Aws, req: Delete<'_, Self>) -> Result<(), ProviderError> {
+        let (volume, instance) = parts(&req.outputs.id)?;
         // Always name the instance (moto answers an HTML 500 without it; harmless on AWS) and the device when known.
-        if let Some(d) = req.inputs.get("device_name").and_then(Value::as_str) {
-            detach = detach.device(d);
+        let mut detach = aws.ec2.detach_volume().volume_id(volume).instance_id(instance);
+        if !req.spec.device_name.is_empty() {
+            detach = detach.device(&req.spec.device_name);
         }
         {
             match detach.send().await {
