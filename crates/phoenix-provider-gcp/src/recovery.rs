@@ -25,7 +25,7 @@ use phoenix_core::value::Value;
 use serde_json::{Map, json};
 
 use crate::gce::{Coll, Gce, Loc, Scope, request_id, uuid};
-use crate::kinds::{loc_of, wait_until};
+use crate::gce_kind::wait_until;
 use crate::labels;
 
 /// The label naming the recovery point a snapshot belongs to.
@@ -93,7 +93,8 @@ pub async fn snapshot(gce: &Gce, req: &SnapshotRequest) -> Result<SnapshotRef, P
     if req.type_name != "gcp.disk" {
         return Err(unsupported(&req.type_name));
     }
-    let disk = loc_of(&req.outputs)?;
+    let disk = Loc::parse(req.outputs.get("self_link").and_then(Value::as_str).unwrap_or_default())
+        .ok_or_else(|| ProviderError::permanent("state holds no `self_link` for this object"))?;
     let disk_link = req.outputs.get("self_link").and_then(Value::as_str).unwrap_or_default().to_string();
     let loc = Loc { project: gce.project.clone(), scope: Scope::Global, name: snapshot_name(&disk.name, &req.point) };
     let what = format!("snapshot of gcp.disk `{}` for recovery point {}", disk.name, req.point);
