@@ -162,12 +162,9 @@ impl Provider for GcpProvider {
         self.client.get().map_or(0, |g| g.calls())
     }
 
+    /// Every object of a stateful kind holds data (the default `is_stateful`).
     fn restore_attr(&self, type_name: &str) -> Option<&'static str> {
         self.kit.restore_attr(type_name)
-    }
-
-    fn is_stateful(&self, type_name: &str, inputs: &Attrs) -> bool {
-        self.kit.is_stateful(type_name, inputs)
     }
 
     async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
