@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use phoenix_core::addr::ResourceAddr;
-use phoenix_core::kit::KindSet;
+use phoenix_core::kit::{Kind, KindSet};
 use phoenix_core::provider::{
     AdoptRequest, CreateRequest, DeleteRequest, Observed, Provider, ProviderContext, ProviderError, RefreshItem, SnapshotRequest,
     UpdateRequest,
@@ -57,11 +57,13 @@ pub struct GcpProvider {
     client: OnceCell<Arc<Gce>>,
     /// The kinds, one line each.
     kit: KindSet<Gce>,
+    /// The types in the order they were registered: what they usually depend on first.
+    order: Vec<&'static str>,
 }
 
 impl Default for GcpProvider {
     fn default() -> Self {
-        let kit = KindSet::new()
+        Registered::default()
             .with(kinds::network::Network)
             .with(kinds::subnetwork::Subnetwork)
             .with(kinds::firewall::Firewall)
@@ -69,8 +71,29 @@ impl Default for GcpProvider {
             .with(kinds::disk::Disk)
             .with(kinds::instance::Instance)
             .with(kinds::snapshot::Snapshot)
-            .with(kinds::image::Image);
-        Self { config: OnceLock::new(), client: OnceCell::new(), kit }
+            .with(kinds::image::Image)
+            .into_provider()
+    }
+}
+
+/// A [`KindSet`] that remembers the order kinds were registered in: the
+/// set itself keeps them by name, and `phoenix gc` deletes the types in the
+/// reverse of the order [`Provider::schemas`] lists them (dependents first).
+#[derive(Default)]
+struct Registered {
+    kit: KindSet<Gce>,
+    order: Vec<&'static str>,
+}
+
+impl Registered {
+    fn with<K: Kind<Client = Gce>>(self, kind: K) -> Self {
+        let mut order = self.order;
+        order.push(K::TYPE);
+        Self { kit: self.kit.with(kind), order }
+    }
+
+    fn into_provider(self) -> GcpProvider {
+        GcpProvider { config: OnceLock::new(), client: OnceCell::new(), kit: self.kit, order: self.order }
     }
 }
 
@@ -94,8 +117,11 @@ impl Provider for GcpProvider {
         PROVIDER_NAME
     }
 
+    /// In registration order (see [`Registered`]).
     fn schemas(&self) -> Vec<ResourceSchema> {
-        self.kit.schemas()
+        let mut schemas = self.kit.schemas();
+        schemas.sort_by_key(|s| self.order.iter().position(|t| *t == s.type_name));
+        schemas
     }
 
     fn configure(&self, cx: &ProviderContext) -> Result<(), ProviderError> {

@@ -41,10 +41,11 @@ pub struct InstanceSpec {
     #[schemars(extend("format" = "gce-machine-type"))]
     pub machine_type: String,
     /// boot image: a self_link, or project/family such as debian-cloud/debian-12
-    // An instance does not say which image (or family) its boot disk was made from: empty when imported.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    #[schemars(extend("force_new" = true))]
-    pub image: String,
+    // Required in a definition; unknown (`None`) when imported or listed for `gc`:
+    // an instance does not say which image (or family) its boot disk was made from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(required, extend("force_new" = true))]
+    pub image: Option<String>,
     /// boot disk size in GB (default: the image's)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("force_new" = true))]
@@ -191,7 +192,7 @@ impl GceKind for Instance {
         let mut b = Map::new();
         b.insert("machineType".into(), json!(format!("zones/{zone}/machineTypes/{}", spec.machine_type)));
         let mut init = json!({
-            "sourceImage": gk::image_ref(&spec.image),
+            "sourceImage": gk::image_ref(spec.image.as_deref().ok_or_else(|| ProviderError::invalid_input("`image` is required"))?),
             "diskType": format!("zones/{zone}/diskTypes/{}", spec.boot_disk_type.as_deref().unwrap_or("pd-balanced")),
         });
         if let Some(s) = spec.boot_disk_size_gb {
@@ -266,7 +267,7 @@ impl GceKind for Instance {
             zone: Some(gk::last(&o["zone"])),
             machine_type: gk::last(&o["machineType"]),
             // The image, boot disk and scopes are fixed at creation (force-new) and not re-read.
-            image: prior.map(|p| p.image.clone()).unwrap_or_default(),
+            image: prior.and_then(|p| p.image.clone()),
             boot_disk_size_gb: prior.and_then(|p| p.boot_disk_size_gb),
             boot_disk_type: prior.and_then(|p| p.boot_disk_type.clone()),
             subnetwork,
