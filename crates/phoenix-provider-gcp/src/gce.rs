@@ -183,12 +183,21 @@ impl GceError {
     }
 }
 
+/// The environment (and instance) whose objects a refresh lists.
+#[derive(Debug, Clone, Default)]
+pub struct EnvMarks {
+    pub environment: String,
+    pub instance: Option<String>,
+}
+
 /// The shared Compute Engine context of a run.
 pub struct Gce {
     pub project: String,
     pub region: Option<String>,
     pub zone: Option<String>,
     pub wait_timeout: Duration,
+    /// The environment (and instance) whose objects a refresh lists.
+    pub marks: EnvMarks,
     networks: client::Networks,
     subnetworks: client::Subnetworks,
     firewalls: client::Firewalls,
@@ -250,6 +259,7 @@ impl Gce {
             region: config.region.clone(),
             zone: config.zone.clone(),
             wait_timeout: Duration::from_secs(config.wait_timeout_secs),
+            marks: EnvMarks::default(),
             networks: build!(client::Networks, config, creds),
             subnetworks: build!(client::Subnetworks, config, creds),
             firewalls: build!(client::Firewalls, config, creds),
@@ -264,6 +274,12 @@ impl Gce {
             }),
             max_attempts: 8,
         })
+    }
+
+    /// The client of a run of `marks`'s environment.
+    pub fn with_marks(mut self, marks: EnvMarks) -> Self {
+        self.marks = marks;
+        self
     }
 
     /// Requests sent so far (retries and operation polls included).

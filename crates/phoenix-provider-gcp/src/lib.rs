@@ -1,7 +1,7 @@
 //! Phoenix's GCP provider (`gcp.*`) on `google-cloud-compute-v1`.
 //!
 //! ```text
-//!  Provider (phoenix-core) ──► GcpProvider ──► kinds::<type> (one module per resource type)
+//!  Provider (phoenix-core) ──► GcpProvider ──► KindSet ──► kinds::<type> (one module per type, on gce_kind)
 //!                                   │                 │
 //!                                   └── Gce (gce.rs): the Compute clients, a concurrency limit,
 //!                                       a request-rate token bucket, retries, operation polling,
@@ -27,6 +27,8 @@
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use phoenix_core::addr::ResourceAddr;
+use phoenix_core::kit::KindSet;
 use phoenix_core::provider::{
     AdoptRequest, CreateRequest, DeleteRequest, Observed, Provider, ProviderContext, ProviderError, Recovery, RefreshItem, SnapshotRequest,
     UpdateRequest,
@@ -38,11 +40,11 @@ use tokio::sync::OnceCell;
 
 mod config;
 pub mod gce;
+pub mod gce_kind;
 pub mod kinds;
 pub mod labels;
 mod placement;
 pub mod recovery;
-mod sweep;
 
 pub use config::GcpConfig;
 pub use gce::Gce;
@@ -50,10 +52,27 @@ pub use gce::Gce;
 pub const PROVIDER_NAME: &str = "gcp";
 
 /// The `gcp` provider.
-#[derive(Default)]
 pub struct GcpProvider {
-    config: OnceLock<(GcpConfig, kinds::EnvMarks)>,
+    config: OnceLock<(GcpConfig, gce::EnvMarks)>,
     client: OnceCell<Arc<Gce>>,
+    /// The kinds, one line each.
+    kit: KindSet<Gce>,
+}
+
+impl Default for GcpProvider {
+    /// A kind after the kinds it usually depends on: `gc` deletes in reverse.
+    fn default() -> Self {
+        let kit = KindSet::new()
+            .with(kinds::network::Network)
+            .with(kinds::subnetwork::Subnetwork)
+            .with(kinds::firewall::Firewall)
+            .with(kinds::address::Address)
+            .with(kinds::disk::Disk)
+            .with(kinds::instance::Instance)
+            .with(kinds::snapshot::Snapshot)
+            .with(kinds::image::Image);
+        GcpProvider { config: OnceLock::new(), client: OnceCell::new(), kit }
+    }
 }
 
 impl GcpProvider {
@@ -62,15 +81,12 @@ impl GcpProvider {
     }
 
     /// The client, built on first use (building makes no API call).
-    async fn gce(&self) -> Result<(&Arc<Gce>, &kinds::EnvMarks), ProviderError> {
+    async fn gce(&self) -> Result<&Gce, ProviderError> {
         let (config, marks) = self.config.get().ok_or_else(|| ProviderError::permanent("the gcp provider was not configured"))?;
-        let gce = self.client.get_or_try_init(|| async { Gce::connect(config).await.map(Arc::new) }).await?;
-        Ok((gce, marks))
+        let gce =
+            self.client.get_or_try_init(|| async { Gce::connect(config).await.map(|g| Arc::new(g.with_marks(marks.clone()))) }).await?;
+        Ok(gce)
     }
-}
-
-fn kind(type_name: &str) -> Result<&'static dyn kinds::Kind, ProviderError> {
-    kinds::by_name(type_name).ok_or_else(|| ProviderError::permanent(format!("the gcp provider has no type `{type_name}`")))
 }
 
 #[async_trait]
@@ -79,85 +95,55 @@ impl Provider for GcpProvider {
         PROVIDER_NAME
     }
 
+    /// In registration order: `gc` deletes in reverse.
     fn schemas(&self) -> Vec<ResourceSchema> {
-        kinds::all().iter().map(|k| k.schema()).collect()
+        self.kit.schemas()
     }
 
     fn configure(&self, cx: &ProviderContext) -> Result<(), ProviderError> {
         let config = GcpConfig::from_block(&cx.config, &|n| std::env::var(n).ok())?;
-        let marks = kinds::EnvMarks { environment: cx.environment.clone(), instance: cx.instance.clone() };
+        let marks = gce::EnvMarks { environment: cx.environment.clone(), instance: cx.instance.clone() };
         let _ = self.config.set((config, marks));
         Ok(())
     }
 
     async fn preflight(&self) -> Result<Option<String>, ProviderError> {
-        let (gce, _) = self.gce().await?;
+        let gce = self.gce().await?;
         let place = gce.zone.as_ref().or(gce.region.as_ref()).map(|p| format!(" in {p}")).unwrap_or_default();
         let endpoint = self.config.get().and_then(|(c, _)| c.endpoint.clone()).map(|e| format!(" via {e}")).unwrap_or_default();
         Ok(Some(format!("project {}{place}{endpoint}", gce.project)))
     }
 
     async fn refresh(&self, items: Vec<RefreshItem>) -> Vec<Result<Option<Observed>, ProviderError>> {
-        let (gce, marks) = match self.gce().await {
-            Ok(g) => g,
-            Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
-        };
-        // One batch per type, types in parallel.
-        let mut by_type: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
-        for (i, item) in items.iter().enumerate() {
-            by_type.entry(item.type_name.as_str()).or_default().push(i);
+        match self.gce().await {
+            Ok(gce) => self.kit.refresh(gce, &items).await,
+            Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
         }
-        let mut out: Vec<Option<Result<Option<Observed>, ProviderError>>> = (0..items.len()).map(|_| None).collect();
-        let batches = by_type.into_iter().map(|(t, idx)| {
-            let batch: Vec<RefreshItem> = idx.iter().map(|i| items[*i].clone()).collect();
-            async move {
-                let result = match kind(t) {
-                    Ok(k) => k.read(gce, marks, &batch).await,
-                    Err(e) => Err(e),
-                };
-                (idx, result)
-            }
-        });
-        for (idx, result) in futures::future::join_all(batches).await {
-            match result {
-                Ok(found) => {
-                    for (i, f) in idx.into_iter().zip(found) {
-                        out[i] = Some(Ok(f));
-                    }
-                }
-                Err(e) => {
-                    for i in idx {
-                        out[i] = Some(Err(e.clone()));
-                    }
-                }
-            }
-        }
-        out.into_iter().map(|r| r.unwrap_or_else(|| Err(ProviderError::permanent("refresh returned too few results")))).collect()
+    }
+
+    async fn import(&self, _addr: &ResourceAddr, type_name: &str, id: &str) -> Result<Option<Observed>, ProviderError> {
+        self.kit.import(self.gce().await?, type_name, id).await
     }
 
     async fn adopt(&self, req: AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let (gce, _) = self.gce().await?;
-        kind(&req.type_name)?.find(gce, &req).await
+        self.kit.adopt(self.gce().await?, &req).await
     }
 
     async fn create(&self, req: CreateRequest) -> Result<Attrs, ProviderError> {
-        let (gce, _) = self.gce().await?;
-        kind(&req.type_name)?.create(gce, &req).await
+        self.kit.create(self.gce().await?, &req).await
     }
 
     async fn update(&self, req: UpdateRequest) -> Result<Attrs, ProviderError> {
-        let (gce, _) = self.gce().await?;
-        kind(&req.type_name)?.update(gce, &req).await
+        self.kit.update(self.gce().await?, &req).await
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError> {
-        let (gce, _) = self.gce().await?;
-        kind(&req.type_name)?.delete(gce, &req).await
+        self.kit.delete(self.gce().await?, &req).await
     }
 
+    /// One list call per collection (aggregated over zones and regions), of every environment.
     async fn list_owned(&self) -> Result<phoenix_core::provider::OwnedListing, ProviderError> {
-        let (gce, _) = self.gce().await?;
-        sweep::list_owned(gce).await
+        self.kit.list_owned(self.gce().await?).await
     }
 
     /// Label values are sanitized (see `labels`): a name may be marked lowercased and hashed.
@@ -186,22 +172,22 @@ impl Provider for GcpProvider {
 #[async_trait]
 impl Recovery for GcpProvider {
     fn restore_attr(&self, type_name: &str) -> Option<&'static str> {
-        recovery::restore_attr(type_name)
+        self.kit.restore_attr(type_name)
     }
 
-    fn is_stateful(&self, type_name: &str, _inputs: &phoenix_core::value::Attrs) -> bool {
-        self.restore_attr(type_name).is_some()
+    fn is_stateful(&self, type_name: &str, inputs: &phoenix_core::value::Attrs) -> bool {
+        self.kit.is_stateful(type_name, inputs)
     }
 
     async fn snapshot(&self, req: SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
-        recovery::snapshot(self.gce().await?.0, &req).await
+        self.kit.snapshot(self.gce().await?, &req).await
     }
 
     async fn copy_snapshot(&self, type_name: &str, snapshot: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
-        recovery::copy(self.gce().await?.0, type_name, snapshot, to_region).await
+        self.kit.copy_snapshot(self.gce().await?, type_name, snapshot, to_region).await
     }
 
     async fn delete_snapshot(&self, type_name: &str, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
-        recovery::delete(self.gce().await?.0, type_name, snapshot).await
+        self.kit.delete_snapshot(self.gce().await?, type_name, snapshot).await
     }
 }

@@ -19,28 +19,29 @@
 //!   same snapshot for that region.
 //! - **Deleting** is `snapshots.delete`; a snapshot already gone is fine.
 
-use phoenix_core::provider::{ProviderError, SnapshotRequest};
+use phoenix_core::ResourceAddr;
+use phoenix_core::provider::{LogSink, ProviderError};
 use phoenix_core::recovery::SnapshotRef;
+use phoenix_core::state::Ownership;
 use phoenix_core::value::Value;
 use serde_json::{Map, json};
 
 use crate::gce::{Coll, Gce, Loc, Scope, request_id, uuid};
-use crate::kinds::{loc_of, wait_until};
+use crate::gce_kind::wait_until;
 use crate::labels;
 
 /// The label naming the recovery point a snapshot belongs to.
 pub const POINT_LABEL: &str = "phoenix-recovery-point";
 
 /// The input a new object is created from a snapshot with.
-pub fn restore_attr(type_name: &str) -> Option<&'static str> {
-    match type_name {
-        "gcp.disk" => Some("snapshot"),
-        _ => None,
-    }
-}
-
-fn unsupported(type_name: &str) -> ProviderError {
-    ProviderError::permanent(format!("`{type_name}` holds no data Phoenix snapshots"))
+/// One disk to snapshot, as `gcp.disk`'s `snapshot` names it.
+pub struct Target<'a> {
+    pub addr: &'a ResourceAddr,
+    /// The disk's self_link.
+    pub disk: &'a str,
+    pub ownership: &'a Ownership,
+    pub point: &'a str,
+    pub log: &'a LogSink,
 }
 
 /// The point's id as a label value. Phoenix's ids (`rp-20261124-020500-1a2b`)
@@ -80,24 +81,21 @@ fn hash8(s: &str) -> String {
 }
 
 /// The labels of a recovery-point snapshot: the disk's owner, and the point.
-pub fn point_labels(req: &SnapshotRequest) -> Value {
+pub fn point_labels(req: &Target) -> Value {
     let mut m = Map::new();
     for (k, v) in labels::ownership(&req.ownership) {
         m.insert(k, json!(v));
     }
-    m.insert(POINT_LABEL.into(), json!(point_label(&req.point)));
+    m.insert(POINT_LABEL.into(), json!(point_label(req.point)));
     Value::Object(m)
 }
 
-pub async fn snapshot(gce: &Gce, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
-    if req.type_name != "gcp.disk" {
-        return Err(unsupported(&req.type_name));
-    }
-    let disk = loc_of(&req.outputs)?;
-    let disk_link = req.outputs.get("self_link").and_then(Value::as_str).unwrap_or_default().to_string();
-    let loc = Loc { project: gce.project.clone(), scope: Scope::Global, name: snapshot_name(&disk.name, &req.point) };
+pub async fn snapshot(gce: &Gce, req: Target<'_>) -> Result<SnapshotRef, ProviderError> {
+    let disk = Loc::parse(req.disk).ok_or_else(|| ProviderError::permanent("state holds no `self_link` for this object"))?;
+    let disk_link = req.disk.to_string();
+    let loc = Loc { project: gce.project.clone(), scope: Scope::Global, name: snapshot_name(&disk.name, req.point) };
     let what = format!("snapshot of gcp.disk `{}` for recovery point {}", disk.name, req.point);
-    let wanted = point_labels(req);
+    let wanted = point_labels(&req);
     let body = json!({
         "name": loc.name,
         "sourceDisk": disk_link,
@@ -121,7 +119,7 @@ pub async fn snapshot(gce: &Gce, req: &SnapshotRequest) -> Result<SnapshotRef, P
         }
         Err(e) => return Err(e.into_provider(&what)),
     }
-    (req.log)(&req.addr, &format!("snapshot {} of disk {} started", loc.name, disk.name));
+    (req.log)(req.addr, &format!("snapshot {} of disk {} started", loc.name, disk.name));
     let ready = wait_ready(gce, &loc).await?;
     let link = ready["selfLink"]
         .as_str()
@@ -152,10 +150,7 @@ fn snapshot_loc(snap: &SnapshotRef) -> Result<Loc, ProviderError> {
 
 /// Records the snapshot for `to_region` (see the module docs: snapshots are
 /// global), after checking it exists and is `READY`. No object is made.
-pub async fn copy(gce: &Gce, type_name: &str, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
-    if type_name != "gcp.disk" {
-        return Err(unsupported(type_name));
-    }
+pub async fn copy(gce: &Gce, snap: &SnapshotRef, to_region: &str) -> Result<SnapshotRef, ProviderError> {
     let loc = snapshot_loc(snap)?;
     let what = format!("use snapshot {} in {to_region}", loc.name);
     match gce.get(Coll::Snapshots, &loc).await.map_err(|e| e.into_provider(&what))? {
@@ -165,10 +160,7 @@ pub async fn copy(gce: &Gce, type_name: &str, snap: &SnapshotRef, to_region: &st
     }
 }
 
-pub async fn delete(gce: &Gce, type_name: &str, snap: &SnapshotRef) -> Result<(), ProviderError> {
-    if type_name != "gcp.disk" {
-        return Err(unsupported(type_name));
-    }
+pub async fn delete(gce: &Gce, snap: &SnapshotRef) -> Result<(), ProviderError> {
     let loc = snapshot_loc(snap)?;
     gce.delete(Coll::Snapshots, &loc, &request_id()).await.map_err(|e| e.into_provider(&format!("delete snapshot {}", loc.name)))
 }
@@ -213,8 +205,10 @@ mod tests {
 
     #[test]
     fn only_disks_are_stateful() {
-        assert_eq!(restore_attr("gcp.disk"), Some("snapshot"));
-        assert_eq!(restore_attr("gcp.snapshot"), None);
-        assert_eq!(restore_attr("gcp.instance"), None);
+        let p = crate::GcpProvider::default();
+        let r = phoenix_core::provider::Provider::recovery(&p).unwrap();
+        assert_eq!(r.restore_attr("gcp.disk"), Some("snapshot"));
+        assert_eq!(r.restore_attr("gcp.snapshot"), None);
+        assert_eq!(r.restore_attr("gcp.instance"), None);
     }
 }

@@ -133,7 +133,7 @@ impl<C: Send + Sync + 'static> KindSet<C> {
     }
 
     pub async fn snapshot(&self, client: &C, req: &SnapshotRequest) -> Result<SnapshotRef, ProviderError> {
-        self.kind(&req.type_name)?.snapshot(client, req).await
+        self.stateful_kind(&req.type_name)?.snapshot(client, req).await
     }
 
     pub async fn copy_snapshot(
@@ -143,11 +143,20 @@ impl<C: Send + Sync + 'static> KindSet<C> {
         snapshot: &SnapshotRef,
         to_region: &str,
     ) -> Result<SnapshotRef, ProviderError> {
-        self.kind(type_name)?.copy_snapshot(client, snapshot, to_region).await
+        self.stateful_kind(type_name)?.copy_snapshot(client, snapshot, to_region).await
     }
 
     pub async fn delete_snapshot(&self, client: &C, type_name: &str, snapshot: &SnapshotRef) -> Result<(), ProviderError> {
-        self.kind(type_name)?.delete_snapshot(client, snapshot).await
+        self.stateful_kind(type_name)?.delete_snapshot(client, snapshot).await
+    }
+
+    /// A kind without [`super::Capabilities::stateful`] is refused before its inputs are read.
+    fn stateful_kind(&self, type_name: &str) -> Result<&dyn Erased<C>, ProviderError> {
+        let kind = self.kind(type_name)?;
+        match kind.capabilities().stateful {
+            Some(_) => Ok(kind),
+            None => Err(ProviderError::unsupported(format!("`{type_name}` holds no data Phoenix snapshots"))),
+        }
     }
 
     /// The input a stateful kind's objects are restored through.

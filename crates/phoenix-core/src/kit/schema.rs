@@ -54,8 +54,11 @@ pub fn of<K: Kind>(kind: &K) -> ResourceSchema {
         attrs.push(a);
     }
     for (name, prop) in properties(&json_schema_of::<K::Outputs>()) {
-        if let Some(input) = attrs.iter_mut().find(|a| a.name == name) {
-            // Configured or else computed by the provider.
+        // An output named like an input is the input's value as the provider
+        // settled it ("optional, else computed"); one of another type is a
+        // different attribute that happens to share the name (`gcp.instance`'s
+        // `external_ip`: asked for as a boolean, given as an address).
+        if let Some(input) = attrs.iter_mut().find(|a| a.name == name && !a.computed && a.ty == attr_type(prop)) {
             input.computed = true;
             continue;
         }

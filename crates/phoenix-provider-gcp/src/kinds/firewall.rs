@@ -2,134 +2,191 @@
 //! Ports, ranges, tags and priority change in place (PATCH).
 
 use async_trait::async_trait;
-use phoenix_core::provider::{Observed, ProviderError, UpdateRequest};
-use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
-use phoenix_core::value::{Attrs, Value};
-use serde_json::{Map, json};
+use phoenix_core::kit::{Capabilities, Create, Delete, Found, Kind, Observed, Owned, Prior, Update};
+use phoenix_core::provider::ProviderError;
+use phoenix_core::schema::Validator;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
-use super::{Kind, common_inputs, common_outputs, opt_str, req_str, schema, str_list};
 use crate::gce::{Coll, Gce, Loc, Scope, request_id};
-use crate::labels;
+use crate::gce_kind::{self as gk, GceKind, ObjectIds};
 
 pub struct Firewall;
 
-/// `allow = [{ protocol = "tcp", ports = ["80", "443"] }]` → the API's `allowed`.
-fn allowed(inputs: &Attrs) -> Result<Value, ProviderError> {
-    let rules = inputs.get("allow").and_then(Value::as_array).cloned().unwrap_or_default();
-    let mut out = Vec::new();
-    for (i, r) in rules.iter().enumerate() {
-        let protocol = r["protocol"]
-            .as_str()
-            .ok_or_else(|| ProviderError::permanent(format!("allow[{i}] needs `protocol` (tcp, udp, icmp, all …)")))?;
-        let mut rule = json!({"IPProtocol": protocol});
-        if let Some(ports) = r.get("ports").and_then(Value::as_array) {
-            let ports: Vec<String> = ports.iter().map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_string)).collect();
-            rule["ports"] = json!(ports);
-        }
-        out.push(rule);
-    }
-    Ok(json!(out))
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallSpec {
+    /// the object's name (RFC 1035: lowercase letter, then [-a-z0-9], at most 63)
+    #[schemars(extend("force_new" = true, "format" = "gce-name"))]
+    pub name: String,
+    /// the network's self_link
+    #[schemars(extend("force_new" = true))]
+    pub network: String,
+    /// allowed traffic: [{ protocol = "tcp", ports = ["80"] }]; changed in place
+    #[schemars(with = "Vec<Value>", extend("format" = "gce-allow-rules"))]
+    pub allow: Vec<AllowRule>,
+    /// source CIDR ranges; changed in place
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "ipv4-cidr-list"))]
+    pub source_ranges: Option<Vec<String>>,
+    /// instances it applies to (network tags); all if empty
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_tags: Option<Vec<String>>,
+    /// 0–65535, lower wins; changed in place
+    #[serde(default = "default_priority")]
+    pub priority: i64,
+    /// free text (after Phoenix's ownership line)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("force_new" = true))]
+    pub description: Option<String>,
 }
 
-fn fields(inputs: &Attrs) -> Result<Map<String, Value>, ProviderError> {
+/// `{ protocol = "tcp", ports = ["80", "443"] }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllowRule {
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<Port>>,
+}
+
+/// A port or range, as the definition spells it (a number or a string).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Port {
+    Number(i64),
+    Text(String),
+}
+
+impl Port {
+    fn text(&self) -> String {
+        match self {
+            Port::Number(n) => n.to_string(),
+            Port::Text(s) => s.clone(),
+        }
+    }
+}
+
+impl AllowRule {
+    /// The API's form: `{ IPProtocol, ports }` with ports as strings.
+    fn api(&self) -> Value {
+        let mut rule = json!({"IPProtocol": self.protocol});
+        if let Some(ports) = &self.ports {
+            rule["ports"] = json!(ports.iter().map(Port::text).collect::<Vec<_>>());
+        }
+        rule
+    }
+}
+
+fn default_priority() -> i64 {
+    1000
+}
+
+/// What a PATCH changes.
+fn fields(spec: &FirewallSpec) -> Map<String, Value> {
     let mut b = Map::new();
-    b.insert("allowed".into(), allowed(inputs)?);
-    b.insert("sourceRanges".into(), json!(str_list(inputs, "source_ranges")));
-    b.insert("targetTags".into(), json!(str_list(inputs, "target_tags")));
-    b.insert("priority".into(), json!(inputs.get("priority").and_then(Value::as_i64).unwrap_or(1000)));
-    Ok(b)
+    b.insert("allowed".into(), json!(spec.allow.iter().map(AllowRule::api).collect::<Vec<_>>()));
+    b.insert("sourceRanges".into(), json!(spec.source_ranges.clone().unwrap_or_default()));
+    b.insert("targetTags".into(), json!(spec.target_tags.clone().unwrap_or_default()));
+    b.insert("priority".into(), json!(spec.priority));
+    b
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_string)).collect()
 }
 
 #[async_trait]
-impl Kind for Firewall {
-    fn schema(&self) -> ResourceSchema {
-        schema(
-            "gcp.firewall",
-            "A VPC firewall rule (ingress allow rules)",
-            false,
-            vec![
-                AttrSchema::required("network", AttrType::String, "the network's self_link").force_new(),
-                AttrSchema::required(
-                    "allow",
-                    AttrType::List(Box::new(AttrType::Any)),
-                    "allowed traffic: [{ protocol = \"tcp\", ports = [\"80\"] }]; changed in place",
-                )
-                .validate_with(validators::allow_rules),
-                AttrSchema::optional("source_ranges", AttrType::List(Box::new(AttrType::String)), "source CIDR ranges; changed in place")
-                    .validate_with(validators::ipv4_cidr_list),
-                AttrSchema::optional(
-                    "target_tags",
-                    AttrType::List(Box::new(AttrType::String)),
-                    "instances it applies to (network tags); all if empty",
-                ),
-                AttrSchema::optional("priority", AttrType::Int, "0–65535, lower wins; changed in place").default(json!(1000)),
-                AttrSchema::optional("description", AttrType::String, "free text (after Phoenix's ownership line)").force_new(),
-            ],
-        )
+impl GceKind for Firewall {
+    const COLL: Coll = Coll::Firewalls;
+    const LABELLED: bool = false;
+
+    fn name(spec: &FirewallSpec) -> &str {
+        &spec.name
     }
-    fn coll(&self) -> Coll {
-        Coll::Firewalls
+    fn user_description(spec: &FirewallSpec) -> Option<&str> {
+        spec.description.as_deref()
     }
-    fn labelled(&self) -> bool {
-        false
+    fn ids(outputs: &ObjectIds) -> &ObjectIds {
+        outputs
     }
-    fn scope(&self, _: &Gce, _: &Attrs) -> Result<Scope, ProviderError> {
+    fn scope(_: &Gce, _: &FirewallSpec) -> Result<Scope, ProviderError> {
         Ok(Scope::Global)
     }
-    async fn body(&self, _: &Gce, inputs: &Attrs) -> Result<Map<String, Value>, ProviderError> {
-        let mut b = fields(inputs)?;
-        b.insert("network".into(), json!(req_str(inputs, "network")?));
+    async fn body(_: &Gce, spec: &FirewallSpec) -> Result<Map<String, Value>, ProviderError> {
+        let mut b = fields(spec);
+        b.insert("network".into(), json!(spec.network));
         b.insert("direction".into(), json!("INGRESS"));
         Ok(b)
     }
-    fn observe(&self, o: &Value, prior: &Attrs) -> Observed {
-        let mut inputs = common_inputs(o, prior);
-        let net = o["network"].as_str().unwrap_or_default();
-        let same = opt_str(prior, "network").is_some_and(|p| {
-            p.rsplit_once("/compute/v1/").map_or(p, |(_, r)| r) == net.rsplit_once("/compute/v1/").map_or(net, |(_, r)| r)
-        });
-        inputs.insert("network".into(), if same { prior["network"].clone() } else { json!(net) });
-        let allow: Vec<Value> = o["allowed"]
+    fn observe(o: &Value, prior: Option<&FirewallSpec>) -> Observed<Self> {
+        let allow: Vec<AllowRule> = o["allowed"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|a| {
-                let mut r = json!({"protocol": a["IPProtocol"]});
-                if let Some(p) = a.get("ports").filter(|p| p.as_array().is_some_and(|x| !x.is_empty())) {
-                    r["ports"] = p.clone();
-                }
-                r
+            .map(|a| AllowRule {
+                protocol: gk::text(&a["IPProtocol"]),
+                ports: Some(strings(&a["ports"]).into_iter().map(Port::Text).collect::<Vec<_>>()).filter(|p| !p.is_empty()),
             })
             .collect();
         // The definition's spelling of ports (numbers or strings) is kept when the values agree.
-        let prior_allow = prior.get("allow").map(|a| allowed(&[("allow".to_string(), a.clone())].into_iter().collect()).ok());
-        let same_allow = prior_allow.flatten().is_some_and(|p| {
-            p.as_array().map(|x| x.len()) == Some(allow.len())
-                && p.as_array().into_iter().flatten().zip(&allow).all(|(a, b)| {
-                    a["IPProtocol"] == b["protocol"]
-                        && a.get("ports").cloned().unwrap_or(json!(null)) == b.get("ports").cloned().unwrap_or(json!(null))
-                })
-        });
-        inputs.insert("allow".into(), if same_allow { prior["allow"].clone() } else { json!(allow) });
-        if prior.contains_key("source_ranges") {
-            inputs.insert("source_ranges".into(), o.get("sourceRanges").cloned().unwrap_or(json!([])));
-        }
-        if prior.contains_key("target_tags") {
-            inputs.insert("target_tags".into(), o.get("targetTags").cloned().unwrap_or(json!([])));
-        }
-        inputs.insert("priority".into(), o["priority"].clone());
-        if prior.contains_key("description") {
-            inputs.insert("description".into(), json!(labels::user_description(o["description"].as_str().unwrap_or_default())));
-        }
-        Observed { inputs, outputs: common_outputs(o) }
+        let allow = match prior {
+            Some(p) if p.allow.iter().map(AllowRule::api).eq(allow.iter().map(AllowRule::api)) => p.allow.clone(),
+            _ => allow,
+        };
+        let spec = FirewallSpec {
+            name: gk::text(&o["name"]),
+            network: gk::link_as_spelled(&o["network"], prior.map(|p| p.network.as_str())),
+            allow,
+            source_ranges: Some(strings(&o["sourceRanges"])),
+            target_tags: Some(strings(&o["targetTags"])),
+            priority: o["priority"].as_i64().unwrap_or(default_priority()),
+            description: gk::observed_description(o),
+        };
+        Observed { spec, outputs: ObjectIds::of(o) }
     }
-    async fn update_fields(&self, gce: &Gce, req: &UpdateRequest, loc: &Loc, _: &Value) -> Result<(), ProviderError> {
-        if req.changed.iter().any(|c| matches!(c.as_str(), "allow" | "source_ranges" | "target_tags" | "priority")) {
+    async fn update_fields(gce: &Gce, req: &Update<'_, Self>, loc: &Loc, _: &Value) -> Result<(), ProviderError> {
+        if ["allow", "source_ranges", "target_tags", "priority"].iter().any(|c| req.changed(c)) {
             // The discovery document requires `name` in a firewall PATCH body.
-            let mut body = fields(&req.inputs)?;
+            let mut body = fields(req.spec);
             body.insert("name".into(), json!(loc.name));
             gce.patch(Coll::Firewalls, loc, json!(body), &request_id()).await.map_err(|e| e.into_provider("update gcp.firewall"))?;
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Kind for Firewall {
+    const TYPE: &'static str = "gcp.firewall";
+    const DESCRIPTION: &'static str = "A VPC firewall rule (ingress allow rules)";
+    const FORMATS: &'static [(&'static str, Validator)] = gk::FORMATS;
+    type Client = Gce;
+    type Spec = FirewallSpec;
+    type Outputs = ObjectIds;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::managed()
+    }
+    async fn read(&self, gce: &Gce, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
+        gk::read(gce, items).await
+    }
+    async fn import(&self, gce: &Gce, id: &str) -> Result<Option<Observed<Self>>, ProviderError> {
+        gk::import(gce, id).await
+    }
+    async fn find(&self, gce: &Gce, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
+        gk::find(gce, req.spec, req.ownership).await
+    }
+    async fn create(&self, gce: &Gce, req: Create<'_, Self>) -> Result<ObjectIds, ProviderError> {
+        gk::create(gce, req).await
+    }
+    async fn update(&self, gce: &Gce, req: Update<'_, Self>) -> Result<ObjectIds, ProviderError> {
+        gk::update(gce, req).await
+    }
+    async fn delete(&self, gce: &Gce, req: Delete<'_, Self>) -> Result<(), ProviderError> {
+        gk::delete(gce, req).await
+    }
+    async fn list_owned(&self, gce: &Gce) -> Result<Option<Vec<Owned<Self>>>, ProviderError> {
+        gk::list_owned(gce).await
     }
 }
