@@ -63,7 +63,7 @@ pub struct AwsProvider {
 
 impl Default for AwsProvider {
     fn default() -> Self {
-        Self { config: OnceLock::new(), client: OnceCell::new(), kit: KindSet::new().with(kinds::vpc::Vpc) }
+        Self { config: OnceLock::new(), client: OnceCell::new(), kit: KindSet::new().with(kinds::vpc::Vpc).with(kinds::subnet::Subnet) }
     }
 }
 

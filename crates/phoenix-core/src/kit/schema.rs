@@ -55,8 +55,9 @@ pub fn of<K: Kind>(kind: &K) -> ResourceSchema {
     }
     for (name, prop) in properties(&json_schema_of::<K::Outputs>()) {
         if let Some(input) = attrs.iter_mut().find(|a| a.name == name) {
-            // Configured or else computed by the provider.
+            // Configured or else computed by the provider (and then maybe stable: a zone picked once).
             input.computed = true;
+            input.stable |= flag(prop, "stable");
             continue;
         }
         let mut a = AttrSchema::computed(intern(name), attr_type(prop), description(prop));
