@@ -63,7 +63,11 @@ pub struct AwsProvider {
 
 impl Default for AwsProvider {
     fn default() -> Self {
-        Self { config: OnceLock::new(), client: OnceCell::new(), kit: KindSet::new().with(kinds::vpc::Vpc).with(kinds::subnet::Subnet) }
+        Self {
+            config: OnceLock::new(),
+            client: OnceCell::new(),
+            kit: KindSet::new().with(kinds::vpc::Vpc).with(kinds::subnet::Subnet).with(kinds::internet_gateway::InternetGateway),
+        }
     }
 }
 

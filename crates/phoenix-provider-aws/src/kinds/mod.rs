@@ -98,7 +98,6 @@ fn owned_by_tags<'a>(kind: &dyn Kind, get: impl FnMut(&str) -> Option<&'a str>, 
 /// Every type, in the order they usually depend on each other.
 pub fn all() -> &'static [&'static dyn Kind] {
     &[
-        &internet_gateway::InternetGateway,
         &route_table::RouteTable,
         &security_group::SecurityGroup,
         &key_pair::KeyPair,
