@@ -66,7 +66,11 @@ impl Default for AwsProvider {
         Self {
             config: OnceLock::new(),
             client: OnceCell::new(),
-            kit: KindSet::new().with(kinds::vpc::Vpc).with(kinds::subnet::Subnet).with(kinds::internet_gateway::InternetGateway),
+            kit: KindSet::new()
+                .with(kinds::vpc::Vpc)
+                .with(kinds::subnet::Subnet)
+                .with(kinds::internet_gateway::InternetGateway)
+                .with(kinds::key_pair::KeyPair),
         }
     }
 }

@@ -100,7 +100,6 @@ pub fn all() -> &'static [&'static dyn Kind] {
     &[
         &route_table::RouteTable,
         &security_group::SecurityGroup,
-        &key_pair::KeyPair,
         &instance::Instance,
         &volume::Volume,
         &volume_attachment::VolumeAttachment,
