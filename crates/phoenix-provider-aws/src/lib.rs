@@ -70,7 +70,8 @@ impl Default for AwsProvider {
                 .with(kinds::vpc::Vpc)
                 .with(kinds::subnet::Subnet)
                 .with(kinds::internet_gateway::InternetGateway)
-                .with(kinds::key_pair::KeyPair),
+                .with(kinds::key_pair::KeyPair)
+                .with(kinds::eip::Eip),
         }
     }
 }

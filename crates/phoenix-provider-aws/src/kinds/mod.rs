@@ -103,7 +103,6 @@ pub fn all() -> &'static [&'static dyn Kind] {
         &instance::Instance,
         &volume::Volume,
         &volume_attachment::VolumeAttachment,
-        &eip::Eip,
         &lb::Lb,
         &lb_target_group::LbTargetGroup,
         &lb_listener::LbListener,
