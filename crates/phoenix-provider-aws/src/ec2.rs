@@ -112,3 +112,9 @@ pub async fn update_tags(
     aws.ec2.create_tags().resources(id).set_tags(Some(all)).send().await.map_err(|e| sdk("CreateTags", e))?;
     Ok(())
 }
+
+/// One object by id as EC2 has it now (`None` when it is gone): what a
+/// delete or an update that works from the live object reads first.
+pub async fn describe_one<K: Ec2Kind>(aws: &Aws, id: &str) -> Result<Option<K::Object>, ProviderError> {
+    Ok(K::describe(aws, vec![tags::id_filter(K::ID_FILTER, &[id.to_string()])]).await?.into_iter().next())
+}

@@ -71,7 +71,8 @@ impl Default for AwsProvider {
                 .with(kinds::subnet::Subnet)
                 .with(kinds::internet_gateway::InternetGateway)
                 .with(kinds::key_pair::KeyPair)
-                .with(kinds::eip::Eip),
+                .with(kinds::eip::Eip)
+                .with(kinds::route_table::RouteTable),
         }
     }
 }

@@ -70,12 +70,6 @@ async fn disassociate(aws: &Aws, association: &str) -> Result<(), ProviderError>
     }
 }
 
-/// The address as EC2 has it now (the association in state may be stale), or `None` when it is gone.
-async fn current(aws: &Aws, id: &str) -> Result<Option<Address>, ProviderError> {
-    let found = Eip::describe(aws, vec![tags::id_filter(Eip::ID_FILTER, &[id.to_string()])]).await?;
-    Ok(found.into_iter().next())
-}
-
 #[async_trait]
 impl Ec2Kind for Eip {
     type Object = Address;
@@ -174,7 +168,9 @@ impl Kind for Eip {
                 Some(instance) => associate(aws, id, instance).await?,
                 None => {
                     // The association in state may be stale: ask EC2 which one to undo.
-                    let a = current(aws, id).await?.ok_or_else(|| ProviderError::permanent(format!("address {id} no longer exists")))?;
+                    let a = ec2::describe_one::<Eip>(aws, id)
+                        .await?
+                        .ok_or_else(|| ProviderError::permanent(format!("address {id} no longer exists")))?;
                     if let Some(assoc) = non_empty(a.association_id()) {
                         disassociate(aws, assoc).await?;
                     }
@@ -189,7 +185,7 @@ impl Kind for Eip {
 
     async fn delete(&self, aws: &Aws, req: Delete<'_, Self>) -> Result<(), ProviderError> {
         let id = req.outputs.id.clone();
-        let Some(a) = current(aws, &id).await? else { return Ok(()) };
+        let Some(a) = ec2::describe_one::<Eip>(aws, &id).await? else { return Ok(()) };
         if let Some(assoc) = non_empty(a.association_id()) {
             disassociate(aws, assoc).await?;
         }

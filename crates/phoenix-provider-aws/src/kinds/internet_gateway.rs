@@ -146,9 +146,8 @@ impl Kind for InternetGateway {
 
     async fn delete(&self, aws: &Aws, req: Delete<'_, Self>) -> Result<(), ProviderError> {
         let id = req.outputs.id.clone();
-        let found = Self::describe(aws, vec![tags::id_filter(Self::ID_FILTER, std::slice::from_ref(&id))]).await?;
-        let Some(g) = found.first() else { return Ok(()) };
-        for vpc in attached_vpcs(g) {
+        let Some(g) = ec2::describe_one::<Self>(aws, &id).await? else { return Ok(()) };
+        for vpc in attached_vpcs(&g) {
             // AWS refuses to detach while the VPC still has mapped public addresses
             // (instances and EIPs going away): DependencyViolation, retried.
             super::delete_retrying(aws, "DetachInternetGateway", || {

@@ -167,8 +167,8 @@ impl Kind for KeyPair {
         // Look the key up by id first: a key of the same name made since by
         // someone else is not ours to delete, and a gone key is done. Then
         // delete by name, which every EC2 implementation honours (moto ignores KeyPairId).
-        let found = Self::describe(aws, vec![tags::id_filter(Self::ID_FILTER, std::slice::from_ref(&req.outputs.id))]).await?;
-        let Some(name) = found.first().and_then(|k| k.key_name()).map(str::to_string) else { return Ok(()) };
+        let found = ec2::describe_one::<Self>(aws, &req.outputs.id).await?;
+        let Some(name) = found.as_ref().and_then(|k| k.key_name()).map(str::to_string) else { return Ok(()) };
         super::delete_retrying(aws, "DeleteKeyPair", || {
             let call = aws.ec2.delete_key_pair().key_name(&name);
             async move { call.send().await.map(|_| ()) }
