@@ -72,7 +72,8 @@ impl Default for AwsProvider {
                 .with(kinds::internet_gateway::InternetGateway)
                 .with(kinds::key_pair::KeyPair)
                 .with(kinds::eip::Eip)
-                .with(kinds::route_table::RouteTable),
+                .with(kinds::route_table::RouteTable)
+                .with(kinds::security_group::SecurityGroup),
         }
     }
 }
@@ -218,9 +219,8 @@ impl Provider for AwsProvider {
     }
 
     fn unique_names(&self) -> Vec<(&'static str, &'static str)> {
-        // Key pair names are unique in a region, security group names in a VPC
-        // (and a VPC may be shared through a variable).
-        vec![("aws.key_pair", "key_name"), ("aws.security_group", "name")]
+        // Each kind says which of its inputs are (key pair names in a region, security group names in a VPC).
+        self.kit.unique_names()
     }
 
     async fn list_owned(&self) -> Result<phoenix_core::provider::OwnedListing, ProviderError> {

@@ -98,7 +98,6 @@ fn owned_by_tags<'a>(kind: &dyn Kind, get: impl FnMut(&str) -> Option<&'a str>, 
 /// Every type, in the order they usually depend on each other.
 pub fn all() -> &'static [&'static dyn Kind] {
     &[
-        &security_group::SecurityGroup,
         &instance::Instance,
         &volume::Volume,
         &volume_attachment::VolumeAttachment,
