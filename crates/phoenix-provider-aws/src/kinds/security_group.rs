@@ -89,12 +89,15 @@ fn all_traffic_out() -> Vec<RuleTable> {
     vec![RuleTable { protocol: "-1".into(), from_port: None, to_port: None, cidr_blocks: vec!["0.0.0.0/0".into()], description: None }]
 }
 
+/// A port range (from, to); none for protocol `-1`.
+type Ports = Option<(i32, i32)>;
+
 /// One EC2 rule: protocol (`tcp`, `udp`, `icmp`, `-1` for all), port range
 /// (none for `-1`), one CIDR block, and its description (`""` for none).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Rule {
     protocol: String,
-    ports: Option<(i32, i32)>,
+    ports: Ports,
     cidr: String,
     description: String,
 }
@@ -144,7 +147,7 @@ fn ec2_rules(perms: &[IpPermission]) -> BTreeSet<Rule> {
 
 /// Rules as EC2 permissions, one per protocol and port range.
 fn permissions<'a>(rules: impl IntoIterator<Item = &'a Rule>, with_descriptions: bool) -> Vec<IpPermission> {
-    let mut groups: BTreeMap<(&str, Option<(i32, i32)>), Vec<IpRange>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, Ports), Vec<IpRange>> = BTreeMap::new();
     for r in rules {
         let mut range = IpRange::builder().cidr_ip(&r.cidr);
         if with_descriptions && !r.description.is_empty() {
@@ -179,7 +182,7 @@ fn observed_tables(prior: &[RuleTable], actual: &BTreeSet<Rule>) -> Vec<RuleTabl
             out.push(t.clone());
         }
     }
-    let mut groups: BTreeMap<(String, Option<(i32, i32)>, String), Vec<String>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, Ports, String), Vec<String>> = BTreeMap::new();
     for r in left {
         groups.entry((r.protocol, r.ports, r.description)).or_default().push(r.cidr);
     }
