@@ -294,3 +294,23 @@ mod tests {
         assert!(a("odd").check_value(&json!(5)).is_ok() && a("odd").ty == AttrType::Int);
     }
 }
+
+/// A spec's transform (`#[schemars(transform = kit::schema::required(&["vpc_id"]))]`)
+/// keeping inputs required of users whose serde default exists only so that
+/// state still parses where a read found them absent (a gateway detached by
+/// hand, a key that cannot be read back after an import): required, no default.
+pub fn required(names: &'static [&'static str]) -> impl FnMut(&mut schemars::Schema) {
+    move |schema| {
+        let object = schema.ensure_object();
+        for name in names {
+            if let Some(prop) = object.get_mut("properties").and_then(|p| p.get_mut(*name)).and_then(Value::as_object_mut) {
+                prop.remove("default");
+            }
+            if let Some(required) = object.entry("required").or_insert_with(|| Value::Array(Vec::new())).as_array_mut()
+                && !required.iter().any(|r| r == *name)
+            {
+                required.push(Value::from(*name));
+            }
+        }
+    }
+}

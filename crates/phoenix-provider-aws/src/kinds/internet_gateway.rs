@@ -21,11 +21,13 @@ pub struct InternetGateway;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = phoenix_core::kit::schema::required(&["vpc_id"]))]
 pub struct InternetGatewaySpec {
     /// the VPC to attach to (vpc-…)
     // Detached behind Phoenix's back reads as empty, left out, so the drift
-    // shows as `null` and the plan repairs it.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    // shows as `null` and the plan repairs it (state then holds it as null:
+    // the default lets that state be replaced and deleted).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(extend("force_new" = true))]
     pub vpc_id: String,
     /// extra tags (Phoenix adds its ownership tags and Name)

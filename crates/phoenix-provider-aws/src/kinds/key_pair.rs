@@ -24,14 +24,15 @@ pub struct KeyPair;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = phoenix_core::kit::schema::required(&["public_key"]))]
 pub struct KeyPairSpec {
     /// the name instances refer to, unique in the region
     #[schemars(extend("force_new" = true))]
     pub key_name: String,
     /// the OpenSSH public key (contents of a .pub file)
     // Not read back (EC2 reformats it; the fingerprint identifies it): an
-    // imported key has none, left out.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    // imported key has none, left out (the default lets that state parse).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(extend("force_new" = true, "format" = "openssh-public-key"))]
     pub public_key: String,
     /// extra tags (Phoenix adds its ownership tags and Name)
