@@ -66,14 +66,15 @@ impl Default for AwsProvider {
         Self {
             config: OnceLock::new(),
             client: OnceCell::new(),
+            // In the order they depend on each other: `gc` deletes in reverse.
             kit: KindSet::new()
                 .with(kinds::vpc::Vpc)
                 .with(kinds::subnet::Subnet)
                 .with(kinds::internet_gateway::InternetGateway)
-                .with(kinds::key_pair::KeyPair)
-                .with(kinds::eip::Eip)
                 .with(kinds::route_table::RouteTable)
-                .with(kinds::security_group::SecurityGroup),
+                .with(kinds::security_group::SecurityGroup)
+                .with(kinds::key_pair::KeyPair)
+                .with(kinds::eip::Eip),
         }
     }
 }

@@ -23,11 +23,14 @@ use crate::value::{Attrs, Value};
 /// The kinds of one provider, all sharing its client `C`.
 pub struct KindSet<C> {
     kinds: BTreeMap<&'static str, Box<dyn Erased<C>>>,
+    /// The types in the order they were registered: the order they depend on
+    /// each other (`gc` deletes in reverse), kept by [`KindSet::schemas`].
+    order: Vec<&'static str>,
 }
 
 impl<C> Default for KindSet<C> {
     fn default() -> Self {
-        Self { kinds: BTreeMap::new() }
+        Self { kinds: BTreeMap::new(), order: Vec::new() }
     }
 }
 
@@ -39,7 +42,9 @@ impl<C: Send + Sync + 'static> KindSet<C> {
     /// Registers a kind: its one line in the provider.
     pub fn with<K: Kind<Client = C>>(mut self, kind: K) -> Self {
         let schema = super::schema::of(&kind);
-        self.kinds.insert(K::TYPE, Box::new(Typed { kind, schema }));
+        if self.kinds.insert(K::TYPE, Box::new(Typed { kind, schema })).is_none() {
+            self.order.push(K::TYPE);
+        }
         self
     }
 
@@ -51,8 +56,9 @@ impl<C: Send + Sync + 'static> KindSet<C> {
         self.kinds.keys().copied()
     }
 
+    /// In registration order.
     pub fn schemas(&self) -> Vec<ResourceSchema> {
-        self.kinds.values().map(|k| k.schema().clone()).collect()
+        self.order.iter().map(|t| self.kinds[t].schema().clone()).collect()
     }
 
     fn kind(&self, type_name: &str) -> Result<&dyn Erased<C>, ProviderError> {

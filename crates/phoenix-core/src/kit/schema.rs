@@ -314,3 +314,70 @@ pub fn required(names: &'static [&'static str]) -> impl FnMut(&mut schemars::Sch
         }
     }
 }
+
+#[cfg(test)]
+mod kind_set_tests {
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::kit::{Capabilities, Create, Delete, Observed, Prior};
+    use crate::provider::ProviderError;
+
+    #[derive(Clone, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    #[schemars(transform = required(&["parent"]))]
+    struct Spec {
+        /// the parent
+        #[serde(default)]
+        parent: String,
+        /// the zone
+        zone: Option<String>,
+    }
+    #[derive(Clone, Serialize, Deserialize, JsonSchema)]
+    struct Out {
+        /// the zone picked
+        #[schemars(extend("stable" = true))]
+        zone: String,
+    }
+    struct K;
+    #[async_trait::async_trait]
+    impl Kind for K {
+        const TYPE: &'static str = "test.required";
+        const DESCRIPTION: &'static str = "test";
+        type Client = ();
+        type Spec = Spec;
+        type Outputs = Out;
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::managed()
+        }
+        async fn read(&self, _: &(), _: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
+            unreachable!()
+        }
+        async fn create(&self, _: &(), _: Create<'_, Self>) -> Result<Out, ProviderError> {
+            unreachable!()
+        }
+        async fn delete(&self, _: &(), _: Delete<'_, Self>) -> Result<(), ProviderError> {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn a_required_input_with_a_serde_default_stays_required_and_an_output_keeps_an_input_stable() {
+        let s = of(&K);
+        let parent = s.attr("parent").unwrap();
+        assert!(parent.required && !parent.optional && parent.default.is_none(), "{parent:?}");
+        let spec: Spec = serde_json::from_value(serde_json::json!({})).expect("state without it still parses");
+        assert_eq!(spec.parent, "");
+        let zone = s.attr("zone").unwrap();
+        assert!(zone.optional && zone.computed && zone.stable, "{zone:?}");
+    }
+
+    #[test]
+    fn a_kind_set_lists_its_schemas_in_registration_order() {
+        // The order types depend on each other, which `gc` deletes in reverse: not alphabetical.
+        let set = crate::kit::KindSet::new().with(K).with(crate::builtin::Data);
+        let types: Vec<&str> = set.schemas().iter().map(|s| s.type_name).collect();
+        assert_eq!(types, ["test.required", "data"]);
+    }
+}
