@@ -124,3 +124,9 @@ pub fn as_set(prior: Option<&[String]>, mut seen: Vec<String>) -> Vec<String> {
         _ => seen,
     }
 }
+
+/// One object by id as EC2 has it now (`None` when it is gone): what a
+/// delete or an update that works from the live object reads first.
+pub async fn describe_one<K: Ec2Kind>(aws: &Aws, id: &str) -> Result<Option<K::Object>, ProviderError> {
+    Ok(K::describe(aws, vec![tags::id_filter(K::ID_FILTER, &[id.to_string()])]).await?.into_iter().next())
+}

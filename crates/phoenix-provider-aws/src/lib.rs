@@ -96,11 +96,18 @@ impl Default for AwsProvider {
         Self {
             config: OnceLock::new(),
             client: OnceCell::new(),
+            // In the order they depend on each other: `gc` deletes in reverse.
             kit: KindSet::new()
                 .with(kinds::vpc::Vpc)
+                .with(kinds::subnet::Subnet)
+                .with(kinds::internet_gateway::InternetGateway)
+                .with(kinds::route_table::RouteTable)
+                .with(kinds::security_group::SecurityGroup)
+                .with(kinds::key_pair::KeyPair)
                 .with(kinds::instance::Instance)
                 .with(kinds::volume::Volume)
                 .with(kinds::volume_attachment::VolumeAttachment)
+                .with(kinds::eip::Eip)
                 .with(kinds::launch_template::LaunchTemplate)
                 .with(kinds::autoscaling_group::AutoscalingGroup)
                 .with(kinds::autoscaling_policy::AutoscalingPolicy)
@@ -255,9 +262,8 @@ impl Provider for AwsProvider {
     }
 
     fn unique_names(&self) -> Vec<(&'static str, &'static str)> {
-        // Key pair names are unique in a region, security group names in a VPC
-        // (and a VPC may be shared through a variable).
-        vec![("aws.key_pair", "key_name"), ("aws.security_group", "name")]
+        // Each kind says which of its inputs are (key pair names in a region, security group names in a VPC).
+        self.kit.unique_names()
     }
 
     async fn list_owned(&self) -> Result<phoenix_core::provider::OwnedListing, ProviderError> {

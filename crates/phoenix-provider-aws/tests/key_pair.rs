@@ -96,6 +96,16 @@ async fn key_pairs_import_refresh_in_one_call_drift_update_adopt_delete() {
         .unwrap();
     assert_eq!(adopted.outputs, made[2].2);
 
+    // Imported by id: the public key cannot be read back, so state holds none;
+    // that state still updates and deletes.
+    let addr = phoenix_core::ResourceAddr::parse("key1").unwrap();
+    let imported = p.import(&addr, "aws.key_pair", made[1].2["id"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!(imported.outputs, made[1].2);
+    assert_eq!((imported.inputs.get("key_name"), imported.inputs.get("public_key")), (Some(&json!("deploy-1")), None));
+    let retagged = json!({"key_name": "deploy-1", "public_key": KEYS[1], "tags": {"owner": "ops"}});
+    assert_eq!(&p.update(update_req("aws.key_pair", "key1", &imported.inputs, &made[1].2, retagged, &["tags"])).await.unwrap(), &made[1].2);
+    let made: Vec<_> = made.into_iter().map(|(n, i, o)| if n == "key1" { (n, imported.inputs.clone(), o) } else { (n, i, o) }).collect();
+
     // Delete each twice; refresh says gone; independently none is left.
     for (n, i, o) in &made {
         p.delete(delete_req("aws.key_pair", n, i, o)).await.unwrap();

@@ -55,6 +55,7 @@ impl<C: Send + Sync + 'static> KindSet<C> {
         self.kinds.iter().map(|(t, _)| *t)
     }
 
+    /// In registration order.
     pub fn schemas(&self) -> Vec<ResourceSchema> {
         self.kinds.iter().map(|(_, k)| k.schema().clone()).collect()
     }

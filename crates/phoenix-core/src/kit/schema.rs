@@ -60,6 +60,7 @@ pub fn of<K: Kind>(kind: &K) -> ResourceSchema {
         // `external_ip`: asked for as a boolean, given as an address).
         if let Some(input) = attrs.iter_mut().find(|a| a.name == name && !a.computed && a.ty == attr_type(prop)) {
             input.computed = true;
+            input.stable |= flag(prop, "stable");
             continue;
         }
         let mut a = AttrSchema::computed(intern(name), attr_type(prop), description(prop));
@@ -295,5 +296,92 @@ mod tests {
         assert_eq!(a("id").description, "the id");
         assert!(a("odd").check_value(&json!(4)).unwrap_err().0.contains("even"), "a kind's own format, over an i64's `int64`");
         assert!(a("odd").check_value(&json!(5)).is_ok() && a("odd").ty == AttrType::Int);
+    }
+}
+
+/// A spec's transform (`#[schemars(transform = kit::schema::required(&["vpc_id"]))]`)
+/// keeping inputs required of users whose serde default exists only so that
+/// state still parses where a read found them absent (a gateway detached by
+/// hand, a key that cannot be read back after an import): required, no default.
+pub fn required(names: &'static [&'static str]) -> impl FnMut(&mut schemars::Schema) {
+    move |schema| {
+        let object = schema.ensure_object();
+        for name in names {
+            if let Some(prop) = object.get_mut("properties").and_then(|p| p.get_mut(*name)).and_then(Value::as_object_mut) {
+                prop.remove("default");
+            }
+            if let Some(required) = object.entry("required").or_insert_with(|| Value::Array(Vec::new())).as_array_mut()
+                && !required.iter().any(|r| r == *name)
+            {
+                required.push(Value::from(*name));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod kind_set_tests {
+    use schemars::JsonSchema;
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::kit::{Capabilities, Create, Delete, Observed, Prior};
+    use crate::provider::ProviderError;
+
+    #[derive(Clone, Serialize, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    #[schemars(transform = required(&["parent"]))]
+    struct Spec {
+        /// the parent
+        #[serde(default)]
+        parent: String,
+        /// the zone
+        zone: Option<String>,
+    }
+    #[derive(Clone, Serialize, Deserialize, JsonSchema)]
+    struct Out {
+        /// the zone picked
+        #[schemars(extend("stable" = true))]
+        zone: String,
+    }
+    struct K;
+    #[async_trait::async_trait]
+    impl Kind for K {
+        const TYPE: &'static str = "test.required";
+        const DESCRIPTION: &'static str = "test";
+        type Client = ();
+        type Spec = Spec;
+        type Outputs = Out;
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::managed()
+        }
+        async fn read(&self, _: &(), _: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
+            unreachable!()
+        }
+        async fn create(&self, _: &(), _: Create<'_, Self>) -> Result<Out, ProviderError> {
+            unreachable!()
+        }
+        async fn delete(&self, _: &(), _: Delete<'_, Self>) -> Result<(), ProviderError> {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn a_required_input_with_a_serde_default_stays_required_and_an_output_keeps_an_input_stable() {
+        let s = of(&K);
+        let parent = s.attr("parent").unwrap();
+        assert!(parent.required && !parent.optional && parent.default.is_none(), "{parent:?}");
+        let spec: Spec = serde_json::from_value(serde_json::json!({})).expect("state without it still parses");
+        assert_eq!(spec.parent, "");
+        let zone = s.attr("zone").unwrap();
+        assert!(zone.optional && zone.computed && zone.stable, "{zone:?}");
+    }
+
+    #[test]
+    fn a_kind_set_lists_its_schemas_in_registration_order() {
+        // The order types depend on each other, which `gc` deletes in reverse: not alphabetical.
+        let set = crate::kit::KindSet::new().with(K).with(crate::builtin::Data);
+        let types: Vec<&str> = set.schemas().iter().map(|s| s.type_name).collect();
+        assert_eq!(types, ["test.required", "data"]);
     }
 }

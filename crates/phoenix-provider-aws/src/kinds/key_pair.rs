@@ -4,24 +4,53 @@
 //! the public half, so nothing secret reaches state. Everything but tags
 //! forces a new key pair (EC2 cannot change one in place).
 
-use phoenix_core::schema::Invalid;
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use aws_sdk_ec2::primitives::Blob;
-use aws_sdk_ec2::types::ResourceType;
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
-use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
-use phoenix_core::value::{Attrs, Value};
-use serde_json::json;
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag};
+use phoenix_core::kit::{Capabilities, Create, Delete, Found, Kind, Observed, Owned, Prior, Update};
+use phoenix_core::provider::ProviderError;
+use phoenix_core::schema::Invalid;
+use phoenix_core::schema::Validator;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::{Kind, delete_retrying, id_attr, id_chunks, id_of, in_item_order, priors, req_str, tags_attr, update_tags};
-use super::{Made, create_once};
 use crate::client::{Aws, create_call_config};
+use crate::create::{Made, create_once};
+use crate::ec2::{self, Ec2Kind, UserTags};
 use crate::error::sdk;
 use crate::tags;
 
 pub struct KeyPair;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = phoenix_core::kit::schema::required(&["public_key"]))]
+pub struct KeyPairSpec {
+    /// the name instances refer to, unique in the region
+    #[schemars(extend("force_new" = true))]
+    pub key_name: String,
+    /// the OpenSSH public key (contents of a .pub file)
+    // Not read back (EC2 reformats it; the fingerprint identifies it): an
+    // imported key has none, left out (the default lets that state parse).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(extend("force_new" = true, "format" = "openssh-public-key"))]
+    pub public_key: String,
+    /// extra tags (Phoenix adds its ownership tags and Name)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<UserTags>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct KeyPairOutputs {
+    /// the key pair id (key-…)
+    #[schemars(extend("stable" = true))]
+    pub id: String,
+    /// the key's fingerprint as EC2 computes it
+    #[schemars(extend("stable" = true))]
+    pub fingerprint: String,
+}
 
 /// A public key in OpenSSH format (`ssh-ed25519 AAAA… comment`), not a private key by mistake.
 fn check_public_key(value: &Value) -> Result<(), Invalid> {
@@ -40,127 +69,109 @@ fn check_public_key(value: &Value) -> Result<(), Invalid> {
     }
 }
 
-fn outputs(id: &str, fingerprint: &str) -> Attrs {
-    [("id".to_string(), json!(id)), ("fingerprint".to_string(), json!(fingerprint))].into_iter().collect()
-}
+#[async_trait]
+impl Ec2Kind for KeyPair {
+    type Object = aws_sdk_ec2::types::KeyPairInfo;
+    // A filter (not KeyPairIds) so that ids that are gone are simply absent.
+    const ID_FILTER: &'static str = "key-pair-id";
 
-fn observed(k: &aws_sdk_ec2::types::KeyPairInfo, prior: &Attrs) -> Observed {
-    let mut inputs = Attrs::new();
-    if let Some(n) = k.key_name() {
-        inputs.insert("key_name".into(), json!(n));
+    /// DescribeKeyPairs is not paginated: one call returns every match.
+    async fn describe(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Self::Object>, ProviderError> {
+        let out = aws.ec2.describe_key_pairs().set_filters(Some(filters)).send().await.map_err(|e| sdk("DescribeKeyPairs", e))?;
+        Ok(out.key_pairs.unwrap_or_default())
     }
-    // The public key is not read back: EC2 reformats it, so a byte comparison
-    // would report drift that is not there (the fingerprint identifies it).
-    tags::observe_tags(&mut inputs, prior, k.tags());
-    Observed { inputs, outputs: outputs(k.key_pair_id().unwrap_or_default(), k.key_fingerprint().unwrap_or_default()) }
+    fn id(k: &Self::Object) -> &str {
+        k.key_pair_id().unwrap_or_default()
+    }
+    fn tags(k: &Self::Object) -> &[Tag] {
+        k.tags()
+    }
+    fn id_of(outputs: &KeyPairOutputs) -> &str {
+        &outputs.id
+    }
+    fn observe(k: &Self::Object, prior: Option<&KeyPairSpec>) -> Observed<Self> {
+        let spec = KeyPairSpec {
+            key_name: k.key_name().unwrap_or_default().to_string(),
+            // A byte comparison with what EC2 keeps would report drift that is not there.
+            public_key: prior.map(|p| p.public_key.clone()).unwrap_or_default(),
+            tags: ec2::user_tags(k.tags()),
+        };
+        let outputs = KeyPairOutputs { id: Self::id(k).to_string(), fingerprint: k.key_fingerprint().unwrap_or_default().to_string() };
+        Observed { spec, outputs }
+    }
 }
 
 #[async_trait]
 impl Kind for KeyPair {
-    fn schema(&self) -> ResourceSchema {
-        ResourceSchema {
-            type_name: "aws.key_pair",
-            description: "An SSH public key imported into EC2",
-            attrs: vec![
-                AttrSchema::required("key_name", AttrType::String, "the name instances refer to, unique in the region").force_new(),
-                AttrSchema::required("public_key", AttrType::String, "the OpenSSH public key (contents of a .pub file)")
-                    .force_new()
-                    .validate_with(check_public_key),
-                tags_attr(),
-                id_attr("the key pair id (key-…)"),
-                AttrSchema::computed("fingerprint", AttrType::String, "the key's fingerprint as EC2 computes it").stable(),
-            ],
-            // Tags only.
-            update_in_place: true,
-            create_before_destroy: false,
-            adoptable: true,
-        }
+    const TYPE: &'static str = "aws.key_pair";
+    const DESCRIPTION: &'static str = "An SSH public key imported into EC2";
+    const FORMATS: &'static [(&'static str, Validator)] = &[("openssh-public-key", check_public_key)];
+    type Client = Aws;
+    type Spec = KeyPairSpec;
+    type Outputs = KeyPairOutputs;
+
+    /// Tags only change in place. Key names are unique in a region.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::managed().unique_names(&["key_name"])
     }
 
-    async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let prior = priors(items);
-        let mut found = HashMap::new();
-        // DescribeKeyPairs is not paginated: one call returns every match.
-        // A filter (not KeyPairIds) so that ids that are gone are simply absent.
-        for ids in id_chunks(items) {
-            let out = {
-                aws.ec2
-                    .describe_key_pairs()
-                    .filters(tags::id_filter("key-pair-id", &ids))
-                    .send()
-                    .await
-                    .map_err(|e| sdk("DescribeKeyPairs", e))?
-            };
-            for k in out.key_pairs() {
-                let id = k.key_pair_id().unwrap_or_default().to_string();
-                let p = prior.get(id.as_str()).copied().cloned().unwrap_or_default();
-                found.insert(id, observed(k, &p));
-            }
-        }
-        Ok(in_item_order(items, found))
+    async fn read(&self, aws: &Aws, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
+        ec2::read(aws, items).await
     }
 
-    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
-        let out = aws.ec2.describe_key_pairs().filters(super::owned_filter()).send().await.map_err(|e| sdk("DescribeKeyPairs", e))?;
-        Ok(Some(out.key_pairs().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
+    async fn import(&self, aws: &Aws, id: &str) -> Result<Option<Observed<Self>>, ProviderError> {
+        ec2::import(aws, id).await
     }
 
-    async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let out = aws
-            .ec2
-            .describe_key_pairs()
-            .set_filters(Some(tags::owner_filters(&req.ownership)))
-            .send()
-            .await
-            .map_err(|e| sdk("DescribeKeyPairs", e))?;
-        Ok(out.key_pairs().first().map(|k| observed(k, &req.inputs)))
+    async fn find(&self, aws: &Aws, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
+        ec2::find(aws, req.spec, req.ownership).await
     }
 
-    async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
-        let name = req_str(&req.inputs, "key_name")?;
-        let key = req_str(&req.inputs, "public_key")?;
-        let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<Owned<Self>>>, ProviderError> {
+        ec2::list_owned(aws).await
+    }
+
+    async fn create(&self, aws: &Aws, req: Create<'_, Self>) -> Result<KeyPairOutputs, ProviderError> {
+        let spec = req.spec;
+        let tags = tags::all_tags_typed(req.ownership, spec.tags.as_ref());
         // No ClientToken; a second import of the same name fails (InvalidKeyPair.Duplicate)
         // rather than duplicating, and an interrupted import is adopted by its tags.
-        let made = create_once(aws, self, req, "ImportKeyPair", || {
+        let call = || {
             aws.ec2
                 .import_key_pair()
-                .key_name(name)
-                .public_key_material(Blob::new(key.trim().as_bytes()))
+                .key_name(&spec.key_name)
+                .public_key_material(Blob::new(spec.public_key.trim().as_bytes()))
                 .tag_specifications(tags::spec(ResourceType::KeyPair, tags.clone()))
                 .customize()
                 .config_override(create_call_config())
                 .send()
-        })
-        .await?;
-        let id = made.id(|o| o.key_pair_id(), "ImportKeyPair")?;
-        let fingerprint = match &made {
-            Made::Answered(o) => o.key_fingerprint().map(str::to_string),
-            Made::Found(obs) => obs.outputs.get("fingerprint").and_then(Value::as_str).map(str::to_string),
         };
-        Ok(outputs(&id, &fingerprint.unwrap_or_default()))
+        let find = || ec2::find::<KeyPair>(aws, spec, req.ownership);
+        let made = match create_once("ImportKeyPair", call, find).await? {
+            Made::Answered(o) => KeyPairOutputs {
+                id: o.key_pair_id().unwrap_or_default().to_string(),
+                fingerprint: o.key_fingerprint().unwrap_or_default().to_string(),
+            },
+            Made::Found(found) => found.outputs,
+        };
+        if made.id.is_empty() {
+            return Err(ProviderError::permanent("ImportKeyPair returned no id"));
+        }
+        Ok(made)
     }
 
-    async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-        update_tags(aws, id_of(&req.prior_outputs)?, req).await?;
-        Ok(req.prior_outputs.clone())
+    async fn update(&self, aws: &Aws, req: Update<'_, Self>) -> Result<KeyPairOutputs, ProviderError> {
+        ec2::update_tags(aws, &req.outputs.id, req.prior.tags.as_ref(), req.spec.tags.as_ref(), req.ownership).await?;
+        Ok(req.outputs.clone())
     }
 
-    async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
-        let id = id_of(&req.outputs)?.to_string();
+    async fn delete(&self, aws: &Aws, req: Delete<'_, Self>) -> Result<(), ProviderError> {
         // Look the key up by id first: a key of the same name made since by
         // someone else is not ours to delete, and a gone key is done. Then
         // delete by name, which every EC2 implementation honours (moto ignores KeyPairId).
-        let out = {
-            aws.ec2
-                .describe_key_pairs()
-                .filters(tags::id_filter("key-pair-id", &[id]))
-                .send()
-                .await
-                .map_err(|e| sdk("DescribeKeyPairs", e))?
-        };
-        let Some(name) = out.key_pairs().first().and_then(|k| k.key_name()).map(str::to_string) else { return Ok(()) };
-        delete_retrying(aws, "DeleteKeyPair", || {
+        let found = ec2::describe_one::<Self>(aws, &req.outputs.id).await?;
+        let Some(name) = found.as_ref().and_then(|k| k.key_name()).map(str::to_string) else { return Ok(()) };
+        super::delete_retrying(aws, "DeleteKeyPair", || {
             let call = aws.ec2.delete_key_pair().key_name(&name);
             async move { call.send().await.map(|_| ()) }
         })

@@ -97,19 +97,7 @@ fn owned_by_tags<'a>(kind: &dyn Kind, get: impl FnMut(&str) -> Option<&'a str>, 
 
 /// Every type, in the order they usually depend on each other.
 pub fn all() -> &'static [&'static dyn Kind] {
-    &[
-        &subnet::Subnet,
-        &internet_gateway::InternetGateway,
-        &route_table::RouteTable,
-        &security_group::SecurityGroup,
-        &key_pair::KeyPair,
-        &eip::Eip,
-        &lb::Lb,
-        &lb_target_group::LbTargetGroup,
-        &lb_listener::LbListener,
-        &route53_zone::Route53Zone,
-        &route53_record::Route53Record,
-    ]
+    &[&lb::Lb, &lb_target_group::LbTargetGroup, &lb_listener::LbListener, &route53_zone::Route53Zone, &route53_record::Route53Record]
 }
 
 pub fn by_name(type_name: &str) -> Option<&'static dyn Kind> {

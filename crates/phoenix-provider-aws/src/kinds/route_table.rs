@@ -7,24 +7,59 @@
 //! the VPC's `local` route and propagated routes are left alone.
 
 use phoenix_core::schema::Invalid;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{ResourceType, RouteOrigin};
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
-use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
-use phoenix_core::value::{Attrs, Value};
-use serde_json::json;
+use aws_sdk_ec2::types::{Filter, ResourceType, RouteOrigin, Tag};
+use phoenix_core::kit::{Capabilities, Create, Delete, Found, Kind, Observed, Owned, Prior, Update};
+use phoenix_core::provider::ProviderError;
+use phoenix_core::schema::{Validator, validators};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::create_once;
-use super::{
-    Kind, all_pages, delete_retrying, id_attr, id_chunks, id_of, in_item_order, priors, req_str, str_list, tags_attr, update_tags,
-};
 use crate::client::{Aws, create_call_config};
+use crate::create::{Made, create_once};
+use crate::ec2::{self, Ec2Kind, UserTags};
 use crate::error::{code, is_not_found, sdk};
 use crate::tags;
 
 pub struct RouteTable;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTableSpec {
+    /// the VPC (vpc-…)
+    #[schemars(extend("force_new" = true))]
+    pub vpc_id: String,
+    /// routes: [{cidr_block = "0.0.0.0/0", gateway_id = "igw-…"}]
+    // Written as tables of strings; the format checks their keys and CIDRs.
+    #[serde(default)]
+    #[schemars(with = "Vec<BTreeMap<String, String>>", extend("format" = "aws-routes"))]
+    pub routes: Vec<Route>,
+    /// subnets that use this table
+    #[serde(default)]
+    pub subnet_ids: Vec<String>,
+    /// extra tags (Phoenix adds its ownership tags and Name)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<UserTags>,
+}
+
+/// One route: a destination and its target.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub cidr_block: String,
+    pub gateway_id: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct RouteTableOutputs {
+    /// the route table id (rtb-…)
+    #[schemars(extend("stable" = true))]
+    pub id: String,
+}
 
 /// Checks `routes`: a list of `{cidr_block, gateway_id}` tables, one per destination.
 fn check_routes(value: &Value) -> Result<(), Invalid> {
@@ -47,15 +82,9 @@ fn check_routes(value: &Value) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Desired routes as (destination, target).
-fn desired_routes(inputs: &Attrs) -> Vec<(String, String)> {
-    let Some(items) = inputs.get("routes").and_then(Value::as_array) else { return Vec::new() };
-    items.iter().filter_map(|r| Some((r.get("cidr_block")?.as_str()?.to_string(), r.get("gateway_id")?.as_str()?.to_string()))).collect()
-}
-
-/// The routes Phoenix manages, as (destination, target): any target kind, so a
-/// route to a NAT gateway or an instance added by hand still shows as drift.
-fn actual_routes(t: &aws_sdk_ec2::types::RouteTable) -> Vec<(String, String)> {
+/// The routes Phoenix manages: any target kind, so a route to a NAT gateway
+/// or an instance added by hand still shows as drift.
+fn actual_routes(t: &aws_sdk_ec2::types::RouteTable) -> Vec<Route> {
     t.routes()
         .iter()
         .filter(|r| r.origin() == Some(&RouteOrigin::CreateRoute))
@@ -68,7 +97,7 @@ fn actual_routes(t: &aws_sdk_ec2::types::RouteTable) -> Vec<(String, String)> {
                 .or(r.network_interface_id())
                 .or(r.instance_id())
                 .unwrap_or_default();
-            Some((r.destination_cidr_block()?.to_string(), target.to_string()))
+            Some(Route { cidr_block: r.destination_cidr_block()?.to_string(), gateway_id: target.to_string() })
         })
         .collect()
 }
@@ -84,58 +113,38 @@ fn associations(t: &aws_sdk_ec2::types::RouteTable) -> Vec<(String, String)> {
 
 /// Observed list items in the order the definition lists them, new ones after
 /// (sorted), so an unchanged list never reads as drift because EC2 reordered it.
-fn order_like(prior: Option<&Value>, mut actual: Vec<Value>) -> Value {
+fn order_like<T: PartialEq + Ord>(prior: &[T], mut actual: Vec<T>) -> Vec<T> {
     let mut out = Vec::new();
-    for p in prior.and_then(Value::as_array).into_iter().flatten() {
+    for p in prior {
         if let Some(i) = actual.iter().position(|a| a == p) {
             out.push(actual.remove(i));
         }
     }
-    actual.sort_by_key(Value::to_string);
+    actual.sort();
     out.extend(actual);
-    Value::Array(out)
+    out
 }
 
-fn observed(t: &aws_sdk_ec2::types::RouteTable, prior: &Attrs) -> Observed {
-    let mut inputs = Attrs::new();
-    if let Some(v) = t.vpc_id() {
-        inputs.insert("vpc_id".into(), json!(v));
-    }
-    let routes = actual_routes(t).into_iter().map(|(c, g)| json!({"cidr_block": c, "gateway_id": g})).collect();
-    inputs.insert("routes".into(), order_like(prior.get("routes"), routes));
-    let subnets = associations(t).into_iter().map(|(s, _)| json!(s)).collect();
-    inputs.insert("subnet_ids".into(), order_like(prior.get("subnet_ids"), subnets));
-    tags::observe_tags(&mut inputs, prior, t.tags());
-    let outputs = [("id".to_string(), json!(t.route_table_id().unwrap_or_default()))].into_iter().collect();
-    Observed { inputs, outputs }
-}
-
-async fn describe(aws: &Aws, id: &str) -> Result<Option<aws_sdk_ec2::types::RouteTable>, ProviderError> {
-    let out = aws
-        .ec2
-        .describe_route_tables()
-        .filters(tags::id_filter("route-table-id", &[id.to_string()]))
-        .send()
-        .await
-        .map_err(|e| sdk("DescribeRouteTables", e))?;
-    Ok(out.route_tables().first().cloned())
-}
-
-/// Makes the table's routes and associations those of `inputs`, from
+/// Makes the table's routes and associations those of `spec`, from
 /// `current` (`None` for a table just created: no routes, no associations).
 /// Targets and subnets made a moment ago may not be visible yet: NotFound is retried.
-async fn reconcile(aws: &Aws, id: &str, inputs: &Attrs, current: Option<&aws_sdk_ec2::types::RouteTable>) -> Result<(), ProviderError> {
-    let want = desired_routes(inputs);
+async fn reconcile(
+    aws: &Aws,
+    id: &str,
+    spec: &RouteTableSpec,
+    current: Option<&aws_sdk_ec2::types::RouteTable>,
+) -> Result<(), ProviderError> {
+    let want = &spec.routes;
     let have = current.map(actual_routes).unwrap_or_default();
-    for (cidr, _) in have.iter().filter(|(c, _)| !want.iter().any(|(w, _)| w == c)) {
-        match aws.ec2.delete_route().route_table_id(id).destination_cidr_block(cidr).send().await {
+    for r in have.iter().filter(|h| !want.iter().any(|w| w.cidr_block == h.cidr_block)) {
+        match aws.ec2.delete_route().route_table_id(id).destination_cidr_block(&r.cidr_block).send().await {
             Err(e) if !is_not_found(&e) => return Err(sdk("DeleteRoute", e)),
             _ => {}
         }
     }
-    for (cidr, gw) in &want {
-        let replace = match have.iter().find(|(c, _)| c == cidr) {
-            Some((_, g)) if g == gw => continue,
+    for Route { cidr_block: cidr, gateway_id: gw } in want {
+        let replace = match have.iter().find(|h| &h.cidr_block == cidr) {
+            Some(h) if &h.gateway_id == gw => continue,
             Some(_) => true,
             None => false,
         };
@@ -153,7 +162,7 @@ async fn reconcile(aws: &Aws, id: &str, inputs: &Attrs, current: Option<&aws_sdk
         })
         .await?;
     }
-    let want = str_list(inputs, "subnet_ids");
+    let want = &spec.subnet_ids;
     let have = current.map(associations).unwrap_or_default();
     for (_, assoc) in have.iter().filter(|(s, _)| !want.contains(s)) {
         match aws.ec2.disassociate_route_table().association_id(assoc).send().await {
@@ -178,100 +187,106 @@ async fn reconcile(aws: &Aws, id: &str, inputs: &Attrs, current: Option<&aws_sdk
 }
 
 #[async_trait]
+impl Ec2Kind for RouteTable {
+    type Object = aws_sdk_ec2::types::RouteTable;
+    const ID_FILTER: &'static str = "route-table-id";
+
+    async fn describe(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Self::Object>, ProviderError> {
+        let pages =
+            super::all_pages("DescribeRouteTables", aws.ec2.describe_route_tables().set_filters(Some(filters)).into_paginator().send())
+                .await?;
+        Ok(pages.into_iter().flat_map(|p| p.route_tables.unwrap_or_default()).collect())
+    }
+    fn id(t: &Self::Object) -> &str {
+        t.route_table_id().unwrap_or_default()
+    }
+    fn tags(t: &Self::Object) -> &[Tag] {
+        t.tags()
+    }
+    fn id_of(outputs: &RouteTableOutputs) -> &str {
+        &outputs.id
+    }
+    fn observe(t: &Self::Object, prior: Option<&RouteTableSpec>) -> Observed<Self> {
+        let subnets = associations(t).into_iter().map(|(s, _)| s).collect();
+        let spec = RouteTableSpec {
+            vpc_id: t.vpc_id().unwrap_or_default().to_string(),
+            routes: order_like(prior.map_or(&[][..], |p| &p.routes), actual_routes(t)),
+            subnet_ids: order_like(prior.map_or(&[][..], |p| &p.subnet_ids), subnets),
+            tags: ec2::user_tags(t.tags()),
+        };
+        Observed { spec, outputs: RouteTableOutputs { id: Self::id(t).to_string() } }
+    }
+}
+
+#[async_trait]
 impl Kind for RouteTable {
-    fn schema(&self) -> ResourceSchema {
-        let table = AttrType::Map(Box::new(AttrType::String));
-        ResourceSchema {
-            type_name: "aws.route_table",
-            description: "A VPC route table with its routes and subnet associations",
-            attrs: vec![
-                AttrSchema::required("vpc_id", AttrType::String, "the VPC (vpc-…)").force_new(),
-                AttrSchema::optional(
-                    "routes",
-                    AttrType::List(Box::new(table)),
-                    "routes: [{cidr_block = \"0.0.0.0/0\", gateway_id = \"igw-…\"}]",
-                )
-                .default(json!([]))
-                .validate_with(check_routes),
-                AttrSchema::optional("subnet_ids", AttrType::List(Box::new(AttrType::String)), "subnets that use this table")
-                    .default(json!([])),
-                tags_attr(),
-                id_attr("the route table id (rtb-…)"),
-            ],
-            update_in_place: true,
-            create_before_destroy: false,
-            adoptable: true,
-        }
+    const TYPE: &'static str = "aws.route_table";
+    const DESCRIPTION: &'static str = "A VPC route table with its routes and subnet associations";
+    const FORMATS: &'static [(&'static str, Validator)] = &[("aws-routes", check_routes)];
+    type Client = Aws;
+    type Spec = RouteTableSpec;
+    type Outputs = RouteTableOutputs;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::managed()
     }
 
-    async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let prior = priors(items);
-        let mut found = HashMap::new();
-        for ids in id_chunks(items) {
-            let pages = all_pages(
-                "DescribeRouteTables",
-                aws.ec2.describe_route_tables().filters(tags::id_filter("route-table-id", &ids)).into_paginator().send(),
-            )
-            .await?;
-            for t in pages.iter().flat_map(|p| p.route_tables()) {
-                let id = t.route_table_id().unwrap_or_default().to_string();
-                let p = prior.get(id.as_str()).copied().cloned().unwrap_or_default();
-                found.insert(id, observed(t, &p));
-            }
-        }
-        Ok(in_item_order(items, found))
+    async fn read(&self, aws: &Aws, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
+        ec2::read(aws, items).await
     }
 
-    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
-        let out = aws.ec2.describe_route_tables().filters(super::owned_filter()).send().await.map_err(|e| sdk("DescribeRouteTables", e))?;
-        Ok(Some(out.route_tables().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
+    async fn import(&self, aws: &Aws, id: &str) -> Result<Option<Observed<Self>>, ProviderError> {
+        ec2::import(aws, id).await
     }
 
-    async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let out = aws
-            .ec2
-            .describe_route_tables()
-            .set_filters(Some(tags::owner_filters(&req.ownership)))
-            .send()
-            .await
-            .map_err(|e| sdk("DescribeRouteTables", e))?;
-        Ok(out.route_tables().first().map(|t| observed(t, &req.inputs)))
+    async fn find(&self, aws: &Aws, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
+        ec2::find(aws, req.spec, req.ownership).await
     }
 
-    async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
-        let vpc = req_str(&req.inputs, "vpc_id")?;
-        let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
-        let made = create_once(aws, self, req, "CreateRouteTable", || {
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<Owned<Self>>>, ProviderError> {
+        ec2::list_owned(aws).await
+    }
+
+    async fn create(&self, aws: &Aws, req: Create<'_, Self>) -> Result<RouteTableOutputs, ProviderError> {
+        let tags = tags::all_tags_typed(req.ownership, req.spec.tags.as_ref());
+        let call = || {
             aws.ec2
                 .create_route_table()
-                .vpc_id(vpc)
-                .client_token(&req.idempotency_token)
+                .vpc_id(&req.spec.vpc_id)
+                .client_token(req.idempotency_token)
                 .tag_specifications(tags::spec(ResourceType::RouteTable, tags.clone()))
                 .customize()
                 .config_override(create_call_config())
                 .send()
-        })
-        .await?;
-        let id = &made.id(|o| o.route_table().and_then(|t| t.route_table_id()), "CreateRouteTable")?;
-        let made: Attrs = [("id".to_string(), json!(id))].into_iter().collect();
+        };
+        let find = || ec2::find::<RouteTable>(aws, req.spec, req.ownership);
+        let made = match create_once("CreateRouteTable", call, find).await? {
+            Made::Answered(o) => RouteTableOutputs { id: o.route_table().and_then(|t| t.route_table_id()).unwrap_or_default().to_string() },
+            Made::Found(found) => found.outputs,
+        };
+        if made.id.is_empty() {
+            return Err(ProviderError::permanent("CreateRouteTable returned no id"));
+        }
         // The table exists now: a failed route or association must not leak it.
-        reconcile(aws, id, &req.inputs, None).await.map_err(|e| e.with_created(made.clone()))?;
+        reconcile(aws, &made.id, req.spec, None).await.map_err(|e| e.with_created(phoenix_core::kit::output_attrs(&made)))?;
         Ok(made)
     }
 
-    async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-        let id = id_of(&req.prior_outputs)?;
-        if req.changed.iter().any(|c| c == "routes" || c == "subnet_ids") {
-            let current = describe(aws, id).await?.ok_or_else(|| ProviderError::permanent(format!("route table {id} no longer exists")))?;
-            reconcile(aws, id, &req.inputs, Some(&current)).await?;
+    async fn update(&self, aws: &Aws, req: Update<'_, Self>) -> Result<RouteTableOutputs, ProviderError> {
+        let id = &req.outputs.id;
+        if req.changed("routes") || req.changed("subnet_ids") {
+            let now = ec2::describe_one::<RouteTable>(aws, id)
+                .await?
+                .ok_or_else(|| ProviderError::permanent(format!("route table {id} no longer exists")))?;
+            reconcile(aws, id, req.spec, Some(&now)).await?;
         }
-        update_tags(aws, id, req).await?;
-        Ok(req.prior_outputs.clone())
+        ec2::update_tags(aws, id, req.prior.tags.as_ref(), req.spec.tags.as_ref(), req.ownership).await?;
+        Ok(req.outputs.clone())
     }
 
-    async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
-        let id = id_of(&req.outputs)?.to_string();
-        let Some(t) = describe(aws, &id).await? else { return Ok(()) };
+    async fn delete(&self, aws: &Aws, req: Delete<'_, Self>) -> Result<(), ProviderError> {
+        let id = req.outputs.id.clone();
+        let Some(t) = ec2::describe_one::<RouteTable>(aws, &id).await? else { return Ok(()) };
         // A table is deletable only once no subnet uses it.
         for (_, assoc) in associations(&t) {
             match aws.ec2.disassociate_route_table().association_id(&assoc).send().await {
@@ -282,7 +297,7 @@ impl Kind for RouteTable {
         if t.associations().iter().any(|a| a.main().unwrap_or(false)) {
             return Err(ProviderError::permanent(format!("route table {id} is its VPC's main table; EC2 deletes it with the VPC")));
         }
-        delete_retrying(aws, "DeleteRouteTable", || {
+        super::delete_retrying(aws, "DeleteRouteTable", || {
             let call = aws.ec2.delete_route_table().route_table_id(&id);
             async move { call.send().await.map(|_| ()) }
         })

@@ -11,29 +11,94 @@
 //! are neither managed nor reported.
 
 use phoenix_core::schema::Invalid;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType};
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
-use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema, validators};
-use phoenix_core::value::{Attrs, Value};
-use serde_json::json;
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, Tag};
+use phoenix_core::kit::{Capabilities, Create, Delete, Found, Kind, Observed, Owned, Prior, Update};
+use phoenix_core::provider::ProviderError;
+use phoenix_core::schema::{Validator, validators};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::create_once;
-use super::{Kind, all_pages, delete_retrying, id_attr, id_chunks, id_of, in_item_order, priors, req_str, tags_attr, update_tags};
 use crate::client::{Aws, create_call_config};
+use crate::create::{Made, create_once};
+use crate::ec2::{self, Ec2Kind, UserTags};
 use crate::error::{code, sdk};
 use crate::tags;
 
 pub struct SecurityGroup;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityGroupSpec {
+    /// the group name, unique in its VPC
+    #[schemars(extend("force_new" = true, "format" = "aws-security-group-name"))]
+    pub name: String,
+    /// what the group is for (EC2 cannot change it)
+    #[serde(default = "managed_by_phoenix")]
+    #[schemars(extend("force_new" = true))]
+    pub description: String,
+    /// the VPC (vpc-…)
+    #[schemars(extend("force_new" = true))]
+    pub vpc_id: String,
+    /// inbound rules: [{protocol = "tcp", from_port = 22, to_port = 22, cidr_blocks = ["0.0.0.0/0"], description = "ssh"}]
+    #[serde(default)]
+    #[schemars(extend("format" = "aws-security-group-rules"))]
+    pub ingress: Vec<RuleTable>,
+    /// outbound rules, like ingress (default: all traffic to anywhere)
+    // EC2's own default: everything out. Setting `egress` replaces it.
+    #[serde(default = "all_traffic_out")]
+    #[schemars(extend("format" = "aws-security-group-rules"))]
+    pub egress: Vec<RuleTable>,
+    /// extra tags (Phoenix adds its ownership tags and Name)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<UserTags>,
+}
+
+/// A rule table as written: one EC2 rule per CIDR block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleTable {
+    /// `tcp`, `udp`, `icmp`, `all` (or `-1`), or a protocol number
+    pub protocol: String,
+    /// the first port (ICMP: the type); none for `all`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_port: Option<i64>,
+    /// the last port (ICMP: the code); default: `from_port`
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_port: Option<i64>,
+    pub cidr_blocks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct SecurityGroupOutputs {
+    /// the security group id (sg-…)
+    #[schemars(extend("stable" = true))]
+    pub id: String,
+}
+
+fn managed_by_phoenix() -> String {
+    "Managed by Phoenix".into()
+}
+
+fn all_traffic_out() -> Vec<RuleTable> {
+    vec![RuleTable { protocol: "-1".into(), from_port: None, to_port: None, cidr_blocks: vec!["0.0.0.0/0".into()], description: None }]
+}
+
+/// A port range (from, to); none for protocol `-1`.
+type Ports = Option<(i32, i32)>;
 
 /// One EC2 rule: protocol (`tcp`, `udp`, `icmp`, `-1` for all), port range
 /// (none for `-1`), one CIDR block, and its description (`""` for none).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Rule {
     protocol: String,
-    ports: Option<(i32, i32)>,
+    ports: Ports,
     cidr: String,
     description: String,
 }
@@ -50,27 +115,21 @@ fn protocol(p: &str) -> String {
 }
 
 /// The single rules of one configured table.
-fn table_rules(t: &Value) -> Vec<Rule> {
-    let Some(protocol) = t.get("protocol").and_then(Value::as_str).map(protocol) else { return Vec::new() };
+fn table_rules(t: &RuleTable) -> Vec<Rule> {
+    let protocol = protocol(&t.protocol);
     let ports = if protocol == "-1" {
         None
     } else {
         // ICMP without ports means every type and code; a single port needs no `to_port`.
-        let from = t.get("from_port").and_then(Value::as_i64).unwrap_or(-1) as i32;
-        Some((from, t.get("to_port").and_then(Value::as_i64).map_or(from, |p| p as i32)))
+        let from = t.from_port.unwrap_or(-1) as i32;
+        Some((from, t.to_port.map_or(from, |p| p as i32)))
     };
-    let description = t.get("description").and_then(Value::as_str).unwrap_or_default().to_string();
-    t.get("cidr_blocks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(|c| Rule { protocol: protocol.clone(), ports, cidr: c.to_string(), description: description.clone() })
-        .collect()
+    let description = t.description.clone().unwrap_or_default();
+    t.cidr_blocks.iter().map(|c| Rule { protocol: protocol.clone(), ports, cidr: c.clone(), description: description.clone() }).collect()
 }
 
-fn configured_rules(v: Option<&Value>) -> BTreeSet<Rule> {
-    v.and_then(Value::as_array).into_iter().flatten().flat_map(table_rules).collect()
+fn configured_rules(tables: &[RuleTable]) -> BTreeSet<Rule> {
+    tables.iter().flat_map(table_rules).collect()
 }
 
 fn ec2_rules(perms: &[IpPermission]) -> BTreeSet<Rule> {
@@ -89,7 +148,7 @@ fn ec2_rules(perms: &[IpPermission]) -> BTreeSet<Rule> {
 
 /// Rules as EC2 permissions, one per protocol and port range.
 fn permissions<'a>(rules: impl IntoIterator<Item = &'a Rule>, with_descriptions: bool) -> Vec<IpPermission> {
-    let mut groups: BTreeMap<(&str, Option<(i32, i32)>), Vec<IpRange>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, Ports), Vec<IpRange>> = BTreeMap::new();
     for r in rules {
         let mut range = IpRange::builder().cidr_ip(&r.cidr);
         if with_descriptions && !r.description.is_empty() {
@@ -112,10 +171,10 @@ fn permissions<'a>(rules: impl IntoIterator<Item = &'a Rule>, with_descriptions:
 
 /// What EC2 holds, as tables: the configured tables it holds in full are
 /// reported as written (and in their order); the rest, grouped, after them.
-fn observed_tables(prior: Option<&Value>, actual: &BTreeSet<Rule>) -> Value {
+fn observed_tables(prior: &[RuleTable], actual: &BTreeSet<Rule>) -> Vec<RuleTable> {
     let mut left = actual.clone();
     let mut out = Vec::new();
-    for t in prior.and_then(Value::as_array).into_iter().flatten() {
+    for t in prior {
         let rules = table_rules(t);
         if !rules.is_empty() && rules.iter().all(|r| left.contains(r)) {
             rules.iter().for_each(|r| {
@@ -124,24 +183,18 @@ fn observed_tables(prior: Option<&Value>, actual: &BTreeSet<Rule>) -> Value {
             out.push(t.clone());
         }
     }
-    let mut groups: BTreeMap<(String, Option<(i32, i32)>, String), Vec<String>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, Ports, String), Vec<String>> = BTreeMap::new();
     for r in left {
         groups.entry((r.protocol, r.ports, r.description)).or_default().push(r.cidr);
     }
-    for ((protocol, ports, description), cidrs) in groups {
-        let mut t = serde_json::Map::new();
-        t.insert("protocol".into(), json!(protocol));
-        if let Some((from, to)) = ports {
-            t.insert("from_port".into(), json!(from));
-            t.insert("to_port".into(), json!(to));
-        }
-        t.insert("cidr_blocks".into(), json!(cidrs));
-        if !description.is_empty() {
-            t.insert("description".into(), json!(description));
-        }
-        out.push(Value::Object(t));
-    }
-    Value::Array(out)
+    out.extend(groups.into_iter().map(|((protocol, ports, description), cidr_blocks)| RuleTable {
+        protocol,
+        from_port: ports.map(|p| i64::from(p.0)),
+        to_port: ports.map(|p| i64::from(p.1)),
+        cidr_blocks,
+        description: Some(description).filter(|d| !d.is_empty()),
+    }));
+    out
 }
 
 /// Checks `ingress`/`egress` tables: known keys, a protocol, CIDR blocks, and ports where the protocol has them.
@@ -187,20 +240,6 @@ fn check_rules(value: &Value) -> Result<(), Invalid> {
         }
     }
     Ok(())
-}
-
-fn observed(g: &aws_sdk_ec2::types::SecurityGroup, prior: &Attrs) -> Observed {
-    let mut inputs = Attrs::new();
-    for (k, v) in [("name", g.group_name()), ("description", g.description()), ("vpc_id", g.vpc_id())] {
-        if let Some(v) = v {
-            inputs.insert(k.into(), json!(v));
-        }
-    }
-    inputs.insert("ingress".into(), observed_tables(prior.get("ingress"), &ec2_rules(g.ip_permissions())));
-    inputs.insert("egress".into(), observed_tables(prior.get("egress"), &ec2_rules(g.ip_permissions_egress())));
-    tags::observe_tags(&mut inputs, prior, g.tags());
-    let outputs = [("id".to_string(), json!(g.group_id().unwrap_or_default()))].into_iter().collect();
-    Observed { inputs, outputs }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -299,134 +338,122 @@ fn allow_all_egress() -> BTreeSet<Rule> {
 }
 
 #[async_trait]
+impl Ec2Kind for SecurityGroup {
+    type Object = aws_sdk_ec2::types::SecurityGroup;
+    const ID_FILTER: &'static str = "group-id";
+
+    async fn describe(aws: &Aws, filters: Vec<Filter>) -> Result<Vec<Self::Object>, ProviderError> {
+        let pages = super::all_pages(
+            "DescribeSecurityGroups",
+            aws.ec2.describe_security_groups().set_filters(Some(filters)).into_paginator().send(),
+        )
+        .await?;
+        Ok(pages.into_iter().flat_map(|p| p.security_groups.unwrap_or_default()).collect())
+    }
+    fn id(g: &Self::Object) -> &str {
+        g.group_id().unwrap_or_default()
+    }
+    fn tags(g: &Self::Object) -> &[Tag] {
+        g.tags()
+    }
+    fn id_of(outputs: &SecurityGroupOutputs) -> &str {
+        &outputs.id
+    }
+    fn observe(g: &Self::Object, prior: Option<&SecurityGroupSpec>) -> Observed<Self> {
+        let spec = SecurityGroupSpec {
+            name: g.group_name().unwrap_or_default().to_string(),
+            description: g.description().unwrap_or_default().to_string(),
+            vpc_id: g.vpc_id().unwrap_or_default().to_string(),
+            ingress: observed_tables(prior.map_or(&[][..], |p| &p.ingress), &ec2_rules(g.ip_permissions())),
+            egress: observed_tables(prior.map_or(&[][..], |p| &p.egress), &ec2_rules(g.ip_permissions_egress())),
+            tags: ec2::user_tags(g.tags()),
+        };
+        Observed { spec, outputs: SecurityGroupOutputs { id: Self::id(g).to_string() } }
+    }
+}
+
+#[async_trait]
 impl Kind for SecurityGroup {
-    fn schema(&self) -> ResourceSchema {
-        let rules = || AttrType::List(Box::new(AttrType::Map(Box::new(AttrType::Any))));
-        ResourceSchema {
-            type_name: "aws.security_group",
-            description: "A VPC security group with its ingress and egress rules",
-            attrs: vec![
-                AttrSchema::required("name", AttrType::String, "the group name, unique in its VPC")
-                    .force_new()
-                    .format("aws-security-group-name"),
-                AttrSchema::optional("description", AttrType::String, "what the group is for (EC2 cannot change it)")
-                    .force_new()
-                    .default(json!("Managed by Phoenix")),
-                AttrSchema::required("vpc_id", AttrType::String, "the VPC (vpc-…)").force_new(),
-                AttrSchema::optional(
-                    "ingress",
-                    rules(),
-                    "inbound rules: [{protocol = \"tcp\", from_port = 22, to_port = 22, cidr_blocks = [\"0.0.0.0/0\"], description = \"ssh\"}]",
-                )
-                .default(json!([]))
-                .validate_with(check_rules),
-                // EC2's own default: everything out. Setting `egress` replaces it.
-                AttrSchema::optional("egress", rules(), "outbound rules, like ingress (default: all traffic to anywhere)")
-                    .default(json!([{"protocol": "-1", "cidr_blocks": ["0.0.0.0/0"]}]))
-                    .validate_with(check_rules),
-                tags_attr(),
-                id_attr("the security group id (sg-…)"),
-            ],
-            update_in_place: true,
-            create_before_destroy: false,
-            adoptable: true,
-        }
+    const TYPE: &'static str = "aws.security_group";
+    const DESCRIPTION: &'static str = "A VPC security group with its ingress and egress rules";
+    const FORMATS: &'static [(&'static str, Validator)] = &[("aws-security-group-rules", check_rules)];
+    type Client = Aws;
+    type Spec = SecurityGroupSpec;
+    type Outputs = SecurityGroupOutputs;
+
+    /// Names are unique in a VPC (and a VPC may be shared through a variable).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::managed().unique_names(&["name"])
     }
 
-    async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let prior = priors(items);
-        let mut found = HashMap::new();
-        for ids in id_chunks(items) {
-            let pages = all_pages(
-                "DescribeSecurityGroups",
-                aws.ec2.describe_security_groups().filters(tags::id_filter("group-id", &ids)).into_paginator().send(),
-            )
-            .await?;
-            for g in pages.iter().flat_map(|p| p.security_groups()) {
-                let id = g.group_id().unwrap_or_default().to_string();
-                let p = prior.get(id.as_str()).copied().cloned().unwrap_or_default();
-                found.insert(id, observed(g, &p));
-            }
-        }
-        Ok(in_item_order(items, found))
+    async fn read(&self, aws: &Aws, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
+        ec2::read(aws, items).await
     }
 
-    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
-        let out =
-            aws.ec2.describe_security_groups().filters(super::owned_filter()).send().await.map_err(|e| sdk("DescribeSecurityGroups", e))?;
-        Ok(Some(out.security_groups().iter().filter_map(|o| super::owned(self, o.tags(), observed(o, &Attrs::new()))).collect()))
+    async fn import(&self, aws: &Aws, id: &str) -> Result<Option<Observed<Self>>, ProviderError> {
+        ec2::import(aws, id).await
     }
 
-    async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let out = aws
-            .ec2
-            .describe_security_groups()
-            .set_filters(Some(tags::owner_filters(&req.ownership)))
-            .send()
-            .await
-            .map_err(|e| sdk("DescribeSecurityGroups", e))?;
-        Ok(out.security_groups().first().map(|g| observed(g, &req.inputs)))
+    async fn find(&self, aws: &Aws, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
+        ec2::find(aws, req.spec, req.ownership).await
     }
 
-    async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
-        let name = req_str(&req.inputs, "name")?;
-        let vpc = req_str(&req.inputs, "vpc_id")?;
-        let description = req.inputs.get("description").and_then(Value::as_str).unwrap_or("Managed by Phoenix");
-        let tags = tags::all_tags(&req.ownership, req.inputs.get("tags"));
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<Owned<Self>>>, ProviderError> {
+        ec2::list_owned(aws).await
+    }
+
+    async fn create(&self, aws: &Aws, req: Create<'_, Self>) -> Result<SecurityGroupOutputs, ProviderError> {
+        let spec = req.spec;
+        let tags = tags::all_tags_typed(req.ownership, spec.tags.as_ref());
         // No ClientToken here; an interrupted create is adopted by its tags (and the name is unique per VPC).
-        let made = create_once(aws, self, req, "CreateSecurityGroup", || {
+        let call = || {
             aws.ec2
                 .create_security_group()
-                .group_name(name)
-                .description(description)
-                .vpc_id(vpc)
+                .group_name(&spec.name)
+                .description(&spec.description)
+                .vpc_id(&spec.vpc_id)
                 .tag_specifications(tags::spec(ResourceType::SecurityGroup, tags.clone()))
                 .customize()
                 .config_override(create_call_config())
                 .send()
-        })
-        .await?;
-        let id = &made.id(|o| o.group_id(), "CreateSecurityGroup")?;
-        let made: Attrs = [("id".to_string(), json!(id))].into_iter().collect();
+        };
+        let find = || ec2::find::<SecurityGroup>(aws, spec, req.ownership);
+        let made = match create_once("CreateSecurityGroup", call, find).await? {
+            Made::Answered(o) => SecurityGroupOutputs { id: o.group_id().unwrap_or_default().to_string() },
+            Made::Found(found) => found.outputs,
+        };
+        if made.id.is_empty() {
+            return Err(ProviderError::permanent("CreateSecurityGroup returned no id"));
+        }
+        let id = &made.id;
         // A new group has no inbound rules and EC2's allow-all outbound rule:
         // known without a describe. The group exists now: failures must not leak it.
         let rules = async {
-            reconcile(aws, id, Direction::Ingress, &configured_rules(req.inputs.get("ingress")), &BTreeSet::new()).await?;
-            let egress = req.inputs.get("egress").map_or_else(allow_all_egress, |e| configured_rules(Some(e)));
-            reconcile(aws, id, Direction::Egress, &egress, &allow_all_egress()).await
+            reconcile(aws, id, Direction::Ingress, &configured_rules(&spec.ingress), &BTreeSet::new()).await?;
+            reconcile(aws, id, Direction::Egress, &configured_rules(&spec.egress), &allow_all_egress()).await
         };
-        rules.await.map_err(|e| e.with_created(made.clone()))?;
+        rules.await.map_err(|e| e.with_created(phoenix_core::kit::output_attrs(&made)))?;
         Ok(made)
     }
 
-    async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-        let id = id_of(&req.prior_outputs)?;
-        if req.changed.iter().any(|c| c == "ingress" || c == "egress") {
+    async fn update(&self, aws: &Aws, req: Update<'_, Self>) -> Result<SecurityGroupOutputs, ProviderError> {
+        let id = &req.outputs.id;
+        if req.changed("ingress") || req.changed("egress") {
             // Against what EC2 holds now, so rules added or removed by hand are reconciled too.
-            let current = {
-                aws.ec2
-                    .describe_security_groups()
-                    .filters(tags::id_filter("group-id", &[id.to_string()]))
-                    .send()
-                    .await
-                    .map_err(|e| sdk("DescribeSecurityGroups", e))?
-            };
-            let g = current
-                .security_groups()
-                .first()
+            let g = ec2::describe_one::<Self>(aws, id)
+                .await?
                 .ok_or_else(|| ProviderError::permanent(format!("security group {id} no longer exists")))?;
-            reconcile(aws, id, Direction::Ingress, &configured_rules(req.inputs.get("ingress")), &ec2_rules(g.ip_permissions())).await?;
-            let egress = req.inputs.get("egress").map_or_else(allow_all_egress, |e| configured_rules(Some(e)));
-            reconcile(aws, id, Direction::Egress, &egress, &ec2_rules(g.ip_permissions_egress())).await?;
+            reconcile(aws, id, Direction::Ingress, &configured_rules(&req.spec.ingress), &ec2_rules(g.ip_permissions())).await?;
+            reconcile(aws, id, Direction::Egress, &configured_rules(&req.spec.egress), &ec2_rules(g.ip_permissions_egress())).await?;
         }
-        update_tags(aws, id, req).await?;
-        Ok(req.prior_outputs.clone())
+        ec2::update_tags(aws, id, req.prior.tags.as_ref(), req.spec.tags.as_ref(), req.ownership).await?;
+        Ok(req.outputs.clone())
     }
 
-    async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
-        let id = id_of(&req.outputs)?.to_string();
+    async fn delete(&self, aws: &Aws, req: Delete<'_, Self>) -> Result<(), ProviderError> {
+        let id = req.outputs.id.clone();
         // Instances still terminating hold the group: DependencyViolation is retried until they are gone.
-        delete_retrying(aws, "DeleteSecurityGroup", || {
+        super::delete_retrying(aws, "DeleteSecurityGroup", || {
             let call = aws.ec2.delete_security_group().group_id(&id);
             async move { call.send().await.map(|_| ()) }
         })
