@@ -40,6 +40,7 @@ mod client;
 mod config;
 mod create;
 mod ec2;
+mod elbv2;
 mod error;
 mod http;
 pub mod kinds;
@@ -107,7 +108,10 @@ impl Default for AwsProvider {
                 .with(kinds::db_subnet_group::DbSubnetGroup)
                 .with(kinds::db_parameter_group::DbParameterGroup)
                 .with(kinds::db_cluster::DbCluster)
-                .with(kinds::db_instance::DbInstance),
+                .with(kinds::db_instance::DbInstance)
+                .with(kinds::lb::Lb)
+                .with(kinds::lb_target_group::LbTargetGroup)
+                .with(kinds::lb_listener::LbListener),
         }
     }
 }

@@ -116,3 +116,27 @@ pub fn observe_tags(inputs: &mut Attrs, prior: &Attrs, tags: &[Tag]) {
         inputs.insert("tags".into(), observed_user_tags(tags));
     }
 }
+
+/// [`observed_user_tags`] of key/value pairs (ELBv2, Route 53), typed.
+pub fn observed_user_pairs(pairs: &[(String, String)]) -> Option<std::collections::BTreeMap<String, String>> {
+    let tags: Vec<Tag> = pairs.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    serde_json::from_value(observed_user_tags(&tags)).ok()
+}
+
+/// [`pairs`] of a typed `tags` input.
+pub fn pairs_typed(o: &Ownership, user: Option<&std::collections::BTreeMap<String, String>>) -> Vec<(String, String)> {
+    pairs(o, serde_json::to_value(user).ok().as_ref())
+}
+
+/// [`removed_keys`] of typed `tags` inputs.
+pub fn removed_keys_typed(
+    prior: Option<&std::collections::BTreeMap<String, String>>,
+    now: Option<&std::collections::BTreeMap<String, String>>,
+) -> Vec<String> {
+    prior
+        .into_iter()
+        .flat_map(|p| p.keys())
+        .filter(|k| !now.is_some_and(|n| n.contains_key(*k)) && !k.starts_with("phoenix:"))
+        .cloned()
+        .collect()
+}

@@ -204,7 +204,7 @@ async fn launch_template() {
 #[tokio::test]
 async fn lb() {
     let v = json!({"name": "c-lb", "subnet_ids": ["${a.id}", "${b.id}"]});
-    conform(
+    let report = conform(
         in_two_zones(Case::new("aws.lb", v.clone()))
             .need("sg", "aws.security_group", json!({"name": "c-lb", "vpc_id": "${vpc.id}"}))
             .update(with(&v, json!({"security_group_ids": ["${sg.id}"]})))
@@ -215,12 +215,13 @@ async fn lb() {
         // on it), moto 5 makes a second one of the same name.
     )
     .await;
+    assert!(report.has("imported by id"), "{report:?}");
 }
 
 #[tokio::test]
 async fn lb_target_group() {
     let v = json!({"name": "c-tg", "port": 80, "vpc_id": "${vpc.id}"});
-    conform(
+    let report = conform(
         in_vpc(Case::new("aws.lb_target_group", v.clone()))
             .update(with(&v, json!({"health_check_path": "/healthz"})))
             .update(with(&v, json!({"health_check_path": "/healthz", "healthy_threshold": 3, "tags": {"tier": "app"}})))
@@ -228,12 +229,13 @@ async fn lb_target_group() {
             .lost_answer_of("CreateTargetGroup"),
     )
     .await;
+    assert!(report.has("imported by id"), "{report:?}");
 }
 
 #[tokio::test]
 async fn lb_listener() {
     let v = json!({"load_balancer_arn": "${lb.arn}", "port": 80, "target_group_arn": "${tg.arn}"});
-    conform(
+    let report = conform(
         in_two_zones(Case::new("aws.lb_listener", v.clone()))
             .need("lb", "aws.lb", json!({"name": "c-lb", "subnet_ids": ["${a.id}", "${b.id}"]}))
             .need("lb2", "aws.lb", json!({"name": "c-lb2", "subnet_ids": ["${a.id}", "${b.id}"]}))
@@ -246,6 +248,7 @@ async fn lb_listener() {
         // settings with the existing listener, moto 5 makes a second one.
     )
     .await;
+    assert!(report.has("imported by id"), "{report:?}");
 }
 
 fn autoscaled(case: Case) -> Case {

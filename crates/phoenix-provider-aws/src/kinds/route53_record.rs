@@ -23,8 +23,8 @@ use phoenix_core::state::Ownership;
 use phoenix_core::value::{Attrs, Value};
 use serde_json::json;
 
-use super::lb::same_set;
 use super::route53_zone::same_name;
+use super::same_set;
 use super::{Kind, in_item_order, opt_i64, opt_str, req_str, str_list};
 use crate::client::Aws;
 use crate::error::{code, sdk};
