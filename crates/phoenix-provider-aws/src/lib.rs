@@ -47,6 +47,7 @@ pub mod kinds;
 mod placement;
 mod rds;
 mod recovery;
+mod route53;
 mod tags;
 mod wait;
 
@@ -111,7 +112,9 @@ impl Default for AwsProvider {
                 .with(kinds::db_instance::DbInstance)
                 .with(kinds::lb::Lb)
                 .with(kinds::lb_target_group::LbTargetGroup)
-                .with(kinds::lb_listener::LbListener),
+                .with(kinds::lb_listener::LbListener)
+                .with(kinds::route53_zone::Route53Zone)
+                .with(kinds::route53_record::Route53Record),
         }
     }
 }

@@ -52,20 +52,6 @@ pub fn owned_by(tags: &[(String, String)], o: &Ownership) -> bool {
         && get("phoenix:environment") == Some(o.environment.as_str())
 }
 
-/// Tag keys the user removed from `tags` in this update (never Phoenix's own).
-pub fn removed_keys(prior: &Attrs, now: &Attrs) -> Vec<String> {
-    let keys =
-        |a: &Attrs| -> Vec<String> { a.get("tags").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default() };
-    let now = keys(now);
-    keys(prior).into_iter().filter(|k| !now.contains(k) && !k.starts_with("phoenix:")).collect()
-}
-
-/// [`observe_tags`] for pairs.
-pub fn observe_pairs(inputs: &mut Attrs, prior: &Attrs, pairs: &[(String, String)]) {
-    let tags: Vec<Tag> = pairs.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
-    observe_tags(inputs, prior, &tags);
-}
-
 pub fn spec(resource_type: ResourceType, tags: Vec<Tag>) -> TagSpecification {
     TagSpecification::builder().resource_type(resource_type).set_tags(Some(tags)).build()
 }
@@ -128,7 +114,7 @@ pub fn pairs_typed(o: &Ownership, user: Option<&std::collections::BTreeMap<Strin
     pairs(o, serde_json::to_value(user).ok().as_ref())
 }
 
-/// [`removed_keys`] of typed `tags` inputs.
+/// Tag keys the user removed from `tags` in an update (never Phoenix's own).
 pub fn removed_keys_typed(
     prior: Option<&std::collections::BTreeMap<String, String>>,
     now: Option<&std::collections::BTreeMap<String, String>>,

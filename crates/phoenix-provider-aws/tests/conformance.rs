@@ -350,7 +350,7 @@ async fn db_cluster() {
 #[tokio::test]
 async fn route53_zone() {
     let v = json!({"name": "conformance.test"});
-    conform(
+    let report = conform(
         Case::new("aws.route53_zone", v.clone())
             .update(with(&v, json!({"tags": {"team": "web"}})))
             .update(with(&v, json!({"tags": {"team": "web"}, "comment": "public"})))
@@ -358,12 +358,13 @@ async fn route53_zone() {
             .lost_answer_of("POST */hostedzone"),
     )
     .await;
+    assert!(report.has("imported by id"), "{report:?}");
 }
 
 #[tokio::test]
 async fn route53_record() {
     let v = json!({"zone_id": "${zone.id}", "name": "www.conformance.test", "record_type": "A", "ttl": 60, "records": ["192.0.2.10"]});
-    conform(
+    let report = conform(
         Case::new("aws.route53_record", v.clone())
             .need("zone", "aws.route53_zone", json!({"name": "conformance.test"}))
             .update(with(&v, json!({"records": ["192.0.2.20"]})))
@@ -373,4 +374,5 @@ async fn route53_record() {
             .lost_answer_of("POST */rrset"),
     )
     .await;
+    assert!(report.has("imported by id"), "{report:?}");
 }

@@ -104,8 +104,6 @@ pub fn all() -> &'static [&'static dyn Kind] {
         &security_group::SecurityGroup,
         &key_pair::KeyPair,
         &eip::Eip,
-        &route53_zone::Route53Zone,
-        &route53_record::Route53Record,
     ]
 }
 
@@ -275,13 +273,4 @@ where
             Some(p) => out.push(p.map_err(|e| crate::error::sdk(what, e))?),
         }
     }
-}
-
-/// A list attribute read back as a set: the definition's order when the
-/// members are the same (for the kinds not yet on the kit).
-pub fn same_set(prior: &Attrs, name: &str, mut seen: Vec<String>) -> Value {
-    let mut want = str_list(prior, name);
-    seen.sort();
-    want.sort();
-    if seen == want { prior[name].clone() } else { serde_json::json!(seen) }
 }
