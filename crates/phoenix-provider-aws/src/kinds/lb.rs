@@ -207,7 +207,7 @@ impl Kind for Lb {
             .and_then(|l| l.load_balancer_arn())
             .ok_or_else(|| ProviderError::permanent("CreateLoadBalancer returned no load balancer"))?
             .to_string();
-        let made = LbOutputs { id: arn.clone(), ..LbOutputs::default() };
+        let made = LbOutputs { id: arn.clone(), arn: arn.clone(), ..LbOutputs::default() };
         let lb = wait_active(aws, &arn).await.map_err(|e| e.with_created(phoenix_core::kit::output_attrs(&made)))?;
         Ok(outputs(&lb))
     }
