@@ -40,12 +40,14 @@ mod client;
 mod config;
 mod create;
 mod ec2;
+mod elbv2;
 mod error;
 mod http;
 pub mod kinds;
 mod placement;
 mod rds;
 mod recovery;
+mod route53;
 mod tags;
 mod wait;
 
@@ -53,35 +55,6 @@ pub use client::Aws;
 pub use config::AwsConfig;
 
 pub const PROVIDER_NAME: &str = "aws";
-
-/// Every type, in the order they usually depend on each other (a kit's
-/// kinds come by name): `gc` deletes leaks in reverse, so that an auto
-/// scaling group goes before its launch template and subnets, an instance
-/// before its subnet.
-const DEPENDENCY_ORDER: &[&str] = &[
-    "aws.vpc",
-    "aws.subnet",
-    "aws.internet_gateway",
-    "aws.route_table",
-    "aws.security_group",
-    "aws.key_pair",
-    "aws.instance",
-    "aws.volume",
-    "aws.volume_attachment",
-    "aws.eip",
-    "aws.lb",
-    "aws.lb_target_group",
-    "aws.lb_listener",
-    "aws.launch_template",
-    "aws.autoscaling_group",
-    "aws.autoscaling_policy",
-    "aws.db_subnet_group",
-    "aws.db_parameter_group",
-    "aws.db_cluster",
-    "aws.db_instance",
-    "aws.route53_zone",
-    "aws.route53_record",
-];
 
 /// The `aws` provider.
 pub struct AwsProvider {
@@ -96,7 +69,7 @@ impl Default for AwsProvider {
         Self {
             config: OnceLock::new(),
             client: OnceCell::new(),
-            // In the order they depend on each other: `gc` deletes in reverse.
+            // Each after the kinds its objects depend on: `gc` deletes in reverse.
             kit: KindSet::new()
                 .with(kinds::vpc::Vpc)
                 .with(kinds::subnet::Subnet)
@@ -108,13 +81,18 @@ impl Default for AwsProvider {
                 .with(kinds::volume::Volume)
                 .with(kinds::volume_attachment::VolumeAttachment)
                 .with(kinds::eip::Eip)
+                .with(kinds::lb::Lb)
+                .with(kinds::lb_target_group::LbTargetGroup)
+                .with(kinds::lb_listener::LbListener)
                 .with(kinds::launch_template::LaunchTemplate)
                 .with(kinds::autoscaling_group::AutoscalingGroup)
                 .with(kinds::autoscaling_policy::AutoscalingPolicy)
                 .with(kinds::db_subnet_group::DbSubnetGroup)
                 .with(kinds::db_parameter_group::DbParameterGroup)
                 .with(kinds::db_cluster::DbCluster)
-                .with(kinds::db_instance::DbInstance),
+                .with(kinds::db_instance::DbInstance)
+                .with(kinds::route53_zone::Route53Zone)
+                .with(kinds::route53_record::Route53Record),
         }
     }
 }
@@ -131,22 +109,15 @@ impl AwsProvider {
     }
 }
 
-fn kind(type_name: &str) -> Result<&'static dyn kinds::Kind, ProviderError> {
-    kinds::by_name(type_name).ok_or_else(|| ProviderError::permanent(format!("the aws provider has no type `{type_name}`")))
-}
-
 #[async_trait]
 impl Provider for AwsProvider {
     fn name(&self) -> &'static str {
         PROVIDER_NAME
     }
 
-    /// In [`DEPENDENCY_ORDER`]: `gc` deletes leaked types in reverse.
+    /// In registration order: `gc` deletes leaked types in reverse.
     fn schemas(&self) -> Vec<ResourceSchema> {
-        let mut schemas = self.kit.schemas();
-        schemas.extend(kinds::all().iter().map(|k| k.schema()));
-        schemas.sort_by_key(|s| DEPENDENCY_ORDER.iter().position(|t| *t == s.type_name).unwrap_or(usize::MAX));
-        schemas
+        self.kit.schemas()
     }
 
     fn configure(&self, cx: &ProviderContext) -> Result<(), ProviderError> {
@@ -179,86 +150,27 @@ impl Provider for AwsProvider {
             Ok(a) => a,
             Err(e) => return items.iter().map(|_| Err(e.clone())).collect(),
         };
-        // Kinds on the kit are read by the kit, the others here; one batch per type, types in parallel.
-        let (on_kit, rest): (Vec<usize>, Vec<usize>) = (0..items.len()).partition(|i| self.kit.contains(&items[*i].type_name));
-        if rest.is_empty() {
-            return self.kit.refresh(aws, &items).await;
-        }
-        let kit_items: Vec<RefreshItem> = on_kit.iter().map(|i| items[*i].clone()).collect();
-        let kit_read = self.kit.refresh(aws, &kit_items);
-        let mut by_type: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
-        for i in rest {
-            by_type.entry(items[i].type_name.as_str()).or_default().push(i);
-        }
-        let mut out: Vec<Option<Result<Option<Observed>, ProviderError>>> = (0..items.len()).map(|_| None).collect();
-        let batches = by_type.into_iter().map(|(t, idx)| {
-            let batch: Vec<RefreshItem> = idx.iter().map(|i| items[*i].clone()).collect();
-            async move {
-                let result = match kind(t) {
-                    Ok(k) => k.read(aws, &batch).await,
-                    Err(e) => Err(e),
-                };
-                (idx, result)
-            }
-        });
-        let (kit_found, batches) = futures::future::join(kit_read, futures::future::join_all(batches)).await;
-        for (i, found) in on_kit.into_iter().zip(kit_found) {
-            out[i] = Some(found);
-        }
-        for (idx, result) in batches {
-            match result {
-                Ok(found) => {
-                    for (i, f) in idx.into_iter().zip(found) {
-                        out[i] = Some(Ok(f));
-                    }
-                }
-                Err(e) => {
-                    for i in idx {
-                        out[i] = Some(Err(e.clone()));
-                    }
-                }
-            }
-        }
-        out.into_iter().map(|r| r.unwrap_or_else(|| Err(ProviderError::permanent("refresh returned too few results")))).collect()
+        self.kit.refresh(aws, &items).await
     }
 
-    async fn import(&self, addr: &ResourceAddr, type_name: &str, id: &str) -> Result<Option<Observed>, ProviderError> {
-        if self.kit.contains(type_name) {
-            return self.kit.import(self.aws().await?, type_name, id).await;
-        }
-        self.refresh(vec![RefreshItem::imported(addr, type_name, id)]).await.into_iter().next().unwrap_or(Ok(None))
+    async fn import(&self, _addr: &ResourceAddr, type_name: &str, id: &str) -> Result<Option<Observed>, ProviderError> {
+        self.kit.import(self.aws().await?, type_name, id).await
     }
 
     async fn adopt(&self, req: AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let aws = self.aws().await?;
-        if self.kit.contains(&req.type_name) {
-            return self.kit.adopt(aws, &req).await;
-        }
-        kind(&req.type_name)?.find(aws, &req).await
+        self.kit.adopt(self.aws().await?, &req).await
     }
 
     async fn create(&self, req: CreateRequest) -> Result<Attrs, ProviderError> {
-        let aws = self.aws().await?;
-        if self.kit.contains(&req.type_name) {
-            return self.kit.create(aws, &req).await;
-        }
-        kind(&req.type_name)?.create(aws, &req).await
+        self.kit.create(self.aws().await?, &req).await
     }
 
     async fn update(&self, req: UpdateRequest) -> Result<Attrs, ProviderError> {
-        let aws = self.aws().await?;
-        if self.kit.contains(&req.type_name) {
-            return self.kit.update(aws, &req).await;
-        }
-        kind(&req.type_name)?.update(aws, &req).await
+        self.kit.update(self.aws().await?, &req).await
     }
 
     async fn delete(&self, req: DeleteRequest) -> Result<(), ProviderError> {
-        let aws = self.aws().await?;
-        if self.kit.contains(&req.type_name) {
-            return self.kit.delete(aws, &req).await;
-        }
-        kind(&req.type_name)?.delete(aws, &req).await
+        self.kit.delete(self.aws().await?, &req).await
     }
 
     fn unique_names(&self) -> Vec<(&'static str, &'static str)> {
@@ -267,17 +179,7 @@ impl Provider for AwsProvider {
     }
 
     async fn list_owned(&self) -> Result<phoenix_core::provider::OwnedListing, ProviderError> {
-        let aws = self.aws().await?;
-        let mut listing = self.kit.list_owned(aws).await?;
-        let found =
-            futures::future::join_all(kinds::all().iter().map(|k| async move { (k.schema().type_name, k.list_owned(aws).await) })).await;
-        for (type_name, result) in found {
-            match result? {
-                Some(objects) => listing.objects.extend(objects),
-                None => listing.unsupported.push(type_name.to_string()),
-            }
-        }
-        Ok(listing)
+        self.kit.list_owned(self.aws().await?).await
     }
 
     fn placement(&self) -> Option<&dyn phoenix_core::provider::Placement> {
@@ -322,12 +224,31 @@ impl Recovery for AwsProvider {
 mod tests {
     use super::*;
 
+    /// `gc` deletes leaked objects type by type in reverse of `schemas()`:
+    /// a type that refers to another must come after it.
     #[test]
-    fn every_type_has_its_place_in_the_dependency_order() {
-        let schemas = AwsProvider::default().schemas();
-        let missing: Vec<&str> = schemas.iter().map(|s| s.type_name).filter(|t| !DEPENDENCY_ORDER.contains(t)).collect();
-        assert!(missing.is_empty(), "not in DEPENDENCY_ORDER (gc would delete them first): {missing:?}");
-        let order: Vec<&str> = schemas.iter().map(|s| s.type_name).collect();
-        assert_eq!(order, DEPENDENCY_ORDER, "schemas() lists the types in dependency order");
+    fn types_are_listed_after_the_types_they_refer_to() {
+        let order: Vec<&str> = AwsProvider::default().schemas().iter().map(|s| s.type_name).collect();
+        let at = |t: &str| order.iter().position(|o| *o == t).unwrap_or_else(|| panic!("`{t}` is not registered"));
+        for (first, then) in [
+            ("aws.vpc", "aws.subnet"),
+            ("aws.subnet", "aws.instance"),
+            ("aws.security_group", "aws.instance"),
+            ("aws.instance", "aws.volume_attachment"),
+            ("aws.volume", "aws.volume_attachment"),
+            ("aws.instance", "aws.eip"),
+            ("aws.lb", "aws.lb_listener"),
+            ("aws.lb_target_group", "aws.lb_listener"),
+            ("aws.lb_target_group", "aws.autoscaling_group"),
+            ("aws.launch_template", "aws.autoscaling_group"),
+            ("aws.autoscaling_group", "aws.autoscaling_policy"),
+            ("aws.db_subnet_group", "aws.db_cluster"),
+            ("aws.db_cluster", "aws.db_instance"),
+            ("aws.route53_zone", "aws.route53_record"),
+            ("aws.lb", "aws.route53_record"),
+        ] {
+            assert!(at(first) < at(then), "`{then}` refers to `{first}`, so it must be listed after it: {order:?}");
+        }
+        assert_eq!(order.len(), 22, "every AWS kind is registered");
     }
 }

@@ -52,20 +52,6 @@ pub fn owned_by(tags: &[(String, String)], o: &Ownership) -> bool {
         && get("phoenix:environment") == Some(o.environment.as_str())
 }
 
-/// Tag keys the user removed from `tags` in this update (never Phoenix's own).
-pub fn removed_keys(prior: &Attrs, now: &Attrs) -> Vec<String> {
-    let keys =
-        |a: &Attrs| -> Vec<String> { a.get("tags").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default() };
-    let now = keys(now);
-    keys(prior).into_iter().filter(|k| !now.contains(k) && !k.starts_with("phoenix:")).collect()
-}
-
-/// [`observe_tags`] for pairs.
-pub fn observe_pairs(inputs: &mut Attrs, prior: &Attrs, pairs: &[(String, String)]) {
-    let tags: Vec<Tag> = pairs.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
-    observe_tags(inputs, prior, &tags);
-}
-
 pub fn spec(resource_type: ResourceType, tags: Vec<Tag>) -> TagSpecification {
     TagSpecification::builder().resource_type(resource_type).set_tags(Some(tags)).build()
 }
@@ -109,10 +95,26 @@ fn default_name_from(tags: &[Tag]) -> Option<String> {
     })
 }
 
-/// Records the observed user tags in `inputs` when the definition manages
-/// `tags`, so tags changed outside Phoenix show as drift.
-pub fn observe_tags(inputs: &mut Attrs, prior: &Attrs, tags: &[Tag]) {
-    if prior.contains_key("tags") {
-        inputs.insert("tags".into(), observed_user_tags(tags));
-    }
+/// [`observed_user_tags`] of key/value pairs (ELBv2, Route 53), typed.
+pub fn observed_user_pairs(pairs: &[(String, String)]) -> Option<std::collections::BTreeMap<String, String>> {
+    let tags: Vec<Tag> = pairs.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+    serde_json::from_value(observed_user_tags(&tags)).ok()
+}
+
+/// [`pairs`] of a typed `tags` input.
+pub fn pairs_typed(o: &Ownership, user: Option<&std::collections::BTreeMap<String, String>>) -> Vec<(String, String)> {
+    pairs(o, serde_json::to_value(user).ok().as_ref())
+}
+
+/// Tag keys the user removed from `tags` in an update (never Phoenix's own).
+pub fn removed_keys_typed(
+    prior: Option<&std::collections::BTreeMap<String, String>>,
+    now: Option<&std::collections::BTreeMap<String, String>>,
+) -> Vec<String> {
+    prior
+        .into_iter()
+        .flat_map(|p| p.keys())
+        .filter(|k| !now.is_some_and(|n| n.contains_key(*k)) && !k.starts_with("phoenix:"))
+        .cloned()
+        .collect()
 }

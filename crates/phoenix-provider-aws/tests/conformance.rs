@@ -204,7 +204,7 @@ async fn launch_template() {
 #[tokio::test]
 async fn lb() {
     let v = json!({"name": "c-lb", "subnet_ids": ["${a.id}", "${b.id}"]});
-    conform(
+    let report = conform(
         in_two_zones(Case::new("aws.lb", v.clone()))
             .need("sg", "aws.security_group", json!({"name": "c-lb", "vpc_id": "${vpc.id}"}))
             .update(with(&v, json!({"security_group_ids": ["${sg.id}"]})))
@@ -215,12 +215,13 @@ async fn lb() {
         // on it), moto 5 makes a second one of the same name.
     )
     .await;
+    assert!(report.has("imported by id"), "{report:?}");
 }
 
 #[tokio::test]
 async fn lb_target_group() {
     let v = json!({"name": "c-tg", "port": 80, "vpc_id": "${vpc.id}"});
-    conform(
+    let report = conform(
         in_vpc(Case::new("aws.lb_target_group", v.clone()))
             .update(with(&v, json!({"health_check_path": "/healthz"})))
             .update(with(&v, json!({"health_check_path": "/healthz", "healthy_threshold": 3, "tags": {"tier": "app"}})))
@@ -228,12 +229,13 @@ async fn lb_target_group() {
             .lost_answer_of("CreateTargetGroup"),
     )
     .await;
+    assert!(report.has("imported by id"), "{report:?}");
 }
 
 #[tokio::test]
 async fn lb_listener() {
     let v = json!({"load_balancer_arn": "${lb.arn}", "port": 80, "target_group_arn": "${tg.arn}"});
-    conform(
+    let report = conform(
         in_two_zones(Case::new("aws.lb_listener", v.clone()))
             .need("lb", "aws.lb", json!({"name": "c-lb", "subnet_ids": ["${a.id}", "${b.id}"]}))
             .need("lb2", "aws.lb", json!({"name": "c-lb2", "subnet_ids": ["${a.id}", "${b.id}"]}))
@@ -246,6 +248,7 @@ async fn lb_listener() {
         // settings with the existing listener, moto 5 makes a second one.
     )
     .await;
+    assert!(report.has("imported by id"), "{report:?}");
 }
 
 fn autoscaled(case: Case) -> Case {
@@ -347,7 +350,7 @@ async fn db_cluster() {
 #[tokio::test]
 async fn route53_zone() {
     let v = json!({"name": "conformance.test"});
-    conform(
+    let report = conform(
         Case::new("aws.route53_zone", v.clone())
             .update(with(&v, json!({"tags": {"team": "web"}})))
             .update(with(&v, json!({"tags": {"team": "web"}, "comment": "public"})))
@@ -355,12 +358,13 @@ async fn route53_zone() {
             .lost_answer_of("POST */hostedzone"),
     )
     .await;
+    assert!(report.has("imported by id"), "{report:?}");
 }
 
 #[tokio::test]
 async fn route53_record() {
     let v = json!({"zone_id": "${zone.id}", "name": "www.conformance.test", "record_type": "A", "ttl": 60, "records": ["192.0.2.10"]});
-    conform(
+    let report = conform(
         Case::new("aws.route53_record", v.clone())
             .need("zone", "aws.route53_zone", json!({"name": "conformance.test"}))
             .update(with(&v, json!({"records": ["192.0.2.20"]})))
@@ -370,4 +374,5 @@ async fn route53_record() {
             .lost_answer_of("POST */rrset"),
     )
     .await;
+    assert!(report.has("imported by id"), "{report:?}");
 }

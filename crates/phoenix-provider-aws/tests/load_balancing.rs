@@ -90,7 +90,8 @@ async fn target_group_health_check_in_place_listener_forwarding_and_target_healt
     let elb = elb(&moto);
     let ec2 = moto.ec2().await;
     let (vpc, subnets) = three_zone_network(&ec2).await;
-    let lb = p.create(create_req("aws.lb", "lb", json!({"name": "web", "internal": false, "subnet_ids": subnets}))).await.unwrap();
+    let lb_in = json!({"name": "web", "internal": false, "subnet_ids": subnets});
+    let lb = p.create(create_req("aws.lb", "lb", lb_in.clone())).await.unwrap();
 
     let tg_in = json!({
         "name": "web-tg", "port": 80, "protocol": "HTTP", "vpc_id": vpc, "target_type": "instance",
@@ -170,7 +171,7 @@ async fn target_group_health_check_in_place_listener_forwarding_and_target_healt
 
     // Teardown in reverse order; each delete is idempotent.
     for (ty, name, inputs, outputs) in
-        [("aws.lb_listener", "http", moved, l), ("aws.lb_target_group", "tg", changed, tg2), ("aws.lb", "lb", json!({}), lb)]
+        [("aws.lb_listener", "http", moved, l), ("aws.lb_target_group", "tg", changed, tg2), ("aws.lb", "lb", lb_in, lb)]
     {
         p.delete(delete_req(ty, name, &attrs(inputs.clone()), &outputs)).await.unwrap();
         p.delete(delete_req(ty, name, &attrs(inputs.clone()), &outputs)).await.unwrap();

@@ -75,6 +75,24 @@ async fn zone_with_failover_aliases_to_a_load_balancer_and_a_plain_record() {
         }
     }
 
+    // `phoenix import` by id alone (no prior inputs): the zone as defined, each
+    // record of the failover pair told apart by its set identifier.
+    let addr = phoenix_core::ResourceAddr::parse("imported").unwrap();
+    let imported = p.import(&addr, "aws.route53_zone", &zone).await.unwrap().expect("the zone, imported by id");
+    for k in ["name", "comment", "tags"] {
+        assert_eq!(imported.inputs[k], z_in[k], "imported zone: {k}");
+    }
+    assert_eq!(imported.outputs["name_servers"], z["name_servers"]);
+    for (made, want) in [(&primary, &primary_in), (&secondary, &secondary_in)] {
+        let id = made["id"].as_str().unwrap();
+        let imported = p.import(&addr, "aws.route53_record", id).await.unwrap().unwrap_or_else(|| panic!("{id} not imported"));
+        assert_eq!(imported.outputs["id"], made["id"]);
+        for (k, v) in want.as_object().unwrap() {
+            assert_eq!(&imported.inputs[k], v, "imported {id}: {k}");
+        }
+    }
+    assert!(p.import(&addr, "aws.route53_record", &format!("{zone}_nothing.example.test_A")).await.unwrap().is_none());
+
     // The secondary's value changes in place (UPSERT).
     let mut moved = secondary_in.clone();
     moved["records"] = json!(["192.0.2.20"]);

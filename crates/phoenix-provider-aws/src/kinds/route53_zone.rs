@@ -4,217 +4,206 @@
 //! replace it. `CallerReference` is the create's idempotency token, so a
 //! retried CreateHostedZone cannot make a second zone.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use aws_sdk_route53::types::{HostedZone, HostedZoneConfig, Tag, TagResourceType, VpcRegion};
-use phoenix_core::provider::{AdoptRequest, CreateRequest, DeleteRequest, Observed, ProviderError, RefreshItem, UpdateRequest};
-use phoenix_core::schema::{AttrSchema, AttrType, ResourceSchema};
-use phoenix_core::value::Attrs;
-use serde_json::json;
+use phoenix_core::kit::{Capabilities, Create, Delete, Found, Kind, Observed, Owned, Prior, Update};
+use phoenix_core::provider::ProviderError;
+use phoenix_core::state::Ownership;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-use super::{Kind, id_attr, id_of, in_item_order, opt_str, priors, req_str, tags_attr};
 use crate::client::Aws;
+use crate::ec2::UserTags;
 use crate::error::{code, is_not_found, sdk};
+use crate::route53::{name_as_read, same_name, short_id, zone_tags};
 use crate::tags;
 
 pub struct Route53Zone;
 
-/// `/hostedzone/Z123` → `Z123`.
-pub(crate) fn short_id(id: &str) -> &str {
-    id.rsplit('/').next().unwrap_or(id)
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route53ZoneSpec {
+    /// the domain, e.g. example.com
+    #[schemars(extend("force_new" = true))]
+    pub name: String,
+    /// a note (in place)
+    #[serde(default = "managed")]
+    pub comment: String,
+    /// make it a private zone of this VPC
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("force_new" = true))]
+    pub vpc_id: Option<String>,
+    /// extra tags (Phoenix adds its ownership tags and Name)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<UserTags>,
 }
 
-/// `example.com.` and `Example.com` are the same name.
-pub(crate) fn same_name(a: &str, b: &str) -> bool {
-    a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'))
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct Route53ZoneOutputs {
+    /// the hosted zone id (Z…)
+    #[schemars(extend("stable" = true))]
+    pub id: String,
+    /// the delegation set
+    #[schemars(extend("stable" = true))]
+    pub name_servers: Vec<String>,
 }
 
-fn outputs(z: &HostedZone, name_servers: Option<Vec<String>>, prior: &Attrs) -> Attrs {
-    let mut o = Attrs::new();
-    o.insert("id".into(), json!(short_id(z.id())));
-    let ns = name_servers.map(|n| json!(n)).or_else(|| prior.get("name_servers").cloned()).unwrap_or_else(|| json!([]));
-    o.insert("name_servers".into(), ns);
-    o
+fn managed() -> String {
+    "Managed by Phoenix".into()
 }
 
-fn observed(z: &HostedZone, tag_pairs: &[(String, String)], prior: &Attrs, prior_out: &Attrs) -> Observed {
-    let mut inputs = Attrs::new();
-    let name = opt_str(prior, "name").filter(|n| same_name(n, z.name())).map_or_else(|| z.name().to_string(), str::to_string);
-    inputs.insert("name".into(), json!(name));
-    if prior.contains_key("comment") {
-        inputs.insert("comment".into(), json!(z.config().and_then(|c| c.comment()).unwrap_or_default()));
-    }
-    tags::observe_pairs(&mut inputs, prior, tag_pairs);
-    Observed { inputs, outputs: outputs(z, None, prior_out) }
+/// What a read sees. Zone listings carry no VPC and no delegation set:
+/// `prior` (the spec and outputs last applied) supplies what `read` cannot see.
+fn observe(
+    z: &HostedZone,
+    tags: &[(String, String)],
+    prior: Option<&Route53ZoneSpec>,
+    vpc_id: Option<String>,
+    name_servers: Vec<String>,
+) -> Observed<Route53Zone> {
+    let spec = Route53ZoneSpec {
+        name: name_as_read(prior.map(|p| p.name.as_str()), z.name()),
+        comment: z.config().and_then(|c| c.comment()).unwrap_or_default().to_string(),
+        vpc_id,
+        tags: tags::observed_user_pairs(tags),
+    };
+    Observed { spec, outputs: Route53ZoneOutputs { id: short_id(z.id()).to_string(), name_servers } }
 }
 
-/// Every hosted zone carrying Phoenix's ownership tags, with those tags
-/// (Route 53 lists zones without tags: one ListTagsForResources per ten zones).
-pub(crate) async fn owned_zones(aws: &Aws) -> Result<Vec<(HostedZone, Vec<(String, String)>)>, ProviderError> {
-    let pages = aws.route53.list_hosted_zones().into_paginator().send();
-    let zones: Vec<HostedZone> = super::all_pages("ListHostedZones", pages).await?.iter().flat_map(|p| p.hosted_zones().to_vec()).collect();
-    let ids: Vec<String> = zones.iter().map(|z| short_id(z.id()).to_string()).collect();
-    let mut tag_map = tags_of(aws, &ids).await?;
-    Ok(zones
-        .into_iter()
-        .filter_map(|z| {
-            let pairs = tag_map.remove(short_id(z.id()))?;
-            pairs.iter().any(|(k, _)| k == "phoenix:environment").then_some((z, pairs))
-        })
-        .collect())
-}
-
-/// Tags of many zones: ListTagsForResources takes ten ids per call.
-async fn tags_of(aws: &Aws, ids: &[String]) -> Result<HashMap<String, Vec<(String, String)>>, ProviderError> {
-    let mut found = HashMap::new();
-    for chunk in ids.chunks(10) {
-        let out = aws
-            .route53
-            .list_tags_for_resources()
-            .resource_type(TagResourceType::Hostedzone)
-            .set_resource_ids(Some(chunk.to_vec()))
-            .send()
-            .await
-            .map_err(|e| sdk("ListTagsForResources", e))?;
-        for set in out.resource_tag_sets() {
-            let pairs = set.tags().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()));
-            found.insert(set.resource_id().unwrap_or_default().to_string(), pairs.collect());
-        }
-    }
-    Ok(found)
-}
-
-fn zone_tags(req_tags: Vec<(String, String)>) -> Vec<Tag> {
-    req_tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+fn zone_tags_of(ownership: &Ownership, user: Option<&UserTags>) -> Vec<Tag> {
+    tags::pairs_typed(ownership, user).into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
 #[async_trait]
 impl Kind for Route53Zone {
-    fn schema(&self) -> ResourceSchema {
-        ResourceSchema {
-            type_name: "aws.route53_zone",
-            description: "A Route 53 hosted zone",
-            attrs: vec![
-                AttrSchema::required("name", AttrType::String, "the domain, e.g. example.com").force_new(),
-                AttrSchema::optional("comment", AttrType::String, "a note (in place)").default(json!("Managed by Phoenix")),
-                AttrSchema::optional("vpc_id", AttrType::String, "make it a private zone of this VPC").force_new(),
-                tags_attr(),
-                id_attr("the hosted zone id (Z…)"),
-                AttrSchema::computed("name_servers", AttrType::List(Box::new(AttrType::String)), "the delegation set").stable(),
-            ],
-            update_in_place: true,
-            create_before_destroy: false,
-            adoptable: true,
-        }
+    const TYPE: &'static str = "aws.route53_zone";
+    const DESCRIPTION: &'static str = "A Route 53 hosted zone";
+    type Client = Aws;
+    type Spec = Route53ZoneSpec;
+    type Outputs = Route53ZoneOutputs;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::managed()
     }
 
-    async fn read(&self, aws: &Aws, items: &[RefreshItem]) -> Result<Vec<Option<Observed>>, ProviderError> {
-        let prior = priors(items);
-        let prior_out: HashMap<&str, &Attrs> = items.iter().filter_map(|i| Some((i.outputs.get("id")?.as_str()?, &i.outputs))).collect();
+    async fn read(&self, aws: &Aws, items: &[Prior<Self>]) -> Result<Vec<Option<Observed<Self>>>, ProviderError> {
         // One listing (100 zones a page) rather than a GetHostedZone per zone.
-        let pages = aws.route53.list_hosted_zones().into_paginator().send();
-        let zones: Vec<HostedZone> = super::all_pages("ListHostedZones", pages)
-            .await?
-            .iter()
-            .flat_map(|p| p.hosted_zones().to_vec())
-            .filter(|z| prior.contains_key(short_id(z.id())))
-            .collect();
+        let wanted = |z: &HostedZone| items.iter().any(|i| i.outputs.id == short_id(z.id()));
+        let zones: Vec<HostedZone> = crate::route53::all_zones(aws).await?.into_iter().filter(wanted).collect();
         let ids: Vec<String> = zones.iter().map(|z| short_id(z.id()).to_string()).collect();
-        let tag_map = tags_of(aws, &ids).await?;
-        let mut found = HashMap::new();
-        for z in &zones {
-            let id = short_id(z.id()).to_string();
-            let p = prior.get(id.as_str()).copied().cloned().unwrap_or_default();
-            let po = prior_out.get(id.as_str()).copied().cloned().unwrap_or_default();
-            found.insert(id.clone(), observed(z, tag_map.get(&id).map_or(&[][..], Vec::as_slice), &p, &po));
-        }
-        Ok(in_item_order(items, found))
+        let tags = zone_tags(aws, &ids).await?;
+        Ok(items
+            .iter()
+            .map(|i| {
+                let z = zones.iter().find(|z| short_id(z.id()) == i.outputs.id)?;
+                let t = tags.get(&i.outputs.id).map_or(&[][..], Vec::as_slice);
+                Some(observe(z, t, Some(&i.spec), i.spec.vpc_id.clone(), i.outputs.name_servers.clone()))
+            })
+            .collect())
     }
 
-    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<phoenix_core::provider::OwnedObject>>, ProviderError> {
+    /// GetHostedZone answers the zone with its VPCs and delegation set.
+    async fn import(&self, aws: &Aws, id: &str) -> Result<Option<Observed<Self>>, ProviderError> {
+        let out = match aws.route53.get_hosted_zone().id(id).send().await {
+            Ok(out) => out,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(sdk("GetHostedZone", e)),
+        };
+        let Some(z) = out.hosted_zone() else { return Ok(None) };
+        let zone = short_id(z.id()).to_string();
+        let tags = zone_tags(aws, std::slice::from_ref(&zone)).await?.remove(&zone).unwrap_or_default();
+        let vpc_id = out.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_string);
+        let name_servers = out.delegation_set().map(|d| d.name_servers().to_vec()).unwrap_or_default();
+        Ok(Some(observe(z, &tags, None, vpc_id, name_servers)))
+    }
+
+    async fn find(&self, aws: &Aws, req: Found<'_, Self>) -> Result<Option<Observed<Self>>, ProviderError> {
+        let name = &req.spec.name;
+        let out = aws.route53.list_hosted_zones_by_name().dns_name(name).send().await.map_err(|e| sdk("ListHostedZonesByName", e))?;
+        let same: Vec<&HostedZone> = out.hosted_zones().iter().filter(|z| same_name(z.name(), name)).collect();
+        let ids: Vec<String> = same.iter().map(|z| short_id(z.id()).to_string()).collect();
+        let tags = zone_tags(aws, &ids).await?;
+        Ok(same.iter().find_map(|z| {
+            let t = tags.get(short_id(z.id()))?;
+            tags::owned_by(t, req.ownership).then(|| observe(z, t, Some(req.spec), req.spec.vpc_id.clone(), Vec::new()))
+        }))
+    }
+
+    async fn list_owned(&self, aws: &Aws) -> Result<Option<Vec<Owned<Self>>>, ProviderError> {
         Ok(Some(
-            owned_zones(aws)
+            crate::route53::owned_zones(aws)
                 .await?
                 .iter()
-                .filter_map(|(z, pairs)| super::owned_pairs(self, pairs, observed(z, pairs, &Attrs::new(), &Attrs::new())))
+                .filter_map(|(z, pairs)| {
+                    let ownership = Ownership::from_tags(|k| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()))?;
+                    Some(Owned { ownership, observed: observe(z, pairs, None, None, Vec::new()), container: None })
+                })
                 .collect(),
         ))
     }
 
-    async fn find(&self, aws: &Aws, req: &AdoptRequest) -> Result<Option<Observed>, ProviderError> {
-        let name = req_str(&req.inputs, "name")?;
-        let out = { aws.route53.list_hosted_zones_by_name().dns_name(name).send().await.map_err(|e| sdk("ListHostedZonesByName", e))? };
-        let same: Vec<HostedZone> = out.hosted_zones().iter().filter(|z| same_name(z.name(), name)).cloned().collect();
-        let ids: Vec<String> = same.iter().map(|z| short_id(z.id()).to_string()).collect();
-        let tag_map = tags_of(aws, &ids).await?;
-        Ok(same.iter().find_map(|z| {
-            let t = tag_map.get(short_id(z.id()))?;
-            tags::owned_by(t, &req.ownership).then(|| observed(z, t, &req.inputs, &Attrs::new()))
-        }))
-    }
-
-    async fn create(&self, aws: &Aws, req: &CreateRequest) -> Result<Attrs, ProviderError> {
-        let i = &req.inputs;
-        let config = HostedZoneConfig::builder()
-            .set_comment(opt_str(i, "comment").map(str::to_string))
-            .private_zone(i.contains_key("vpc_id"))
-            .build();
-        let vpc = opt_str(i, "vpc_id")
+    async fn create(&self, aws: &Aws, req: Create<'_, Self>) -> Result<Route53ZoneOutputs, ProviderError> {
+        let s = req.spec;
+        let config = HostedZoneConfig::builder().comment(&s.comment).private_zone(s.vpc_id.is_some()).build();
+        let vpc = s
+            .vpc_id
+            .as_ref()
             .map(|v| aws_sdk_route53::types::Vpc::builder().vpc_id(v).vpc_region(VpcRegion::from(aws.region.as_str())).build());
-        let out = {
-            aws.route53
-                .create_hosted_zone()
-                .name(req_str(i, "name")?)
-                // At most 128 characters; unique per create call.
-                .caller_reference(req.idempotency_token.chars().take(128).collect::<String>())
-                .hosted_zone_config(config)
-                .set_vpc(vpc)
-                .send()
-                .await
-                .map_err(|e| sdk("CreateHostedZone", e))?
-        };
+        let out = aws
+            .route53
+            .create_hosted_zone()
+            .name(&s.name)
+            // At most 128 characters; unique per create call.
+            .caller_reference(req.idempotency_token.chars().take(128).collect::<String>())
+            .hosted_zone_config(config)
+            .set_vpc(vpc)
+            .send()
+            .await
+            .map_err(|e| sdk("CreateHostedZone", e))?;
         let z = out.hosted_zone().ok_or_else(|| ProviderError::permanent("CreateHostedZone returned no zone"))?;
-        let ns = out.delegation_set().map(|d| d.name_servers().to_vec());
-        let made = outputs(z, ns, &Attrs::new());
+        let made = Route53ZoneOutputs {
+            id: short_id(z.id()).to_string(),
+            name_servers: out.delegation_set().map(|d| d.name_servers().to_vec()).unwrap_or_default(),
+        };
         // Zones cannot be tagged at creation: tag right after; a failure hands the zone to the engine.
         aws.route53
             .change_tags_for_resource()
             .resource_type(TagResourceType::Hostedzone)
-            .resource_id(short_id(z.id()))
-            .set_add_tags(Some(zone_tags(tags::pairs(&req.ownership, i.get("tags")))))
+            .resource_id(&made.id)
+            .set_add_tags(Some(zone_tags_of(req.ownership, s.tags.as_ref())))
             .send()
             .await
-            .map_err(|e| sdk("ChangeTagsForResource", e).with_created(made.clone()))?;
+            .map_err(|e| sdk("ChangeTagsForResource", e).with_created(phoenix_core::kit::output_attrs(&made)))?;
         Ok(made)
     }
 
-    async fn update(&self, aws: &Aws, req: &UpdateRequest) -> Result<Attrs, ProviderError> {
-        let id = id_of(&req.prior_outputs)?;
-        if req.changed.iter().any(|c| c == "comment") {
+    async fn update(&self, aws: &Aws, req: Update<'_, Self>) -> Result<Route53ZoneOutputs, ProviderError> {
+        let id = &req.outputs.id;
+        if req.changed("comment") {
             aws.route53
                 .update_hosted_zone_comment()
                 .id(id)
-                .set_comment(opt_str(&req.inputs, "comment").map(str::to_string))
+                .comment(&req.spec.comment)
                 .send()
                 .await
                 .map_err(|e| sdk("UpdateHostedZoneComment", e))?;
         }
-        let removed = tags::removed_keys(&req.prior_inputs, &req.inputs);
+        let removed = tags::removed_keys_typed(req.prior.tags.as_ref(), req.spec.tags.as_ref());
         aws.route53
             .change_tags_for_resource()
             .resource_type(TagResourceType::Hostedzone)
             .resource_id(id)
-            .set_add_tags(Some(zone_tags(tags::pairs(&req.ownership, req.inputs.get("tags")))))
+            .set_add_tags(Some(zone_tags_of(req.ownership, req.spec.tags.as_ref())))
             .set_remove_tag_keys((!removed.is_empty()).then_some(removed))
             .send()
             .await
             .map_err(|e| sdk("ChangeTagsForResource", e))?;
-        Ok(req.prior_outputs.clone())
+        Ok(req.outputs.clone())
     }
 
-    async fn delete(&self, aws: &Aws, req: &DeleteRequest) -> Result<(), ProviderError> {
-        let id = id_of(&req.outputs)?;
+    async fn delete(&self, aws: &Aws, req: Delete<'_, Self>) -> Result<(), ProviderError> {
+        let id = req.outputs.id.as_str();
         // Records still being deleted keep it non-empty for a moment (HostedZoneNotEmpty).
         crate::wait::until(&format!("hosted zone {id} to be deletable"), aws.wait_timeout, || async move {
             match aws.route53.delete_hosted_zone().id(id).send().await {
