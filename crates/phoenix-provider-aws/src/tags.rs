@@ -3,7 +3,7 @@
 
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use phoenix_core::state::Ownership;
-use phoenix_core::value::{Attrs, Value};
+use phoenix_core::value::Value;
 
 /// The `Name` tag Phoenix gives an object unless the user sets one.
 pub fn default_name(o: &Ownership) -> String {
