@@ -66,10 +66,8 @@ async fn autoscaling_group_over_three_zones_in_a_target_group_scales_in_place_wi
         .create(create_req("aws.launch_template", "lt", json!({"name": "app-lt", "ami_name": AL2023, "instance_type": "t3.micro"})))
         .await
         .unwrap();
-    let tg = p
-        .create(create_req("aws.lb_target_group", "tg", json!({"name": "app-tg", "port": 80, "vpc_id": vpc, "health_check_path": "/"})))
-        .await
-        .unwrap();
+    let tg_inputs = json!({"name": "app-tg", "port": 80, "vpc_id": vpc, "health_check_path": "/"});
+    let tg = p.create(create_req("aws.lb_target_group", "tg", tg_inputs.clone())).await.unwrap();
     let tg_arn = tg["arn"].as_str().unwrap().to_string();
 
     let inputs = json!({
@@ -120,7 +118,7 @@ async fn autoscaling_group_over_three_zones_in_a_target_group_scales_in_place_wi
     ] {
         assert_eq!(obs.inputs[k], inputs[k], "{k}");
     }
-    let tg_obs = observe(&p, "aws.lb_target_group", "tg", &attrs(json!({"name": "app-tg"})), &tg).await.unwrap();
+    let tg_obs = observe(&p, "aws.lb_target_group", "tg", &attrs(tg_inputs), &tg).await.unwrap();
     assert_eq!(tg_obs.outputs["healthy_targets"].as_i64().unwrap() + tg_obs.outputs["unhealthy_targets"].as_i64().unwrap(), 3);
     assert!(p.adopt(adopt_request("aws.autoscaling_group", "app-asg", inputs.clone())).await.unwrap().is_some());
     assert!(p.adopt(adopt_request("aws.autoscaling_group", "not-ours", inputs.clone())).await.unwrap().is_none());
