@@ -93,14 +93,6 @@ pub struct RefreshItem {
     pub outputs: Attrs,
 }
 
-impl RefreshItem {
-    /// An object not yet in state, known only by its id.
-    pub fn imported(addr: &ResourceAddr, type_name: &str, id: &str) -> Self {
-        let outputs = [("id".to_string(), serde_json::Value::String(id.to_string()))].into_iter().collect();
-        Self { addr: addr.clone(), type_name: type_name.to_string(), inputs: Attrs::new(), outputs }
-    }
-}
-
 /// Arguments of [`Provider::adopt`].
 #[derive(Debug, Clone)]
 pub struct AdoptRequest {
@@ -286,10 +278,10 @@ pub trait Provider: Send + Sync {
     fn configure(&self, cx: &ProviderContext) -> Result<(), ProviderError>;
     async fn refresh(&self, items: Vec<RefreshItem>) -> Vec<Result<Option<Observed>, ProviderError>>;
     async fn adopt(&self, req: AdoptRequest) -> Result<Option<Observed>, ProviderError>;
-    /// The object with this id as it is, for `phoenix import`. Default: a
-    /// read with no prior inputs (kinds that need none to read).
-    async fn import(&self, addr: &ResourceAddr, type_name: &str, id: &str) -> Result<Option<Observed>, ProviderError> {
-        self.refresh(vec![RefreshItem::imported(addr, type_name, id)]).await.into_iter().next().unwrap_or(Ok(None))
+    /// The object with this id as it is, for `phoenix import` (a kit
+    /// provider asks its kind: [`crate::kit::Kind::import`]). Default: not importable.
+    async fn import(&self, _addr: &ResourceAddr, type_name: &str, _id: &str) -> Result<Option<Observed>, ProviderError> {
+        Err(ProviderError::unsupported(format!("`{type_name}` objects cannot be imported")))
     }
     async fn create(&self, req: CreateRequest) -> Result<Attrs, ProviderError>;
     async fn update(&self, req: UpdateRequest) -> Result<Attrs, ProviderError>;
@@ -301,22 +293,11 @@ pub trait Provider: Send + Sync {
     fn unique_names(&self) -> Vec<(&'static str, &'static str)> {
         Vec::new()
     }
-    /// Every live object carrying Phoenix's ownership marks, of every
-    /// environment (for `phoenix gc` to find leaks no state knows).
-    ///
-    /// # Behavior
-    /// Read-only. Objects without ownership marks are never returned. The
-    /// default lists nothing and reports every type as unsupported, so a
-    /// provider that cannot list is visibly not swept rather than silently clean.
-    async fn list_owned(&self) -> Result<OwnedListing, ProviderError> {
-        Ok(OwnedListing { objects: Vec::new(), unsupported: self.schemas().iter().map(|s| s.type_name.to_string()).collect() })
-    }
-    /// Whether an owner read back by [`list_owned`](Self::list_owned) is
-    /// `environment` (and `instance`). Providers whose marks cannot hold
-    /// every name as is (GCE labels are lowercased and hashed) compare their
-    /// way; the default is equality.
-    fn same_owner(&self, listed: &Ownership, environment: &str, instance: Option<&str>) -> bool {
-        listed.environment == environment && listed.instance.as_deref() == instance
+    /// The leak-listing facet, for `phoenix gc`. `None` (the default): the
+    /// provider cannot list what it made, and `gc` names its types as not
+    /// swept rather than calling them clean.
+    fn leaks(&self) -> Option<&dyn Leaks> {
+        None
     }
 
     /// API requests sent so far (retries included), for `--json` and `-v` reports.
@@ -344,6 +325,24 @@ pub trait Provider: Send + Sync {
     /// default): the provider's objects have no region and do not move.
     fn placement(&self) -> Option<&dyn Placement> {
         None
+    }
+}
+
+/// Objects a provider made, found by their ownership marks rather than by
+/// any state: what `phoenix gc` sweeps.
+#[async_trait]
+pub trait Leaks: Send + Sync {
+    /// Every live object carrying Phoenix's ownership marks, of every
+    /// environment. Read-only; objects without marks are never returned;
+    /// kinds that cannot be listed are named in `unsupported`.
+    async fn list_owned(&self) -> Result<OwnedListing, ProviderError>;
+
+    /// Whether an owner read back by [`list_owned`](Self::list_owned) is
+    /// `environment` (and `instance`). Providers whose marks cannot hold
+    /// every name as is (GCE labels are lowercased and hashed) compare their
+    /// way; the default is equality.
+    fn same_owner(&self, listed: &Ownership, environment: &str, instance: Option<&str>) -> bool {
+        listed.environment == environment && listed.instance.as_deref() == instance
     }
 }
 

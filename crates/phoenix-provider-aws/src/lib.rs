@@ -28,8 +28,8 @@ use async_trait::async_trait;
 use phoenix_core::addr::ResourceAddr;
 use phoenix_core::kit::KindSet;
 use phoenix_core::provider::{
-    AdoptRequest, CreateRequest, DeleteRequest, ErrorKind, Observed, Provider, ProviderContext, ProviderError, Recovery, RefreshItem,
-    SnapshotRequest, UpdateRequest,
+    AdoptRequest, CreateRequest, DeleteRequest, ErrorKind, Leaks, Observed, Provider, ProviderContext, ProviderError, Recovery,
+    RefreshItem, SnapshotRequest, UpdateRequest,
 };
 use phoenix_core::recovery::SnapshotRef;
 use phoenix_core::schema::ResourceSchema;
@@ -178,10 +178,6 @@ impl Provider for AwsProvider {
         self.kit.unique_names()
     }
 
-    async fn list_owned(&self) -> Result<phoenix_core::provider::OwnedListing, ProviderError> {
-        self.kit.list_owned(self.aws().await?).await
-    }
-
     fn placement(&self) -> Option<&dyn phoenix_core::provider::Placement> {
         Some(&placement::RegionPlacement)
     }
@@ -192,6 +188,18 @@ impl Provider for AwsProvider {
 
     fn recovery(&self) -> Option<&dyn Recovery> {
         Some(self)
+    }
+
+    fn leaks(&self) -> Option<&dyn Leaks> {
+        Some(self)
+    }
+}
+
+/// Every kind lists what carries Phoenix's tags (`gc`).
+#[async_trait]
+impl Leaks for AwsProvider {
+    async fn list_owned(&self) -> Result<phoenix_core::provider::OwnedListing, ProviderError> {
+        self.kit.list_owned(self.aws().await?).await
     }
 }
 

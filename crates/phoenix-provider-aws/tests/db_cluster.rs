@@ -3,7 +3,7 @@
 
 mod support;
 
-use phoenix_core::provider::{Provider, Recovery};
+use phoenix_core::provider::{Leaks, Provider, Recovery};
 use serde_json::json;
 use support::*;
 

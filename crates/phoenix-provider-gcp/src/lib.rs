@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use phoenix_core::addr::ResourceAddr;
 use phoenix_core::kit::KindSet;
 use phoenix_core::provider::{
-    AdoptRequest, CreateRequest, DeleteRequest, Observed, Provider, ProviderContext, ProviderError, Recovery, RefreshItem, SnapshotRequest,
-    UpdateRequest,
+    AdoptRequest, CreateRequest, DeleteRequest, Leaks, Observed, Provider, ProviderContext, ProviderError, Recovery, RefreshItem,
+    SnapshotRequest, UpdateRequest,
 };
 use phoenix_core::recovery::SnapshotRef;
 use phoenix_core::schema::ResourceSchema;
@@ -141,6 +141,25 @@ impl Provider for GcpProvider {
         self.kit.delete(self.gce().await?, &req).await
     }
 
+    fn placement(&self) -> Option<&dyn phoenix_core::provider::Placement> {
+        Some(&placement::GcePlacement)
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.client.get().map_or(0, |g| g.calls())
+    }
+
+    fn recovery(&self) -> Option<&dyn Recovery> {
+        Some(self)
+    }
+
+    fn leaks(&self) -> Option<&dyn Leaks> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Leaks for GcpProvider {
     /// One list call per collection (aggregated over zones and regions), of every environment.
     async fn list_owned(&self) -> Result<phoenix_core::provider::OwnedListing, ProviderError> {
         self.kit.list_owned(self.gce().await?).await
@@ -154,18 +173,6 @@ impl Provider for GcpProvider {
                 (None, None) => true,
                 _ => false,
             }
-    }
-
-    fn placement(&self) -> Option<&dyn phoenix_core::provider::Placement> {
-        Some(&placement::GcePlacement)
-    }
-
-    fn api_calls(&self) -> u64 {
-        self.client.get().map_or(0, |g| g.calls())
-    }
-
-    fn recovery(&self) -> Option<&dyn Recovery> {
-        Some(self)
     }
 }
 

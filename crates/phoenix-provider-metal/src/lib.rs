@@ -146,6 +146,10 @@ impl Provider for MetalProvider {
         self.kinds.adopt(&self.client, &req).await
     }
 
+    async fn import(&self, _addr: &phoenix_core::ResourceAddr, type_name: &str, id: &str) -> Result<Option<Observed>, ProviderError> {
+        self.kinds.import(&self.client, type_name, id).await
+    }
+
     async fn create(&self, req: CreateRequest) -> Result<Attrs, ProviderError> {
         self.kinds.create(&self.client, &req).await
     }

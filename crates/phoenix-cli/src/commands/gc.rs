@@ -178,7 +178,12 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
     for env in &loaded {
         for (provider, registry) in configured_providers(env)? {
             let Some(p) = registry.provider(&provider) else { continue };
-            let listing = p
+            let Some(leaks) = p.leaks() else {
+                unsupported.extend(p.schemas().iter().map(|s| s.type_name.to_string()));
+                registries.entry(provider.clone()).or_insert(registry);
+                continue;
+            };
+            let listing = leaks
                 .list_owned()
                 .await
                 .map_err(|e| anyhow!("{}: listing owned objects of `{provider}` failed: {}", env.loaded.name, e.message))?;
@@ -211,7 +216,7 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
     for ((_, id), (_, o)) in objects {
         // Owners as the provider marks them (GCE labels hold names lowercased).
         let provider = phoenix_core::definition::provider_of(&o.type_name);
-        let Some(p) = registries.get(provider).and_then(|r| r.provider(provider)) else { continue };
+        let Some(p) = registries.get(provider).and_then(|r| r.provider(provider)).and_then(|p| p.leaks()) else { continue };
         let of_scanned = scanned.iter().any(|env| p.same_owner(&o.ownership, env, o.ownership.instance.as_deref()));
         let of_busy = busy.iter().any(|(env, inst)| p.same_owner(&o.ownership, env, inst.as_deref()));
         if !of_scanned || of_busy {
