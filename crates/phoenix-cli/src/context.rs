@@ -183,7 +183,7 @@ impl Env {
                 },
             };
             if let Err(e) = provider.configure(&cx) {
-                problems.push(self.loaded.provider_diagnostic(&name, format!("provider `{name}`: {}", e.message)));
+                problems.push(self.loaded.provider_diagnostic(&name, format!("provider `{name}`: {}", e.message), e.key.as_ref()));
             }
         }
         problems

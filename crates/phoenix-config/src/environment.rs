@@ -454,15 +454,16 @@ impl LoadedEnvironment {
         self.providers.get(name).cloned().unwrap_or_default()
     }
 
-    /// Points a problem with a provider block at the key its message names
-    /// (`unknown key `regoin``), else at the block.
-    pub fn provider_diagnostic(&self, name: &str, message: String) -> Diagnostic {
+    /// Points a problem with a provider block at the key the provider says it
+    /// is about (an unknown `regoin`, a bad `region`), else at the block.
+    pub fn provider_diagnostic(&self, name: &str, message: String, about: Option<&phoenix_core::provider::ConfigKey>) -> Diagnostic {
         let d = Diagnostic::new(ErrorKind::EnvironmentFile, message);
         let keys = self.provider_key_spans.get(name);
-        if let Some((key, span)) = keys.into_iter().flatten().find(|(k, _)| d.message.contains(&format!("`{k}`"))) {
-            // Providers list what they take as "known keys: a, b"; suggest the nearest.
-            let known = d.message.split_once("known keys: ").map(|(_, k)| k.split(", ").map(str::trim).collect::<Vec<_>>());
-            let help = known.and_then(|k| phoenix_core::schema::closest(key, k)).map(|s| format!("did you mean `{s}`?"));
+        if let Some(about) = about
+            && let Some((key, span)) = keys.into_iter().flatten().find(|(k, _)| **k == about.key)
+        {
+            let known = about.known.iter().map(String::as_str).filter(|k| *k != key);
+            let help = phoenix_core::schema::closest(key, known).map(|s| format!("did you mean `{s}`?"));
             return d.at(&self.source, span.clone()).about(format!("providers.{name}"), Some(key.clone())).with_help(help);
         }
         match self.provider_spans.get(name) {

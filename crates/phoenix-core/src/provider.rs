@@ -215,11 +215,29 @@ pub struct ProviderError {
     /// A create that failed after the object came into being: the engine records
     /// it (tainted) so it is replaced next time rather than leaked.
     pub created: Option<Attrs>,
+    /// A refusal of the provider's configuration block: the key it is about,
+    /// so the CLI points at that key's line (and suggests among `known`).
+    pub key: Option<ConfigKey>,
+}
+
+/// The key of a provider block an error is about, and the keys the block takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigKey {
+    pub key: String,
+    pub known: Vec<String>,
 }
 
 impl ProviderError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), created: None }
+        Self { kind, message: message.into(), created: None, key: None }
+    }
+    /// The same error, about `key` of a configuration block that takes
+    /// `known` (kept only when `key` is not one of them: then they are what
+    /// the user may have meant).
+    pub fn about_key(mut self, key: &str, known: &[&str]) -> Self {
+        let known = if known.contains(&key) { Vec::new() } else { known.iter().map(|k| k.to_string()).collect() };
+        self.key = Some(ConfigKey { key: key.to_string(), known });
+        self
     }
     /// A failure retrying will not fix, of no more specific kind.
     pub fn permanent(message: impl Into<String>) -> Self {

@@ -43,37 +43,44 @@ impl AwsConfig {
     pub fn from_block(block: &Attrs) -> Result<Self, ProviderError> {
         let mut c = AwsConfig::default();
         for (k, v) in block {
-            let bad = |want: &str| ProviderError::permanent(format!("`{k}` must be {want}"));
-            match k.as_str() {
-                "region" => {
-                    let r = v.as_str().ok_or_else(|| bad("a string such as \"eu-west-1\""))?;
-                    validators::aws_region(v).map_err(|e| ProviderError::permanent(format!("`region`: {e}")))?;
-                    c.region = Some(r.to_string());
-                }
-                "profile" => c.profile = Some(v.as_str().ok_or_else(|| bad("a profile name"))?.to_string()),
-                "endpoint" => {
-                    let e = v.as_str().ok_or_else(|| bad("a URL"))?;
-                    if !(e.starts_with("http://") || e.starts_with("https://")) {
-                        return Err(bad("a URL starting with http:// or https://"));
+            // Every refusal names its key, so the CLI points at its line.
+            let mut apply = || -> Result<(), ProviderError> {
+                let bad = |want: &str| ProviderError::permanent(format!("`{k}` must be {want}"));
+                match k.as_str() {
+                    "region" => {
+                        let r = v.as_str().ok_or_else(|| bad("a string such as \"eu-west-1\""))?;
+                        validators::aws_region(v).map_err(|e| ProviderError::permanent(format!("`region`: {e}")))?;
+                        c.region = Some(r.to_string());
                     }
-                    c.endpoint = Some(e.to_string());
+                    "profile" => c.profile = Some(v.as_str().ok_or_else(|| bad("a profile name"))?.to_string()),
+                    "endpoint" => {
+                        let e = v.as_str().ok_or_else(|| bad("a URL"))?;
+                        if !(e.starts_with("http://") || e.starts_with("https://")) {
+                            return Err(bad("a URL starting with http:// or https://"));
+                        }
+                        c.endpoint = Some(e.to_string());
+                    }
+                    "max_concurrency" => c.max_concurrency = positive(v).ok_or_else(|| bad("a positive integer"))? as usize,
+                    "requests_per_second" => {
+                        c.requests_per_second = v.as_f64().filter(|r| *r > 0.0).ok_or_else(|| bad("a positive number"))?
+                    }
+                    "wait_timeout_secs" => c.wait_timeout_secs = positive(v).ok_or_else(|| bad("a positive integer"))?,
+                    "shared_credentials_files" => {
+                        c.shared_credentials_files = v
+                            .as_array()
+                            .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
+                            .ok_or_else(|| bad("a list of file paths"))?
+                    }
+                    other => {
+                        return Err(ProviderError::permanent(format!(
+                            "unknown key `{other}` in [providers.aws]; known keys: {}",
+                            KEYS.join(", ")
+                        )));
+                    }
                 }
-                "max_concurrency" => c.max_concurrency = positive(v).ok_or_else(|| bad("a positive integer"))? as usize,
-                "requests_per_second" => c.requests_per_second = v.as_f64().filter(|r| *r > 0.0).ok_or_else(|| bad("a positive number"))?,
-                "wait_timeout_secs" => c.wait_timeout_secs = positive(v).ok_or_else(|| bad("a positive integer"))?,
-                "shared_credentials_files" => {
-                    c.shared_credentials_files = v
-                        .as_array()
-                        .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect::<Option<Vec<_>>>())
-                        .ok_or_else(|| bad("a list of file paths"))?
-                }
-                other => {
-                    return Err(ProviderError::permanent(format!(
-                        "unknown key `{other}` in [providers.aws]; known keys: {}",
-                        KEYS.join(", ")
-                    )));
-                }
-            }
+                Ok(())
+            };
+            apply().map_err(|e| e.about_key(k, &KEYS))?;
         }
         Ok(c)
     }

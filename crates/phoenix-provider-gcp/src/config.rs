@@ -51,36 +51,43 @@ impl GcpConfig {
     pub fn from_block(block: &Attrs, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ProviderError> {
         let mut c = GcpConfig::default();
         for (k, v) in block {
-            let bad = |want: &str| ProviderError::permanent(format!("`{k}` in [providers.gcp] must be {want}"));
-            let string = |want: &str| v.as_str().map(str::to_string).ok_or_else(|| bad(want));
-            match k.as_str() {
-                "project" => c.project = Some(string("a project id")?),
-                "region" => {
-                    c.region = Some(string("a region such as \"europe-west1\"")?);
-                    validators::gcp_region(v).map_err(|e| ProviderError::permanent(format!("`region` in [providers.gcp]: {e}")))?;
-                }
-                "zone" => {
-                    c.zone = Some(string("a zone such as \"europe-west1-b\"")?);
-                    validators::gcp_zone(v).map_err(|e| ProviderError::permanent(format!("`zone` in [providers.gcp]: {e}")))?;
-                }
-                "endpoint" => c.endpoint = Some(endpoint(&string("a URL")?).map_err(|e| bad(&e))?),
-                "credentials" => {
-                    let s = string("\"default\" or \"anonymous\"")?;
-                    if s != "default" && s != "anonymous" {
-                        return Err(bad("\"default\" or \"anonymous\""));
+            // Every refusal names its key, so the CLI points at its line.
+            let mut apply = || -> Result<(), ProviderError> {
+                let bad = |want: &str| ProviderError::permanent(format!("`{k}` in [providers.gcp] must be {want}"));
+                let string = |want: &str| v.as_str().map(str::to_string).ok_or_else(|| bad(want));
+                match k.as_str() {
+                    "project" => c.project = Some(string("a project id")?),
+                    "region" => {
+                        c.region = Some(string("a region such as \"europe-west1\"")?);
+                        validators::gcp_region(v).map_err(|e| ProviderError::permanent(format!("`region` in [providers.gcp]: {e}")))?;
                     }
-                    c.credentials = Some(s);
+                    "zone" => {
+                        c.zone = Some(string("a zone such as \"europe-west1-b\"")?);
+                        validators::gcp_zone(v).map_err(|e| ProviderError::permanent(format!("`zone` in [providers.gcp]: {e}")))?;
+                    }
+                    "endpoint" => c.endpoint = Some(endpoint(&string("a URL")?).map_err(|e| bad(&e))?),
+                    "credentials" => {
+                        let s = string("\"default\" or \"anonymous\"")?;
+                        if s != "default" && s != "anonymous" {
+                            return Err(bad("\"default\" or \"anonymous\""));
+                        }
+                        c.credentials = Some(s);
+                    }
+                    "max_concurrency" => c.max_concurrency = positive(v).ok_or_else(|| bad("a positive integer"))? as usize,
+                    "requests_per_second" => {
+                        c.requests_per_second = v.as_f64().filter(|r| *r > 0.0).ok_or_else(|| bad("a positive number"))?
+                    }
+                    "wait_timeout_secs" => c.wait_timeout_secs = positive(v).ok_or_else(|| bad("a positive integer"))?,
+                    other => {
+                        return Err(ProviderError::permanent(format!(
+                            "unknown key `{other}` in [providers.gcp]; known keys: {}",
+                            KEYS.join(", ")
+                        )));
+                    }
                 }
-                "max_concurrency" => c.max_concurrency = positive(v).ok_or_else(|| bad("a positive integer"))? as usize,
-                "requests_per_second" => c.requests_per_second = v.as_f64().filter(|r| *r > 0.0).ok_or_else(|| bad("a positive number"))?,
-                "wait_timeout_secs" => c.wait_timeout_secs = positive(v).ok_or_else(|| bad("a positive integer"))?,
-                other => {
-                    return Err(ProviderError::permanent(format!(
-                        "unknown key `{other}` in [providers.gcp]; known keys: {}",
-                        KEYS.join(", ")
-                    )));
-                }
-            }
+                Ok(())
+            };
+            apply().map_err(|e| e.about_key(k, &KEYS))?;
         }
         let nonempty = |n: &str| env(n).filter(|v| !v.is_empty());
         c.project = c.project.or_else(|| nonempty("GOOGLE_CLOUD_PROJECT")).or_else(|| nonempty("CLOUDSDK_CORE_PROJECT"));

@@ -72,7 +72,7 @@ pub struct MetalConfig {
     pub machines: BTreeMap<String, Arc<Machine>>,
 }
 
-const KNOWN_KEYS: &str = "root, hosts, machines, known_hosts, host_key_check";
+const KNOWN: [&str; 5] = ["root", "hosts", "machines", "known_hosts", "host_key_check"];
 
 impl MetalConfig {
     pub fn from_context(cx: &ProviderContext) -> Result<Self, ProviderError> {
@@ -107,7 +107,8 @@ impl MetalConfig {
                 }
                 "known_hosts" | "host_key_check" => {}
                 other => {
-                    return Err(ProviderError::permanent(format!("unknown key `{other}` in [providers.metal] (known keys: {KNOWN_KEYS})")));
+                    let message = format!("unknown key `{other}` in [providers.metal] (known keys: {})", KNOWN.join(", "));
+                    return Err(ProviderError::permanent(message).about_key(other, &KNOWN));
                 }
             }
         }
