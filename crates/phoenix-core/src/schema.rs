@@ -149,6 +149,38 @@ pub struct AttrSchema {
     /// an enum's variants, an integer's range).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub constraint: Option<Constraint>,
+    /// How the attribute ties its resource to others of the definition
+    /// (a subnet's range inside its VPC's), checked by validation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relation: Option<Relation>,
+    /// The part the attribute plays in placing its resource in a zone, for
+    /// the [`Relation::SpreadOverZones`] of the resources that refer to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<ZoneRole>,
+}
+
+/// A rule between resources that a kind declares as data on one of its
+/// attributes, so validation can hold a definition to it with no API call
+/// and the core names no provider's types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    /// A CIDR range inside the range attribute `range` of the resource that
+    /// the attribute `parent` refers to (a subnet's inside its VPC's).
+    InsideRangeOf { parent: &'static str, range: &'static str },
+    /// A list of references to resources in at least `min` distinct zones,
+    /// as far as their [`ZoneRole`] attributes say (a load balancer's subnets).
+    SpreadOverZones { min: usize },
+}
+
+/// How an attribute places its resource in a zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneRole {
+    /// It names the zone (`availability_zone = "eu-west-1a"`).
+    Named,
+    /// It picks the Nth zone of the region (`az_index = 1`): equal indexes are the same zone.
+    Index,
 }
 
 /// Allowed values of an attribute, as data: shown in the reference and checked by validation.
@@ -198,6 +230,8 @@ impl AttrSchema {
             validator: None,
             format: None,
             constraint: None,
+            relation: None,
+            zone: None,
         }
     }
     pub fn required(name: &'static str, ty: AttrType, description: &'static str) -> Self {

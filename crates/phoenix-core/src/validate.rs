@@ -12,7 +12,7 @@ use crate::addr::ResourceAddr;
 use crate::addr::{Segment, parse_segments};
 use crate::definition::Definition;
 use crate::graph::Dag;
-use crate::schema::{AttrType, Invalid, ResourceSchema, closest};
+use crate::schema::{AttrType, Invalid, Relation, ResourceSchema, ZoneRole, closest};
 use crate::value::{Value, is_known, reference_syntax_errors, references};
 
 /// What kind of mistake; stable names that tests and `--json` consumers match on.
@@ -191,8 +191,7 @@ pub fn validate(def: &Definition, schemas: &Schemas) -> Vec<Problem> {
             }
             check_reference(def, schemas, addr, "depends_on", dep, None, &mut problems);
         }
-        check_contained_ranges(def, addr, res, &mut problems);
-        check_zone_spread(def, addr, res, &mut problems);
+        check_relations(def, schemas, addr, res, schema, &mut problems);
     }
     for (name, out) in &def.outputs {
         for e in reference_syntax_errors(&out.value) {
@@ -277,89 +276,131 @@ fn fits(expected: &AttrType, given: &AttrType) -> bool {
     }
 }
 
-/// Address ranges that must lie inside their parent's: (type, its range
-/// attribute, the attribute referring to the parent, the parent's range attribute).
-const CONTAINED_RANGES: &[(&str, &str, &str, &str)] = &[("aws.subnet", "cidr_block", "vpc_id", "cidr_block")];
-
-/// A subnet's CIDR must be inside its network's, when both are written out.
-fn check_contained_ranges(def: &Definition, addr: &ResourceAddr, res: &crate::definition::ResourceConfig, problems: &mut Vec<Problem>) {
-    for (type_name, range_attr, parent_attr, parent_range_attr) in CONTAINED_RANGES {
-        if res.type_name != *type_name {
-            continue;
-        }
-        let Some(range) = res.attrs.get(*range_attr).and_then(Value::as_str).and_then(parse_cidr) else { continue };
-        let Some(parent) = res.attrs.get(*parent_attr).and_then(|v| references(v).into_iter().next()) else { continue };
-        let Some(parent_res) = def.resources.get(&parent.resource) else { continue };
-        let Some(parent_text) = parent_res.attrs.get(*parent_range_attr).and_then(Value::as_str) else { continue };
-        let Some(outer) = parse_cidr(parent_text) else { continue };
-        let inside = range.1 >= outer.1 && (range.0 & prefix_mask(outer.1)) == outer.0;
-        if !inside {
-            problems.push(
-                Problem::new(
-                    ErrorKind::InvalidValue,
-                    Origin::field(addr, *range_attr),
-                    format!(
-                        "`{range_attr}` = \"{}\" is not inside `{}`'s {parent_range_attr} {parent_text}",
-                        res.attrs[*range_attr].as_str().unwrap_or_default(),
-                        parent.resource
-                    ),
-                )
-                .help(format!("pick a range within {parent_text}, or widen `{}.{parent_range_attr}`", parent.resource)),
-            );
+/// Holds a resource to the relations its kind declares on its attributes.
+fn check_relations(
+    def: &Definition,
+    schemas: &Schemas,
+    addr: &ResourceAddr,
+    res: &crate::definition::ResourceConfig,
+    schema: &ResourceSchema,
+    problems: &mut Vec<Problem>,
+) {
+    for attr in &schema.attrs {
+        match &attr.relation {
+            Some(Relation::InsideRangeOf { parent, range }) => check_inside_range(def, addr, res, attr.name, parent, range, problems),
+            Some(Relation::SpreadOverZones { min }) => check_zone_spread(def, schemas, addr, res, attr.name, *min, problems),
+            None => {}
         }
     }
 }
 
-/// Types whose subnets the cloud wants in at least two availability zones:
-/// (type, its list of subnets, what it is called in the message).
-const SPREAD_OVER_ZONES: &[(&str, &str, &str)] =
-    &[("aws.lb", "subnet_ids", "an application load balancer"), ("aws.db_subnet_group", "subnet_ids", "a DB subnet group")];
+/// A range must be inside its parent's (a subnet's inside its VPC's), when both are written out.
+fn check_inside_range(
+    def: &Definition,
+    addr: &ResourceAddr,
+    res: &crate::definition::ResourceConfig,
+    range_attr: &str,
+    parent_attr: &str,
+    parent_range_attr: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(range) = res.attrs.get(range_attr).and_then(Value::as_str).and_then(parse_cidr) else { return };
+    let Some(parent) = res.attrs.get(parent_attr).and_then(|v| references(v).into_iter().next()) else { return };
+    let Some(parent_res) = def.resources.get(&parent.resource) else { return };
+    let Some(parent_text) = parent_res.attrs.get(parent_range_attr).and_then(Value::as_str) else { return };
+    let Some(outer) = parse_cidr(parent_text) else { return };
+    let inside = range.1 >= outer.1 && (range.0 & prefix_mask(outer.1)) == outer.0;
+    if !inside {
+        problems.push(
+            Problem::new(
+                ErrorKind::InvalidValue,
+                Origin::field(addr, range_attr),
+                format!(
+                    "`{range_attr}` = \"{}\" is not inside `{}`'s {parent_range_attr} {parent_text}",
+                    res.attrs[range_attr].as_str().unwrap_or_default(),
+                    parent.resource
+                ),
+            )
+            .help(format!("pick a range within {parent_text}, or widen `{}.{parent_range_attr}`", parent.resource)),
+        );
+    }
+}
 
-/// Where a subnet of this definition is, as far as the definition says.
+/// Where a resource of this definition is, as far as the definition says.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum ZoneOf {
     Named(String),
-    /// `az_index`: the Nth zone of the region (equal indexes are the same zone).
+    /// Picked by position (`az_index`): equal indexes are the same zone.
     Index(i64),
 }
 
-/// A load balancer (or DB subnet group) whose subnets are all resources of this
-/// definition, each with its zone written out, must span two zones.
-fn check_zone_spread(def: &Definition, addr: &ResourceAddr, res: &crate::definition::ResourceConfig, problems: &mut Vec<Problem>) {
-    let Some((_, list_attr, what)) = SPREAD_OVER_ZONES.iter().find(|(t, _, _)| *t == res.type_name) else { return };
-    let Some(items) = res.attrs.get(*list_attr).and_then(Value::as_array) else { return };
+/// The zone a resource is placed in by its attributes of a [`ZoneRole`],
+/// with the names of those attributes; `None` when the definition doesn't say.
+fn zone_of(res: &crate::definition::ResourceConfig, schema: &ResourceSchema) -> Option<(ZoneOf, &'static str, &'static str)> {
+    let named = schema.attrs.iter().find(|a| a.zone == Some(ZoneRole::Named))?.name;
+    let index = schema.attrs.iter().find(|a| a.zone == Some(ZoneRole::Index)).map_or(named, |a| a.name);
+    let zone = match (res.attrs.get(named), res.attrs.get(index).and_then(Value::as_i64)) {
+        (Some(z), _) if is_known(z) => ZoneOf::Named(z.as_str()?.to_string()),
+        (None, Some(i)) => ZoneOf::Index(i),
+        _ => return None,
+    };
+    Some((zone, named, index))
+}
+
+/// A list of resources of this definition, each with its zone written out,
+/// must span `min` zones (a load balancer's or DB subnet group's subnets).
+fn check_zone_spread(
+    def: &Definition,
+    schemas: &Schemas,
+    addr: &ResourceAddr,
+    res: &crate::definition::ResourceConfig,
+    list_attr: &str,
+    min: usize,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(items) = res.attrs.get(list_attr).and_then(Value::as_array) else { return };
     let mut zones = Vec::new();
+    let mut zone_attrs = None;
     for item in items {
         // An id written out, or anything but a whole `${subnet.id}`: its zone is unknown here.
         let Some(r) = whole_reference(item) else { return };
-        let Some(subnet) = def.resources.get(&r.resource).filter(|s| s.type_name == "aws.subnet") else { return };
-        let zone = match (subnet.attrs.get("availability_zone"), subnet.attrs.get("az_index").and_then(Value::as_i64)) {
-            (Some(z), _) if is_known(z) => ZoneOf::Named(z.as_str().unwrap_or_default().to_string()),
-            (None, Some(i)) => ZoneOf::Index(i),
-            _ => return,
-        };
+        let Some(member) = def.resources.get(&r.resource) else { return };
+        let Some((zone, named, index)) = schemas.get(&member.type_name).and_then(|s| zone_of(member, s)) else { return };
+        zone_attrs = Some((named, index));
         zones.push((zone, r.resource.clone()));
     }
     let distinct: BTreeSet<&ZoneOf> = zones.iter().map(|(z, _)| z).collect();
     let mixed = distinct.iter().any(|z| matches!(z, ZoneOf::Named(_))) && distinct.iter().any(|z| matches!(z, ZoneOf::Index(_)));
-    if distinct.len() >= 2 || mixed {
+    if distinct.len() >= min || mixed {
         return;
     }
+    let (named, index) = zone_attrs.unwrap_or(("availability_zone", "az_index"));
     let names: Vec<String> = zones.iter().map(|(_, r)| format!("`{r}`")).collect();
     let place = match distinct.first() {
         Some(ZoneOf::Named(z)) => format!("in {z}"),
-        Some(ZoneOf::Index(i)) => format!("in the zone of az_index {i}"),
+        Some(ZoneOf::Index(i)) => format!("in the zone of {index} {i}"),
         None => String::new(),
     };
+    let at_least = match min {
+        2 => "two".to_string(),
+        3 => "three".to_string(),
+        n => n.to_string(),
+    };
+    // "An RDS DB subnet group" → "an RDS DB subnet group (`aws.db_subnet_group`) needs its `subnet_ids` in …"
+    let what = schemas.get(&res.type_name).map_or(String::new(), |s| {
+        let mut d = s.description.chars();
+        d.next().map(|c| format!("{}{} ", c.to_lowercase(), d.as_str())).unwrap_or_default()
+    });
+    let needs = format!("{what}(`{}`) needs its `{list_attr}` in at least {at_least} availability zones", res.type_name);
     let message = match names.as_slice() {
-        [] => format!("`{list_attr}`: {what} needs subnets in at least two availability zones; none is given"),
-        [one] => format!("`{list_attr}`: {what} needs subnets in at least two availability zones; only {one} is given ({place})"),
-        [a, b] => format!("`{list_attr}`: {what} needs subnets in at least two availability zones; {a} and {b} are both {place}"),
-        many => format!("`{list_attr}`: {what} needs subnets in at least two availability zones; {} are all {place}", many.join(", ")),
+        [] => format!("{needs}; none is given"),
+        [one] => format!("{needs}; only {one} is given ({place})"),
+        [a, b] => format!("{needs}; {a} and {b} are both {place}"),
+        many => format!("{needs}; {} are all {place}", many.join(", ")),
     };
     problems.push(
-        Problem::new(ErrorKind::InvalidValue, Origin::field(addr, *list_attr), message)
-            .help("add a subnet in another zone, or give one of these subnets another `availability_zone` (or `az_index`)"),
+        Problem::new(ErrorKind::InvalidValue, Origin::field(addr, list_attr), message)
+            .help(format!("add one in another zone, or give one of these another `{named}` (or `{index}`)")),
     );
 }
 
@@ -441,4 +482,106 @@ fn graph_without(def: &Definition, cut: &BTreeSet<(ResourceAddr, ResourceAddr)>)
         }
     }
     dag
+}
+
+#[cfg(test)]
+mod relation_tests {
+    //! The relations kinds declare on their attributes, held with schemas that
+    //! name no real provider: the core knows the rule, the kind says where it applies.
+    use serde_json::json;
+
+    use super::*;
+    use crate::definition::ResourceConfig;
+    use crate::schema::AttrSchema;
+
+    fn schemas() -> Schemas {
+        let mut range = AttrSchema::required("range", AttrType::String, "a CIDR");
+        range.relation = Some(Relation::InsideRangeOf { parent: "net", range: "range" });
+        let mut zone = AttrSchema::optional("zone", AttrType::String, "named zone");
+        zone.zone = Some(ZoneRole::Named);
+        let mut nth = AttrSchema::optional("nth", AttrType::Int, "zone by index");
+        nth.zone = Some(ZoneRole::Index);
+        let mut members = AttrSchema::required("members", AttrType::List(Box::new(AttrType::String)), "spread");
+        members.relation = Some(Relation::SpreadOverZones { min: 2 });
+        let schema = |type_name, attrs| ResourceSchema {
+            type_name,
+            description: "test",
+            attrs,
+            update_in_place: true,
+            create_before_destroy: false,
+            adoptable: false,
+        };
+        let id = || AttrSchema::computed("id", AttrType::String, "id");
+        [
+            schema("x.net", vec![AttrSchema::required("range", AttrType::String, "a CIDR"), id()]),
+            schema("x.sub", vec![range, AttrSchema::required("net", AttrType::String, "its net"), zone, nth, id()]),
+            schema("x.group", vec![members, id()]),
+        ]
+        .into_iter()
+        .map(|s| (s.type_name.to_string(), s))
+        .collect()
+    }
+
+    fn def(resources: &[(&str, &str, serde_json::Value)]) -> Definition {
+        let mut d = Definition::default();
+        for (name, type_name, attrs) in resources {
+            let addr = ResourceAddr::parse(name).unwrap();
+            let config = ResourceConfig {
+                addr: addr.clone(),
+                type_name: type_name.to_string(),
+                attrs: serde_json::from_value(attrs.clone()).unwrap(),
+                depends_on: vec![],
+                create_before_destroy: None,
+                lifecycle: Default::default(),
+            };
+            d.resources.insert(addr, config);
+        }
+        d
+    }
+
+    fn messages(d: &Definition) -> Vec<String> {
+        validate(d, &schemas()).into_iter().map(|p| p.message).collect()
+    }
+
+    #[test]
+    fn a_range_outside_its_parents_is_refused_and_one_inside_is_not() {
+        let net = ("net", "x.net", json!({"range": "10.0.0.0/16"}));
+        let inside = def(&[net.clone(), ("a", "x.sub", json!({"range": "10.0.1.0/24", "net": "${net.id}", "zone": "z1"}))]);
+        assert_eq!(messages(&inside), Vec::<String>::new());
+        let outside = def(&[net, ("a", "x.sub", json!({"range": "10.1.1.0/24", "net": "${net.id}", "zone": "z1"}))]);
+        assert_eq!(messages(&outside), vec!["`range` = \"10.1.1.0/24\" is not inside `net`'s range 10.0.0.0/16".to_string()]);
+    }
+
+    #[test]
+    fn members_in_one_zone_are_refused_by_name_or_by_index() {
+        let net = ("net", "x.net", json!({"range": "10.0.0.0/16"}));
+        let sub = |name, zone: serde_json::Value| (name, "x.sub", merged(json!({"range": "10.0.1.0/24", "net": "${net.id}"}), zone));
+        let group = ("g", "x.group", json!({"members": ["${a.id}", "${b.id}"]}));
+        let named = def(&[net.clone(), sub("a", json!({"zone": "z1"})), sub("b", json!({"zone": "z1"})), group.clone()]);
+        assert_eq!(
+            messages(&named),
+            vec!["test (`x.group`) needs its `members` in at least two availability zones; `a` and `b` are both in z1".to_string()]
+        );
+        let indexed = def(&[net.clone(), sub("a", json!({"nth": 1})), sub("b", json!({"nth": 1})), group.clone()]);
+        assert_eq!(
+            messages(&indexed),
+            vec![
+                "test (`x.group`) needs its `members` in at least two availability zones; `a` and `b` are both in the zone of nth 1"
+                    .to_string()
+            ]
+        );
+        let spread = def(&[net.clone(), sub("a", json!({"zone": "z1"})), sub("b", json!({"zone": "z2"})), group.clone()]);
+        assert_eq!(messages(&spread), Vec::<String>::new());
+        // A zone the definition doesn't say (an id written out, no zone given) is not guessed at.
+        let unknown = def(&[net, sub("a", json!({"zone": "z1"})), sub("b", json!({})), group]);
+        assert_eq!(messages(&unknown), Vec::<String>::new());
+    }
+
+    /// The object with `more`'s keys added.
+    fn merged(mut base: serde_json::Value, more: serde_json::Value) -> serde_json::Value {
+        if let (Some(m), serde_json::Value::Object(more)) = (base.as_object_mut(), more) {
+            m.extend(more);
+        }
+        base
+    }
 }

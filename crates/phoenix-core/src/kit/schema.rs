@@ -23,7 +23,7 @@ use schemars::JsonSchema;
 use serde_json::{Map, Value};
 
 use super::Kind;
-use crate::schema::{AttrSchema, AttrType, Constraint, ResourceSchema, validators};
+use crate::schema::{AttrSchema, AttrType, Constraint, Relation, ResourceSchema, ZoneRole, validators};
 
 /// The schema of kind `K`.
 ///
@@ -51,6 +51,8 @@ pub fn of<K: Kind>(kind: &K) -> ResourceSchema {
             a.format = Some(intern(format));
         }
         a.constraint = constraint(prop);
+        a.relation = relation(prop);
+        a.zone = zone_role(prop);
         attrs.push(a);
     }
     for (name, prop) in properties(&json_schema_of::<K::Outputs>()) {
@@ -96,6 +98,34 @@ fn properties(schema: &Value) -> impl Iterator<Item = (&String, &Value)> {
 /// A keyword on the attribute, or on its type inside an `Option`.
 fn flag(prop: &Value, key: &str) -> bool {
     [prop, non_null(prop)].iter().any(|p| p.get(key).and_then(Value::as_bool).unwrap_or(false))
+}
+
+/// A keyword's value on the attribute, or on its type inside an `Option`.
+fn keyword<'a>(prop: &'a Value, key: &str) -> Option<&'a Value> {
+    prop.get(key).or_else(|| non_null(prop).get(key))
+}
+
+/// `"inside" = "vpc_id.cidr_block"`: a range inside the range of the resource
+/// `vpc_id` refers to; `"spread_over_zones" = 2`: references in two zones.
+///
+/// # Panics
+/// On an `inside` that is not `attribute.attribute`: a bug in the kind.
+fn relation(prop: &Value) -> Option<Relation> {
+    if let Some(inside) = keyword(prop, "inside").and_then(Value::as_str) {
+        let (parent, range) = inside.split_once('.').unwrap_or_else(|| panic!("`inside` = {inside:?} is not `attribute.attribute`"));
+        return Some(Relation::InsideRangeOf { parent: intern(parent), range: intern(range) });
+    }
+    let min = keyword(prop, "spread_over_zones").and_then(Value::as_u64)?;
+    Some(Relation::SpreadOverZones { min: min as usize })
+}
+
+/// `"zone" = "named"` or `"zone" = "index"`: how the attribute places its resource.
+fn zone_role(prop: &Value) -> Option<ZoneRole> {
+    match keyword(prop, "zone").and_then(Value::as_str)? {
+        "named" => Some(ZoneRole::Named),
+        "index" => Some(ZoneRole::Index),
+        other => panic!("`zone` = {other:?} is neither \"named\" nor \"index\""),
+    }
 }
 
 fn description(prop: &Value) -> &'static str {

@@ -26,6 +26,7 @@ pub struct DbSubnetGroupSpec {
     #[serde(default = "managed")]
     pub description: String,
     /// subnets in at least two zones (in place)
+    #[schemars(extend("spread_over_zones" = 2))]
     pub subnet_ids: Vec<String>,
     /// extra tags (Phoenix adds its ownership tags and Name)
     #[serde(default, skip_serializing_if = "Option::is_none")]

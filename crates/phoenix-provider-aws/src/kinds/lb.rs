@@ -30,6 +30,7 @@ pub struct LbSpec {
     #[schemars(extend("force_new" = true))]
     pub internal: bool,
     /// subnets in at least two zones (in place)
+    #[schemars(extend("spread_over_zones" = 2))]
     pub subnet_ids: Vec<String>,
     /// security groups (in place)
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -27,15 +27,15 @@ pub struct SubnetSpec {
     #[schemars(extend("force_new" = true))]
     pub vpc_id: String,
     /// the IPv4 range, inside the VPC's, e.g. 10.0.1.0/24
-    #[schemars(extend("force_new" = true, "format" = "ipv4-cidr"))]
+    #[schemars(extend("force_new" = true, "format" = "ipv4-cidr", "inside" = "vpc_id.cidr_block"))]
     pub cidr_block: String,
     /// the zone, e.g. eu-west-1a (or use az_index)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("force_new" = true, "format" = "aws-zone"))]
+    #[schemars(extend("force_new" = true, "format" = "aws-zone", "zone" = "named"))]
     pub availability_zone: Option<String>,
     /// the Nth availability zone of the region (0, 1, 2 …, wrapping), instead of naming it
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("force_new" = true, "format" = "non-negative"))]
+    #[schemars(extend("force_new" = true, "format" = "non-negative", "zone" = "index"))]
     pub az_index: Option<i64>,
     /// give instances launched here a public IPv4 address
     #[serde(default)]
