@@ -45,6 +45,9 @@ pub struct Global {
     /// Never use colour (also: NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Plans on one line per attribute, long values shortened (default: in full, multi-line values as diffs).
+    #[arg(long, global = true)]
+    pub compact: bool,
 }
 
 /// Which environment, which copy of it, and with which variables.
