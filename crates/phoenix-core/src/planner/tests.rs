@@ -155,7 +155,12 @@ async fn deleting_or_replacing_an_object_that_holds_data_is_marked() {
     let lost: Vec<_> = plan.data_losses().map(|c| (c.addr.to_string(), c.action)).collect();
     assert_eq!(lost, vec![("disk".into(), Action::Replace), ("keep".into(), Action::Delete)]);
     // An update keeps the data.
-    let plan = plan_of(&def(&[("keep", json!({"name": "y"}))]), &applied(&def(&[("keep", json!({"name": "x"}))]), &empty_state()).await, PlanOptions::default()).await;
+    let plan = plan_of(
+        &def(&[("keep", json!({"name": "y"}))]),
+        &applied(&def(&[("keep", json!({"name": "x"}))]), &empty_state()).await,
+        PlanOptions::default(),
+    )
+    .await;
     assert_eq!(plan.data_losses().count(), 0);
     // Saved plans from before the field existed still read.
     let mut doc = serde_json::to_value(&plan).unwrap();
