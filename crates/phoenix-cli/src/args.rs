@@ -45,6 +45,9 @@ pub struct Global {
     /// Never use colour (also: NO_COLOR).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Plans on one line per attribute, long values shortened (default: in full, multi-line values as diffs).
+    #[arg(long, global = true)]
+    pub compact: bool,
 }
 
 /// Which environment, which copy of it, and with which variables.
@@ -391,15 +394,25 @@ impl TakeArgs {
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
     /// List an environment's recovery points, oldest first.
-    List { env: String },
+    List {
+        /// Environment name (environments/NAME.toml).
+        env: String,
+    },
     /// Show a recovery point: its snapshots, copies and state serial.
-    Show { env: String, id: String },
+    Show {
+        /// Environment name (environments/NAME.toml).
+        env: String,
+        /// The recovery point (see `phoenix snapshot list ENV`).
+        id: String,
+    },
     /// Delete a recovery point and its snapshots (and their copies): asks first, naming them.
     #[command(
         after_help = "Examples:\n  phoenix snapshot delete prod rp-20261124-020500-1a2b\n  phoenix snapshot delete prod rp-20261124-020500-1a2b --yes   # in scripts"
     )]
     Delete {
+        /// Environment name (environments/NAME.toml).
         env: String,
+        /// The recovery point (see `phoenix snapshot list ENV`).
         id: String,
         /// Delete without asking (required when stdin is not a terminal).
         #[arg(short = 'y', long)]
@@ -451,8 +464,10 @@ pub enum StateCommand {
     Rm {
         #[command(flatten)]
         env: EnvArgs,
+        /// The resources to forget.
         #[arg(required = true)]
         resources: Vec<String>,
+        /// Forget without asking (required when stdin is not a terminal).
         #[arg(short = 'y', long)]
         yes: bool,
         #[command(flatten)]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::ResourceAddr;
 use crate::schema::ResourceSchema;
 use crate::state::ResourceState;
-use crate::value::{Attrs, Value, seal};
+use crate::value::{Attrs, Value, is_known, is_sealed, seal, unescape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,6 +80,12 @@ pub struct PlannedChange {
     /// Names of sensitive attributes, so renderers and redaction need no schema.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sensitive: Vec<String>,
+    /// The change deletes or replaces an object whose contents a new one
+    /// would not have (a volume, a database, a stateful instance), per its
+    /// provider's recovery facet: a plan names these prominently. Decided by
+    /// the planner, which has the providers, so a saved plan shows it too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loses_data: bool,
 }
 
 /// An output's planned value.
@@ -87,6 +93,17 @@ pub struct PlannedChange {
 pub struct PlannedOutput {
     pub value: Value,
     #[serde(default)]
+    pub sensitive: bool,
+}
+
+/// How one output changes from what state recorded to what the plan makes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputChange<'a> {
+    pub name: &'a str,
+    /// `None`: not recorded before.
+    pub before: Option<&'a Value>,
+    /// `None`: the output goes (no longer declared, or a destroy).
+    pub after: Option<&'a Value>,
     pub sensitive: bool,
 }
 
@@ -140,6 +157,10 @@ pub struct Plan {
     /// was killed before recording it: forgotten on apply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gone: Vec<ResourceAddr>,
+    /// The outputs state held when the plan was made (sensitive ones sealed),
+    /// so a plan can show how they change, or that they go (a destroy).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prior_outputs: BTreeMap<String, Value>,
 }
 
 impl Plan {
@@ -180,12 +201,53 @@ impl Plan {
                 }
             }
         }
-        for o in plan.outputs.values_mut() {
+        for (name, o) in plan.outputs.iter_mut() {
             if o.sensitive {
                 o.value = seal(&o.value, &self.lineage);
+                // State seals what was sensitive when recorded; an output made
+                // sensitive since is sealed here too.
+                if let Some(v) = plan.prior_outputs.get_mut(name) {
+                    *v = seal(v, &self.lineage);
+                }
             }
         }
         plan
+    }
+
+    /// The outputs that change, by name: new ones, changed ones (a value
+    /// not yet known counts as changed), and those that go.
+    pub fn output_changes(&self) -> Vec<OutputChange<'_>> {
+        let mut out = Vec::new();
+        for (name, o) in &self.outputs {
+            let before = self.prior_outputs.get(name);
+            let same = before.is_some_and(|b| {
+                // A redacted plan holds the sealed value already.
+                if is_sealed(&o.value) {
+                    return *b == o.value;
+                }
+                if !is_known(&o.value) {
+                    return false;
+                }
+                // What the executor will record: unescaped, sealed if sensitive.
+                let v = unescape(&o.value);
+                if o.sensitive { *b == seal(&v, &self.lineage) } else { *b == v }
+            });
+            if !same {
+                out.push(OutputChange { name, before, after: Some(&o.value), sensitive: o.sensitive || before.is_some_and(is_sealed) });
+            }
+        }
+        for (name, v) in &self.prior_outputs {
+            if !self.outputs.contains_key(name) {
+                out.push(OutputChange { name, before: Some(v), after: None, sensitive: is_sealed(v) });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(b.name));
+        out
+    }
+
+    /// The changes that delete or replace an object holding data.
+    pub fn data_losses(&self) -> impl Iterator<Item = &PlannedChange> {
+        self.changes.iter().filter(|c| c.loses_data && matches!(c.action, Action::Delete | Action::Replace))
     }
 
     /// A digest of what the plan would do, to check a saved plan still holds.

@@ -311,6 +311,7 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
                 deposed: false,
                 adopt,
                 sensitive: sensitive_names(schema),
+                loses_data: action == Action::Replace && prior.is_some_and(|p| holds_data(registry, p)),
             });
         }
     }
@@ -353,6 +354,7 @@ pub fn diff(def: &Definition, refreshed: &Refreshed, registry: &Registry, opts: 
         outputs: BTreeMap::new(),
         stale_intents,
         gone,
+        prior_outputs: state.outputs.clone(),
     };
     if !opts.targets.is_empty() {
         restrict_to_targets(&mut plan, &opts.targets);
@@ -387,7 +389,17 @@ fn delete_change(addr: &ResourceAddr, prior: &ResourceState, registry: &Registry
         deposed,
         adopt: false,
         sensitive: sensitive_names(schema),
+        // The deposed object of a replacement: its successor already exists.
+        loses_data: !deposed && holds_data(registry, prior),
     }
+}
+
+/// Whether the object recorded as `prior` holds data that goes with it: what
+/// a recovery point would snapshot (`recovery::stateful` decides the same).
+fn holds_data(registry: &Registry, prior: &ResourceState) -> bool {
+    registry
+        .recovery_for(&prior.type_name)
+        .is_some_and(|r| r.restore_attr(&prior.type_name).is_some() && r.is_stateful(&prior.type_name, &prior.inputs))
 }
 
 fn sensitive_names(schema: Option<&crate::schema::ResourceSchema>) -> Vec<String> {

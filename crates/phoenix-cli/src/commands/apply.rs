@@ -147,7 +147,9 @@ async fn execute(
         }
         return Ok(Exit::Ok);
     }
-    let lost = data_lost(&plan, &state, &env.registry);
+    // People just read the objects holding data in the plan's warning, right
+    // above the prompt; `--json` prints no plan, so it is said here.
+    let lost = if printer.json { data_lost(&plan, &state, &env.registry) } else { Vec::new() };
     if opts.yes {
         crate::confirm::warn_lost(&lost);
     } else {

@@ -15,7 +15,7 @@ use crate::exit::{Exit, Failure};
 use crate::printer::Printer;
 
 pub async fn run(cli: Cli) -> Exit {
-    let printer = Printer { json: cli.global.json };
+    let printer = Printer { json: cli.global.json, compact: cli.global.compact };
     let g = &cli.global;
     let result = match cli.command {
         Command::Validate { env } => inspect::validate(g, &printer, &env),

@@ -144,3 +144,57 @@ async fn computed_attributes_of_an_updated_resource_are_known_after_apply_unless
     let state = applied(&after, &state).await;
     assert_eq!(state.resources[&addr("b")].inputs["name"], json!("y"));
 }
+
+#[tokio::test]
+async fn deleting_or_replacing_an_object_that_holds_data_is_marked() {
+    let d = def(&[("disk", json!({"size": 1})), ("cache", json!({"size": 1, "stateful": false})), ("keep", json!({"name": "x"}))]);
+    let state = applied(&d, &empty_state()).await;
+    // disk is replaced (force-new size), cache too but it holds nothing, keep goes.
+    let after = def(&[("disk", json!({"size": 2})), ("cache", json!({"size": 2, "stateful": false}))]);
+    let plan = plan_of(&after, &state, PlanOptions::default()).await;
+    let lost: Vec<_> = plan.data_losses().map(|c| (c.addr.to_string(), c.action)).collect();
+    assert_eq!(lost, vec![("disk".into(), Action::Replace), ("keep".into(), Action::Delete)]);
+    // An update keeps the data.
+    let plan = plan_of(
+        &def(&[("keep", json!({"name": "y"}))]),
+        &applied(&def(&[("keep", json!({"name": "x"}))]), &empty_state()).await,
+        PlanOptions::default(),
+    )
+    .await;
+    assert_eq!(plan.data_losses().count(), 0);
+    // Saved plans from before the field existed still read.
+    let mut doc = serde_json::to_value(&plan).unwrap();
+    doc["changes"][0].as_object_mut().unwrap().remove("loses_data");
+    doc.as_object_mut().unwrap().remove("prior_outputs");
+    assert_eq!(serde_json::from_value::<Plan>(doc).unwrap().data_losses().count(), 0);
+}
+
+#[tokio::test]
+async fn output_changes_compare_with_what_state_recorded() {
+    let mut d = def(&[("a", json!({"name": "x"}))]);
+    let output = |value: Value, sensitive: bool| crate::definition::OutputConfig { value, sensitive, description: None };
+    d.outputs.insert("same".into(), output(json!("${a.name}"), false));
+    d.outputs.insert("secret".into(), output(json!("s3cr3t"), true));
+    d.outputs.insert("dropped".into(), output(json!(1), false));
+    let state = applied(&d, &empty_state()).await;
+    assert!(plan_of(&d, &state, PlanOptions::default()).await.output_changes().is_empty());
+
+    let mut d2 = def(&[("a", json!({"name": "y"}))]);
+    d2.outputs.insert("same".into(), output(json!("${a.name}"), false));
+    d2.outputs.insert("secret".into(), output(json!("other"), true));
+    d2.outputs.insert("id".into(), output(json!("${a.id}"), false));
+    let plan = plan_of(&d2, &state, PlanOptions::default()).await;
+    let changes: Vec<_> = plan.output_changes().into_iter().map(|c| (c.name, c.before.is_some(), c.after.is_some(), c.sensitive)).collect();
+    assert_eq!(
+        changes,
+        vec![("dropped", true, false, false), ("id", false, true, false), ("same", true, true, false), ("secret", true, true, true)]
+    );
+    // The redacted plan (what is shown and saved) agrees, and holds no clear secret.
+    let redacted = plan.redacted();
+    assert_eq!(redacted.output_changes().len(), 4);
+    assert!(!serde_json::to_string(&redacted).unwrap().contains("s3cr3t"));
+    // A destroy shows every output going.
+    let plan = plan_of(&d, &state, PlanOptions { destroy: true, ..Default::default() }).await;
+    assert!(plan.output_changes().iter().all(|c| c.after.is_none()));
+    assert_eq!(plan.output_changes().len(), 3);
+}
