@@ -285,12 +285,11 @@ pub fn state_failure(e: StateError) -> Failure {
 }
 
 /// API requests each provider has sent so far in this process.
-pub fn api_calls(registry: &Registry) -> serde_json::Value {
-    registry
-        .provider_names()
-        .filter_map(|n| registry.provider(n).map(|p| (n.to_string(), p.api_calls())))
-        .filter(|(_, c)| *c > 0)
-        .map(|(n, c)| (n, serde_json::Value::from(c)))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
+pub fn api_calls(registry: &Registry) -> std::collections::BTreeMap<String, u64> {
+    registry.provider_names().filter_map(|n| registry.provider(n).map(|p| (n.to_string(), p.api_calls()))).filter(|(_, c)| *c > 0).collect()
+}
+
+/// API request counts as people read them with `-v`: `{"aws":12}`.
+pub fn show_calls(calls: &std::collections::BTreeMap<String, u64>) -> String {
+    serde_json::to_string(calls).unwrap_or_default()
 }

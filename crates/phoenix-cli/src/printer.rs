@@ -1,5 +1,5 @@
 //! Everything the CLI prints for people: plans, summaries, notes and errors.
-//! Machine output (`--json`) is written by the commands as whole documents.
+//! Machine output (`--json`) is one [`Event`] per line, written by [`emit`] only.
 
 use std::io::Write;
 
@@ -7,9 +7,15 @@ use console::style;
 use phoenix_config::Diagnostics;
 use phoenix_core::plan::{Action, AttrChange, Plan, PlannedChange};
 use phoenix_core::value::{Value, is_known, is_sealed};
+use phoenix_engine::event::Event;
 
 /// Longest value shown in full in a plan; longer ones are shortened.
 const MAX_VALUE_CHARS: usize = 120;
+
+/// Writes one `--json` line: the only place the CLI writes machine output.
+pub fn emit(event: &Event) {
+    println!("{}", event.to_line());
+}
 
 #[derive(Debug, Clone)]
 pub struct Printer {
@@ -26,8 +32,7 @@ impl Printer {
 
     pub fn error(&self, err: &anyhow::Error) {
         if self.json {
-            let doc = serde_json::json!({"event": "error", "error": format!("{err:#}")});
-            println!("{doc}");
+            emit(&Event::Error { error: format!("{err:#}") });
         } else {
             eprintln!("{} {err:#}", style("error:").red().bold());
         }
@@ -35,8 +40,7 @@ impl Printer {
 
     pub fn diagnostics(&self, d: &Diagnostics) {
         if self.json {
-            let doc = serde_json::json!({"event": "invalid", "valid": false, "diagnostics": d.0});
-            println!("{doc}");
+            emit(&Event::Invalid { diagnostics: serde_json::to_value(&d.0).unwrap_or_default() });
         } else {
             let color = console::colors_enabled_stderr();
             eprint!("{}", d.render(color));

@@ -13,8 +13,9 @@ use crate::commands::plan::{check_saved_plan, make_plan, read_saved_plan};
 use crate::commands::recovery::{self, RestoreSpec};
 use crate::context;
 use crate::exit::{CmdResult, Exit, Failure};
-use crate::printer::Printer;
-use crate::progress::{Mode, Progress, json_event};
+use crate::printer::{Printer, emit};
+use crate::progress::{Mode, Progress};
+use phoenix_engine::event::{Event, FailedOperation};
 
 pub async fn up(
     g: &Global,
@@ -107,11 +108,14 @@ async fn execute(
         env.preflight(printer, &state).await?;
     }
     if printer.json {
-        json_event(serde_json::json!({
-            "event": "run_started", "run_id": run_id, "operation": operation,
-            "environment": env.loaded.name, "instance": env.loaded.instance,
-            "state": env.store().await?.location(), "expires_at": state.expires_at,
-        }));
+        emit(&Event::RunStarted {
+            run_id: run_id.clone(),
+            operation: operation.to_string(),
+            environment: env.loaded.name.clone(),
+            instance: env.loaded.instance.clone(),
+            state: env.store().await?.location(),
+            expires_at: state.expires_at,
+        });
     }
     let (plan, restored) = match &extras.restore {
         Some(spec) => recovery::plan(&env, &state, spec).await?,
@@ -122,13 +126,7 @@ async fn execute(
         check_saved_plan(path, saved_plan, &plan)?;
     }
     if printer.json {
-        let changes: Vec<_> = plan
-            .changes
-            .iter()
-            .filter(|c| c.action != phoenix_core::plan::Action::NoOp || c.adopt)
-            .map(|c| serde_json::json!({"addr": c.addr, "type": c.type_name, "action": c.action, "adopt": c.adopt}))
-            .collect();
-        json_event(serde_json::json!({"event": "plan", "summary": plan.summary(), "changes": changes, "api_calls": refresh_calls}));
+        emit(&Event::plan(&plan, refresh_calls.clone()));
     } else {
         printer.plan(&plan);
     }
@@ -141,9 +139,25 @@ async fn execute(
             super::outputs::write_file(&env.project.root.join(path), &state.outputs)?;
         }
         if printer.json {
-            json_event(
-                serde_json::json!({"event": "run_finished", "run_id": run_id, "success": true, "changes": 0, "outputs": visible_outputs(&state.outputs)}),
-            );
+            // The same shape as after work: nothing failed, nothing was written.
+            emit(&Event::RunFinished {
+                run_id,
+                success: true,
+                interrupted: false,
+                created: 0,
+                updated: 0,
+                deleted: 0,
+                failed: Vec::new(),
+                skipped: 0,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+                outputs: visible_outputs(&state.outputs),
+                state_serial: state.serial,
+                state_bytes_written: 0,
+                state_requests: 0,
+                resources: state.resources.len(),
+                api_calls: context::api_calls(&env.registry),
+                refresh_api_calls: refresh_calls,
+            });
         }
         return Ok(Exit::Ok);
     }
@@ -183,24 +197,37 @@ async fn execute(
 
     let counts = count(&report);
     if printer.json {
-        let failed: Vec<_> = report
+        let failed = report
             .results
             .iter()
             .filter_map(|r| match &r.outcome {
-                Outcome::Failed { error } => {
-                    Some(serde_json::json!({"addr": r.addr, "op": r.op, "error": error.message, "error_kind": error.kind}))
-                }
+                Outcome::Failed { error } => Some(FailedOperation {
+                    addr: r.addr.to_string(),
+                    action: r.op.into(),
+                    error: error.message.clone(),
+                    error_kind: error.kind.into(),
+                }),
                 _ => None,
             })
             .collect();
-        json_event(serde_json::json!({
-            "event": "run_finished", "run_id": run_id, "success": report.is_success(), "interrupted": report.interrupted,
-            "created": counts.0, "updated": counts.1, "destroyed": counts.2, "failed": failed, "skipped": report.skipped(),
-            "elapsed_ms": report.elapsed_ms, "outputs": visible_outputs(&final_state.outputs),
-            "state_serial": final_state.serial, "state_bytes_written": bytes, "state_requests": state_requests,
-            "resources": final_state.resources.len(),
-            "api_calls": context::api_calls(&env.registry), "refresh_api_calls": refresh_calls,
-        }));
+        emit(&Event::RunFinished {
+            run_id,
+            success: report.is_success(),
+            interrupted: report.interrupted,
+            created: counts.0,
+            updated: counts.1,
+            deleted: counts.2,
+            failed,
+            skipped: report.skipped(),
+            elapsed_ms: report.elapsed_ms,
+            outputs: visible_outputs(&final_state.outputs),
+            state_serial: final_state.serial,
+            state_bytes_written: bytes,
+            state_requests,
+            resources: final_state.resources.len(),
+            api_calls: context::api_calls(&env.registry),
+            refresh_api_calls: refresh_calls,
+        });
     } else {
         print_summary(&report, counts, destroy);
         if !destroy && report.is_success() && !final_state.outputs.is_empty() {
@@ -211,7 +238,11 @@ async fn execute(
         }
         if g.verbose > 0 {
             println!("state: serial {}, {} bytes written this run", final_state.serial, bytes);
-            println!("API calls: {} in all, {} of them to refresh", context::api_calls(&env.registry), refresh_calls);
+            println!(
+                "API calls: {} in all, {} of them to refresh",
+                context::show_calls(&context::api_calls(&env.registry)),
+                context::show_calls(&refresh_calls)
+            );
         }
     }
     if let Some(path) = extras.outputs_file
@@ -311,12 +342,13 @@ fn print_summary(report: &ApplyReport, (created, updated, destroyed): (usize, us
     println!("State was saved; run the command again to continue.");
 }
 
-fn visible_outputs(outputs: &std::collections::BTreeMap<String, serde_json::Value>) -> serde_json::Value {
+fn visible_outputs(
+    outputs: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
     outputs
         .iter()
         .map(|(k, v)| (k.clone(), if is_sealed(v) { serde_json::Value::String("(sensitive)".into()) } else { v.clone() }))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
+        .collect()
 }
 
 /// The data-holding objects (volumes, databases, stateful instances) the plan

@@ -33,8 +33,8 @@ use phoenix_state::StoredState;
 use crate::args::{ApplyArgs, EnvArgs, Global, LockArgs};
 use crate::context::{self, Env};
 use crate::exit::{CmdResult, Exit, Failure};
-use crate::printer::Printer;
-use crate::progress::json_event;
+use crate::printer::{Printer, emit};
+use phoenix_engine::event::{Event, InstanceInfo};
 
 /// Loads an environment without an instance (its state root and providers).
 fn load_env(g: &Global, printer: &Printer, name: &str) -> Result<Env, Failure> {
@@ -68,23 +68,22 @@ pub async fn instances(g: &Global, printer: &Printer, env_name: &str) -> CmdResu
     let states = root.list(Some(&env.loaded.name)).await.map_err(context::state_failure)?;
     let now = chrono::Utc::now();
     if printer.json {
-        let list: Vec<_> = states
+        let instances = states
             .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "instance": s.doc.instance, "resources": s.doc.resources.len(), "serial": s.doc.serial,
-                    "created_at": s.doc.created_at, "updated_at": s.doc.updated_at, "expires_at": s.doc.expires_at,
-                    "expired": s.doc.expires_at.is_some_and(|t| t <= now),
-                    "age_secs": s.doc.created_at.map(|c| (now - c).num_seconds()),
-                    "pending": s.doc.pending.len(),
-                    "locked_by": s.lock.as_ref().filter(|l| l.live).map(|l| l.info.to_string()),
-                })
+            .map(|s| InstanceInfo {
+                instance: s.doc.instance.clone(),
+                resources: s.doc.resources.len(),
+                serial: s.doc.serial,
+                created_at: s.doc.created_at,
+                updated_at: s.doc.updated_at,
+                expires_at: s.doc.expires_at,
+                expired: s.doc.expires_at.is_some_and(|t| t <= now),
+                age_secs: s.doc.created_at.map(|c| (now - c).num_seconds()),
+                pending: s.doc.pending.len(),
+                locked_by: s.lock.as_ref().filter(|l| l.live).map(|l| l.info.to_string()),
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({"event": "instances", "environment": env.loaded.name, "state": root.location(), "instances": list})
-        );
+        emit(&Event::Instances { environment: env.loaded.name.clone(), state: root.location(), instances });
         return Ok(Exit::Ok);
     }
     if states.is_empty() {
@@ -141,8 +140,13 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
         let who = context_key(env_name, s.doc.instance.as_deref());
         let due = s.doc.expires_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();
         if printer.json {
-            json_event(serde_json::json!({"event": "gc_expired", "environment": env_name, "instance": s.doc.instance,
-                "expires_at": s.doc.expires_at, "resources": s.doc.resources.len(), "dry_run": dry_run}));
+            emit(&Event::GcExpired {
+                environment: env_name.clone(),
+                instance: s.doc.instance.clone(),
+                expires_at: s.doc.expires_at,
+                resources: s.doc.resources.len(),
+                dry_run,
+            });
         } else {
             println!(
                 "{} {who}: expired at {due}, {} resource(s)",
@@ -239,9 +243,16 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
         let o = &l.object;
         let id = o.outputs.get("id").and_then(Value::as_str).unwrap_or_default();
         if printer.json {
-            json_event(serde_json::json!({"event": "gc_leak", "type": o.type_name, "id": id, "environment": l.environment,
-                "instance": o.ownership.instance, "resource": o.ownership.resource, "lineage": o.ownership.lineage,
-                "expires_at": o.ownership.expires_at, "dry_run": dry_run || !yes}));
+            emit(&Event::GcLeak {
+                resource_type: o.type_name.clone(),
+                id: id.to_string(),
+                environment: l.environment.clone(),
+                instance: o.ownership.instance.clone(),
+                resource: o.ownership.resource.to_string(),
+                lineage: o.ownership.lineage.clone(),
+                expires_at: o.ownership.expires_at,
+                dry_run: dry_run || !yes,
+            });
         } else {
             println!(
                 "{} {} {id}  ({}, resource {}, lineage {}) is in no state",
@@ -255,15 +266,20 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
     }
     let mut destroyed = 0usize;
     if !leaks.is_empty() && !dry_run && (yes || confirm(&format!("destroy {} leaked object(s)", leaks.len()))?) {
-        let (ok, failed) = destroy_leaks(&leaks, &registries).await;
+        let (ok, failed) = destroy_leaks(&leaks, &registries, printer).await;
         destroyed = ok;
         failures += failed;
     }
     if printer.json {
-        json_event(
-            serde_json::json!({"event": "gc_finished", "expired": expired.len(), "leaks": leaks.len(), "destroyed_leaks": destroyed,
-            "left_alone": left_alone, "unsupported_types": unsupported, "failures": failures, "dry_run": dry_run}),
-        );
+        emit(&Event::GcFinished {
+            expired: expired.len(),
+            leaks: leaks.len(),
+            deleted_leaks: destroyed,
+            left_alone,
+            unsupported_types: unsupported.into_iter().collect(),
+            failures,
+            dry_run,
+        });
     } else {
         println!(
             "gc: {} expired instance(s), {} leaked object(s){}{}.",
@@ -327,7 +343,11 @@ fn configured_providers(env: &Env) -> Result<Vec<(String, Arc<phoenix_core::prov
 
 /// Deletes leaks type by type, dependents first (the reverse of the order a
 /// provider declares its types in), each type's objects in parallel.
-async fn destroy_leaks(leaks: &[Leak], registries: &BTreeMap<String, Arc<phoenix_core::provider::Registry>>) -> (usize, usize) {
+async fn destroy_leaks(
+    leaks: &[Leak],
+    registries: &BTreeMap<String, Arc<phoenix_core::provider::Registry>>,
+    printer: &Printer,
+) -> (usize, usize) {
     let mut by_type: BTreeMap<&str, Vec<&Leak>> = BTreeMap::new();
     for l in leaks {
         by_type.entry(l.object.type_name.as_str()).or_default().push(l);
@@ -368,11 +388,19 @@ async fn destroy_leaks(leaks: &[Leak], registries: &BTreeMap<String, Arc<phoenix
             match result {
                 Ok(()) => {
                     ok += 1;
-                    println!("{} {t} {id}", style("destroyed leak").green());
+                    if printer.json {
+                        emit(&Event::GcLeakDeleted { resource_type: t, id });
+                    } else {
+                        println!("{} {t} {id}", style("destroyed leak").green());
+                    }
                 }
                 Err(e) => {
                     failed += 1;
-                    eprintln!("{} {t} {id}: {}", style("could not destroy leak").red().bold(), e.message);
+                    if printer.json {
+                        emit(&Event::GcLeakDeleteFailed { resource_type: t, id, error: e.message });
+                    } else {
+                        eprintln!("{} {t} {id}: {}", style("could not destroy leak").red().bold(), e.message);
+                    }
                 }
             }
         }

@@ -11,16 +11,14 @@ use crate::args::{EnvArgs, Global, LockArgs};
 use crate::commands::plan::refresh_and_plan;
 use crate::context;
 use crate::exit::{CmdResult, Exit, Failure};
-use crate::printer::Printer;
+use crate::printer::{Printer, emit};
+use phoenix_engine::event::{Event, RenderedTemplate, StateEntry, StatusResource};
 
 pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     let env = context::load(g, printer, args)?;
     let def = &env.loaded.definition;
     if printer.json {
-        println!(
-            "{}",
-            serde_json::json!({"event": "valid", "valid": true, "resources": def.resources.len(), "outputs": def.outputs.len()})
-        );
+        emit(&Event::Valid { resources: def.resources.len(), outputs: def.outputs.len() });
     } else {
         println!(
             "{} {} is valid: {} resources, {} outputs.",
@@ -39,9 +37,12 @@ pub fn render(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     let loaded = context::load_definition(&project, printer, &args.env, &opts)?;
     let secrets = sensitive_values(&loaded.definition, &context::registry());
     if printer.json {
-        let templates: Vec<_> =
-            loaded.rendered.iter().map(|r| serde_json::json!({"template": r.template.name, "output": mask(&r.output, &secrets)})).collect();
-        println!("{}", serde_json::json!({"event": "rendered", "templates": templates}));
+        let templates = loaded
+            .rendered
+            .iter()
+            .map(|r| RenderedTemplate { template: r.template.name.to_string(), output: mask(&r.output, &secrets) })
+            .collect();
+        emit(&Event::Rendered { templates });
     } else {
         print!("{}", mask(&loaded.rendered_text(), &secrets));
     }
@@ -108,26 +109,29 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
     }
     let holder = env.store().await?.lock_holder().await.ok().flatten().map(|s| (s.info, s.live));
     if printer.json {
-        let resources: Vec<_> = state
+        let resources = state
             .resources
             .iter()
-            .map(|(a, r)| {
-                serde_json::json!({
-                    "addr": a, "type": r.type_name, "id": r.outputs.get("id"), "tainted": r.tainted,
-                    "status": live.as_ref().and_then(|l| l.get(a)).copied(),
-                    "highlights": highlights(&env, r).into_iter().collect::<serde_json::Map<_, _>>(),
-                })
+            .map(|(a, r)| StatusResource {
+                addr: a.to_string(),
+                resource_type: r.type_name.clone(),
+                id: r.outputs.get("id").cloned(),
+                tainted: r.tainted,
+                status: live.as_ref().and_then(|l| l.get(a)).map(|s| s.to_string()),
+                highlights: highlights(&env, r).into_iter().collect(),
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "event": "status", "environment": env.loaded.name, "instance": env.loaded.instance, "serial": state.serial,
-                "lineage": state.lineage, "updated_at": state.updated_at, "resources": resources,
-                "declared": env.loaded.definition.resources.len(), "pending": state.pending.keys().collect::<Vec<_>>(),
-                "locked_by": holder.as_ref().filter(|(_, live)| *live).map(|(i, _)| i.to_string()),
-            })
-        );
+        emit(&Event::Status {
+            environment: env.loaded.name.clone(),
+            instance: env.loaded.instance.clone(),
+            serial: state.serial,
+            lineage: state.lineage.clone(),
+            updated_at: state.updated_at,
+            resources,
+            declared: env.loaded.definition.resources.len(),
+            pending: state.pending.keys().map(ToString::to_string).collect(),
+            locked_by: holder.as_ref().filter(|(_, live)| *live).map(|(i, _)| i.to_string()),
+        });
         return Ok(Exit::Ok);
     }
     println!(
@@ -198,7 +202,7 @@ pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<
                 )
             })?;
             if printer.json {
-                println!("{}", shown(v));
+                emit(&Event::Output { name: n.to_string(), value: shown(v) });
             } else {
                 match shown(v) {
                     serde_json::Value::String(s) => println!("{s}"),
@@ -208,8 +212,7 @@ pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<
         }
         None => {
             if printer.json {
-                let m: serde_json::Map<_, _> = state.outputs.iter().map(|(k, v)| (k.clone(), shown(v))).collect();
-                println!("{}", serde_json::Value::Object(m));
+                emit(&Event::Outputs { outputs: state.outputs.iter().map(|(k, v)| (k.clone(), shown(v))).collect() });
             } else {
                 for (k, v) in &state.outputs {
                     println!("{k} = {}", shown(v));
@@ -232,7 +235,12 @@ pub async fn unlock(g: &Global, printer: &Printer, args: &EnvArgs, force: bool) 
         let lease = status.lease_expires_at.map(|t| format!(", lease until {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
         eprintln!("Lock of {} ({state}): {}{}", env.loaded.state_key(), status.info, lease.unwrap_or_default());
     }
-    match store.unlock(force).await.map_err(context::state_failure)? {
+    let released = store.unlock(force).await.map_err(context::state_failure)?;
+    if printer.json {
+        emit(&Event::Unlocked { released: released.map(|i| i.to_string()) });
+        return Ok(Exit::Ok);
+    }
+    match released {
         Some(info) => println!("Released the lock left by {info}."),
         None => println!("{} is not locked.", env.loaded.state_key()),
     }
@@ -243,8 +251,9 @@ pub async fn state_list(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdRes
     let env = context::load(g, printer, args)?;
     let state = env.read_state().await?;
     if printer.json {
-        let list: Vec<_> = state.resources.iter().map(|(a, r)| serde_json::json!({"addr": a, "type": r.type_name})).collect();
-        println!("{}", serde_json::Value::Array(list));
+        let resources =
+            state.resources.iter().map(|(a, r)| StateEntry { addr: a.to_string(), resource_type: r.type_name.clone() }).collect();
+        emit(&Event::StateList { resources });
     } else {
         for (a, r) in &state.resources {
             println!("{a}\t{}", r.type_name);
@@ -258,6 +267,10 @@ pub async fn state_show(g: &Global, printer: &Printer, args: &EnvArgs, resource:
     let state = env.read_state().await?;
     let addr = ResourceAddr::new_unchecked(resource);
     let r = state.resources.get(&addr).ok_or_else(|| anyhow!("`{resource}` is not in the state of {}", env.loaded.state_key()))?;
+    if printer.json {
+        emit(&Event::StateResource { addr: addr.to_string(), resource: serde_json::to_value(r)? });
+        return Ok(Exit::Ok);
+    }
     println!("{}", serde_json::to_string_pretty(&serde_json::json!({"addr": addr, "resource": r}))?);
     Ok(Exit::Ok)
 }
@@ -278,7 +291,11 @@ pub async fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: 
         crate::confirm::ask(&format!("forget {names} (the objects keep existing, unmanaged)"), &[])?;
     }
     let written = guard.write(&state).await.map_err(context::state_failure)?;
-    println!("Removed {} resource(s) from state (serial {}).", removed.len(), written.serial);
+    if printer.json {
+        emit(&Event::StateRemoved { removed: removed.iter().map(ToString::to_string).collect(), serial: written.serial });
+    } else {
+        println!("Removed {} resource(s) from state (serial {}).", removed.len(), written.serial);
+    }
     Ok(Exit::Ok)
 }
 
@@ -318,7 +335,11 @@ pub async fn state_mv(g: &Global, printer: &Printer, args: &EnvArgs, source: &st
         }
     }
     let written = guard.write(&state).await.map_err(context::state_failure)?;
-    println!("Moved {source} to {destination} in the state of {key} (serial {}).", written.serial);
+    if printer.json {
+        emit(&Event::StateMoved { from: source.to_string(), to: destination.to_string(), serial: written.serial });
+    } else {
+        println!("Moved {source} to {destination} in the state of {key} (serial {}).", written.serial);
+    }
     Ok(Exit::Ok)
 }
 
@@ -356,9 +377,18 @@ pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &st
     let journal = guard.journal(state).await.map_err(context::state_failure)?;
     journal.record(JournalRecord::Put { addr: addr.clone(), resource: resource_state }).await.map_err(|e| anyhow!("{e}"))?;
     let written = journal.finish().await.map_err(context::state_failure)?;
-    println!(
-        "Imported {id} as {resource} ({}); state serial {}. Run `phoenix plan {}` to see how it differs from the definition.",
-        config.type_name, written.serial, args.env
-    );
+    if printer.json {
+        emit(&Event::Imported {
+            addr: resource.to_string(),
+            resource_type: config.type_name.clone(),
+            id: id.to_string(),
+            serial: written.serial,
+        });
+    } else {
+        println!(
+            "Imported {id} as {resource} ({}); state serial {}. Run `phoenix plan {}` to see how it differs from the definition.",
+            config.type_name, written.serial, args.env
+        );
+    }
     Ok(Exit::Ok)
 }

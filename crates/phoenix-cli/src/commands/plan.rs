@@ -12,7 +12,8 @@ use phoenix_core::state::StateDoc;
 use crate::args::{EnvArgs, Global, Scope};
 use crate::context::{self, Env};
 use crate::exit::{CmdResult, Exit, Failure};
-use crate::printer::Printer;
+use crate::printer::{Printer, emit};
+use phoenix_engine::event::Event;
 
 /// Refreshes state through the providers and diffs the definition against it;
 /// a plan that would destroy a resource declared with `prevent_destroy` fails.
@@ -133,17 +134,14 @@ pub async fn plan(
         save_plan(&plan, path)?;
     }
     if printer.json {
-        let doc = serde_json::json!({
-            "event": "plan",
-            "plan": plan.redacted(),
-            "summary": plan.summary(),
-            "api_calls": calls,
-        });
-        println!("{doc}");
+        emit(&Event::plan(&plan, calls));
+        if let Some(path) = &out {
+            emit(&Event::PlanSaved { path: path.display().to_string() });
+        }
     } else {
         printer.plan(&plan);
         if g.verbose > 0 {
-            eprintln!("API calls: {calls}");
+            eprintln!("API calls: {}", context::show_calls(&calls));
         }
         if let Some(path) = &out {
             println!("\nSaved the plan to {}. Apply exactly it with: phoenix up {} --plan {}", path.display(), args.env, path.display());
@@ -199,8 +197,8 @@ pub fn show(g: &Global, printer: &Printer, path: &Path) -> CmdResult {
     let path = context::project(g)?.root.join(path);
     let plan = read_saved_plan(&path)?;
     if printer.json {
-        // Saved plans are already redacted; redacting again keeps that true of any file.
-        println!("{}", serde_json::to_string(&plan.redacted())?);
+        // Saved plans are already redacted; the event redacts again, which keeps that true of any file.
+        emit(&Event::plan(&plan, Default::default()));
         return Ok(Exit::Ok);
     }
     let instance = plan.instance.as_ref().map(|i| format!(" --instance {i}")).unwrap_or_default();

@@ -24,8 +24,8 @@ use phoenix_state::RecoveryStore;
 use crate::args::{ApplyArgs, EnvArgs, Global, TakeArgs};
 use crate::context::{self, Env};
 use crate::exit::{CmdResult, Exit, Failure};
-use crate::printer::Printer;
-use crate::progress::json_event;
+use crate::printer::{Printer, emit};
+use phoenix_engine::event::Event;
 
 fn fail(e: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Error, anyhow!("{e}"))
@@ -35,7 +35,7 @@ fn fail(e: impl std::fmt::Display) -> Failure {
 fn log_sink(json: bool) -> LogSink {
     Arc::new(move |addr: &ResourceAddr, line: &str| {
         if json {
-            json_event(serde_json::json!({"event": "log", "addr": addr, "line": line}));
+            emit(&Event::Log { addr: addr.to_string(), line: line.to_string() });
         } else {
             eprintln!("  {} {line}", style(format!("{addr}:")).dim());
         }
@@ -99,10 +99,12 @@ pub async fn take(g: &Global, printer: &Printer, t: &TakeArgs) -> CmdResult {
         None => Vec::new(),
     };
     if printer.json {
-        json_event(
-            serde_json::json!({"event": "snapshot_finished", "point": summary(&point), "removed": removed, "store": store.location(),
-                "api_calls": context::api_calls(&env.registry)}),
-        );
+        emit(&Event::SnapshotFinished {
+            point: (&point).into(),
+            removed,
+            store: store.location(),
+            api_calls: context::api_calls(&env.registry),
+        });
     } else {
         show(&point);
         println!("Recovery point {} taken in {:.1}s; stored at {}.", style(&id).bold(), point.took_ms as f64 / 1000.0, store.location());
@@ -186,14 +188,6 @@ async fn retain(env: &Env, store: &dyn RecoveryStore, keep: usize, printer: &Pri
     Ok(removed)
 }
 
-fn summary(p: &RecoveryPoint) -> serde_json::Value {
-    serde_json::json!({
-        "id": p.id, "environment": p.environment, "instance": p.instance, "created_at": p.created_at,
-        "took_ms": p.took_ms, "serial": p.serial, "resources": p.definition.resources.len(),
-        "snapshots": p.snapshots, "regions": p.copied_regions(),
-    })
-}
-
 fn show(p: &RecoveryPoint) {
     println!(
         "{} of {} at {} (state serial {}, {} resources, {} snapshot(s))",
@@ -223,7 +217,7 @@ pub async fn list(g: &Global, printer: &Printer, env: &str) -> CmdResult {
     let (env, store) = store_of(g, printer, env).await?;
     let points = store.list(&env.loaded.name).await.map_err(fail)?;
     if printer.json {
-        println!("{}", serde_json::json!({"event": "recovery_points", "points": points.iter().map(summary).collect::<Vec<_>>()}));
+        emit(&Event::RecoveryPoints { points: points.iter().map(Into::into).collect() });
     } else if points.is_empty() {
         println!("No recovery points of {} (take one with `phoenix snapshot {}`).", env.loaded.name, env.loaded.name);
     } else {
@@ -255,7 +249,7 @@ pub async fn show_point(g: &Global, printer: &Printer, env: &str, id: &str) -> C
     let (env, store) = store_of(g, printer, env).await?;
     let point = find(store.as_ref(), &env.loaded.name, id).await?;
     if printer.json {
-        println!("{}", serde_json::json!({"event": "recovery_point", "point": summary(&point), "variables": point.variables}));
+        emit(&Event::RecoveryPoint { point: (&point).into(), variables: point.variables.clone() });
     } else {
         show(&point);
     }
@@ -276,7 +270,7 @@ pub async fn delete(g: &Global, printer: &Printer, env: &str, id: &str, yes: boo
     }
     store.delete(&env.loaded.name, id).await.map_err(fail)?;
     if printer.json {
-        println!("{}", serde_json::json!({"event": "recovery_point_deleted", "id": id, "snapshots": point.snapshots.len()}));
+        emit(&Event::RecoveryPointDeleted { id: id.to_string(), snapshots: point.snapshots.len() });
     } else {
         println!("Deleted recovery point {id} and its {} snapshot(s).", point.snapshots.len());
     }
@@ -460,10 +454,14 @@ pub async fn plan(env: &Env, state: &StateDoc, spec: &RestoreSpec) -> Result<(Pl
 /// The final report of a restore.
 pub fn report(printer: &Printer, spec: &RestoreSpec, restored: &[Restored], recovery_ms: u128, env: &Env) {
     if printer.json {
-        json_event(serde_json::json!({
-            "event": "restore_finished", "point": spec.point.id, "environment": env.loaded.name,
-            "instance": env.loaded.instance, "region": spec.region, "recovery_time_ms": recovery_ms, "restored": restored,
-        }));
+        emit(&Event::RestoreFinished {
+            point: spec.point.id.clone(),
+            environment: env.loaded.name.clone(),
+            instance: env.loaded.instance.clone(),
+            region: spec.region.clone(),
+            recovery_time_ms: recovery_ms as u64,
+            restored: restored.iter().map(Into::into).collect(),
+        });
         return;
     }
     println!(

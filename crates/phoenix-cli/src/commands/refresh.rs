@@ -11,7 +11,8 @@ use crate::args::{EnvArgs, Global, LockArgs};
 use crate::commands::plan::refresh_failure;
 use crate::context;
 use crate::exit::{CmdResult, Exit};
-use crate::printer::{Printer, show_value};
+use crate::printer::{Printer, emit, show_value};
+use phoenix_engine::event::{DriftedAttr, Event};
 
 /// One attribute that differs between state and reality.
 struct Drift {
@@ -34,23 +35,24 @@ pub async fn refresh(g: &Global, printer: &Printer, args: &EnvArgs, lock: &LockA
     let changed = new_state.resources != state.resources || new_state.pending != state.pending;
     let serial = if changed { guard.write(&new_state).await.map_err(context::state_failure)?.serial } else { state.serial };
     if printer.json {
-        let drifted: serde_json::Map<String, serde_json::Value> = drift
+        let drifted = drift
             .iter()
             .map(|(a, d)| {
-                let attrs: serde_json::Map<_, _> =
-                    d.iter().map(|x| (x.attr.clone(), serde_json::json!({"before": shown(&x.before), "after": shown(&x.after)}))).collect();
-                (a.to_string(), attrs.into())
+                let attrs = d.iter().map(|x| (x.attr.clone(), DriftedAttr { before: shown(&x.before), after: shown(&x.after) })).collect();
+                (a.to_string(), attrs)
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "event": "refreshed", "environment": env.loaded.name, "instance": env.loaded.instance,
-                "resources": new_state.resources.len(), "drifted": drifted, "gone": refreshed.gone,
-                "adopted": refreshed.adopted, "state_changed": changed, "serial": serial,
-                "api_calls": context::api_calls(&env.registry),
-            })
-        );
+        emit(&Event::Refreshed {
+            environment: env.loaded.name.clone(),
+            instance: env.loaded.instance.clone(),
+            resources: new_state.resources.len(),
+            drifted,
+            gone: refreshed.gone.iter().map(ToString::to_string).collect(),
+            adopted: refreshed.adopted.iter().map(ToString::to_string).collect(),
+            state_changed: changed,
+            serial,
+            api_calls: context::api_calls(&env.registry),
+        });
         return Ok(Exit::Ok);
     }
     let key = env.loaded.state_key();
