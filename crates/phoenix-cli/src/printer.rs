@@ -22,6 +22,22 @@ pub struct Printer {
     pub json: bool,
 }
 
+/// The engine's events: written as lines with `--json`, else the few that
+/// people see as they happen (the rest are rendered from the final reports);
+/// its notes go to people only.
+impl phoenix_engine::report::Reporter for Printer {
+    fn event(&self, event: &Event) {
+        if self.json {
+            emit(event);
+        } else {
+            render_event(event);
+        }
+    }
+    fn note(&self, text: &str) {
+        Printer::note(self, text);
+    }
+}
+
 impl Printer {
     /// A diagnostic-free note for people (stderr, so stdout stays clean for pipes).
     pub fn note(&self, msg: &str) {
@@ -139,4 +155,51 @@ pub fn show_value(v: &Value) -> String {
         text
     };
     if is_known(v) { text } else { format!("{text} {}", style("(known after apply)").dim()) }
+}
+
+/// An event a workflow reports mid-way, as people read it.
+fn render_event(event: &Event) {
+    let who = |env: &str, instance: &Option<String>| match instance {
+        Some(i) => format!("{env} --instance {i}"),
+        None => env.to_string(),
+    };
+    match event {
+        Event::Error { error } => eprintln!("{} {error}", style("error:").red().bold()),
+        Event::SnapshotStarted { id, environment, snapshots } => {
+            eprintln!("Taking recovery point {} of {environment}: {snapshots} snapshot(s)", style(id).bold());
+        }
+        Event::Log { addr, line } => eprintln!("  {} {line}", style(format!("{addr}:")).dim()),
+        Event::GcExpired { environment, instance, expires_at, resources, dry_run } => {
+            let due = expires_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();
+            println!(
+                "{} {}: expired at {due}, {resources} resource(s)",
+                style(if *dry_run { "would destroy" } else { "destroying" }).bold(),
+                who(environment, instance)
+            );
+        }
+        Event::GcLeak { resource_type, id, environment, instance, resource, lineage, .. } => println!(
+            "{} {resource_type} {id}  ({}, resource {resource}, lineage {lineage}) is in no state",
+            style("leak:").yellow().bold(),
+            who(environment, instance)
+        ),
+        Event::GcLeakDeleted { resource_type, id } => println!("{} {resource_type} {id}", style("destroyed leak").green()),
+        Event::GcLeakDeleteFailed { resource_type, id, error } => {
+            eprintln!("{} {resource_type} {id}: {error}", style("could not destroy leak").red().bold());
+        }
+        Event::GcFinished { expired, leaks, deleted_leaks, left_alone, unsupported_types, dry_run, .. } => {
+            println!(
+                "gc: {expired} expired instance(s), {leaks} leaked object(s){}{}.",
+                if *dry_run { " (dry run: nothing was changed)".to_string() } else { format!(", {deleted_leaks} destroyed") },
+                if *left_alone > 0 {
+                    format!("; {left_alone} tagged object(s) of runs in progress or other environments left alone")
+                } else {
+                    String::new()
+                }
+            );
+            if !unsupported_types.is_empty() {
+                println!("not swept (the provider cannot list them yet): {}", unsupported_types.join(", "));
+            }
+        }
+        _ => {}
+    }
 }

@@ -3,19 +3,19 @@
 use anyhow::anyhow;
 use console::style;
 use phoenix_core::ResourceAddr;
-use phoenix_core::schema::closest;
 use phoenix_core::validate::dependency_graph;
 use phoenix_core::value::is_sealed;
 
 use crate::args::{EnvArgs, Global, LockArgs};
-use crate::commands::plan::refresh_and_plan;
 use crate::context;
-use crate::exit::{CmdResult, Exit, Failure};
+use crate::exit::{CmdResult, Exit};
 use crate::printer::{Printer, emit};
 use phoenix_engine::event::{Event, RenderedTemplate, StateEntry, StatusResource};
+use phoenix_engine::plan::refresh_and_plan;
+use phoenix_engine::surgery;
 
 pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
-    let env = context::load(g, printer, args)?;
+    let env = context::load(g, args)?;
     let def = &env.loaded.definition;
     if printer.json {
         emit(&Event::Valid { resources: def.resources.len(), outputs: def.outputs.len() });
@@ -34,7 +34,7 @@ pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
 pub fn render(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     let project = context::project(g)?;
     let opts = args.load_options();
-    let loaded = context::load_definition(&project, printer, &args.env, &opts)?;
+    let loaded = context::load_definition(&project, &args.env, &opts)?;
     let secrets = sensitive_values(&loaded.definition, &context::registry());
     if printer.json {
         let templates = loaded
@@ -73,8 +73,8 @@ fn mask(text: &str, secrets: &[String]) -> String {
     secrets.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "(sensitive)"))
 }
 
-pub fn graph(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
-    let env = context::load(g, printer, args)?;
+pub fn graph(g: &Global, _printer: &Printer, args: &EnvArgs) -> CmdResult {
+    let env = context::load(g, args)?;
     let def = &env.loaded.definition;
     let dag = dependency_graph(def);
     let label = |a: &ResourceAddr| format!("{a}\\n{}", def.resources.get(a).map(|r| r.type_name.as_str()).unwrap_or(""));
@@ -83,12 +83,12 @@ pub fn graph(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
 }
 
 pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool) -> CmdResult {
-    let env = context::load(g, printer, args)?;
+    let env = context::load(g, args)?;
     let mut state = env.read_state().await?;
     let mut live: Option<std::collections::BTreeMap<ResourceAddr, &'static str>> = None;
     if refresh {
-        env.configure_providers(printer, &state)?;
-        let (read, plan) = refresh_and_plan(&env, &state, false, &crate::args::Scope::default()).await?;
+        env.configure_providers(&state)?;
+        let (read, plan) = refresh_and_plan(&env, &state, false, &Default::default()).await?;
         // Show what the providers read now (DNS names, healthy targets, instance counts), not the last run's values.
         state = read;
         live = Some(
@@ -188,8 +188,8 @@ fn highlights(env: &context::Env, r: &phoenix_core::state::ResourceState) -> Vec
 pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<&str>) -> CmdResult {
     let project = context::project(g)?;
     let opts = args.load_options();
-    let loaded = context::load_definition(&project, printer, &args.env, &opts)?;
-    let env = context::Env { project, loaded, registry: context::registry() };
+    let loaded = context::load_definition(&project, &args.env, &opts)?;
+    let env = context::env_of(project, loaded);
     let state = env.read_state().await?;
     let shown = |v: &serde_json::Value| if is_sealed(v) { serde_json::Value::String("(sensitive)".into()) } else { v.clone() };
     match name {
@@ -226,8 +226,8 @@ pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<
 pub async fn unlock(g: &Global, printer: &Printer, args: &EnvArgs, force: bool) -> CmdResult {
     let project = context::project(g)?;
     let opts = args.load_options();
-    let loaded = context::load_definition(&project, printer, &args.env, &opts)?;
-    let env = context::Env { project, loaded, registry: context::registry() };
+    let loaded = context::load_definition(&project, &args.env, &opts)?;
+    let env = context::env_of(project, loaded);
     let store = env.store().await?;
     // Show who holds it first, whatever happens next.
     if let Some(status) = store.lock_holder().await.map_err(context::state_failure)? {
@@ -248,7 +248,7 @@ pub async fn unlock(g: &Global, printer: &Printer, args: &EnvArgs, force: bool) 
 }
 
 pub async fn state_list(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
-    let env = context::load(g, printer, args)?;
+    let env = context::load(g, args)?;
     let state = env.read_state().await?;
     if printer.json {
         let resources =
@@ -263,7 +263,7 @@ pub async fn state_list(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdRes
 }
 
 pub async fn state_show(g: &Global, printer: &Printer, args: &EnvArgs, resource: &str) -> CmdResult {
-    let env = context::load(g, printer, args)?;
+    let env = context::load(g, args)?;
     let state = env.read_state().await?;
     let addr = ResourceAddr::new_unchecked(resource);
     let r = state.resources.get(&addr).ok_or_else(|| anyhow!("`{resource}` is not in the state of {}", env.loaded.state_key()))?;
@@ -276,118 +276,43 @@ pub async fn state_show(g: &Global, printer: &Printer, args: &EnvArgs, resource:
 }
 
 pub async fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: &[String], yes: bool, lock: &LockArgs) -> CmdResult {
-    let env = context::load(g, printer, args)?;
-    let (guard, mut state) = env.lock_state("state rm", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer).await?;
-    let mut removed = Vec::new();
-    for r in resources {
-        let addr = ResourceAddr::new_unchecked(r.as_str());
-        if state.resources.remove(&addr).is_none() {
-            return Err(Failure::new(Exit::Usage, anyhow!("`{r}` is not in the state of {}; nothing was changed", env.loaded.state_key())));
+    let env = context::load(g, args)?;
+    let approve = |removed: &[ResourceAddr]| {
+        if yes {
+            return Ok(());
         }
-        removed.push(addr);
-    }
-    if !yes {
         let names = removed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-        crate::confirm::ask(&format!("forget {names} (the objects keep existing, unmanaged)"), &[])?;
-    }
-    let written = guard.write(&state).await.map_err(context::state_failure)?;
+        crate::confirm::ask(&format!("forget {names} (the objects keep existing, unmanaged)"), &[])
+    };
+    let report = surgery::state_rm(&env, resources, lock.lock_timeout, printer, &approve).await?;
     if printer.json {
-        emit(&Event::StateRemoved { removed: removed.iter().map(ToString::to_string).collect(), serial: written.serial });
+        emit(&report.event());
     } else {
-        println!("Removed {} resource(s) from state (serial {}).", removed.len(), written.serial);
+        println!("Removed {} resource(s) from state (serial {}).", report.removed.len(), report.serial);
     }
     Ok(Exit::Ok)
 }
 
 pub async fn state_mv(g: &Global, printer: &Printer, args: &EnvArgs, source: &str, destination: &str, lock: &LockArgs) -> CmdResult {
-    let env = context::load(g, printer, args)?;
-    let to = ResourceAddr::parse(destination).map_err(|e| Failure::new(Exit::Usage, anyhow!("`{destination}`: {e}")))?;
-    let from = ResourceAddr::new_unchecked(source);
-    let (guard, mut state) = env.lock_state("state mv", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer).await?;
-    let key = env.loaded.state_key();
-    if state.pending.contains_key(&from) || state.deposed.contains_key(&from) {
-        return Err(Failure::new(
-            Exit::Error,
-            anyhow!("`{source}` has an interrupted operation in the state of {key}; run `phoenix up` to finish it first"),
-        ));
-    }
-    if state.resources.contains_key(&to) {
-        return Err(Failure::new(Exit::Error, anyhow!("`{destination}` is already in the state of {key}; nothing was changed")));
-    }
-    let Some(resource) = state.resources.remove(&from) else {
-        let hint = closest(source, state.resources.keys().map(ResourceAddr::as_str)).map(|s| format!("; did you mean `{s}`?"));
-        return Err(Failure::new(Exit::Usage, anyhow!("`{source}` is not in the state of {key}{}", hint.unwrap_or_default())));
-    };
-    match env.loaded.definition.resources.get(&to) {
-        None => printer.note(&format!("`{destination}` is not declared in {}: the next plan will delete it", env.loaded.source.name)),
-        Some(c) if c.type_name != resource.type_name => printer.note(&format!(
-            "`{destination}` is declared as a `{}`, not a `{}`: the next plan will replace it",
-            c.type_name, resource.type_name
-        )),
-        Some(_) => {}
-    }
-    state.resources.insert(to.clone(), resource);
-    for r in state.resources.values_mut() {
-        for d in &mut r.depends_on {
-            if *d == from {
-                *d = to.clone();
-            }
-        }
-    }
-    let written = guard.write(&state).await.map_err(context::state_failure)?;
+    let env = context::load(g, args)?;
+    let report = surgery::state_mv(&env, source, destination, lock.lock_timeout, printer).await?;
     if printer.json {
-        emit(&Event::StateMoved { from: source.to_string(), to: destination.to_string(), serial: written.serial });
+        emit(&report.event());
     } else {
-        println!("Moved {source} to {destination} in the state of {key} (serial {}).", written.serial);
+        println!("Moved {source} to {destination} in the state of {} (serial {}).", report.state_key, report.serial);
     }
     Ok(Exit::Ok)
 }
 
 pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &str, id: &str, lock: &LockArgs) -> CmdResult {
-    use phoenix_core::state::{JournalRecord, ResourceState};
-    let env = context::load(g, printer, args)?;
-    let addr = ResourceAddr::new_unchecked(resource);
-    let config = env.loaded.definition.resources.get(&addr).ok_or_else(|| {
-        Failure::new(
-            Exit::Usage,
-            anyhow!("`{resource}` is not declared in {}; declare it first, then import the object as it", env.loaded.source.name),
-        )
-    })?;
-    let (guard, state) = env.lock_state("import", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer).await?;
-    if state.resources.contains_key(&addr) {
-        return Err(Failure::new(
-            Exit::Error,
-            anyhow!("`{resource}` is already managed; `phoenix state rm` it first to import another object"),
-        ));
-    }
-    env.configure_providers(printer, &state)?;
-    let provider = env.registry.provider_for(&config.type_name).ok_or_else(|| anyhow!("no provider for `{}`", config.type_name))?;
-    let observed = provider.import(&addr, &config.type_name, id).await.map_err(|e| anyhow!("reading `{id}`: {}", e.message))?;
-    let Some(observed) = observed else {
-        return Err(Failure::new(Exit::Error, anyhow!("no `{}` with id `{id}` exists; nothing was recorded", config.type_name)));
-    };
-    let resource_state = ResourceState {
-        type_name: config.type_name.clone(),
-        inputs: observed.inputs,
-        outputs: observed.outputs,
-        depends_on: config.dependencies(),
-        tainted: false,
-        create_before_destroy: false,
-    };
-    let journal = guard.journal(state).await.map_err(context::state_failure)?;
-    journal.record(JournalRecord::Put { addr: addr.clone(), resource: resource_state }).await.map_err(|e| anyhow!("{e}"))?;
-    let written = journal.finish().await.map_err(context::state_failure)?;
+    let env = context::load(g, args)?;
+    let report = surgery::import(&env, resource, id, lock.lock_timeout, printer).await?;
     if printer.json {
-        emit(&Event::Imported {
-            addr: resource.to_string(),
-            resource_type: config.type_name.clone(),
-            id: id.to_string(),
-            serial: written.serial,
-        });
+        emit(&report.event());
     } else {
         println!(
             "Imported {id} as {resource} ({}); state serial {}. Run `phoenix plan {}` to see how it differs from the definition.",
-            config.type_name, written.serial, args.env
+            report.resource_type, report.serial, args.env
         );
     }
     Ok(Exit::Ok)
