@@ -78,6 +78,18 @@ impl EnvArgs {
     }
 }
 
+impl Scope {
+    /// The engine's scope of a plan.
+    pub fn engine(&self) -> phoenix_engine::plan::Scope {
+        phoenix_engine::plan::Scope {
+            targets: self.targets.clone(),
+            excludes: self.excludes.clone(),
+            replace: self.replace.clone(),
+            allow_empty: self.allow_empty,
+        }
+    }
+}
+
 /// Which resources a plan may touch, and which it must replace.
 #[derive(Debug, Args, Clone, Default)]
 pub struct Scope {

@@ -1,5 +1,5 @@
 //! Everything the CLI prints for people: plans, summaries, notes and errors.
-//! Machine output (`--json`) is written by the commands as whole documents.
+//! Machine output (`--json`) is one [`Event`] per line, written by [`emit`] only.
 
 use std::io::Write;
 
@@ -7,17 +7,39 @@ use console::style;
 use phoenix_config::Diagnostics;
 use phoenix_core::plan::Plan;
 use phoenix_core::value::{Value, is_known, is_sealed};
+use phoenix_engine::event::Event;
 
 mod plan;
 
 /// Longest value shown in full with `--compact` (and in drift lines); longer ones are shortened.
 const MAX_VALUE_CHARS: usize = 120;
 
+/// Writes one `--json` line: the only place the CLI writes machine output.
+pub fn emit(event: &Event) {
+    println!("{}", event.to_line());
+}
+
 #[derive(Debug, Clone)]
 pub struct Printer {
     pub json: bool,
     /// `--compact`: plans show one shortened line per attribute.
     pub compact: bool,
+}
+
+/// The engine's events: written as lines with `--json`, else the few that
+/// people see as they happen (the rest are rendered from the final reports);
+/// its notes go to people only.
+impl phoenix_engine::report::Reporter for Printer {
+    fn event(&self, event: &Event) {
+        if self.json {
+            emit(event);
+        } else {
+            render_event(event);
+        }
+    }
+    fn note(&self, text: &str) {
+        Printer::note(self, text);
+    }
 }
 
 impl Printer {
@@ -30,8 +52,7 @@ impl Printer {
 
     pub fn error(&self, err: &anyhow::Error) {
         if self.json {
-            let doc = serde_json::json!({"event": "error", "error": format!("{err:#}")});
-            println!("{doc}");
+            emit(&Event::Error { error: format!("{err:#}") });
         } else {
             eprintln!("{} {err:#}", style("error:").red().bold());
         }
@@ -39,8 +60,7 @@ impl Printer {
 
     pub fn diagnostics(&self, d: &Diagnostics) {
         if self.json {
-            let doc = serde_json::json!({"event": "invalid", "valid": false, "diagnostics": d.0});
-            println!("{doc}");
+            emit(&Event::Invalid { diagnostics: serde_json::to_value(&d.0).unwrap_or_default() });
         } else {
             let color = console::colors_enabled_stderr();
             eprint!("{}", d.render(color));
@@ -82,5 +102,52 @@ fn one_line(v: &Value) -> String {
             )
         }
         other => other.to_string(),
+    }
+}
+
+/// An event a workflow reports mid-way, as people read it.
+fn render_event(event: &Event) {
+    let who = |env: &str, instance: &Option<String>| match instance {
+        Some(i) => format!("{env} --instance {i}"),
+        None => env.to_string(),
+    };
+    match event {
+        Event::Error { error } => eprintln!("{} {error}", style("error:").red().bold()),
+        Event::SnapshotStarted { id, environment, snapshots } => {
+            eprintln!("Taking recovery point {} of {environment}: {snapshots} snapshot(s)", style(id).bold());
+        }
+        Event::Log { addr, line } => eprintln!("  {} {line}", style(format!("{addr}:")).dim()),
+        Event::GcExpired { environment, instance, expires_at, resources, dry_run } => {
+            let due = expires_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();
+            println!(
+                "{} {}: expired at {due}, {resources} resource(s)",
+                style(if *dry_run { "would destroy" } else { "destroying" }).bold(),
+                who(environment, instance)
+            );
+        }
+        Event::GcLeak { resource_type, id, environment, instance, resource, lineage, .. } => println!(
+            "{} {resource_type} {id}  ({}, resource {resource}, lineage {lineage}) is in no state",
+            style("leak:").yellow().bold(),
+            who(environment, instance)
+        ),
+        Event::GcLeakDeleted { resource_type, id } => println!("{} {resource_type} {id}", style("destroyed leak").green()),
+        Event::GcLeakDeleteFailed { resource_type, id, error } => {
+            eprintln!("{} {resource_type} {id}: {error}", style("could not destroy leak").red().bold());
+        }
+        Event::GcFinished { expired, leaks, deleted_leaks, left_alone, unsupported_types, dry_run, .. } => {
+            println!(
+                "gc: {expired} expired instance(s), {leaks} leaked object(s){}{}.",
+                if *dry_run { " (dry run: nothing was changed)".to_string() } else { format!(", {deleted_leaks} destroyed") },
+                if *left_alone > 0 {
+                    format!("; {left_alone} tagged object(s) of runs in progress or other environments left alone")
+                } else {
+                    String::new()
+                }
+            );
+            if !unsupported_types.is_empty() {
+                println!("not swept (the provider cannot list them yet): {}", unsupported_types.join(", "));
+            }
+        }
+        _ => {}
     }
 }

@@ -30,14 +30,6 @@ impl Mode {
     }
 }
 
-/// Prints one JSON event line with a timestamp.
-pub fn json_event(mut value: serde_json::Value) {
-    if let serde_json::Value::Object(m) = &mut value {
-        m.insert("ts".into(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true).into());
-    }
-    println!("{value}");
-}
-
 fn verb(op: OpKind, done: bool) -> &'static str {
     match (op, done) {
         (OpKind::Create, false) => "creating",
@@ -96,9 +88,7 @@ impl Progress {
 impl Reporter for Progress {
     fn event(&self, event: &ApplyEvent) {
         if self.mode == Mode::Json {
-            if let Ok(v) = serde_json::to_value(event) {
-                json_event(v);
-            }
+            crate::printer::emit(&phoenix_engine::event::Event::from(event));
             return;
         }
         match event {

@@ -19,11 +19,7 @@ fn run(project: &Project, moto: &Moto, args: &[&str]) -> Output {
     let mut c = support::command(&project.dir, args);
     c.envs(moto.env()).env("PROD_DB_PASSWORD", DB_PASSWORD).env("INTEGRATION_DB_PASSWORD", DB_PASSWORD);
     let out = c.output().expect("phoenix runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::of(args, out)
 }
 
 macro_rules! client {
@@ -354,9 +350,9 @@ async fn gc_sweeps_a_leaked_application_tier_and_leaves_a_live_one_alone() {
 
     let dry = run(&project, &moto, &["--json", "gc", "integration", "--dry-run"]);
     assert_eq!(dry.code, 0, "{}{}", dry.stdout, dry.stderr);
-    let leaks: Vec<serde_json::Value> = dry.events().into_iter().filter(|e| e["event"] == "gc_leak").collect();
+    let leaks: Vec<serde_json::Value> = dry.events().into_iter().filter(|e| e["type"] == "gc_leak").collect();
     assert!(leaks.iter().all(|l| l["instance"] == "leak"), "only leak's objects: {leaks:?}");
-    let types: BTreeSet<String> = leaks.iter().map(|l| l["type"].as_str().unwrap().to_string()).collect();
+    let types: BTreeSet<String> = leaks.iter().map(|l| l["resource_type"].as_str().unwrap().to_string()).collect();
     for kind in leak_before.keys() {
         assert!(types.contains(&format!("aws.{kind}")), "aws.{kind} is listed as a leak: {types:?}");
     }

@@ -13,11 +13,7 @@ fn run(project: &Project, moto: &Moto, args: &[&str]) -> Output {
     let mut c = support::command(&project.dir, args);
     c.envs(moto.env());
     let out = c.output().expect("phoenix runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::of(args, out)
 }
 
 fn client(moto: &Moto) -> aws_sdk_ec2::Client {

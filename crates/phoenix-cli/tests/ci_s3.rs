@@ -26,11 +26,7 @@ fn run(project: &Project, moto: &Moto, args: &[&str]) -> Output {
 }
 
 fn collect(out: std::process::Output) -> Output {
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::of(&[], out)
 }
 
 fn spawn(project: &Project, moto: &Moto, args: &[&str], extra_env: &[(&str, &str)]) -> Child {
@@ -315,10 +311,10 @@ async fn gc_destroys_expired_instances_and_leaks_and_never_touches_untagged_obje
     let before = everything_tagged(&ec2).await;
     let dry = run(&project, &moto, &["gc", "ci", "--dry-run", "--json"]);
     assert_eq!(dry.code, 0, "{}{}", dry.stdout, dry.stderr);
-    let expired: Vec<_> = dry.events().into_iter().filter(|e| e["event"] == "gc_expired").collect();
+    let expired: Vec<_> = dry.events().into_iter().filter(|e| e["type"] == "gc_expired").collect();
     assert_eq!(expired.len(), 1, "{}", dry.stdout);
     assert_eq!(expired[0]["instance"], "old");
-    let leaks: Vec<_> = dry.events().into_iter().filter(|e| e["event"] == "gc_leak").collect();
+    let leaks: Vec<_> = dry.events().into_iter().filter(|e| e["type"] == "gc_leak").collect();
     assert_eq!(leaks.len(), 6, "vpc, subnet, security group, key pair and two instances of `leak`: {}", dry.stdout);
     assert!(leaks.iter().all(|l| l["instance"] == "leak"));
     assert_eq!(everything_tagged(&ec2).await, before, "a dry run changes nothing");

@@ -130,17 +130,17 @@ fn json_up_emits_one_event_per_line_and_outputs() {
     assert_eq!(up.code, 0, "{}", up.stderr);
     let events = up.events();
     assert_eq!(events.len(), up.stdout.lines().count(), "every stdout line is a JSON event");
-    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"run_started"));
     assert_eq!(kinds.last(), Some(&"run_finished"));
-    assert_eq!(kinds.iter().filter(|k| **k == "started").count(), 5);
-    assert_eq!(kinds.iter().filter(|k| **k == "finished").count(), 5);
+    assert_eq!(kinds.iter().filter(|k| **k == "operation_started").count(), 5);
+    assert_eq!(kinds.iter().filter(|k| **k == "operation_finished").count(), 5);
     let done = up.event("run_finished").unwrap();
     assert_eq!(done["success"], true);
     assert_eq!(done["outputs"]["first"], "v1-0");
     assert!(done["state_bytes_written"].as_u64().unwrap() > 0);
     let out = phoenix(&p.dir, &["--json", "output", "app"]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["first"], "v1-0");
+    assert_eq!(out.event("outputs").unwrap()["outputs"]["first"], "v1-0");
 }
 
 #[test]
@@ -188,14 +188,14 @@ fn interrupt_lets_in_flight_work_finish_and_saves_state() {
     let mut child = support::command(&p.dir, &["--json", "up", "slow", "--yes"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     // Interrupt once `first` is in flight.
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-    let started = lines.by_ref().map_while(Result::ok).any(|l| l.contains("\"event\":\"started\"") && l.contains("\"first\""));
+    let started = lines.by_ref().map_while(Result::ok).any(|l| l.contains("\"type\":\"operation_started\"") && l.contains("\"first\""));
     assert!(started, "first never started");
     std::thread::sleep(Duration::from_millis(100));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{}", rest.join("\n"));
-    assert!(rest.iter().any(|l| l.contains("\"event\":\"interrupted\"")), "{}", rest.join("\n"));
+    assert!(rest.iter().any(|l| l.contains("\"type\":\"interrupted\"")), "{}", rest.join("\n"));
     let list = phoenix(&p.dir, &["state", "list", "slow"]).stdout;
     assert_eq!(list.lines().map(|l| l.split('\t').next().unwrap()).collect::<Vec<_>>(), vec!["first"], "in-flight work was recorded");
     let rerun = phoenix(&p.dir, &["--json", "up", "slow", "--yes"]);

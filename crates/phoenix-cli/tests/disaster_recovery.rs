@@ -18,11 +18,7 @@ fn run(project: &Project, moto: &Moto, args: &[&str]) -> Output {
     let mut c = support::command(&project.dir, args);
     c.envs(moto.env()).env("PROD_DB_PASSWORD", DB_PASSWORD);
     let out = c.output().expect("phoenix runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::of(args, out)
 }
 
 fn ok(out: Output, what: &str) -> Output {

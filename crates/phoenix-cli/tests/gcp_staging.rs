@@ -14,11 +14,7 @@ fn run(project: &Project, gce: &GceServer, args: &[&str]) -> Output {
     let mut c = support::command(&project.dir, args);
     c.envs(gce.env());
     let out = c.output().expect("phoenix runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::of(args, out)
 }
 
 const ENV_FILTER: &str = "labels.phoenix-environment = \"gcp-staging\"";
@@ -221,13 +217,13 @@ fn gc_sweeps_a_leaked_gcp_copy_and_leaves_a_live_one_and_unmarked_disks_alone() 
 
     let dry = run(&project, &gce, &["--json", "gc", "gcp-staging", "--dry-run"]);
     assert_eq!(dry.code, 0, "{}{}", dry.stdout, dry.stderr);
-    let leaks: Vec<Value> = dry.events().into_iter().filter(|e| e["event"] == "gc_leak").collect();
+    let leaks: Vec<Value> = dry.events().into_iter().filter(|e| e["type"] == "gc_leak").collect();
     assert!(leaks.iter().all(|l| l["instance"] == "leak"), "only leak's objects: {leaks:?}");
-    let mut types: Vec<&str> = leaks.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    let mut types: Vec<&str> = leaks.iter().map(|l| l["resource_type"].as_str().unwrap()).collect();
     types.sort();
     types.dedup();
     assert_eq!(types, ["gcp.address", "gcp.disk", "gcp.firewall", "gcp.instance", "gcp.network", "gcp.subnetwork"]);
-    let disks = leaks.iter().filter(|l| l["type"] == "gcp.disk").count();
+    let disks = leaks.iter().filter(|l| l["resource_type"] == "gcp.disk").count();
     assert_eq!(disks, leak_before["instances"].len(), "data disks only: boot disks go with their instances");
     let fin = dry.event("gc_finished").expect("gc_finished");
     assert_eq!(fin["unsupported_types"], serde_json::json!([]), "every GCP type is swept: {fin}");

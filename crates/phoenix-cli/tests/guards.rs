@@ -134,11 +134,7 @@ fn run_with(p: &Project, args: &[&str], env: &[(&str, String)], unset: &[&str]) 
         c.env_remove(k);
     }
     let out = c.output().unwrap();
-    support::Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    support::Output::of(args, out)
 }
 
 #[test]

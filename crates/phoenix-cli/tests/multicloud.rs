@@ -14,11 +14,7 @@ fn run(project: &Project, moto: &Moto, gce: &GceServer, args: &[&str]) -> Output
     c.envs(moto.env());
     c.envs(gce.env());
     let out = c.output().expect("phoenix runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::of(args, out)
 }
 
 fn ec2(moto: &Moto) -> aws_sdk_ec2::Client {
@@ -67,15 +63,15 @@ async fn multicloud_one_plan_one_graph_both_clouds_then_down() {
     let events = up.events();
     let type_of: std::collections::HashMap<String, String> = events
         .iter()
-        .filter(|e| e["event"] == "started")
-        .map(|e| (e["addr"].as_str().unwrap().to_string(), e["type"].as_str().unwrap().to_string()))
+        .filter(|e| e["type"] == "operation_started")
+        .map(|e| (e["addr"].as_str().unwrap().to_string(), e["resource_type"].as_str().unwrap().to_string()))
         .collect();
     let cloud =
         |e: &serde_json::Value| type_of.get(e["addr"].as_str().unwrap_or_default()).map(|t| t.split('.').next().unwrap().to_string());
     let first_gcp_start =
-        events.iter().position(|e| e["event"] == "started" && cloud(e).as_deref() == Some("gcp")).expect("gcp work started");
+        events.iter().position(|e| e["type"] == "operation_started" && cloud(e).as_deref() == Some("gcp")).expect("gcp work started");
     let last_aws_finish =
-        events.iter().rposition(|e| e["event"] == "finished" && cloud(e).as_deref() == Some("aws")).expect("aws work finished");
+        events.iter().rposition(|e| e["type"] == "operation_finished" && cloud(e).as_deref() == Some("aws")).expect("aws work finished");
     assert!(first_gcp_start < last_aws_finish, "the clouds were provisioned in parallel");
 
     // AWS: the primary tier; GCP: the standby tier and the replica, whose firewall admits the AWS elastic IP.

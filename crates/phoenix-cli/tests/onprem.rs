@@ -40,11 +40,7 @@ impl Lab {
             all.push(v);
         }
         let out = support::command(&self.project.dir, &all).env(PASSWORD_ENV, &self.sushy.password).output().expect("phoenix runs");
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Output::of(&all, out)
     }
 }
 

@@ -214,7 +214,8 @@ fn show_prints_a_saved_plan_for_people_and_as_json() {
     assert!(human.stdout.contains("Saved plan for app") && human.stdout.contains("item-1 (data) will be created"), "{}", human.stdout);
     let json = phoenix(&p.dir, &["--json", "show", "app.plan"]);
     let plan: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
-    assert_eq!(plan["changes"].as_array().unwrap().len(), 4);
+    assert_eq!(plan["type"], "plan");
+    assert_eq!(plan["plan"]["changes"].as_array().unwrap().len(), 4);
     let missing = phoenix(&p.dir, &["show", "nope.plan"]);
     assert_eq!(missing.code, 1);
 }

@@ -10,6 +10,8 @@
 //!                                          │
 //!                           Definition + SourceMap ─► validate ─► Diagnostics
 //! ```
+// Only the CLI prints; libraries report through return values, events and tracing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod diagnostics;
 pub mod environment;

@@ -13,6 +13,8 @@
 //!
 //! Providers implement [`provider::Provider`]; state backends implement
 //! [`state::Journal`]. The executor knows neither files nor clouds.
+// Only the CLI prints; libraries report through return values, events and tracing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod addr;
 pub mod builtin;

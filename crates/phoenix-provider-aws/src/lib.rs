@@ -21,6 +21,8 @@
 //! max_concurrency = 32            # requests in flight
 //! requests_per_second = 20        # token bucket refill
 //! ```
+// Only the CLI prints; libraries report through return values, events and tracing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::sync::{Arc, OnceLock};
 

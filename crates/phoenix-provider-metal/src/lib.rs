@@ -28,6 +28,8 @@
 //! key = "~/.ssh/id_ed25519"
 //! labels = { role = "web" }
 //! ```
+// Only the CLI prints; libraries report through return values, events and tracing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::sync::{Arc, OnceLock, RwLock};
 

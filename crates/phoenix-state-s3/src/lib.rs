@@ -24,6 +24,8 @@
 //!   kept by S3 itself; [`StateBackend::history`](phoenix_state::StateBackend::history) lists them.
 //!
 //! [`StateError::SerialConflict`]: phoenix_state::StateError::SerialConflict
+// Only the CLI prints; libraries report through return values, events and tracing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod client;
 mod journal;

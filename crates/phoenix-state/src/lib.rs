@@ -46,6 +46,8 @@
 //!
 //! The byte-level formats are documented in the `state_file` and
 //! `journal_log` modules.
+// Only the CLI prints; libraries report through return values, events and tracing.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 #![warn(missing_docs)]
 

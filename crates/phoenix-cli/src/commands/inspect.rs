@@ -3,24 +3,22 @@
 use anyhow::anyhow;
 use console::style;
 use phoenix_core::ResourceAddr;
-use phoenix_core::schema::closest;
 use phoenix_core::validate::dependency_graph;
 use phoenix_core::value::is_sealed;
 
 use crate::args::{EnvArgs, Global, LockArgs};
-use crate::commands::plan::refresh_and_plan;
 use crate::context;
-use crate::exit::{CmdResult, Exit, Failure};
-use crate::printer::Printer;
+use crate::exit::{CmdResult, Exit};
+use crate::printer::{Printer, emit};
+use phoenix_engine::event::{Event, RenderedTemplate, StateEntry, StatusResource};
+use phoenix_engine::plan::refresh_and_plan;
+use phoenix_engine::surgery;
 
 pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
-    let env = context::load(g, printer, args)?;
+    let env = context::load(g, args)?;
     let def = &env.loaded.definition;
     if printer.json {
-        println!(
-            "{}",
-            serde_json::json!({"event": "valid", "valid": true, "resources": def.resources.len(), "outputs": def.outputs.len()})
-        );
+        emit(&Event::Valid { resources: def.resources.len(), outputs: def.outputs.len() });
     } else {
         println!(
             "{} {} is valid: {} resources, {} outputs.",
@@ -36,12 +34,15 @@ pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
 pub fn render(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     let project = context::project(g)?;
     let opts = args.load_options();
-    let loaded = context::load_definition(&project, printer, &args.env, &opts)?;
+    let loaded = context::load_definition(&project, &args.env, &opts)?;
     let secrets = sensitive_values(&loaded.definition, &context::registry());
     if printer.json {
-        let templates: Vec<_> =
-            loaded.rendered.iter().map(|r| serde_json::json!({"template": r.template.name, "output": mask(&r.output, &secrets)})).collect();
-        println!("{}", serde_json::json!({"event": "rendered", "templates": templates}));
+        let templates = loaded
+            .rendered
+            .iter()
+            .map(|r| RenderedTemplate { template: r.template.name.to_string(), output: mask(&r.output, &secrets) })
+            .collect();
+        emit(&Event::Rendered { templates });
     } else {
         print!("{}", mask(&loaded.rendered_text(), &secrets));
     }
@@ -72,8 +73,8 @@ fn mask(text: &str, secrets: &[String]) -> String {
     secrets.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "(sensitive)"))
 }
 
-pub fn graph(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
-    let env = context::load(g, printer, args)?;
+pub fn graph(g: &Global, _printer: &Printer, args: &EnvArgs) -> CmdResult {
+    let env = context::load(g, args)?;
     let def = &env.loaded.definition;
     let dag = dependency_graph(def);
     let label = |a: &ResourceAddr| format!("{a}\\n{}", def.resources.get(a).map(|r| r.type_name.as_str()).unwrap_or(""));
@@ -82,12 +83,12 @@ pub fn graph(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
 }
 
 pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool) -> CmdResult {
-    let env = context::load(g, printer, args)?;
+    let env = context::load(g, args)?;
     let mut state = env.read_state().await?;
     let mut live: Option<std::collections::BTreeMap<ResourceAddr, &'static str>> = None;
     if refresh {
-        env.configure_providers(printer, &state)?;
-        let (read, plan) = refresh_and_plan(&env, &state, false, &crate::args::Scope::default()).await?;
+        env.configure_providers(&state)?;
+        let (read, plan) = refresh_and_plan(&env, &state, false, &Default::default()).await?;
         // Show what the providers read now (DNS names, healthy targets, instance counts), not the last run's values.
         state = read;
         live = Some(
@@ -108,26 +109,29 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
     }
     let holder = env.store().await?.lock_holder().await.ok().flatten().map(|s| (s.info, s.live));
     if printer.json {
-        let resources: Vec<_> = state
+        let resources = state
             .resources
             .iter()
-            .map(|(a, r)| {
-                serde_json::json!({
-                    "addr": a, "type": r.type_name, "id": r.outputs.get("id"), "tainted": r.tainted,
-                    "status": live.as_ref().and_then(|l| l.get(a)).copied(),
-                    "highlights": highlights(&env, r).into_iter().collect::<serde_json::Map<_, _>>(),
-                })
+            .map(|(a, r)| StatusResource {
+                addr: a.to_string(),
+                resource_type: r.type_name.clone(),
+                id: r.outputs.get("id").cloned(),
+                tainted: r.tainted,
+                status: live.as_ref().and_then(|l| l.get(a)).map(|s| s.to_string()),
+                highlights: highlights(&env, r).into_iter().collect(),
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "event": "status", "environment": env.loaded.name, "instance": env.loaded.instance, "serial": state.serial,
-                "lineage": state.lineage, "updated_at": state.updated_at, "resources": resources,
-                "declared": env.loaded.definition.resources.len(), "pending": state.pending.keys().collect::<Vec<_>>(),
-                "locked_by": holder.as_ref().filter(|(_, live)| *live).map(|(i, _)| i.to_string()),
-            })
-        );
+        emit(&Event::Status {
+            environment: env.loaded.name.clone(),
+            instance: env.loaded.instance.clone(),
+            serial: state.serial,
+            lineage: state.lineage.clone(),
+            updated_at: state.updated_at,
+            resources,
+            declared: env.loaded.definition.resources.len(),
+            pending: state.pending.keys().map(ToString::to_string).collect(),
+            locked_by: holder.as_ref().filter(|(_, live)| *live).map(|(i, _)| i.to_string()),
+        });
         return Ok(Exit::Ok);
     }
     println!(
@@ -184,8 +188,8 @@ fn highlights(env: &context::Env, r: &phoenix_core::state::ResourceState) -> Vec
 pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<&str>) -> CmdResult {
     let project = context::project(g)?;
     let opts = args.load_options();
-    let loaded = context::load_definition(&project, printer, &args.env, &opts)?;
-    let env = context::Env { project, loaded, registry: context::registry() };
+    let loaded = context::load_definition(&project, &args.env, &opts)?;
+    let env = context::env_of(project, loaded);
     let state = env.read_state().await?;
     let shown = |v: &serde_json::Value| if is_sealed(v) { serde_json::Value::String("(sensitive)".into()) } else { v.clone() };
     match name {
@@ -198,7 +202,7 @@ pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<
                 )
             })?;
             if printer.json {
-                println!("{}", shown(v));
+                emit(&Event::Output { name: n.to_string(), value: shown(v) });
             } else {
                 match shown(v) {
                     serde_json::Value::String(s) => println!("{s}"),
@@ -208,8 +212,7 @@ pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<
         }
         None => {
             if printer.json {
-                let m: serde_json::Map<_, _> = state.outputs.iter().map(|(k, v)| (k.clone(), shown(v))).collect();
-                println!("{}", serde_json::Value::Object(m));
+                emit(&Event::Outputs { outputs: state.outputs.iter().map(|(k, v)| (k.clone(), shown(v))).collect() });
             } else {
                 for (k, v) in &state.outputs {
                     println!("{k} = {}", shown(v));
@@ -223,8 +226,8 @@ pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<
 pub async fn unlock(g: &Global, printer: &Printer, args: &EnvArgs, force: bool) -> CmdResult {
     let project = context::project(g)?;
     let opts = args.load_options();
-    let loaded = context::load_definition(&project, printer, &args.env, &opts)?;
-    let env = context::Env { project, loaded, registry: context::registry() };
+    let loaded = context::load_definition(&project, &args.env, &opts)?;
+    let env = context::env_of(project, loaded);
     let store = env.store().await?;
     // Show who holds it first, whatever happens next.
     if let Some(status) = store.lock_holder().await.map_err(context::state_failure)? {
@@ -232,7 +235,12 @@ pub async fn unlock(g: &Global, printer: &Printer, args: &EnvArgs, force: bool) 
         let lease = status.lease_expires_at.map(|t| format!(", lease until {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
         eprintln!("Lock of {} ({state}): {}{}", env.loaded.state_key(), status.info, lease.unwrap_or_default());
     }
-    match store.unlock(force).await.map_err(context::state_failure)? {
+    let released = store.unlock(force).await.map_err(context::state_failure)?;
+    if printer.json {
+        emit(&Event::Unlocked { released: released.map(|i| i.to_string()) });
+        return Ok(Exit::Ok);
+    }
+    match released {
         Some(info) => println!("Released the lock left by {info}."),
         None => println!("{} is not locked.", env.loaded.state_key()),
     }
@@ -240,11 +248,12 @@ pub async fn unlock(g: &Global, printer: &Printer, args: &EnvArgs, force: bool) 
 }
 
 pub async fn state_list(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
-    let env = context::load(g, printer, args)?;
+    let env = context::load(g, args)?;
     let state = env.read_state().await?;
     if printer.json {
-        let list: Vec<_> = state.resources.iter().map(|(a, r)| serde_json::json!({"addr": a, "type": r.type_name})).collect();
-        println!("{}", serde_json::Value::Array(list));
+        let resources =
+            state.resources.iter().map(|(a, r)| StateEntry { addr: a.to_string(), resource_type: r.type_name.clone() }).collect();
+        emit(&Event::StateList { resources });
     } else {
         for (a, r) in &state.resources {
             println!("{a}\t{}", r.type_name);
@@ -254,111 +263,57 @@ pub async fn state_list(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdRes
 }
 
 pub async fn state_show(g: &Global, printer: &Printer, args: &EnvArgs, resource: &str) -> CmdResult {
-    let env = context::load(g, printer, args)?;
+    let env = context::load(g, args)?;
     let state = env.read_state().await?;
     let addr = ResourceAddr::new_unchecked(resource);
     let r = state.resources.get(&addr).ok_or_else(|| anyhow!("`{resource}` is not in the state of {}", env.loaded.state_key()))?;
+    if printer.json {
+        emit(&Event::StateResource { addr: addr.to_string(), resource: serde_json::to_value(r)? });
+        return Ok(Exit::Ok);
+    }
     println!("{}", serde_json::to_string_pretty(&serde_json::json!({"addr": addr, "resource": r}))?);
     Ok(Exit::Ok)
 }
 
 pub async fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: &[String], yes: bool, lock: &LockArgs) -> CmdResult {
-    let env = context::load(g, printer, args)?;
-    let (guard, mut state) = env.lock_state("state rm", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer).await?;
-    let mut removed = Vec::new();
-    for r in resources {
-        let addr = ResourceAddr::new_unchecked(r.as_str());
-        if state.resources.remove(&addr).is_none() {
-            return Err(Failure::new(Exit::Usage, anyhow!("`{r}` is not in the state of {}; nothing was changed", env.loaded.state_key())));
+    let env = context::load(g, args)?;
+    let approve = |removed: &[ResourceAddr]| {
+        if yes {
+            return Ok(());
         }
-        removed.push(addr);
-    }
-    if !yes {
         let names = removed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-        crate::confirm::ask(&format!("forget {names} (the objects keep existing, unmanaged)"), &[])?;
+        crate::confirm::ask(&format!("forget {names} (the objects keep existing, unmanaged)"), &[])
+    };
+    let report = surgery::state_rm(&env, resources, lock.lock_timeout, printer, &approve).await?;
+    if printer.json {
+        emit(&report.event());
+    } else {
+        println!("Removed {} resource(s) from state (serial {}).", report.removed.len(), report.serial);
     }
-    let written = guard.write(&state).await.map_err(context::state_failure)?;
-    println!("Removed {} resource(s) from state (serial {}).", removed.len(), written.serial);
     Ok(Exit::Ok)
 }
 
 pub async fn state_mv(g: &Global, printer: &Printer, args: &EnvArgs, source: &str, destination: &str, lock: &LockArgs) -> CmdResult {
-    let env = context::load(g, printer, args)?;
-    let to = ResourceAddr::parse(destination).map_err(|e| Failure::new(Exit::Usage, anyhow!("`{destination}`: {e}")))?;
-    let from = ResourceAddr::new_unchecked(source);
-    let (guard, mut state) = env.lock_state("state mv", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer).await?;
-    let key = env.loaded.state_key();
-    if state.pending.contains_key(&from) || state.deposed.contains_key(&from) {
-        return Err(Failure::new(
-            Exit::Error,
-            anyhow!("`{source}` has an interrupted operation in the state of {key}; run `phoenix up` to finish it first"),
-        ));
+    let env = context::load(g, args)?;
+    let report = surgery::state_mv(&env, source, destination, lock.lock_timeout, printer).await?;
+    if printer.json {
+        emit(&report.event());
+    } else {
+        println!("Moved {source} to {destination} in the state of {} (serial {}).", report.state_key, report.serial);
     }
-    if state.resources.contains_key(&to) {
-        return Err(Failure::new(Exit::Error, anyhow!("`{destination}` is already in the state of {key}; nothing was changed")));
-    }
-    let Some(resource) = state.resources.remove(&from) else {
-        let hint = closest(source, state.resources.keys().map(ResourceAddr::as_str)).map(|s| format!("; did you mean `{s}`?"));
-        return Err(Failure::new(Exit::Usage, anyhow!("`{source}` is not in the state of {key}{}", hint.unwrap_or_default())));
-    };
-    match env.loaded.definition.resources.get(&to) {
-        None => printer.note(&format!("`{destination}` is not declared in {}: the next plan will delete it", env.loaded.source.name)),
-        Some(c) if c.type_name != resource.type_name => printer.note(&format!(
-            "`{destination}` is declared as a `{}`, not a `{}`: the next plan will replace it",
-            c.type_name, resource.type_name
-        )),
-        Some(_) => {}
-    }
-    state.resources.insert(to.clone(), resource);
-    for r in state.resources.values_mut() {
-        for d in &mut r.depends_on {
-            if *d == from {
-                *d = to.clone();
-            }
-        }
-    }
-    let written = guard.write(&state).await.map_err(context::state_failure)?;
-    println!("Moved {source} to {destination} in the state of {key} (serial {}).", written.serial);
     Ok(Exit::Ok)
 }
 
 pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &str, id: &str, lock: &LockArgs) -> CmdResult {
-    use phoenix_core::state::{JournalRecord, ResourceState};
-    let env = context::load(g, printer, args)?;
-    let addr = ResourceAddr::new_unchecked(resource);
-    let config = env.loaded.definition.resources.get(&addr).ok_or_else(|| {
-        Failure::new(
-            Exit::Usage,
-            anyhow!("`{resource}` is not declared in {}; declare it first, then import the object as it", env.loaded.source.name),
-        )
-    })?;
-    let (guard, state) = env.lock_state("import", &uuid::Uuid::new_v4().to_string(), lock.lock_timeout, printer).await?;
-    if state.resources.contains_key(&addr) {
-        return Err(Failure::new(
-            Exit::Error,
-            anyhow!("`{resource}` is already managed; `phoenix state rm` it first to import another object"),
-        ));
+    let env = context::load(g, args)?;
+    let report = surgery::import(&env, resource, id, lock.lock_timeout, printer).await?;
+    if printer.json {
+        emit(&report.event());
+    } else {
+        println!(
+            "Imported {id} as {resource} ({}); state serial {}. Run `phoenix plan {}` to see how it differs from the definition.",
+            report.resource_type, report.serial, args.env
+        );
     }
-    env.configure_providers(printer, &state)?;
-    let provider = env.registry.provider_for(&config.type_name).ok_or_else(|| anyhow!("no provider for `{}`", config.type_name))?;
-    let observed = provider.import(&addr, &config.type_name, id).await.map_err(|e| anyhow!("reading `{id}`: {}", e.message))?;
-    let Some(observed) = observed else {
-        return Err(Failure::new(Exit::Error, anyhow!("no `{}` with id `{id}` exists; nothing was recorded", config.type_name)));
-    };
-    let resource_state = ResourceState {
-        type_name: config.type_name.clone(),
-        inputs: observed.inputs,
-        outputs: observed.outputs,
-        depends_on: config.dependencies(),
-        tainted: false,
-        create_before_destroy: false,
-    };
-    let journal = guard.journal(state).await.map_err(context::state_failure)?;
-    journal.record(JournalRecord::Put { addr: addr.clone(), resource: resource_state }).await.map_err(|e| anyhow!("{e}"))?;
-    let written = journal.finish().await.map_err(context::state_failure)?;
-    println!(
-        "Imported {id} as {resource} ({}); state serial {}. Run `phoenix plan {}` to see how it differs from the definition.",
-        config.type_name, written.serial, args.env
-    );
     Ok(Exit::Ok)
 }

@@ -5,7 +5,8 @@ use clap::CommandFactory;
 use crate::args::Cli;
 use crate::context;
 use crate::exit::{CmdResult, Exit};
-use crate::printer::Printer;
+use crate::printer::{Printer, emit};
+use phoenix_engine::event::Event;
 
 /// The state backends compiled into this binary.
 fn state_backends() -> Vec<&'static str> {
@@ -21,7 +22,11 @@ pub fn version(printer: &Printer) -> CmdResult {
     let providers: Vec<&str> = registry.provider_names().filter(|n| *n != phoenix_core::builtin::PROVIDER_NAME).collect();
     let version = env!("CARGO_PKG_VERSION");
     if printer.json {
-        println!("{}", serde_json::json!({"version": version, "providers": providers, "state_backends": state_backends()}));
+        emit(&Event::Version {
+            version: version.to_string(),
+            providers: providers.iter().map(ToString::to_string).collect(),
+            state_backends: state_backends().iter().map(ToString::to_string).collect(),
+        });
     } else {
         println!("phoenix {version}");
         println!("providers: {}", providers.join(", "));

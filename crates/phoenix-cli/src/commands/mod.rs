@@ -22,9 +22,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Render { env } => inspect::render(g, &printer, &env),
         Command::Graph { env } => inspect::graph(g, &printer, &env),
         Command::Status { env, refresh } => inspect::status(g, &printer, &env, refresh).await,
-        Command::Output { env, name, format: Some(format), out } => {
-            outputs::export(g, &printer, &env, name.as_deref(), format, out.as_deref()).await
-        }
+        Command::Output { env, name, format: Some(format), out } => outputs::export(g, &env, name.as_deref(), format, out.as_deref()).await,
         Command::Output { env, name, format: None, .. } => inspect::output(g, &printer, &env, name.as_deref()).await,
         Command::Instances { env } => gc::instances(g, &printer, &env).await,
         Command::Gc { envs, yes, dry_run, lock } => gc::gc(g, &printer, &envs, yes, dry_run, &lock).await,
@@ -46,7 +44,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::State(StateCommand::Mv { env, source, destination, lock }) => {
             inspect::state_mv(g, &printer, &env, &source, &destination, &lock).await
         }
-        Command::Up { env, apply, from_snapshot: Some(id), .. } => recovery::restore(g, &printer, &env, &id, None, None, &apply).await,
+        Command::Up { env, apply, from_snapshot: Some(id), .. } => apply::restore(g, &printer, &env, &id, None, None, &apply).await,
         Command::Up { env, apply, plan, ttl, outputs_file, from_snapshot: None } => {
             apply::up(g, &printer, &env, &apply, plan.as_deref(), ttl, outputs_file.as_deref()).await
         }
@@ -57,17 +55,18 @@ pub async fn run(cli: Cli) -> Exit {
             recovery::delete(g, &printer, &env, &id, yes).await
         }
         Command::Restore { env, from, region, zone, apply } => {
-            recovery::restore(g, &printer, &env, &from, region.as_deref(), zone.as_deref(), &apply).await
+            apply::restore(g, &printer, &env, &from, region.as_deref(), zone.as_deref(), &apply).await
         }
         Command::Down { env, apply, keep_history } => apply::down(g, &printer, &env, &apply, keep_history).await,
     };
     match result {
         Ok(code) => code,
         Err(Failure { code, error }) => {
-            // Invalid definitions were already printed as diagnostics; any
-            // other failure, whatever its exit code, is printed here.
-            if !error.is::<crate::exit::AlreadyShown>() {
-                printer.error(&error);
+            // Invalid definitions are shown as diagnostics with their
+            // sources; any other failure, whatever its exit code, as an error.
+            match error.downcast_ref::<phoenix_engine::exit::InvalidDefinition>() {
+                Some(invalid) => printer.diagnostics(&invalid.0),
+                None => printer.error(&error),
             }
             code
         }

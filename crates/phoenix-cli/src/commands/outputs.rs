@@ -16,20 +16,12 @@ use phoenix_core::value::{Value, is_sealed};
 use crate::args::{EnvArgs, Global, OutputFormat};
 use crate::context;
 use crate::exit::{CmdResult, Exit};
-use crate::printer::Printer;
 
-pub async fn export(
-    g: &Global,
-    printer: &Printer,
-    args: &EnvArgs,
-    name: Option<&str>,
-    format: OutputFormat,
-    out: Option<&Path>,
-) -> CmdResult {
+pub async fn export(g: &Global, args: &EnvArgs, name: Option<&str>, format: OutputFormat, out: Option<&Path>) -> CmdResult {
     let project = context::project(g)?;
     let opts = args.load_options();
-    let loaded = context::load_definition(&project, printer, &args.env, &opts)?;
-    let env = context::Env { project, loaded, registry: context::registry() };
+    let loaded = context::load_definition(&project, &args.env, &opts)?;
+    let env = context::env_of(project, loaded);
     let state = env.read_state().await?;
     let mut outputs = state.outputs.clone();
     if let Some(n) = name {

@@ -13,12 +13,61 @@ pub struct Output {
 }
 
 impl Output {
-    /// Lines of stdout parsed as JSON events.
+    /// A finished `phoenix ARGS`: with `--json`, every line of stdout must be
+    /// an event of the committed contract (docs/events.schema.json).
+    pub fn of(args: &[&str], out: std::process::Output) -> Self {
+        let out = Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        if emits_events(args) {
+            check_event_lines(&out.stdout, args);
+        }
+        out
+    }
+
+    /// Lines of stdout parsed as JSON events (each checked against the contract).
     pub fn events(&self) -> Vec<serde_json::Value> {
-        self.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        let events: Vec<serde_json::Value> = self.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        for e in &events {
+            check_event(e);
+        }
+        events
     }
     pub fn event(&self, name: &str) -> Option<serde_json::Value> {
-        self.events().into_iter().find(|e| e["event"] == name)
+        self.events().into_iter().find(|e| e["type"] == name)
+    }
+}
+
+/// `--json` runs whose stdout is events: all but `schema` (its JSON is the
+/// resource types' reference), `completions`, `graph` (DOT) and `output --format`.
+fn emits_events(args: &[&str]) -> bool {
+    args.contains(&"--json") && !args.iter().any(|a| ["schema", "completions", "graph", "--format"].contains(a))
+}
+
+/// The committed JSON Schema of one `--json` line.
+fn event_schema() -> &'static jsonschema::Validator {
+    static SCHEMA: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/events.schema.json");
+        let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("docs/events.schema.json")).unwrap();
+        jsonschema::validator_for(&schema).expect("a valid JSON Schema")
+    })
+}
+
+/// Panics unless `event` is a line of the contract.
+pub fn check_event(event: &serde_json::Value) {
+    let errors: Vec<String> = event_schema().iter_errors(event).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "a --json line breaks docs/events.schema.json:\n{event}\n{}", errors.join("\n"));
+}
+
+/// Panics unless every line of `stdout` is an event of the contract.
+pub fn check_event_lines(stdout: &str, args: &[&str]) {
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("`phoenix {}` wrote a line that is not JSON ({e}):\n{line}", args.join(" ")));
+        check_event(&event);
     }
 }
 
@@ -28,12 +77,7 @@ pub fn bin() -> &'static str {
 
 /// Runs `phoenix -C dir ARGS` with no stdin (as CI does) and waits.
 pub fn phoenix(dir: &Path, args: &[&str]) -> Output {
-    let out = command(dir, args).output().expect("phoenix runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::of(args, command(dir, args).output().expect("phoenix runs"))
 }
 
 pub fn command(dir: &Path, args: &[&str]) -> Command {
