@@ -1,8 +1,6 @@
 //! Everything the CLI prints for people: plans, summaries, notes and errors.
 //! Machine output (`--json`) is written by the commands as whole documents.
 
-use std::io::Write;
-
 use console::style;
 use phoenix_config::Diagnostics;
 use phoenix_core::plan::{Action, AttrChange, Plan, PlannedChange};
@@ -20,27 +18,27 @@ impl Printer {
     /// A diagnostic-free note for people (stderr, so stdout stays clean for pipes).
     pub fn note(&self, msg: &str) {
         if !self.json {
-            eprintln!("{} {msg}", style("note:").cyan().bold());
+            errln!("{} {msg}", style("note:").cyan().bold());
         }
     }
 
     pub fn error(&self, err: &anyhow::Error) {
         if self.json {
             let doc = serde_json::json!({"event": "error", "error": format!("{err:#}")});
-            println!("{doc}");
+            outln!("{doc}");
         } else {
-            eprintln!("{} {err:#}", style("error:").red().bold());
+            errln!("{} {err:#}", style("error:").red().bold());
         }
     }
 
     pub fn diagnostics(&self, d: &Diagnostics) {
         if self.json {
             let doc = serde_json::json!({"event": "invalid", "valid": false, "diagnostics": d.0});
-            println!("{doc}");
+            outln!("{doc}");
         } else {
             let color = console::colors_enabled_stderr();
-            eprint!("{}", d.render(color));
-            eprintln!("{} {} problem(s) found; nothing was changed", style("error:").red().bold(), d.len());
+            err!("{}", d.render(color));
+            errln!("{} {} problem(s) found; nothing was changed", style("error:").red().bold(), d.len());
         }
     }
 
@@ -82,7 +80,7 @@ impl Printer {
                 out.push_str(&format!("  {name} = {v}\n"));
             }
         }
-        let _ = std::io::stdout().write_all(out.as_bytes());
+        crate::out::stdout_bytes(out.as_bytes());
     }
 }
 

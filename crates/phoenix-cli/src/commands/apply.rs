@@ -161,9 +161,9 @@ async fn execute(
 
     let journal = lock.journal(state.clone()).await.map_err(context::state_failure)?;
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    let signals = tokio::spawn(watch_signals(cancel_tx));
     let total_ops = operation_graph(&plan).len();
-    let progress = Arc::new(Progress::new(Mode::detect(printer.json), total_ops, g.verbose));
+    let progress = Arc::new(Progress::new(Mode::detect(printer.json), total_ops));
+    let signals = tokio::spawn(watch_signals(cancel_tx, progress.clone()));
     let result = apply(
         &plan,
         &env.registry,
@@ -204,14 +204,14 @@ async fn execute(
     } else {
         print_summary(&report, counts, destroy);
         if !destroy && report.is_success() && !final_state.outputs.is_empty() {
-            println!("\nOutputs:");
+            outln!("\nOutputs:");
             for (k, v) in &final_state.outputs {
-                println!("  {k} = {}", if is_sealed(v) { "(sensitive)".to_string() } else { v.to_string() });
+                outln!("  {k} = {}", if is_sealed(v) { "(sensitive)".to_string() } else { v.to_string() });
             }
         }
         if g.verbose > 0 {
-            println!("state: serial {}, {} bytes written this run", final_state.serial, bytes);
-            println!("API calls: {} in all, {} of them to refresh", context::api_calls(&env.registry), refresh_calls);
+            outln!("state: serial {}, {} bytes written this run", final_state.serial, bytes);
+            outln!("API calls: {} in all, {} of them to refresh", context::api_calls(&env.registry), refresh_calls);
         }
     }
     if let Some(path) = extras.outputs_file
@@ -274,14 +274,14 @@ fn print_summary(report: &ApplyReport, (created, updated, destroyed): (usize, us
     let secs = report.elapsed_ms as f64 / 1000.0;
     let what = if destroy { "Destroy" } else { "Apply" };
     if report.is_success() {
-        println!(
+        outln!(
             "\n{} {created} created, {updated} updated, {destroyed} destroyed in {secs:.1}s.",
             style(format!("{what} complete:")).green().bold()
         );
         return;
     }
     let head = if report.interrupted { format!("{what} interrupted:") } else { format!("{what} failed:") };
-    println!(
+    outln!(
         "\n{} {created} created, {updated} updated, {destroyed} destroyed, {} failed, {} not started, in {secs:.1}s.",
         style(head).red().bold(),
         report.failed(),
@@ -292,7 +292,7 @@ fn print_summary(report: &ApplyReport, (created, updated, destroyed): (usize, us
         _ => None,
     });
     for line in crate::commands::plan::said_once(failures) {
-        println!("  {} {line}", style("✗").red());
+        outln!("  {} {line}", style("✗").red());
     }
     // What to do about it, once per kind of error (credentials, throttling…).
     let mut hints: Vec<&str> = report
@@ -306,9 +306,9 @@ fn print_summary(report: &ApplyReport, (created, updated, destroyed): (usize, us
     hints.sort_unstable();
     hints.dedup();
     for hint in hints {
-        println!("    {}", style(format!("hint: {hint}")).dim());
+        outln!("    {}", style(format!("hint: {hint}")).dim());
     }
-    println!("State was saved; run the command again to continue.");
+    outln!("State was saved; run the command again to continue.");
 }
 
 fn visible_outputs(outputs: &std::collections::BTreeMap<String, serde_json::Value>) -> serde_json::Value {
@@ -341,12 +341,14 @@ fn data_lost(
 
 /// First Ctrl-C (or SIGTERM): stop scheduling, let in-flight work finish, save state.
 /// Second: exit at once (the journal already holds every finished operation).
-async fn watch_signals(cancel: tokio::sync::watch::Sender<bool>) {
+/// The live area is cleared before that exit, so no spinner frame stays on the terminal.
+async fn watch_signals(cancel: tokio::sync::watch::Sender<bool>, progress: Arc<Progress>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     let _ = cancel.send(true);
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-    eprintln!("\nSecond interrupt: exiting now. Finished operations are recorded; run the command again to continue.");
+    progress.clear();
+    errln!("\nSecond interrupt: exiting now. Finished operations are recorded; run the command again to continue.");
     std::process::exit(Exit::Interrupted as i32);
 }

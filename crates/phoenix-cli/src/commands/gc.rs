@@ -81,19 +81,19 @@ pub async fn instances(g: &Global, printer: &Printer, env_name: &str) -> CmdResu
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"event": "instances", "environment": env.loaded.name, "state": root.location(), "instances": list})
         );
         return Ok(Exit::Ok);
     }
     if states.is_empty() {
-        println!("{} has no instances in {}.", env.loaded.name, root.location());
+        outln!("{} has no instances in {}.", env.loaded.name, root.location());
         return Ok(Exit::Ok);
     }
     let name = |s: &StoredState| s.doc.instance.clone().unwrap_or_else(|| "(default)".into());
     let width = states.iter().map(|s| name(s).len()).max().unwrap_or(8).max(8);
-    println!("{:width$}  {:>9}  {:>8}  {:24}  LOCK", "INSTANCE", "RESOURCES", "AGE", "EXPIRES");
+    outln!("{:width$}  {:>9}  {:>8}  {:24}  LOCK", "INSTANCE", "RESOURCES", "AGE", "EXPIRES");
     for s in &states {
         let expires = match s.doc.expires_at {
             None => "never".to_string(),
@@ -104,7 +104,7 @@ pub async fn instances(g: &Global, printer: &Printer, env_name: &str) -> CmdResu
             Some(l) if l.live => format!("{}@{} ({})", l.info.owner, l.info.host, l.info.operation),
             _ => "-".into(),
         };
-        println!("{:width$}  {:>9}  {:>8}  {:24}  {lock}", name(s), s.doc.resources.len(), age(s.doc.created_at, now), expires);
+        outln!("{:width$}  {:>9}  {:>8}  {:24}  {lock}", name(s), s.doc.resources.len(), age(s.doc.created_at, now), expires);
     }
     Ok(Exit::Ok)
 }
@@ -144,7 +144,7 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
             json_event(serde_json::json!({"event": "gc_expired", "environment": env_name, "instance": s.doc.instance,
                 "expires_at": s.doc.expires_at, "resources": s.doc.resources.len(), "dry_run": dry_run}));
         } else {
-            println!(
+            outln!(
                 "{} {who}: expired at {due}, {} resource(s)",
                 style(if dry_run { "would destroy" } else { "destroying" }).bold(),
                 s.doc.resources.len()
@@ -162,7 +162,7 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
             Ok(Exit::Ok) => {}
             Ok(code) => {
                 failures += 1;
-                eprintln!("{} {who}: down exited with {code:?}", style("gc:").red().bold());
+                errln!("{} {who}: down exited with {code:?}", style("gc:").red().bold());
             }
             Err(f) => {
                 failures += 1;
@@ -243,7 +243,7 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
                 "instance": o.ownership.instance, "resource": o.ownership.resource, "lineage": o.ownership.lineage,
                 "expires_at": o.ownership.expires_at, "dry_run": dry_run || !yes}));
         } else {
-            println!(
+            outln!(
                 "{} {} {id}  ({}, resource {}, lineage {}) is in no state",
                 style("leak:").yellow().bold(),
                 o.type_name,
@@ -265,7 +265,7 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
             "left_alone": left_alone, "unsupported_types": unsupported, "failures": failures, "dry_run": dry_run}),
         );
     } else {
-        println!(
+        outln!(
             "gc: {} expired instance(s), {} leaked object(s){}{}.",
             expired.len(),
             leaks.len(),
@@ -277,7 +277,7 @@ pub async fn gc(g: &Global, printer: &Printer, envs: &[String], yes: bool, dry_r
             }
         );
         if !unsupported.is_empty() {
-            println!("not swept (the provider cannot list them yet): {}", unsupported.into_iter().collect::<Vec<_>>().join(", "));
+            outln!("not swept (the provider cannot list them yet): {}", unsupported.into_iter().collect::<Vec<_>>().join(", "));
         }
     }
     Ok(if failures > 0 { Exit::Error } else { Exit::Ok })
@@ -294,7 +294,7 @@ fn confirm(what: &str) -> Result<bool, Failure> {
     if !std::io::stdin().is_terminal() {
         return Ok(false);
     }
-    eprint!("{what}? Only `yes` is accepted: ");
+    err!("{what}? Only `yes` is accepted: ");
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(answer.trim() == "yes")
@@ -368,11 +368,11 @@ async fn destroy_leaks(leaks: &[Leak], registries: &BTreeMap<String, Arc<phoenix
             match result {
                 Ok(()) => {
                     ok += 1;
-                    println!("{} {t} {id}", style("destroyed leak").green());
+                    outln!("{} {t} {id}", style("destroyed leak").green());
                 }
                 Err(e) => {
                     failed += 1;
-                    eprintln!("{} {t} {id}: {}", style("could not destroy leak").red().bold(), e.message);
+                    errln!("{} {t} {id}: {}", style("could not destroy leak").red().bold(), e.message);
                 }
             }
         }

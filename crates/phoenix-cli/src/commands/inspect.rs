@@ -7,8 +7,8 @@ use phoenix_core::schema::closest;
 use phoenix_core::validate::dependency_graph;
 use phoenix_core::value::is_sealed;
 
-use crate::args::{EnvArgs, Global, LockArgs};
-use crate::commands::plan::refresh_and_plan;
+use crate::args::{EnvArgs, Global, GraphFormat, LockArgs};
+use crate::commands::plan::{make_plan, refresh_and_plan};
 use crate::context;
 use crate::exit::{CmdResult, Exit, Failure};
 use crate::printer::Printer;
@@ -17,12 +17,9 @@ pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     let env = context::load(g, printer, args)?;
     let def = &env.loaded.definition;
     if printer.json {
-        println!(
-            "{}",
-            serde_json::json!({"event": "valid", "valid": true, "resources": def.resources.len(), "outputs": def.outputs.len()})
-        );
+        outln!("{}", serde_json::json!({"event": "valid", "valid": true, "resources": def.resources.len(), "outputs": def.outputs.len()}));
     } else {
-        println!(
+        outln!(
             "{} {} is valid: {} resources, {} outputs.",
             style("✓").green().bold(),
             env.loaded.source.name,
@@ -41,9 +38,9 @@ pub fn render(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     if printer.json {
         let templates: Vec<_> =
             loaded.rendered.iter().map(|r| serde_json::json!({"template": r.template.name, "output": mask(&r.output, &secrets)})).collect();
-        println!("{}", serde_json::json!({"event": "rendered", "templates": templates}));
+        outln!("{}", serde_json::json!({"event": "rendered", "templates": templates}));
     } else {
-        print!("{}", mask(&loaded.rendered_text(), &secrets));
+        out!("{}", mask(&loaded.rendered_text(), &secrets));
     }
     Ok(Exit::Ok)
 }
@@ -72,12 +69,24 @@ fn mask(text: &str, secrets: &[String]) -> String {
     secrets.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "(sensitive)"))
 }
 
-pub fn graph(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
+pub async fn graph(g: &Global, printer: &Printer, args: &EnvArgs, format: GraphFormat, with_plan: bool) -> CmdResult {
     let env = context::load(g, printer, args)?;
     let def = &env.loaded.definition;
-    let dag = dependency_graph(def);
-    let label = |a: &ResourceAddr| format!("{a}\\n{}", def.resources.get(a).map(|r| r.type_name.as_str()).unwrap_or(""));
-    print!("{}", dag.to_dot(&env.loaded.state_key(), &label));
+    let plan = if with_plan {
+        // The plan command's own path: state, credentials, preflight, refresh and diff.
+        let state = env.read_state().await?;
+        env.configure_providers(printer, &state)?;
+        env.preflight(printer, &state).await?;
+        Some(make_plan(&env, &state, false, &crate::args::Scope::default()).await?)
+    } else {
+        None
+    };
+    let drawing = crate::draw::Drawing::of(&env.loaded.state_key(), def, &dependency_graph(def), plan.as_ref());
+    match format {
+        GraphFormat::Dot => out!("{}", drawing.dot()),
+        GraphFormat::Mermaid => out!("{}", drawing.mermaid()),
+        GraphFormat::Svg => outln!("{}", drawing.svg()),
+    }
     Ok(Exit::Ok)
 }
 
@@ -119,7 +128,7 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
                 })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "event": "status", "environment": env.loaded.name, "instance": env.loaded.instance, "serial": state.serial,
@@ -130,7 +139,7 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
         );
         return Ok(Exit::Ok);
     }
-    println!(
+    outln!(
         "{} {}: {} of {} declared resources exist (state serial {}{})",
         style("Environment").bold(),
         env.loaded.state_key(),
@@ -140,30 +149,30 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
         state.updated_at.map(|t| format!(", updated {}", t.format("%Y-%m-%d %H:%M:%S UTC"))).unwrap_or_default()
     );
     if let Some((info, true)) = &holder {
-        println!("{} {info}", style("Locked:").yellow().bold());
+        outln!("{} {info}", style("Locked:").yellow().bold());
     }
     let width = state.resources.keys().map(|a| a.as_str().len()).max().unwrap_or(0);
     for (a, r) in &state.resources {
         let id = r.outputs.get("id").or_else(|| r.outputs.get("pid")).map(|v| v.to_string()).unwrap_or_default();
         let st = live.as_ref().and_then(|l| l.get(a)).map(|s| format!("  [{s}]")).unwrap_or_default();
         let taint = if r.tainted { "  (tainted)" } else { "" };
-        println!("  {:width$}  {:22} {id}{st}{taint}", a.as_str(), r.type_name, width = width);
+        outln!("  {:width$}  {:22} {id}{st}{taint}", a.as_str(), r.type_name, width = width);
         let marks = highlights(&env, r);
         if !marks.is_empty() {
             let text: Vec<String> = marks.iter().map(|(k, v)| format!("{k}: {}", phoenix_core::value::display_plain(v))).collect();
-            println!("  {:width$}    {}", "", style(text.join("  ")).dim(), width = width);
+            outln!("  {:width$}    {}", "", style(text.join("  ")).dim(), width = width);
         }
     }
     if !refresh && state.resources.values().any(|r| !highlights(&env, r).is_empty()) {
-        println!("  (values as of the last run; `--refresh` reads them now)");
+        outln!("  (values as of the last run; `--refresh` reads them now)");
     }
     for a in state.pending.keys() {
-        println!("  {} {a}: an interrupted operation; the next `up` will finish it", style("!").yellow());
+        outln!("  {} {a}: an interrupted operation; the next `up` will finish it", style("!").yellow());
     }
     if !state.outputs.is_empty() {
-        println!("Outputs:");
+        outln!("Outputs:");
         for (k, v) in &state.outputs {
-            println!("  {k} = {}", if is_sealed(v) { "(sensitive)".to_string() } else { v.to_string() });
+            outln!("  {k} = {}", if is_sealed(v) { "(sensitive)".to_string() } else { v.to_string() });
         }
     }
     Ok(Exit::Ok)
@@ -198,21 +207,21 @@ pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<
                 )
             })?;
             if printer.json {
-                println!("{}", shown(v));
+                outln!("{}", shown(v));
             } else {
                 match shown(v) {
-                    serde_json::Value::String(s) => println!("{s}"),
-                    other => println!("{other}"),
+                    serde_json::Value::String(s) => outln!("{s}"),
+                    other => outln!("{other}"),
                 }
             }
         }
         None => {
             if printer.json {
                 let m: serde_json::Map<_, _> = state.outputs.iter().map(|(k, v)| (k.clone(), shown(v))).collect();
-                println!("{}", serde_json::Value::Object(m));
+                outln!("{}", serde_json::Value::Object(m));
             } else {
                 for (k, v) in &state.outputs {
-                    println!("{k} = {}", shown(v));
+                    outln!("{k} = {}", shown(v));
                 }
             }
         }
@@ -230,11 +239,11 @@ pub async fn unlock(g: &Global, printer: &Printer, args: &EnvArgs, force: bool) 
     if let Some(status) = store.lock_holder().await.map_err(context::state_failure)? {
         let state = if status.live { "live" } else { "stale" };
         let lease = status.lease_expires_at.map(|t| format!(", lease until {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
-        eprintln!("Lock of {} ({state}): {}{}", env.loaded.state_key(), status.info, lease.unwrap_or_default());
+        errln!("Lock of {} ({state}): {}{}", env.loaded.state_key(), status.info, lease.unwrap_or_default());
     }
     match store.unlock(force).await.map_err(context::state_failure)? {
-        Some(info) => println!("Released the lock left by {info}."),
-        None => println!("{} is not locked.", env.loaded.state_key()),
+        Some(info) => outln!("Released the lock left by {info}."),
+        None => outln!("{} is not locked.", env.loaded.state_key()),
     }
     Ok(Exit::Ok)
 }
@@ -244,10 +253,10 @@ pub async fn state_list(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdRes
     let state = env.read_state().await?;
     if printer.json {
         let list: Vec<_> = state.resources.iter().map(|(a, r)| serde_json::json!({"addr": a, "type": r.type_name})).collect();
-        println!("{}", serde_json::Value::Array(list));
+        outln!("{}", serde_json::Value::Array(list));
     } else {
         for (a, r) in &state.resources {
-            println!("{a}\t{}", r.type_name);
+            outln!("{a}\t{}", r.type_name);
         }
     }
     Ok(Exit::Ok)
@@ -258,7 +267,7 @@ pub async fn state_show(g: &Global, printer: &Printer, args: &EnvArgs, resource:
     let state = env.read_state().await?;
     let addr = ResourceAddr::new_unchecked(resource);
     let r = state.resources.get(&addr).ok_or_else(|| anyhow!("`{resource}` is not in the state of {}", env.loaded.state_key()))?;
-    println!("{}", serde_json::to_string_pretty(&serde_json::json!({"addr": addr, "resource": r}))?);
+    outln!("{}", serde_json::to_string_pretty(&serde_json::json!({"addr": addr, "resource": r}))?);
     Ok(Exit::Ok)
 }
 
@@ -278,7 +287,7 @@ pub async fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: 
         crate::confirm::ask(&format!("forget {names} (the objects keep existing, unmanaged)"), &[])?;
     }
     let written = guard.write(&state).await.map_err(context::state_failure)?;
-    println!("Removed {} resource(s) from state (serial {}).", removed.len(), written.serial);
+    outln!("Removed {} resource(s) from state (serial {}).", removed.len(), written.serial);
     Ok(Exit::Ok)
 }
 
@@ -318,7 +327,7 @@ pub async fn state_mv(g: &Global, printer: &Printer, args: &EnvArgs, source: &st
         }
     }
     let written = guard.write(&state).await.map_err(context::state_failure)?;
-    println!("Moved {source} to {destination} in the state of {key} (serial {}).", written.serial);
+    outln!("Moved {source} to {destination} in the state of {key} (serial {}).", written.serial);
     Ok(Exit::Ok)
 }
 
@@ -356,9 +365,11 @@ pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &st
     let journal = guard.journal(state).await.map_err(context::state_failure)?;
     journal.record(JournalRecord::Put { addr: addr.clone(), resource: resource_state }).await.map_err(|e| anyhow!("{e}"))?;
     let written = journal.finish().await.map_err(context::state_failure)?;
-    println!(
+    outln!(
         "Imported {id} as {resource} ({}); state serial {}. Run `phoenix plan {}` to see how it differs from the definition.",
-        config.type_name, written.serial, args.env
+        config.type_name,
+        written.serial,
+        args.env
     );
     Ok(Exit::Ok)
 }

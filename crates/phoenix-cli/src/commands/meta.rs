@@ -21,16 +21,19 @@ pub fn version(printer: &Printer) -> CmdResult {
     let providers: Vec<&str> = registry.provider_names().filter(|n| *n != phoenix_core::builtin::PROVIDER_NAME).collect();
     let version = env!("CARGO_PKG_VERSION");
     if printer.json {
-        println!("{}", serde_json::json!({"version": version, "providers": providers, "state_backends": state_backends()}));
+        outln!("{}", serde_json::json!({"version": version, "providers": providers, "state_backends": state_backends()}));
     } else {
-        println!("phoenix {version}");
-        println!("providers: {}", providers.join(", "));
-        println!("state backends: {}", state_backends().join(", "));
+        outln!("phoenix {version}");
+        outln!("providers: {}", providers.join(", "));
+        outln!("state backends: {}", state_backends().join(", "));
     }
     Ok(Exit::Ok)
 }
 
 pub fn completions(shell: clap_complete::Shell) -> CmdResult {
-    clap_complete::generate(shell, &mut Cli::command(), "phoenix", &mut std::io::stdout());
+    // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "phoenix", &mut script);
+    crate::out::stdout_bytes(&script);
     Ok(Exit::Ok)
 }

@@ -37,7 +37,7 @@ fn log_sink(json: bool) -> LogSink {
         if json {
             json_event(serde_json::json!({"event": "log", "addr": addr, "line": line}));
         } else {
-            eprintln!("  {} {line}", style(format!("{addr}:")).dim());
+            errln!("  {} {line}", style(format!("{addr}:")).dim());
         }
     })
 }
@@ -60,7 +60,7 @@ pub async fn take(g: &Global, printer: &Printer, t: &TakeArgs) -> CmdResult {
         printer.note("no stateful objects (volumes, databases) in state: the recovery point holds the definition only");
     }
     if !printer.json {
-        eprintln!("Taking recovery point {} of {}: {} snapshot(s)", style(&id).bold(), env.loaded.name, stateful.len());
+        errln!("Taking recovery point {} of {}: {} snapshot(s)", style(&id).bold(), env.loaded.name, stateful.len());
     }
     let parallelism = t.parallelism as usize;
     let mut snapshots = match recovery::take(&state, &env.registry, &id, parallelism, log_sink(printer.json)).await {
@@ -105,9 +105,9 @@ pub async fn take(g: &Global, printer: &Printer, t: &TakeArgs) -> CmdResult {
         );
     } else {
         show(&point);
-        println!("Recovery point {} taken in {:.1}s; stored at {}.", style(&id).bold(), point.took_ms as f64 / 1000.0, store.location());
+        outln!("Recovery point {} taken in {:.1}s; stored at {}.", style(&id).bold(), point.took_ms as f64 / 1000.0, store.location());
         for r in &removed {
-            println!("Removed recovery point {r} (--keep {}).", t.keep.unwrap_or_default());
+            outln!("Removed recovery point {r} (--keep {}).", t.keep.unwrap_or_default());
         }
     }
     Ok(Exit::Ok)
@@ -195,7 +195,7 @@ fn summary(p: &RecoveryPoint) -> serde_json::Value {
 }
 
 fn show(p: &RecoveryPoint) {
-    println!(
+    outln!(
         "{} of {} at {} (state serial {}, {} resources, {} snapshot(s))",
         style(&p.id).bold(),
         p.environment,
@@ -207,7 +207,7 @@ fn show(p: &RecoveryPoint) {
     for s in &p.snapshots {
         let copies: Vec<String> = s.copies.iter().map(|(r, c)| format!("{r}: {}", c.id)).collect();
         let copies = if copies.is_empty() { String::new() } else { format!("  (copies: {})", copies.join(", ")) };
-        println!("  {:<24} {:<18} {}{copies}", s.addr.to_string(), s.type_name, s.snapshot.id);
+        outln!("  {:<24} {:<18} {}{copies}", s.addr.to_string(), s.type_name, s.snapshot.id);
     }
 }
 
@@ -223,14 +223,14 @@ pub async fn list(g: &Global, printer: &Printer, env: &str) -> CmdResult {
     let (env, store) = store_of(g, printer, env).await?;
     let points = store.list(&env.loaded.name).await.map_err(fail)?;
     if printer.json {
-        println!("{}", serde_json::json!({"event": "recovery_points", "points": points.iter().map(summary).collect::<Vec<_>>()}));
+        outln!("{}", serde_json::json!({"event": "recovery_points", "points": points.iter().map(summary).collect::<Vec<_>>()}));
     } else if points.is_empty() {
-        println!("No recovery points of {} (take one with `phoenix snapshot {}`).", env.loaded.name, env.loaded.name);
+        outln!("No recovery points of {} (take one with `phoenix snapshot {}`).", env.loaded.name, env.loaded.name);
     } else {
-        println!("{:<28} {:<20} {:>9} {:>8}  regions", "ID", "TAKEN (UTC)", "SNAPSHOTS", "TOOK");
+        outln!("{:<28} {:<20} {:>9} {:>8}  regions", "ID", "TAKEN (UTC)", "SNAPSHOTS", "TOOK");
         for p in &points {
             let regions: Vec<String> = p.copied_regions().into_iter().collect();
-            println!(
+            outln!(
                 "{:<28} {:<20} {:>9} {:>7.1}s  {}",
                 p.id,
                 p.created_at.format("%Y-%m-%d %H:%M:%S"),
@@ -255,7 +255,7 @@ pub async fn show_point(g: &Global, printer: &Printer, env: &str, id: &str) -> C
     let (env, store) = store_of(g, printer, env).await?;
     let point = find(store.as_ref(), &env.loaded.name, id).await?;
     if printer.json {
-        println!("{}", serde_json::json!({"event": "recovery_point", "point": summary(&point), "variables": point.variables}));
+        outln!("{}", serde_json::json!({"event": "recovery_point", "point": summary(&point), "variables": point.variables}));
     } else {
         show(&point);
     }
@@ -276,9 +276,9 @@ pub async fn delete(g: &Global, printer: &Printer, env: &str, id: &str, yes: boo
     }
     store.delete(&env.loaded.name, id).await.map_err(fail)?;
     if printer.json {
-        println!("{}", serde_json::json!({"event": "recovery_point_deleted", "id": id, "snapshots": point.snapshots.len()}));
+        outln!("{}", serde_json::json!({"event": "recovery_point_deleted", "id": id, "snapshots": point.snapshots.len()}));
     } else {
-        println!("Deleted recovery point {id} and its {} snapshot(s).", point.snapshots.len());
+        outln!("Deleted recovery point {id} and its {} snapshot(s).", point.snapshots.len());
     }
     Ok(Exit::Ok)
 }
@@ -466,7 +466,7 @@ pub fn report(printer: &Printer, spec: &RestoreSpec, restored: &[Restored], reco
         }));
         return;
     }
-    println!(
+    outln!(
         "\n{} {}{} from recovery point {} in {} (recovery time).",
         style("Restored").green().bold(),
         env.loaded.name,
@@ -475,6 +475,6 @@ pub fn report(printer: &Printer, spec: &RestoreSpec, restored: &[Restored], reco
         style(format!("{:.1}s", recovery_ms as f64 / 1000.0)).bold()
     );
     for r in restored {
-        println!("  {:<24} {} = {}", r.addr.to_string(), r.restore_attr, r.snapshot.id);
+        outln!("  {:<24} {} = {}", r.addr.to_string(), r.restore_attr, r.snapshot.id);
     }
 }
