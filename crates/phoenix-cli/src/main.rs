@@ -84,3 +84,48 @@ impl std::io::Write for LogWriter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::log_filter;
+
+    /// What a subscriber with `-v` × `verbose` prints for one warning from
+    /// Phoenix and one from an SDK.
+    fn logged(verbose: u8) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter(verbose)))
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "phoenix_provider_aws::kinds", "phoenix warning");
+            tracing::warn!(target: "aws_config::imds::region", "sdk warning");
+            tracing::info!(target: "phoenix_core::executor", "phoenix note");
+        });
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn the_default_level_shows_only_phoenix_warnings_and_v_adds_the_libraries() {
+        let quiet = logged(0);
+        assert!(quiet.contains("phoenix warning"), "{quiet}");
+        assert!(!quiet.contains("sdk warning") && !quiet.contains("phoenix note"), "{quiet}");
+        let v = logged(1);
+        assert!(v.contains("phoenix warning") && v.contains("sdk warning") && v.contains("phoenix note"), "{v}");
+    }
+}

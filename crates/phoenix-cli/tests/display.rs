@@ -72,6 +72,41 @@ fn an_apply_whose_reader_is_gone_still_finishes_and_records_everything() {
     assert_eq!(down.code, 0, "{}{}", down.stdout, down.stderr);
 }
 
+/// `phoenix up … | tail`, then Ctrl-C: the terminal's SIGINT ends `tail` and
+/// interrupts `up`, whose next lines meet a closed pipe. It must finish what is
+/// in flight and exit 130, quietly.
+#[test]
+fn an_interrupted_apply_whose_reader_died_exits_130_without_a_panic() {
+    let project = Project::empty();
+    project.write("environments/slow.toml", "template = \"slow\"\n[providers.metal]\n");
+    project.write(
+        "templates/slow.toml.j2",
+        "[resource.first]\ntype = \"metal.exec\"\ncommand = \"sleep 2; echo first\"\n\n\
+         [resource.second]\ntype = \"metal.exec\"\ncommand = \"echo second\"\ndepends_on = [\"first\"]\n",
+    );
+    let _run = Run::of(&project.dir, "slow");
+    let mut child = command(&project.dir, &["up", "slow", "--yes"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    // Until the apply has started (its signal handler is in place).
+    while !seen.contains("first: creating") {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "no apply started:\n{seen}");
+        seen.push_str(&line);
+    }
+    drop(reader);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // What was in flight was recorded: the next run only has `second` left to do.
+    let plan = phoenix(&project.dir, &["--json", "plan", "slow"]);
+    let changes = plan.event("plan").unwrap()["plan"]["changes"].clone();
+    let todo: Vec<_> = changes.as_array().unwrap().iter().filter(|c| c["action"] != "no_op").map(|c| c["addr"].clone()).collect();
+    assert_eq!(todo, vec![serde_json::json!("second")], "{}", plan.stdout);
+}
+
 /// A failing run's stderr, with colour forced on (CLICOLOR_FORCE) as a
 /// terminal would have it, and then switched off by the flag or NO_COLOR.
 #[test]
