@@ -73,47 +73,6 @@ pub fn above_live_area(write: impl FnOnce()) {
     }
 }
 
-/// stderr for the live area, reported a few columns narrower than it is.
-/// indicatif pads every line to the full width, leaving the cursor in the last
-/// column; the terminal's `^C` echo then wraps onto a new line, indicatif's
-/// next redraw clears one line too few, and a spinner frame stays on screen.
-/// Three spare columns keep the echo on the line indicatif knows about.
-#[derive(Debug)]
-struct RoomForEcho(console::Term);
-
-impl indicatif::TermLike for RoomForEcho {
-    fn width(&self) -> u16 {
-        self.0.size().1.saturating_sub(3).max(20)
-    }
-    fn height(&self) -> u16 {
-        self.0.size().0
-    }
-    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
-        self.0.move_cursor_up(n)
-    }
-    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
-        self.0.move_cursor_down(n)
-    }
-    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
-        self.0.move_cursor_right(n)
-    }
-    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
-        self.0.move_cursor_left(n)
-    }
-    fn write_line(&self, s: &str) -> std::io::Result<()> {
-        self.0.write_line(s)
-    }
-    fn write_str(&self, s: &str) -> std::io::Result<()> {
-        self.0.write_str(s)
-    }
-    fn clear_line(&self) -> std::io::Result<()> {
-        self.0.clear_line()
-    }
-    fn flush(&self) -> std::io::Result<()> {
-        self.0.flush()
-    }
-}
-
 fn verb(op: OpKind, done: bool) -> &'static str {
     match (op, done) {
         (OpKind::Create, false) => "creating",
@@ -157,11 +116,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(mode: Mode, total_ops: usize) -> Self {
-        let target = if mode == Mode::Bars {
-            ProgressDrawTarget::term_like_with_hz(Box::new(RoomForEcho(console::Term::buffered_stderr())), 20)
-        } else {
-            ProgressDrawTarget::hidden()
-        };
+        let target = if mode == Mode::Bars { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let progress = Self::build(mode, total_ops, target, false);
         if let Some((mp, _)) = &progress.inner.bars
             && let Ok(mut live) = LIVE.lock()
