@@ -298,11 +298,20 @@ pub enum Command {
         #[command(flatten)]
         lock: LockArgs,
     },
-    /// Print the dependency graph in Graphviz DOT.
-    #[command(after_help = "Examples:\n  phoenix graph staging | dot -Tsvg > staging.svg")]
+    /// Draw the dependency graph: Graphviz DOT, an SVG picture, or a Mermaid flowchart.
+    #[command(
+        after_help = "An arrow `a -> b` means `a` needs `b`. SVG is laid out by Phoenix itself (no Graphviz needed).\n\nExamples:\n  phoenix graph dev                          DOT on stdout\n  phoenix graph dev --format svg > dev.svg   a picture for a browser\n  phoenix graph dev --format mermaid         for a Markdown page (```mermaid)\n  phoenix graph prod --plan --format svg     coloured by what `phoenix plan` would do"
+    )]
     Graph {
         #[command(flatten)]
         env: EnvArgs,
+        /// What to draw: `dot` (Graphviz), `svg` or `mermaid`.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+        /// Refresh and plan (as `phoenix plan` does), then colour each resource by its
+        /// planned action: create, update, replace, delete or no change.
+        #[arg(long)]
+        plan: bool,
     },
     /// Describe resource types from their schemas: attributes, types, defaults, force-new, sensitive.
     #[command(
@@ -436,6 +445,13 @@ pub enum SnapshotCommand {
 pub enum OutputFormat {
     Dotenv,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Svg,
+    Mermaid,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -19,7 +19,7 @@ pub fn require_terminal(action: &str) -> Result<(), Failure> {
 pub fn ask(action: &str, lost: &[String]) -> Result<(), Failure> {
     require_terminal(action)?;
     warn_lost(lost);
-    eprint!("\nDo you want to {action}? Only `yes` is accepted: ");
+    err!("\nDo you want to {action}? Only `yes` is accepted: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
@@ -31,8 +31,8 @@ pub fn warn_lost(lost: &[String]) {
     if lost.is_empty() {
         return;
     }
-    eprintln!("{} this destroys data that cannot be recovered from Phoenix's definition:", console::style("warning:").yellow().bold());
+    errln!("{} this destroys data that cannot be recovered from Phoenix's definition:", console::style("warning:").yellow().bold());
     for l in lost {
-        eprintln!("  - {l}");
+        errln!("  - {l}");
     }
 }

@@ -1,8 +1,6 @@
 //! Everything the CLI prints for people: plans, summaries, notes and errors.
 //! Machine output (`--json`) is one [`Event`] per line, written by [`emit`] only.
 
-use std::io::Write;
-
 use console::style;
 use phoenix_config::Diagnostics;
 use phoenix_core::plan::Plan;
@@ -16,7 +14,7 @@ const MAX_VALUE_CHARS: usize = 120;
 
 /// Writes one `--json` line: the only place the CLI writes machine output.
 pub fn emit(event: &Event) {
-    println!("{}", event.to_line());
+    outln!("{}", event.to_line());
 }
 
 #[derive(Debug, Clone)]
@@ -46,7 +44,7 @@ impl Printer {
     /// A diagnostic-free note for people (stderr, so stdout stays clean for pipes).
     pub fn note(&self, msg: &str) {
         if !self.json {
-            eprintln!("{} {msg}", style("note:").cyan().bold());
+            errln!("{} {msg}", style("note:").cyan().bold());
         }
     }
 
@@ -54,7 +52,7 @@ impl Printer {
         if self.json {
             emit(&Event::Error { error: format!("{err:#}") });
         } else {
-            eprintln!("{} {err:#}", style("error:").red().bold());
+            errln!("{} {err:#}", style("error:").red().bold());
         }
     }
 
@@ -63,14 +61,14 @@ impl Printer {
             emit(&Event::Invalid { diagnostics: serde_json::to_value(&d.0).unwrap_or_default() });
         } else {
             let color = console::colors_enabled_stderr();
-            eprint!("{}", d.render(color));
-            eprintln!("{} {} problem(s) found; nothing was changed", style("error:").red().bold(), d.len());
+            err!("{}", d.render(color));
+            errln!("{} {} problem(s) found; nothing was changed", style("error:").red().bold(), d.len());
         }
     }
 
     /// Prints a plan for review: see [`plan`].
     pub fn plan(&self, plan: &Plan) {
-        let _ = std::io::stdout().write_all(plan::render(plan, self.compact).as_bytes());
+        crate::out::stdout_bytes(plan::render(plan, self.compact).as_bytes());
     }
 }
 
@@ -112,30 +110,30 @@ fn render_event(event: &Event) {
         None => env.to_string(),
     };
     match event {
-        Event::Error { error } => eprintln!("{} {error}", style("error:").red().bold()),
+        Event::Error { error } => errln!("{} {error}", style("error:").red().bold()),
         Event::SnapshotStarted { id, environment, snapshots } => {
-            eprintln!("Taking recovery point {} of {environment}: {snapshots} snapshot(s)", style(id).bold());
+            errln!("Taking recovery point {} of {environment}: {snapshots} snapshot(s)", style(id).bold());
         }
-        Event::Log { addr, line } => eprintln!("  {} {line}", style(format!("{addr}:")).dim()),
+        Event::Log { addr, line } => errln!("  {} {line}", style(format!("{addr}:")).dim()),
         Event::GcExpired { environment, instance, expires_at, resources, dry_run } => {
             let due = expires_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default();
-            println!(
+            outln!(
                 "{} {}: expired at {due}, {resources} resource(s)",
                 style(if *dry_run { "would destroy" } else { "destroying" }).bold(),
                 who(environment, instance)
             );
         }
-        Event::GcLeak { resource_type, id, environment, instance, resource, lineage, .. } => println!(
+        Event::GcLeak { resource_type, id, environment, instance, resource, lineage, .. } => outln!(
             "{} {resource_type} {id}  ({}, resource {resource}, lineage {lineage}) is in no state",
             style("leak:").yellow().bold(),
             who(environment, instance)
         ),
-        Event::GcLeakDeleted { resource_type, id } => println!("{} {resource_type} {id}", style("destroyed leak").green()),
+        Event::GcLeakDeleted { resource_type, id } => outln!("{} {resource_type} {id}", style("destroyed leak").green()),
         Event::GcLeakDeleteFailed { resource_type, id, error } => {
-            eprintln!("{} {resource_type} {id}: {error}", style("could not destroy leak").red().bold());
+            errln!("{} {resource_type} {id}: {error}", style("could not destroy leak").red().bold());
         }
         Event::GcFinished { expired, leaks, deleted_leaks, left_alone, unsupported_types, dry_run, .. } => {
-            println!(
+            outln!(
                 "gc: {expired} expired instance(s), {leaks} leaked object(s){}{}.",
                 if *dry_run { " (dry run: nothing was changed)".to_string() } else { format!(", {deleted_leaks} destroyed") },
                 if *left_alone > 0 {
@@ -145,7 +143,7 @@ fn render_event(event: &Event) {
                 }
             );
             if !unsupported_types.is_empty() {
-                println!("not swept (the provider cannot list them yet): {}", unsupported_types.join(", "));
+                outln!("not swept (the provider cannot list them yet): {}", unsupported_types.join(", "));
             }
         }
         _ => {}

@@ -35,6 +35,10 @@ fn settings() -> insta::Settings {
         (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
         // The id of a builtin `data` resource: random.
         (r#""[0-9a-f]{16}""#, r#""[ID]""#),
+        // …and as a finished line shows it: `site: created in 0.1s [72607fcb97f57dc3]`.
+        (r"\[[0-9a-f]{16}\]", "[[ID]]"),
+        // The dev preflight's streamed output: the machine's own Python.
+        (r"Python \d+\.\d+\.\d+", "Python [VERSION]"),
     ] {
         s.add_filter(pattern, replacement);
     }

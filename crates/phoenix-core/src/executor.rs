@@ -119,6 +119,10 @@ pub enum ApplyEvent {
         addr: ResourceAddr,
         op: OpKind,
         elapsed_ms: u64,
+        /// What names the object to a person (see [`object_id`]): the one made,
+        /// updated or adopted, or the one destroyed. Absent when it has none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     Failed {
         addr: ResourceAddr,
@@ -401,10 +405,12 @@ pub async fn apply(
             let change = if op.addr.as_str().ends_with("~deposed") { deposed[&real_addr(&op.addr)] } else { changes[&op.addr] };
             let task = prepare(change, op.kind, &values);
             let shared = shared.clone();
+            // A destroy produces nothing: what it destroyed is named by its prior state.
+            let prior_id = task.prior.as_ref().and_then(|p| object_id(&p.outputs));
             in_flight.spawn(async move {
                 let t = Instant::now();
                 let r = run_op(&shared, task).await;
-                (i, r, t.elapsed())
+                (i, r, t.elapsed(), prior_id)
             });
         }
         if in_flight.is_empty() {
@@ -413,7 +419,7 @@ pub async fn apply(
         tokio::select! {
             joined = in_flight.join_next() => {
                 let Some(joined) = joined else { break };
-                let (i, result, elapsed) = match joined {
+                let (i, result, elapsed, prior_id) = match joined {
                     Ok(x) => x,
                     Err(e) => return Err(ApplyError::Panicked(e.to_string())),
                 };
@@ -422,8 +428,9 @@ pub async fn apply(
                 let elapsed_ms = elapsed.as_millis() as u64;
                 match result {
                     Ok(produced) => {
+                        let id = produced.as_ref().and_then(object_id).or(prior_id);
                         if let Some(attrs) = produced { values.insert(addr.clone(), attrs); }
-                        reporter.event(&ApplyEvent::Finished { addr: addr.clone(), op: op.kind, elapsed_ms });
+                        reporter.event(&ApplyEvent::Finished { addr: addr.clone(), op: op.kind, elapsed_ms, id });
                         results[i] = Some(OpResult { addr, op: op.kind, outcome: Outcome::Succeeded, elapsed_ms });
                         release(&dag, i, &mut waiting, &mut ready, &mut failed_root, None);
                     }
@@ -681,6 +688,19 @@ fn idempotency_token(ownership: &Ownership) -> String {
     h.update(chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default().to_le_bytes());
     h.update(std::process::id().to_le_bytes());
     h.finalize().iter().take(24).map(|b| format!("{b:02x}")).collect()
+}
+
+/// What names an object to a person, from its attributes: its `id` (an EC2
+/// instance id, a GCE resource id), else a process's `pid` as `pid 4242`; the
+/// same choice `phoenix status` makes for its id column.
+pub fn object_id(attrs: &Attrs) -> Option<String> {
+    let shown = |v: &Value| match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let id = attrs.get("id").filter(|v| is_known(v) && !is_sealed(v)).and_then(shown);
+    id.or_else(|| attrs.get("pid").filter(|v| is_known(v)).and_then(shown).filter(|p| p != "0").map(|p| format!("pid {p}")))
 }
 
 fn merged(inputs: &Attrs, outputs: &Attrs) -> Attrs {

@@ -159,8 +159,11 @@ impl<N: Clone + Eq + Hash + Ord + Display> Dag<N> {
     }
 }
 
+/// A DOT quoted string's body: quotes and backslashes escaped, and each line
+/// break as DOT's own `\n` (escaping a label's `\n` again would show a
+/// literal backslash-n instead of a new line).
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -210,5 +213,8 @@ mod tests {
         let d = dag(&[("web", "vpc")]);
         let dot = d.to_dot("dev", &|n| n.to_string());
         assert!(dot.contains("\"web\" -> \"vpc\";"));
+        // A label's line break is DOT's `\n`, not an escaped backslash.
+        let dot = d.to_dot("dev", &|n| format!("{n}\nmetal.file"));
+        assert!(dot.contains("\"web\" [label = \"web\\nmetal.file\"];"), "{dot}");
     }
 }

@@ -386,12 +386,7 @@ fn check_zone_spread(
         3 => "three".to_string(),
         n => n.to_string(),
     };
-    // "An RDS DB subnet group" → "an RDS DB subnet group (`aws.db_subnet_group`) needs its `subnet_ids` in …"
-    let what = schemas.get(&res.type_name).map_or(String::new(), |s| {
-        let mut d = s.description.chars();
-        d.next().map(|c| format!("{}{} ", c.to_lowercase(), d.as_str())).unwrap_or_default()
-    });
-    let needs = format!("{what}(`{}`) needs its `{list_attr}` in at least {at_least} availability zones", res.type_name);
+    let needs = format!("`{}` needs its `{list_attr}` in at least {at_least} availability zones", res.type_name);
     let message = match names.as_slice() {
         [] => format!("{needs}; none is given"),
         [one] => format!("{needs}; only {one} is given ({place})"),
@@ -560,13 +555,13 @@ mod relation_tests {
         let named = def(&[net.clone(), sub("a", json!({"zone": "z1"})), sub("b", json!({"zone": "z1"})), group.clone()]);
         assert_eq!(
             messages(&named),
-            vec!["test (`x.group`) needs its `members` in at least two availability zones; `a` and `b` are both in z1".to_string()]
+            vec!["`x.group` needs its `members` in at least two availability zones; `a` and `b` are both in z1".to_string()]
         );
         let indexed = def(&[net.clone(), sub("a", json!({"nth": 1})), sub("b", json!({"nth": 1})), group.clone()]);
         assert_eq!(
             messages(&indexed),
             vec![
-                "test (`x.group`) needs its `members` in at least two availability zones; `a` and `b` are both in the zone of nth 1"
+                "`x.group` needs its `members` in at least two availability zones; `a` and `b` are both in the zone of nth 1"
                     .to_string()
             ]
         );

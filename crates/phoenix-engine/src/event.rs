@@ -311,6 +311,9 @@ pub enum Event {
         addr: String,
         action: Verb,
         elapsed_ms: u64,
+        /// The object's id (`i-0abc…`, `pid 5950`), when it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
     /// It failed.
     OperationFailed {
@@ -594,8 +597,8 @@ impl From<&ApplyEvent> for Event {
             ApplyEvent::Started { addr, op, type_name } => {
                 Event::OperationStarted { addr: addr.to_string(), action: (*op).into(), resource_type: type_name.clone() }
             }
-            ApplyEvent::Finished { addr, op, elapsed_ms } => {
-                Event::OperationFinished { addr: addr.to_string(), action: (*op).into(), elapsed_ms: *elapsed_ms }
+            ApplyEvent::Finished { addr, op, elapsed_ms, id } => {
+                Event::OperationFinished { addr: addr.to_string(), action: (*op).into(), elapsed_ms: *elapsed_ms, id: id.clone() }
             }
             ApplyEvent::Failed { addr, op, error, elapsed_ms } => Event::OperationFailed {
                 addr: addr.to_string(),

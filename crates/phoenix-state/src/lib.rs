@@ -48,7 +48,6 @@
 //! `journal_log` modules.
 // Only the CLI prints; libraries report through return values, events and tracing.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
-
 #![warn(missing_docs)]
 
 mod backend;

@@ -151,8 +151,8 @@ impl RunHooks for CliRun<'_> {
 
     fn apply_starting(&self, total_ops: usize) -> ApplyWiring {
         let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
-        *self.signals.lock().expect("not poisoned") = Some(tokio::spawn(watch_signals(cancel_tx)));
-        let progress = Arc::new(Progress::new(Mode::detect(self.printer.json), total_ops, self.verbose));
+        let progress = Arc::new(Progress::new(Mode::detect(self.printer.json), total_ops));
+        *self.signals.lock().expect("not poisoned") = Some(tokio::spawn(watch_signals(cancel_tx, progress.clone())));
         *self.progress.lock().expect("not poisoned") = Some(progress.clone());
         ApplyWiring { progress, cancel }
     }
@@ -164,14 +164,14 @@ impl RunHooks for CliRun<'_> {
         {
             print_summary(applied, (report.created, report.updated, report.deleted), report.destroy);
             if !report.destroy && applied.is_success() && !report.outputs.is_empty() {
-                println!("\nOutputs:");
+                outln!("\nOutputs:");
                 for (k, v) in &report.outputs {
-                    println!("  {k} = {}", if is_sealed(v) { "(sensitive)".to_string() } else { v.to_string() });
+                    outln!("  {k} = {}", if is_sealed(v) { "(sensitive)".to_string() } else { v.to_string() });
                 }
             }
             if self.verbose > 0 {
-                println!("state: serial {}, {} bytes written this run", report.state_serial, report.state_bytes_written);
-                println!(
+                outln!("state: serial {}, {} bytes written this run", report.state_serial, report.state_bytes_written);
+                outln!(
                     "API calls: {} in all, {} of them to refresh",
                     context::show_calls(&report.api_calls),
                     context::show_calls(&report.refresh_api_calls)
@@ -189,7 +189,7 @@ impl RunHooks for CliRun<'_> {
             && report.is_success()
             && let Some((spec, restored)) = &report.restore
         {
-            println!(
+            outln!(
                 "\n{} {}{} from recovery point {} in {} (recovery time).",
                 style("Restored").green().bold(),
                 report.environment,
@@ -198,7 +198,7 @@ impl RunHooks for CliRun<'_> {
                 style(format!("{:.1}s", report.total_ms as f64 / 1000.0)).bold()
             );
             for r in restored {
-                println!("  {:<24} {} = {}", r.addr.to_string(), r.restore_attr, r.snapshot.id);
+                outln!("  {:<24} {} = {}", r.addr.to_string(), r.restore_attr, r.snapshot.id);
             }
         }
     }
@@ -208,14 +208,14 @@ fn print_summary(report: &ApplyReport, (created, updated, destroyed): (usize, us
     let secs = report.elapsed_ms as f64 / 1000.0;
     let what = if destroy { "Destroy" } else { "Apply" };
     if report.is_success() {
-        println!(
+        outln!(
             "\n{} {created} created, {updated} updated, {destroyed} destroyed in {secs:.1}s.",
             style(format!("{what} complete:")).green().bold()
         );
         return;
     }
     let head = if report.interrupted { format!("{what} interrupted:") } else { format!("{what} failed:") };
-    println!(
+    outln!(
         "\n{} {created} created, {updated} updated, {destroyed} destroyed, {} failed, {} not started, in {secs:.1}s.",
         style(head).red().bold(),
         report.failed(),
@@ -226,7 +226,7 @@ fn print_summary(report: &ApplyReport, (created, updated, destroyed): (usize, us
         _ => None,
     });
     for line in phoenix_engine::plan::said_once(failures) {
-        println!("  {} {line}", style("✗").red());
+        outln!("  {} {line}", style("✗").red());
     }
     // What to do about it, once per kind of error (credentials, throttling…).
     let mut hints: Vec<&str> = report
@@ -240,19 +240,21 @@ fn print_summary(report: &ApplyReport, (created, updated, destroyed): (usize, us
     hints.sort_unstable();
     hints.dedup();
     for hint in hints {
-        println!("    {}", style(format!("hint: {hint}")).dim());
+        outln!("    {}", style(format!("hint: {hint}")).dim());
     }
-    println!("State was saved; run the command again to continue.");
+    outln!("State was saved; run the command again to continue.");
 }
 
 /// First Ctrl-C (or SIGTERM): stop scheduling, let in-flight work finish, save state.
 /// Second: exit at once (the journal already holds every finished operation).
-async fn watch_signals(cancel: tokio::sync::watch::Sender<bool>) {
+/// The live area is cleared before that exit, so no spinner frame stays on the terminal.
+async fn watch_signals(cancel: tokio::sync::watch::Sender<bool>, progress: Arc<Progress>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     let _ = cancel.send(true);
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-    eprintln!("\nSecond interrupt: exiting now. Finished operations are recorded; run the command again to continue.");
+    progress.clear();
+    errln!("\nSecond interrupt: exiting now. Finished operations are recorded; run the command again to continue.");
     std::process::exit(Exit::Interrupted as i32);
 }

@@ -50,12 +50,12 @@ pub async fn instances(g: &Global, printer: &Printer, env_name: &str) -> CmdResu
         return Ok(Exit::Ok);
     }
     if states.is_empty() {
-        println!("{} has no instances in {location}.", env.loaded.name);
+        outln!("{} has no instances in {location}.", env.loaded.name);
         return Ok(Exit::Ok);
     }
     let name = |s: &StoredState| s.doc.instance.clone().unwrap_or_else(|| "(default)".into());
     let width = states.iter().map(|s| name(s).len()).max().unwrap_or(8).max(8);
-    println!("{:width$}  {:>9}  {:>8}  {:24}  LOCK", "INSTANCE", "RESOURCES", "AGE", "EXPIRES");
+    outln!("{:width$}  {:>9}  {:>8}  {:24}  LOCK", "INSTANCE", "RESOURCES", "AGE", "EXPIRES");
     for s in &states {
         let expires = match s.doc.expires_at {
             None => "never".to_string(),
@@ -66,7 +66,7 @@ pub async fn instances(g: &Global, printer: &Printer, env_name: &str) -> CmdResu
             Some(l) if l.live => format!("{}@{} ({})", l.info.owner, l.info.host, l.info.operation),
             _ => "-".into(),
         };
-        println!("{:width$}  {:>9}  {:>8}  {:24}  {lock}", name(s), s.doc.resources.len(), age(s.doc.created_at, now), expires);
+        outln!("{:width$}  {:>9}  {:>8}  {:24}  {lock}", name(s), s.doc.resources.len(), age(s.doc.created_at, now), expires);
     }
     Ok(Exit::Ok)
 }
@@ -121,7 +121,7 @@ fn confirm(what: &str) -> Result<bool, Failure> {
     if !std::io::stdin().is_terminal() {
         return Ok(false);
     }
-    eprint!("{what}? Only `yes` is accepted: ");
+    err!("{what}? Only `yes` is accepted: ");
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(answer.trim() == "yes")

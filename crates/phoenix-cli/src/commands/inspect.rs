@@ -6,7 +6,7 @@ use phoenix_core::ResourceAddr;
 use phoenix_core::validate::dependency_graph;
 use phoenix_core::value::is_sealed;
 
-use crate::args::{EnvArgs, Global, LockArgs};
+use crate::args::{EnvArgs, Global, GraphFormat, LockArgs};
 use crate::context;
 use crate::exit::{CmdResult, Exit};
 use crate::printer::{Printer, emit};
@@ -20,7 +20,7 @@ pub fn validate(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
     if printer.json {
         emit(&Event::Valid { resources: def.resources.len(), outputs: def.outputs.len() });
     } else {
-        println!(
+        outln!(
             "{} {} is valid: {} resources, {} outputs.",
             style("✓").green().bold(),
             env.loaded.source.name,
@@ -44,7 +44,7 @@ pub fn render(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdResult {
             .collect();
         emit(&Event::Rendered { templates });
     } else {
-        print!("{}", mask(&loaded.rendered_text(), &secrets));
+        out!("{}", mask(&loaded.rendered_text(), &secrets));
     }
     Ok(Exit::Ok)
 }
@@ -73,12 +73,22 @@ fn mask(text: &str, secrets: &[String]) -> String {
     secrets.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "(sensitive)"))
 }
 
-pub fn graph(g: &Global, _printer: &Printer, args: &EnvArgs) -> CmdResult {
+pub async fn graph(g: &Global, printer: &Printer, args: &EnvArgs, format: GraphFormat, with_plan: bool) -> CmdResult {
     let env = context::load(g, args)?;
     let def = &env.loaded.definition;
-    let dag = dependency_graph(def);
-    let label = |a: &ResourceAddr| format!("{a}\\n{}", def.resources.get(a).map(|r| r.type_name.as_str()).unwrap_or(""));
-    print!("{}", dag.to_dot(&env.loaded.state_key(), &label));
+    let plan = if with_plan {
+        // The plan command's own path: state, credentials, preflight, refresh and diff.
+        let scope = crate::args::Scope::default().engine();
+        Some(phoenix_engine::plan::plan(&env, printer, false, &scope, None).await?.plan)
+    } else {
+        None
+    };
+    let drawing = crate::draw::Drawing::of(&env.loaded.state_key(), def, &dependency_graph(def), plan.as_ref());
+    match format {
+        GraphFormat::Dot => out!("{}", drawing.dot()),
+        GraphFormat::Mermaid => out!("{}", drawing.mermaid()),
+        GraphFormat::Svg => outln!("{}", drawing.svg()),
+    }
     Ok(Exit::Ok)
 }
 
@@ -134,7 +144,7 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
         });
         return Ok(Exit::Ok);
     }
-    println!(
+    outln!(
         "{} {}: {} of {} declared resources exist (state serial {}{})",
         style("Environment").bold(),
         env.loaded.state_key(),
@@ -144,30 +154,30 @@ pub async fn status(g: &Global, printer: &Printer, args: &EnvArgs, refresh: bool
         state.updated_at.map(|t| format!(", updated {}", t.format("%Y-%m-%d %H:%M:%S UTC"))).unwrap_or_default()
     );
     if let Some((info, true)) = &holder {
-        println!("{} {info}", style("Locked:").yellow().bold());
+        outln!("{} {info}", style("Locked:").yellow().bold());
     }
     let width = state.resources.keys().map(|a| a.as_str().len()).max().unwrap_or(0);
     for (a, r) in &state.resources {
         let id = r.outputs.get("id").or_else(|| r.outputs.get("pid")).map(|v| v.to_string()).unwrap_or_default();
         let st = live.as_ref().and_then(|l| l.get(a)).map(|s| format!("  [{s}]")).unwrap_or_default();
         let taint = if r.tainted { "  (tainted)" } else { "" };
-        println!("  {:width$}  {:22} {id}{st}{taint}", a.as_str(), r.type_name, width = width);
+        outln!("  {:width$}  {:22} {id}{st}{taint}", a.as_str(), r.type_name, width = width);
         let marks = highlights(&env, r);
         if !marks.is_empty() {
             let text: Vec<String> = marks.iter().map(|(k, v)| format!("{k}: {}", phoenix_core::value::display_plain(v))).collect();
-            println!("  {:width$}    {}", "", style(text.join("  ")).dim(), width = width);
+            outln!("  {:width$}    {}", "", style(text.join("  ")).dim(), width = width);
         }
     }
     if !refresh && state.resources.values().any(|r| !highlights(&env, r).is_empty()) {
-        println!("  (values as of the last run; `--refresh` reads them now)");
+        outln!("  (values as of the last run; `--refresh` reads them now)");
     }
     for a in state.pending.keys() {
-        println!("  {} {a}: an interrupted operation; the next `up` will finish it", style("!").yellow());
+        outln!("  {} {a}: an interrupted operation; the next `up` will finish it", style("!").yellow());
     }
     if !state.outputs.is_empty() {
-        println!("Outputs:");
+        outln!("Outputs:");
         for (k, v) in &state.outputs {
-            println!("  {k} = {}", if is_sealed(v) { "(sensitive)".to_string() } else { v.to_string() });
+            outln!("  {k} = {}", if is_sealed(v) { "(sensitive)".to_string() } else { v.to_string() });
         }
     }
     Ok(Exit::Ok)
@@ -205,8 +215,8 @@ pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<
                 emit(&Event::Output { name: n.to_string(), value: shown(v) });
             } else {
                 match shown(v) {
-                    serde_json::Value::String(s) => println!("{s}"),
-                    other => println!("{other}"),
+                    serde_json::Value::String(s) => outln!("{s}"),
+                    other => outln!("{other}"),
                 }
             }
         }
@@ -215,7 +225,7 @@ pub async fn output(g: &Global, printer: &Printer, args: &EnvArgs, name: Option<
                 emit(&Event::Outputs { outputs: state.outputs.iter().map(|(k, v)| (k.clone(), shown(v))).collect() });
             } else {
                 for (k, v) in &state.outputs {
-                    println!("{k} = {}", shown(v));
+                    outln!("{k} = {}", shown(v));
                 }
             }
         }
@@ -233,7 +243,7 @@ pub async fn unlock(g: &Global, printer: &Printer, args: &EnvArgs, force: bool) 
     if let Some(status) = store.lock_holder().await.map_err(context::state_failure)? {
         let state = if status.live { "live" } else { "stale" };
         let lease = status.lease_expires_at.map(|t| format!(", lease until {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
-        eprintln!("Lock of {} ({state}): {}{}", env.loaded.state_key(), status.info, lease.unwrap_or_default());
+        errln!("Lock of {} ({state}): {}{}", env.loaded.state_key(), status.info, lease.unwrap_or_default());
     }
     let released = store.unlock(force).await.map_err(context::state_failure)?;
     if printer.json {
@@ -241,8 +251,8 @@ pub async fn unlock(g: &Global, printer: &Printer, args: &EnvArgs, force: bool) 
         return Ok(Exit::Ok);
     }
     match released {
-        Some(info) => println!("Released the lock left by {info}."),
-        None => println!("{} is not locked.", env.loaded.state_key()),
+        Some(info) => outln!("Released the lock left by {info}."),
+        None => outln!("{} is not locked.", env.loaded.state_key()),
     }
     Ok(Exit::Ok)
 }
@@ -256,7 +266,7 @@ pub async fn state_list(g: &Global, printer: &Printer, args: &EnvArgs) -> CmdRes
         emit(&Event::StateList { resources });
     } else {
         for (a, r) in &state.resources {
-            println!("{a}\t{}", r.type_name);
+            outln!("{a}\t{}", r.type_name);
         }
     }
     Ok(Exit::Ok)
@@ -271,7 +281,7 @@ pub async fn state_show(g: &Global, printer: &Printer, args: &EnvArgs, resource:
         emit(&Event::StateResource { addr: addr.to_string(), resource: serde_json::to_value(r)? });
         return Ok(Exit::Ok);
     }
-    println!("{}", serde_json::to_string_pretty(&serde_json::json!({"addr": addr, "resource": r}))?);
+    outln!("{}", serde_json::to_string_pretty(&serde_json::json!({"addr": addr, "resource": r}))?);
     Ok(Exit::Ok)
 }
 
@@ -288,7 +298,7 @@ pub async fn state_rm(g: &Global, printer: &Printer, args: &EnvArgs, resources: 
     if printer.json {
         emit(&report.event());
     } else {
-        println!("Removed {} resource(s) from state (serial {}).", report.removed.len(), report.serial);
+        outln!("Removed {} resource(s) from state (serial {}).", report.removed.len(), report.serial);
     }
     Ok(Exit::Ok)
 }
@@ -299,7 +309,7 @@ pub async fn state_mv(g: &Global, printer: &Printer, args: &EnvArgs, source: &st
     if printer.json {
         emit(&report.event());
     } else {
-        println!("Moved {source} to {destination} in the state of {} (serial {}).", report.state_key, report.serial);
+        outln!("Moved {source} to {destination} in the state of {} (serial {}).", report.state_key, report.serial);
     }
     Ok(Exit::Ok)
 }
@@ -310,9 +320,11 @@ pub async fn import(g: &Global, printer: &Printer, args: &EnvArgs, resource: &st
     if printer.json {
         emit(&report.event());
     } else {
-        println!(
+        outln!(
             "Imported {id} as {resource} ({}); state serial {}. Run `phoenix plan {}` to see how it differs from the definition.",
-            report.resource_type, report.serial, args.env
+            report.resource_type,
+            report.serial,
+            args.env
         );
     }
     Ok(Exit::Ok)

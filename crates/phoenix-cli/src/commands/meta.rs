@@ -28,14 +28,17 @@ pub fn version(printer: &Printer) -> CmdResult {
             state_backends: state_backends().iter().map(ToString::to_string).collect(),
         });
     } else {
-        println!("phoenix {version}");
-        println!("providers: {}", providers.join(", "));
-        println!("state backends: {}", state_backends().join(", "));
+        outln!("phoenix {version}");
+        outln!("providers: {}", providers.join(", "));
+        outln!("state backends: {}", state_backends().join(", "));
     }
     Ok(Exit::Ok)
 }
 
 pub fn completions(shell: clap_complete::Shell) -> CmdResult {
-    clap_complete::generate(shell, &mut Cli::command(), "phoenix", &mut std::io::stdout());
+    // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "phoenix", &mut script);
+    crate::out::stdout_bytes(&script);
     Ok(Exit::Ok)
 }

@@ -20,7 +20,7 @@ pub async fn run(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Validate { env } => inspect::validate(g, &printer, &env),
         Command::Render { env } => inspect::render(g, &printer, &env),
-        Command::Graph { env } => inspect::graph(g, &printer, &env),
+        Command::Graph { env, format, plan } => inspect::graph(g, &printer, &env, format, plan).await,
         Command::Status { env, refresh } => inspect::status(g, &printer, &env, refresh).await,
         Command::Output { env, name, format: Some(format), out } => outputs::export(g, &env, name.as_deref(), format, out.as_deref()).await,
         Command::Output { env, name, format: None, .. } => inspect::output(g, &printer, &env, name.as_deref()).await,

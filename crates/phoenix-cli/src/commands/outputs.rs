@@ -36,9 +36,9 @@ pub async fn export(g: &Global, args: &EnvArgs, name: Option<&str>, format: Outp
             // `-C DIR` means "as if started in DIR": relative paths are under it.
             let path = &env.project.root.join(path);
             write_private(path, &text)?;
-            eprintln!("wrote {} output(s) to {}", outputs.values().filter(|v| !is_sealed(v)).count(), path.display());
+            errln!("wrote {} output(s) to {}", outputs.values().filter(|v| !is_sealed(v)).count(), path.display());
         }
-        None => print!("{text}"),
+        None => out!("{text}"),
     }
     Ok(Exit::Ok)
 }
@@ -53,7 +53,7 @@ pub fn write_file(path: &Path, outputs: &BTreeMap<String, Value>) -> Result<(), 
 fn render(format: OutputFormat, outputs: &BTreeMap<String, Value>) -> String {
     let skipped: Vec<&String> = outputs.iter().filter(|(_, v)| is_sealed(v)).map(|(k, _)| k).collect();
     if !skipped.is_empty() {
-        eprintln!(
+        errln!(
             "note: sensitive output(s) left out: {} (state keeps only their digest)",
             skipped.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         );

@@ -32,10 +32,10 @@ pub async fn plan(
     } else {
         printer.plan(&plan);
         if g.verbose > 0 {
-            eprintln!("API calls: {}", context::show_calls(&calls));
+            errln!("API calls: {}", context::show_calls(&calls));
         }
         if let Some(path) = &out {
-            println!("\nSaved the plan to {}. Apply exactly it with: phoenix up {} --plan {}", path.display(), args.env, path.display());
+            outln!("\nSaved the plan to {}. Apply exactly it with: phoenix up {} --plan {}", path.display(), args.env, path.display());
         }
     }
     Ok(if detailed_exitcode && plan.has_work() { Exit::Changes } else { Exit::Ok })
@@ -51,13 +51,13 @@ pub fn show(g: &Global, printer: &Printer, path: &Path) -> CmdResult {
         return Ok(Exit::Ok);
     }
     let instance = plan.instance.as_ref().map(|i| format!(" --instance {i}")).unwrap_or_default();
-    println!(
+    outln!(
         "Saved plan for {}{instance} against state serial {}{}:",
         plan.environment,
         plan.state_serial,
         if plan.destroy { " (destroy)" } else { "" }
     );
     printer.plan(&plan.redacted());
-    println!("\nApply exactly it with: phoenix up {}{instance} --plan {}", plan.environment, path.display());
+    outln!("\nApply exactly it with: phoenix up {}{instance} --plan {}", plan.environment, path.display());
     Ok(Exit::Ok)
 }

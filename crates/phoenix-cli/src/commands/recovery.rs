@@ -30,16 +30,16 @@ pub async fn take(g: &Global, printer: &Printer, t: &TakeArgs) -> CmdResult {
     } else {
         let point = &report.point;
         show(point);
-        println!("Recovery point {} taken in {:.1}s; stored at {}.", style(&point.id).bold(), point.took_ms as f64 / 1000.0, report.store);
+        outln!("Recovery point {} taken in {:.1}s; stored at {}.", style(&point.id).bold(), point.took_ms as f64 / 1000.0, report.store);
         for r in &report.removed {
-            println!("Removed recovery point {r} (--keep {}).", t.keep.unwrap_or_default());
+            outln!("Removed recovery point {r} (--keep {}).", t.keep.unwrap_or_default());
         }
     }
     Ok(Exit::Ok)
 }
 
 fn show(p: &RecoveryPoint) {
-    println!(
+    outln!(
         "{} of {} at {} (state serial {}, {} resources, {} snapshot(s))",
         style(&p.id).bold(),
         p.environment,
@@ -51,7 +51,7 @@ fn show(p: &RecoveryPoint) {
     for s in &p.snapshots {
         let copies: Vec<String> = s.copies.iter().map(|(r, c)| format!("{r}: {}", c.id)).collect();
         let copies = if copies.is_empty() { String::new() } else { format!("  (copies: {})", copies.join(", ")) };
-        println!("  {:<24} {:<18} {}{copies}", s.addr.to_string(), s.type_name, s.snapshot.id);
+        outln!("  {:<24} {:<18} {}{copies}", s.addr.to_string(), s.type_name, s.snapshot.id);
     }
 }
 
@@ -66,12 +66,12 @@ pub async fn list(g: &Global, printer: &Printer, env: &str) -> CmdResult {
     if printer.json {
         emit(&Event::RecoveryPoints { points: points.iter().map(Into::into).collect() });
     } else if points.is_empty() {
-        println!("No recovery points of {} (take one with `phoenix snapshot {}`).", env.loaded.name, env.loaded.name);
+        outln!("No recovery points of {} (take one with `phoenix snapshot {}`).", env.loaded.name, env.loaded.name);
     } else {
-        println!("{:<28} {:<20} {:>9} {:>8}  regions", "ID", "TAKEN (UTC)", "SNAPSHOTS", "TOOK");
+        outln!("{:<28} {:<20} {:>9} {:>8}  regions", "ID", "TAKEN (UTC)", "SNAPSHOTS", "TOOK");
         for p in &points {
             let regions: Vec<String> = p.copied_regions().into_iter().collect();
-            println!(
+            outln!(
                 "{:<28} {:<20} {:>9} {:>7.1}s  {}",
                 p.id,
                 p.created_at.format("%Y-%m-%d %H:%M:%S"),
@@ -108,7 +108,7 @@ pub async fn delete(g: &Global, printer: &Printer, env: &str, id: &str, yes: boo
     if printer.json {
         emit(&Event::RecoveryPointDeleted { id: id.to_string(), snapshots: point.snapshots.len() });
     } else {
-        println!("Deleted recovery point {id} and its {} snapshot(s).", point.snapshots.len());
+        outln!("Deleted recovery point {id} and its {} snapshot(s).", point.snapshots.len());
     }
     Ok(Exit::Ok)
 }

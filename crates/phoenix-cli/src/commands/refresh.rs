@@ -16,27 +16,28 @@ pub async fn refresh(g: &Global, printer: &Printer, args: &EnvArgs, lock: &LockA
         return Ok(Exit::Ok);
     }
     let key = env.loaded.state_key();
-    println!("Read {} object(s) of {key}.", report.read);
+    outln!("Read {} object(s) of {key}.", report.read);
     for (addr, attrs) in &report.drift {
-        println!("  {} {} changed outside Phoenix:", style("~").yellow().bold(), style(addr).bold());
+        outln!("  {} {} changed outside Phoenix:", style("~").yellow().bold(), style(addr).bold());
         for d in attrs {
             let show = |v: &Option<serde_json::Value>| v.as_ref().map_or_else(|| "(unset)".to_string(), show_value);
-            println!("      {} = {} -> {}", d.attr, show(&d.before), show(&d.after));
+            outln!("      {} = {} -> {}", d.attr, show(&d.before), show(&d.after));
         }
     }
     for addr in &report.gone {
-        println!("  {} {} no longer exists; forgotten", style("-").red().bold(), style(addr).bold());
+        outln!("  {} {} no longer exists; forgotten", style("-").red().bold(), style(addr).bold());
     }
     for addr in &report.adopted {
-        println!("  {} {} found by its ownership tags; recorded", style("+").green().bold(), style(addr).bold());
+        outln!("  {} {} found by its ownership tags; recorded", style("+").green().bold(), style(addr).bold());
     }
     if report.state_changed {
-        println!(
+        outln!(
             "State updated (serial {}). Nothing was created, changed or deleted; `phoenix plan {}` shows what `up` would do.",
-            report.serial, args.env
+            report.serial,
+            args.env
         );
     } else {
-        println!("{} every object matches state.", style("No drift:").green().bold());
+        outln!("{} every object matches state.", style("No drift:").green().bold());
     }
     Ok(Exit::Ok)
 }

@@ -54,7 +54,7 @@ pub fn schema(g: &Global, printer: &Printer, name: Option<&str>, format: SchemaF
             }
         },
     };
-    println!("{}", text.trim_end());
+    outln!("{}", text.trim_end());
     Ok(Exit::Ok)
 }
 

@@ -215,3 +215,62 @@ fn a_failed_event_carries_the_message_and_the_kind() {
         json!({"event": "failed", "addr": "db", "op": "create", "error": "CreateDBInstance: Throttling", "error_kind": "rate_limited", "elapsed_ms": 7})
     );
 }
+
+/// Keeps every event, for tests of what a display is told.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<ApplyEvent>>);
+
+impl Reporter for Recorder {
+    fn event(&self, event: &ApplyEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+fn finished_ids(events: &[ApplyEvent]) -> Vec<(String, OpKind, Option<String>)> {
+    let mut ids: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            ApplyEvent::Finished { addr, op, id, .. } => Some((addr.to_string(), *op, id.clone())),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_finished_event_names_the_object_made_and_the_object_destroyed() {
+    let d = def(&[("vpc", json!({})), ("subnet", json!({"name": "${vpc.id}"}))]);
+    let provider = Arc::new(FakeProvider::default());
+    let reg = registry(provider.clone());
+    let journal = Arc::new(MemoryJournal::default());
+    let recorder = Arc::new(Recorder::default());
+    let plan = diff(&d, &refresh(&empty_state(), &reg).await.unwrap(), &reg, &PlanOptions::default());
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let report = apply(&plan, &reg, journal.clone(), recorder.clone(), ApplyOptions { parallelism: 4, cancel: rx }).await.unwrap();
+    assert!(report.is_success());
+    assert_eq!(
+        finished_ids(&recorder.0.lock().unwrap()),
+        vec![("subnet".into(), OpKind::Create, Some("id-subnet".into())), ("vpc".into(), OpKind::Create, Some("id-vpc".into()))]
+    );
+
+    let state = journal.replay(&empty_state());
+    let recorder = Arc::new(Recorder::default());
+    let plan = diff(&d, &refresh(&state, &reg).await.unwrap(), &reg, &PlanOptions { destroy: true, ..Default::default() });
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let journal = Arc::new(MemoryJournal::default());
+    apply(&plan, &reg, journal, recorder.clone(), ApplyOptions { parallelism: 4, cancel: rx }).await.unwrap();
+    assert_eq!(
+        finished_ids(&recorder.0.lock().unwrap()),
+        vec![("subnet".into(), OpKind::Destroy, Some("id-subnet".into())), ("vpc".into(), OpKind::Destroy, Some("id-vpc".into()))]
+    );
+}
+
+#[test]
+fn an_object_is_named_by_its_id_else_by_its_pid() {
+    let attrs = |v: serde_json::Value| -> Attrs { serde_json::from_value(v).unwrap() };
+    assert_eq!(object_id(&attrs(json!({"id": "i-0abc", "pid": 7}))), Some("i-0abc".into()));
+    assert_eq!(object_id(&attrs(json!({"pid": 4242, "manager": "process"}))), Some("pid 4242".into()));
+    assert_eq!(object_id(&attrs(json!({"sha256": "ab"}))), None);
+    assert_eq!(object_id(&attrs(json!({"id": ""}))), None);
+}

@@ -74,6 +74,6 @@ fn executor_events_use_the_one_verb_set() {
     let addr = ResourceAddr::new_unchecked("web");
     let ev = Event::from(&ApplyEvent::Started { addr: addr.clone(), op: OpKind::Destroy, type_name: "aws.instance".into() });
     assert_eq!(ev, Event::OperationStarted { addr: "web".into(), action: Verb::Delete, resource_type: "aws.instance".into() });
-    let ev = Event::from(&ApplyEvent::Finished { addr, op: OpKind::Adopt, elapsed_ms: 1 });
+    let ev = Event::from(&ApplyEvent::Finished { addr, op: OpKind::Adopt, elapsed_ms: 1, id: None });
     assert!(ev.to_line().contains(r#""action":"adopt""#));
 }
