@@ -39,6 +39,9 @@ fn settings() -> insta::Settings {
         (r"\[[0-9a-f]{16}\]", "[[ID]]"),
         // The dev preflight's streamed output: the machine's own Python.
         (r"Python \d+\.\d+\.\d+", "Python [VERSION]"),
+        // A readiness check's streamed "waiting for …" lines: how many depends
+        // on how fast the server starts (its outcome is the `created` line).
+        (r"(?m)^\[TIME\] [A-Za-z0-9_-]+: waiting for [^\n]*\n", ""),
     ] {
         s.add_filter(pattern, replacement);
     }

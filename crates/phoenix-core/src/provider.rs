@@ -146,8 +146,9 @@ pub enum ErrorClass {
 }
 
 /// What went wrong, mapped once per provider from its API's error codes, so
-/// nothing downstream matches on message text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// nothing downstream matches on message text; also the `error_kind` of
+/// `--json` events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The object does not exist (or is not visible yet).

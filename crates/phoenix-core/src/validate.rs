@@ -560,10 +560,7 @@ mod relation_tests {
         let indexed = def(&[net.clone(), sub("a", json!({"nth": 1})), sub("b", json!({"nth": 1})), group.clone()]);
         assert_eq!(
             messages(&indexed),
-            vec![
-                "`x.group` needs its `members` in at least two availability zones; `a` and `b` are both in the zone of nth 1"
-                    .to_string()
-            ]
+            vec!["`x.group` needs its `members` in at least two availability zones; `a` and `b` are both in the zone of nth 1".to_string()]
         );
         let spread = def(&[net.clone(), sub("a", json!({"zone": "z1"})), sub("b", json!({"zone": "z2"})), group.clone()]);
         assert_eq!(messages(&spread), Vec::<String>::new());

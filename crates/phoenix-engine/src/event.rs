@@ -67,41 +67,6 @@ impl Verb {
     }
 }
 
-/// Why an operation failed, mapped once per provider from its API's error codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorClass {
-    NotFound,
-    AlreadyExists,
-    /// In use, or in a state that forbids the call.
-    Conflict,
-    PermissionDenied,
-    Credentials,
-    RateLimited,
-    InvalidInput,
-    Unsupported,
-    /// A retry may pass.
-    Transient,
-    Unexpected,
-}
-
-impl From<ErrorKind> for ErrorClass {
-    fn from(k: ErrorKind) -> Self {
-        match k {
-            ErrorKind::NotFound => ErrorClass::NotFound,
-            ErrorKind::AlreadyExists => ErrorClass::AlreadyExists,
-            ErrorKind::Conflict => ErrorClass::Conflict,
-            ErrorKind::PermissionDenied => ErrorClass::PermissionDenied,
-            ErrorKind::Credentials => ErrorClass::Credentials,
-            ErrorKind::RateLimited => ErrorClass::RateLimited,
-            ErrorKind::InvalidInput => ErrorClass::InvalidInput,
-            ErrorKind::Unsupported => ErrorClass::Unsupported,
-            ErrorKind::Transient => ErrorClass::Transient,
-            ErrorKind::Unexpected => ErrorClass::Unexpected,
-        }
-    }
-}
-
 /// Planned changes by verb.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct PlanSummary {
@@ -132,7 +97,7 @@ pub struct FailedOperation {
     pub addr: String,
     pub action: Verb,
     pub error: String,
-    pub error_kind: ErrorClass,
+    pub error_kind: ErrorKind,
 }
 
 /// A snapshot, as its provider names it.
@@ -320,7 +285,7 @@ pub enum Event {
         addr: String,
         action: Verb,
         error: String,
-        error_kind: ErrorClass,
+        error_kind: ErrorKind,
         elapsed_ms: u64,
     },
     /// Not run, because something it needs failed.
@@ -604,7 +569,7 @@ impl From<&ApplyEvent> for Event {
                 addr: addr.to_string(),
                 action: (*op).into(),
                 error: error.message.clone(),
-                error_kind: error.kind.into(),
+                error_kind: error.kind,
                 elapsed_ms: *elapsed_ms,
             },
             ApplyEvent::Skipped { addr, op, because } => {

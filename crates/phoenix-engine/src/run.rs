@@ -118,7 +118,7 @@ impl RunReport {
                     addr: r.addr.to_string(),
                     action: r.op.into(),
                     error: error.message.clone(),
-                    error_kind: error.kind.into(),
+                    error_kind: error.kind,
                 }),
                 _ => None,
             })

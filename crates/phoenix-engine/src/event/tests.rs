@@ -36,7 +36,7 @@ fn a_line_carries_type_version_and_time_and_validates() {
         addr: "db".into(),
         action: Verb::Create,
         error: "CreateDBInstance: Throttling".into(),
-        error_kind: ErrorClass::RateLimited,
+        error_kind: ErrorKind::RateLimited,
         elapsed_ms: 7,
     };
     let line = ev.to_line_at(at);
